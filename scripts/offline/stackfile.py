@@ -1,0 +1,84 @@
+"""Read `stacks/Pulumi.<stack>.yaml` as the Pulumi CLI would hand it to the program, offline.
+
+`secure:` values cannot be decrypted here (that needs the stack's secrets provider), so each one is
+replaced by a deterministic placeholder that names its key; the key stays a secret.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scripts.offline import PROJECT
+
+STACKS_DIR = Path(__file__).resolve().parents[2] / "stacks"
+PLACEHOLDER_PREFIX = "plan-placeholder"
+
+
+class StackFileError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class StackFile:
+    stack: str
+    config: dict[str, str]
+    """Keys as in the file (`confidential-ai:kbs`, `pulumi:disable-default-providers`); objects as JSON text."""
+    secret_keys: frozenset[str]
+
+
+def placeholder(stack: str, key: str) -> str:
+    return f"{PLACEHOLDER_PREFIX}:{stack}:{key}"
+
+
+def stack_path(stack: str, stacks_dir: Path = STACKS_DIR) -> Path:
+    return stacks_dir / f"Pulumi.{stack}.yaml"
+
+
+def read_stack_file(stack: str, stacks_dir: Path = STACKS_DIR, secret_values: dict[str, str] | None = None) -> StackFile:
+    """`secret_values` overrides placeholders by key path (`kubeconfig`, `kbsSecrets.ngc-api-key`)."""
+    path = stack_path(stack, stacks_dir)
+    if not path.is_file():
+        raise StackFileError(f"{stack}: no stack file {path.relative_to(path.parents[1])}")
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise StackFileError(f"{stack}: {path.name} is not valid YAML: {str(err).splitlines()[0]}") from None
+    raw = document.get("config") or {}
+    if not isinstance(raw, dict):
+        raise StackFileError(f"{stack}: {path.name}: 'config' must be a mapping")
+    config: dict[str, str] = {}
+    secret_keys: set[str] = set()
+    for key, value in raw.items():
+        short = key.split(":", 1)[1] if key.startswith(f"{PROJECT}:") else key
+        found_secret = False
+
+        def resolve(node: Any, path: str) -> Any:
+            nonlocal found_secret
+            if isinstance(node, dict) and set(node) == {"secure"}:
+                found_secret = True
+                return (secret_values or {}).get(path, placeholder(stack, path))
+            if isinstance(node, dict):
+                return {k: resolve(v, f"{path}.{k}") for k, v in node.items()}
+            if isinstance(node, list):
+                return [resolve(v, f"{path}[{i}]") for i, v in enumerate(node)]
+            return node
+
+        resolved = resolve(value, short)
+        if found_secret:
+            secret_keys.add(key)
+        config[key] = _as_config_string(resolved)
+    return StackFile(stack, config, frozenset(secret_keys))
+
+
+def _as_config_string(value: Any) -> str:
+    """How the Pulumi CLI passes config to a program: strings as-is, everything else as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value, separators=(",", ":"))

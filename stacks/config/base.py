@@ -1,0 +1,208 @@
+"""Building blocks of the typed stack config: the model base class, shared field types and rules.
+
+Config is parsed once, at the edge (`stacks.config.load`), into these frozen models. Components
+receive typed values and never read `pulumi.Config` themselves.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+import pulumi
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+from pydantic.alias_generators import to_camel
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a stack's config, located by its key path (`peerPods.instanceSizes[1]`)."""
+
+    path: str
+    message: str
+
+
+class Model(BaseModel):
+    """Config section: camelCase keys in the stack file, unknown keys rejected, immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,
+    )
+
+    def rules(self) -> Iterator[Problem]:
+        """Cross-field rules of this model, key paths relative to it. Override to add rules."""
+        return iter(())
+
+    def problems(self) -> Iterator[Problem]:
+        """This model's rules, then those of every model nested in it, re-rooted under their keys."""
+        yield from self.rules()
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if isinstance(value, Model):
+                yield from nested(field.alias or name, value.problems())
+            elif isinstance(value, (list, tuple)):
+                for i, item in enumerate(value):
+                    if isinstance(item, Model):
+                        yield from nested(f"{field.alias or name}[{i}]", item.problems())
+            elif isinstance(value, dict):
+                for key, item in value.items():
+                    if isinstance(item, Model):
+                        yield from nested(f"{field.alias or name}.{key}", item.problems())
+
+
+def nested(prefix: str, problems: Iterable[Problem]) -> Iterator[Problem]:
+    """Re-root problems under the key `prefix`."""
+    for problem in problems:
+        separator = "" if problem.path.startswith("[") else "."
+        yield Problem(f"{prefix}{separator}{problem.path}" if problem.path else prefix, problem.message)
+
+
+def secret_output(value: SecretStr) -> pulumi.Output[str]:
+    """A config secret as a Pulumi secret Output: the only way secrets leave the config models."""
+    return pulumi.Output.secret(value.get_secret_value())
+
+
+# --- Azure -----------------------------------------------------------------------------------
+
+# Public Azure regions by their programmatic name (`az account list-locations --query [].name`).
+AZURE_REGIONS = frozenset(
+    """
+    australiacentral australiacentral2 australiaeast australiasoutheast austriaeast belgiumcentral
+    brazilsouth brazilsoutheast canadacentral canadaeast centralindia centralus chilecentral eastasia
+    eastus eastus2 francecentral francesouth germanynorth germanywestcentral indonesiacentral
+    israelcentral italynorth japaneast japanwest koreacentral koreasouth malaysiawest mexicocentral
+    newzealandnorth northcentralus northeurope norwayeast norwaywest polandcentral qatarcentral
+    southafricanorth southafricawest southcentralus southeastasia southindia spaincentral swedencentral
+    switzerlandnorth switzerlandwest uaecentral uaenorth uksouth ukwest westcentralus westeurope
+    westindia westus westus2 westus3
+    """.split()
+)
+
+
+def _region(value: str) -> str:
+    if value not in AZURE_REGIONS:
+        raise ValueError(f"{value!r} is not an Azure region name (use the programmatic form, e.g. eastus2)")
+    return value
+
+
+AzureRegion = Annotated[str, AfterValidator(_region)]
+
+# The GPU size this toolkit is built for: SEV-SNP CPU + H100 in confidential mode
+# (MicrosoftDocs azure-compute-docs, nccadsh100v5-series.md).
+CONFIDENTIAL_GPU_SIZE = "Standard_NCC40ads_H100_v5"
+# AMD SEV-SNP confidential VM sizes (DCasv5/DCadsv5/ECasv5/ECadsv5 series and NCCadsH100v5). The
+# trusted side attests `az-snp-vtpm` evidence, so Intel TDX sizes (DCesv5/ECesv5) are not accepted.
+_SNP_SIZE = re.compile(r"^Standard_(DC|EC)\d+a(d)?s_v5$")
+_TDX_SIZE = re.compile(r"^Standard_(DC|EC)\d+e(d)?s_v5$")
+
+
+def confidential_size_problem(size: str) -> str | None:
+    """Why `size` cannot host a peer pod VM here, or None when it is an SEV-SNP confidential size."""
+    if size == CONFIDENTIAL_GPU_SIZE or _SNP_SIZE.match(size):
+        return None
+    if _TDX_SIZE.match(size):
+        return f"{size} is an Intel TDX size; the trusted side attests AMD SEV-SNP (az-snp-vtpm) only"
+    return f"{size} is not a confidential VM size"
+
+
+def is_gpu_size(size: str) -> bool:
+    return size == CONFIDENTIAL_GPU_SIZE
+
+
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def _guid(value: str) -> str:
+    if not _GUID.match(value):
+        raise ValueError(f"{value!r} is not a GUID (lowercase, 8-4-4-4-12)")
+    return value
+
+
+Guid = Annotated[str, AfterValidator(_guid)]
+
+
+# --- Network ---------------------------------------------------------------------------------
+
+
+def _cidr(value: str) -> str:
+    try:
+        network = ipaddress.IPv4Network(value, strict=True)
+    except ValueError as err:
+        raise ValueError(f"{value!r} is not an IPv4 CIDR ({err})") from None
+    return str(network)
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
+
+
+def overlapping(cidrs: dict[str, str]) -> Iterator[Problem]:
+    """One problem per pair of named CIDRs that overlap, named by the later key."""
+    seen: list[tuple[str, ipaddress.IPv4Network]] = []
+    for key, cidr in cidrs.items():
+        network = ipaddress.IPv4Network(cidr)
+        for other_key, other in seen:
+            if network.overlaps(other):
+                yield Problem(key, f"{cidr} overlaps {other_key} ({other})")
+        seen.append((key, network))
+
+
+# --- URLs and names --------------------------------------------------------------------------
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
+
+
+def _https_url(value: str) -> str:
+    match = re.match(r"^([a-z]+)://([^/:]+)(:\d+)?/?$", value)
+    if not match:
+        raise ValueError(f"{value!r} is not a URL of the form https://host[:port]")
+    scheme, host, _ = match.groups()
+    if scheme != "https":
+        raise ValueError(f"{value} is not https: KBS must only be reached over TLS")
+    if not _HOSTNAME.match(host):
+        raise ValueError(f"{host!r} is not a DNS hostname")
+    return value.rstrip("/")
+
+
+HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def _dns_label(value: str) -> str:
+    if not _DNS_LABEL.match(value):
+        raise ValueError(f"{value!r} is not a DNS label (lowercase letters, digits and '-', at most 63)")
+    return value
+
+
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+
+
+# --- Shared sections -------------------------------------------------------------------------
+
+
+class StackId(Model):
+    """Who is being deployed; injected by the loader from the stack name, never set in config."""
+
+    name: str
+    env: str
+    role: str
+
+
+class OperatorPin(Model):
+    """An OLM subscription pinned to one CSV, so an operator upgrade is a reviewed config change."""
+
+    channel: str = "stable"
+    source: str = "redhat-operators"
+    starting_csv: str = Field(alias="startingCSV")
+    install_plan_approval: Literal["Automatic", "Manual"] = "Automatic"
+
+    def rules(self) -> Iterator[Problem]:
+        if not re.match(r"^[a-z0-9-]+\.v\d+\.\d+\.\d+", self.starting_csv):
+            yield Problem("startingCSV", f"{self.starting_csv!r} is not a CSV name like operator-name.v1.2.3")

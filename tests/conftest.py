@@ -1,0 +1,96 @@
+"""Shared fixtures: run a stack program under fresh mocks, example configs, upstream CRD schemas."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from scripts.offline import StackRun, run_stack
+from scripts.offline.fakes import StackOutputs
+from scripts.offline.stackfile import read_stack_file
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CRDS = SHARED / "crds"
+
+
+def example_config(stack: str, set: dict[str, Any] | None = None, delete: tuple[str, ...] = ()) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The config of `stacks/Pulumi.<stack>.yaml` (secure values as placeholders), with edits.
+
+    Paths are dotted key paths without the project prefix: `peerPods.instanceSizes`, `kbs.url`.
+    """
+    stack_file = read_stack_file(stack)
+    tree: dict[str, Any] = {}
+    for key, value in stack_file.config.items():
+        tree[key] = json.loads(value) if value[:1] in "{[" else value
+    prefix = "confidential-ai:"
+    for path, value in (set or {}).items():
+        parent, leaf = _walk(tree, prefix + path, create=True)
+        parent[leaf] = value
+    for path in delete:
+        parent, leaf = _walk(tree, prefix + path, create=False)
+        del parent[leaf]
+    config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in tree.items()}
+    return config, tuple(stack_file.secret_keys)
+
+
+def _walk(tree: dict[str, Any], path: str, create: bool) -> tuple[dict[str, Any], str]:
+    namespace, rest = path.split(":", 1)
+    parts = rest.split(".")
+    node: Any = tree
+    key = f"{namespace}:{parts[0]}"
+    for part in parts[1:]:
+        if create and key not in node:
+            node[key] = {}
+        node = node[key]
+        key = int(part) if isinstance(node, list) else part
+    return node, key
+
+
+class Runner:
+    """Runs one stack under fresh mocks per call (new event loop, settings, root resource)."""
+
+    def __call__(self, stack: str, config: dict[str, str], secret_keys: tuple[str, ...] = (), stack_outputs: dict[str, StackOutputs] | None = None) -> StackRun:
+        return run_stack(stack, config, secret_keys, stack_outputs)
+
+    def example(self, stack: str, set: dict[str, Any] | None = None, delete: tuple[str, ...] = (), stack_outputs: dict[str, StackOutputs] | None = None) -> StackRun:
+        config, secret_keys = example_config(stack, set, delete)
+        if stack_outputs is None and stack.endswith("-cloud"):
+            trusted = stack.rsplit("-", 1)[0] + "-trusted"
+            stack_outputs = {trusted: self.example(trusted).stack_outputs}
+        return self(stack, config, secret_keys, stack_outputs)
+
+
+@pytest.fixture
+def runner() -> Runner:
+    return Runner()
+
+
+@pytest.fixture(scope="session")
+def crd_validator():
+    """validate(manifest) -> list of schema errors, against the upstream CRD serving its kind."""
+    if not CRDS.is_dir():
+        pytest.skip(f"upstream CRDs not found at {CRDS} (clone outside the workspace)")
+    import jsonschema
+
+    schemas: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in CRDS.glob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            spec = doc["spec"]
+            for version in spec["versions"]:
+                schemas[(f"{spec['group']}/{version['name']}", spec["names"]["kind"])] = version["schema"]["openAPIV3Schema"]
+
+    def validate(manifest: dict[str, Any]) -> list[str]:
+        schema = schemas.get((manifest["apiVersion"], manifest["kind"]))
+        if schema is None:
+            return [f"no upstream CRD for {manifest['apiVersion']} {manifest['kind']}"]
+        validator = jsonschema.Draft7Validator(copy.deepcopy(schema))
+        return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(manifest)]
+
+    return validate

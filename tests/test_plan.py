@@ -1,0 +1,107 @@
+"""The offline plan: what it writes, that it is deterministic, and that secrets stay "[secret]"."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scripts.offline.stackfile import PLACEHOLDER_PREFIX, STACKS_DIR
+from scripts.plan import main, plan_environment, write_plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def planned(request, tmp_path_factory) -> tuple[str, Path]:
+    out = tmp_path_factory.mktemp(f"plan-{request.param}")
+    write_plan(plan_environment(request.param), out)
+    return request.param, out
+
+
+def written_files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_plan_writes_every_file_for_both_stacks(planned):
+    env, out = planned
+    for stack in (f"{env}-trusted", f"{env}-cloud"):
+        resources = json.loads((out / stack / "resources.json").read_text())
+        assert resources, f"{stack} registered nothing"
+        assert [r["urn"] for r in resources] == sorted(r["urn"] for r in resources)
+        for entry in resources:
+            assert set(entry) == {"urn", "type", "name", "parent", "provider", "dependsOn", "protect", "inputs"}
+        assert isinstance(json.loads((out / stack / "outputs.json").read_text()), dict)
+        assert (out / stack / "manifests").is_dir()
+    assert "```mermaid" in (out / "topology.md").read_text()
+
+
+def test_manifests_are_kubernetes_objects(planned):
+    _, out = planned
+    for path in out.rglob("manifests/*.yaml"):
+        manifest = yaml.safe_load(path.read_text())
+        assert list(manifest)[:3] == ["apiVersion", "kind", "metadata"], path.name
+        assert manifest["metadata"]["name"], path.name
+        if manifest["kind"] == "Secret":
+            for field in ("data", "stringData"):
+                assert set(manifest.get(field, {}).values()) <= {"[secret]"}, path.name
+
+
+def test_plan_is_byte_identical_across_runs(planned, tmp_path):
+    env, out = planned
+    write_plan(plan_environment(env), tmp_path)
+    assert written_files(tmp_path) == written_files(out)
+
+
+def test_secret_placeholders_never_written(planned):
+    _, out = planned
+    for name, content in written_files(out).items():
+        assert PLACEHOLDER_PREFIX.encode() not in content, f"a secret config value reached {name}"
+
+
+def test_cloud_stack_reference_sees_trusted_outputs(planned):
+    env, out = planned
+    trusted_outputs = json.loads((out / f"{env}-trusted" / "outputs.json").read_text())
+    cloud_outputs = json.loads((out / f"{env}-cloud" / "outputs.json").read_text())
+    assert cloud_outputs["kbsUrl"] == trusted_outputs["kbsUrl"]
+
+
+def test_plan_prints_a_tree_per_stack(capsys, tmp_path):
+    assert main(["dev", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("dev-trusted: ")
+    assert "\ndev-cloud: " in printed
+
+
+def test_broken_config_exits_2_with_one_line_per_problem(tmp_path):
+    stacks = tmp_path / "stacks"
+    shutil.copytree(STACKS_DIR, stacks, ignore=shutil.ignore_patterns("*.py", "__pycache__", "config"))
+    cloud = stacks / "Pulumi.dev-cloud.yaml"
+    document = yaml.safe_load(cloud.read_text())
+    document["config"]["confidential-ai:peerPods"]["instanceSizes"].append("Standard_D4s_v5")
+    document["config"]["confidential-ai:azure"]["location"] = "East US 2"
+    cloud.write_text(yaml.safe_dump(document))
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.plan", "dev", "--stacks-dir", str(stacks), "--out", str(tmp_path / "out")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        "dev-cloud: azure.location: 'East US 2' is not an Azure region name (use the programmatic form, e.g. eastus2)",
+        "dev-cloud: peerPods.instanceSizes[2]: Standard_D4s_v5 is not a confidential VM size",
+    ]
+
+
+def test_unknown_environment_is_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.plan", "staging", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "staging-trusted: no stack file stacks/Pulumi.staging-trusted.yaml"
