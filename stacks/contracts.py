@@ -1,0 +1,34 @@
+"""What one part of the program hands the next: the trusted stack's outputs and the cloud stack's layers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+# The trusted stack's outputs: everything the cloud side may read, all public. `kbsResources` maps a
+# logical name to {"uri": "kbs:///default/<secret>/<key>", "gpuGated": bool, "minGpus": int}.
+TRUSTED_OUTPUTS = ("kbsUrl", "kbsCaCert", "initdata", "initdataDigest", "initdataPcr8", "kbsResources")
+# What the cloud stack reads; `initdataPcr8` stays on the trusted side's books (it is a reference value).
+CLOUD_READS = ("kbsUrl", "kbsCaCert", "initdata", "initdataDigest", "kbsResources")
+
+
+@dataclass(frozen=True)
+class AzureLayer:
+    """The Azure layer's hand-off to the cluster layer of the cloud stack."""
+
+    kubernetes: k8s.Provider
+    """Explicit provider for the cloud cluster (ARO admin kubeconfig, or the one you bring)."""
+    cluster_ready: list[pulumi.Resource]
+    """What must exist before anything runs on the cluster (the ARO cluster; empty for `existing`)."""
+    subscription_id: str
+    tenant_id: str
+    region: str
+    pod_vm_resource_group: pulumi.Output[str]
+    pod_vm_subnet_id: pulumi.Output[str]
+    pod_vm_nsg_id: pulumi.Output[str]
+    pod_vm_image_id: str
+    peer_pods_client_id: str
+    peer_pods_client_secret: pulumi.Output[str]
+    """A Pulumi secret."""
