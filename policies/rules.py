@@ -393,7 +393,9 @@ def cluster_trust_boundary(args: ResourceValidationArgs, report_violation: Repor
         if args.resource_type.startswith("kubernetes:"):
             report_violation(f"{args.name} has no explicit provider: every Kubernetes object names its cluster's provider", None)
         return
-    if args.provider.name.startswith("default"):
+    package = args.resource_type.split(":", 1)[0]
+    if args.provider.name.startswith("default") and package in ("kubernetes", *CLOUD_PROVIDER_PACKAGES):
+        # A default provider acts on ambient credentials (kubeconfig, az login): whichever cluster those name.
         report_violation(f"{args.name} uses the default provider {args.provider.name}: bind it to its cluster's explicit provider", None)
     side = provider_side(args.provider.resource_type, args.provider.name, args.provider.props)
     if side is not None and side != role:
