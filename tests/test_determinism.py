@@ -3,9 +3,10 @@ seeds; a change to one config value changes only the resources (and outputs) tha
 
 "Depends on it" is checked without naming every resource: a resource may change when its new inputs
 carry the new value (directly or encoded: see `tests.test_trust_boundary.revealed`), when only its
-annotations change (restart triggers and digests), or when a `Change` declares it as derived (e.g.
-reference values hold a digest of initdata, which holds the KBS URL). Anything else that changes is an
-unexpected dependency. Each change also names the resource that must change once the stack registers
+annotations change (restart triggers and digests), when a `Change` declares it as derived (e.g.
+reference values hold a digest of initdata, which holds the KBS URL), when it reads a changed stack,
+or when its inputs come from such a resource (its recorded dependencies). Anything else that changes
+is an unexpected dependency. Each change also names the resource that must change once the stack registers
 it, so a value that stops being wired fails too.
 """
 
@@ -99,7 +100,8 @@ CHANGES = {
         lambda r: r.type == "kubernetes:route.openshift.io/v1:Route",
         # Reference values pin PCR8, a digest of initdata, which holds the KBS URL (FACTS 4).
         derived=_configmap_with("reference_value"),
-        derived_outputs=("initdataDigest", "initdataPcr8"),
+        # The KBS certificate names the host; initdata and the cloud side embed it.
+        derived_outputs=("initdataDigest", "initdataPcr8", "kbsCaCert"),
     ),
 }
 
@@ -157,19 +159,26 @@ def unexpected_changes(before_runs: list[StackRun], after_runs: list[StackRun], 
     before, after = entries(before_runs), entries(after_runs)
     by_urn = {r.urn: r for run in after_runs for r in run.resources}
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-    unexpected = []
+    explained = set()
     for key in changed:
         if key not in before or key not in after:
-            unexpected.append(key)
-        elif key.startswith("output:"):
-            if not (leaked(str(change.value), after[key]) or key.rsplit(":", 1)[1] in change.derived_outputs):
-                unexpected.append(key)
-        else:
-            carries = leaked(_marker(change.value), after[key]["inputs"])
-            annotations_only = without_annotations(before[key]["inputs"]) == without_annotations(after[key]["inputs"])
-            if not (carries or annotations_only or change.derived(by_urn[key])):
-                unexpected.append(key)
-    return changed, unexpected
+            continue
+        if key.startswith("output:"):
+            if leaked(str(change.value), after[key]) or key.rsplit(":", 1)[1] in change.derived_outputs:
+                explained.add(key)
+            continue
+        r = by_urn[key]
+        carries = leaked(_marker(change.value), after[key]["inputs"])
+        annotations_only = without_annotations(before[key]["inputs"]) == without_annotations(after[key]["inputs"])
+        if carries or annotations_only or change.derived(r) or r.type == "pulumi:pulumi:StackReference":
+            explained.add(key)
+    # A resource whose inputs come from a changed, explained resource depends on the value through it.
+    while True:
+        through = {k for k in changed if k not in explained and k in by_urn and explained & set(by_urn[k].depends_on)}
+        if not through:
+            break
+        explained |= through
+    return changed, [k for k in changed if k not in explained]
 
 
 def _marker(value: Any) -> str:
@@ -196,8 +205,9 @@ def _port_program() -> None:
     port = int(pulumi.Config().require("port"))
     provider = k8s.Provider("cloud-cluster", kubeconfig="fake", cluster_identifier="dev-cloud")
     opts = pulumi.ResourceOptions(provider=provider)
-    k8s.core.v1.ConfigMap("carrier", metadata={"name": "carrier"}, data={"VXLAN_PORT": str(port)}, opts=opts)
-    k8s.core.v1.ConfigMap("restarted", metadata={"name": "restarted", "annotations": {"checksum": str(hash(port))}}, opts=opts)
+    carrier = k8s.core.v1.ConfigMap("carrier", metadata={"name": "carrier"}, data={"VXLAN_PORT": str(port)}, opts=opts)
+    k8s.core.v1.ConfigMap("dependent", metadata={"name": "dependent"}, data={"digest": carrier.data.apply(lambda d: str(hash(d["VXLAN_PORT"])))}, opts=opts)
+    k8s.core.v1.ConfigMap("restarted", metadata={"name": "restarted", "annotations": {"checksum": str(port * 3)}}, opts=opts)
     k8s.core.v1.ConfigMap("bystander", metadata={"name": "bystander"}, data={"derived": str(port * 2)}, opts=opts)
 
 
@@ -206,5 +216,5 @@ def test_an_undeclared_dependency_is_reported():
     before = [run_stack("dev-cloud", {"port": "9000"}, program=_port_program)]
     after = [run_stack("dev-cloud", {"port": "47813"}, program=_port_program)]
     changed, unexpected = unexpected_changes(before, after, change)
-    assert [urn.rsplit("::", 1)[1] for urn in changed] == ["bystander", "carrier", "restarted"]
+    assert [urn.rsplit("::", 1)[1] for urn in changed] == ["bystander", "carrier", "dependent", "restarted"]
     assert [urn.rsplit("::", 1)[1] for urn in unexpected] == ["bystander"]
