@@ -637,3 +637,15 @@ def test_each_policy_fires_on_its_violation_in_the_plan(plan, mutation):
 def test_every_policy_has_a_plan_level_demonstration():
     demonstrated = {policy for _, _, _, policy, _ in MUTATIONS.values()}
     assert demonstrated >= MANDATORY, f"no mutated plan demonstrates {MANDATORY - demonstrated}"
+
+
+def test_offline_policy_command_exits_1_on_a_mandatory_violation(monkeypatch, capsys):
+    from scripts.offline import policy as offline_policy
+
+    assert offline_policy.main(["dev"]) == 0
+    runs = [completed(run, "dev") for run in plan_environment("dev")]
+    cloud = runs[1]
+    _edit(TARGETS["peer-pods-cm"][2](cloud)[0], _set_data(DISABLECVM="true"))
+    monkeypatch.setattr("scripts.plan.plan_environment", lambda env: runs)
+    assert offline_policy.main(["dev"]) == 1
+    assert "[mandatory] peer-pods-confidential-vms: urn:pulumi:dev-cloud::" in capsys.readouterr().out
