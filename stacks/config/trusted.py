@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, SecretStr
 
+from components.trustee.names import RESERVED as RESERVED_NAMES
 from stacks.config.base import DnsLabel, HttpsUrl, Model, OperatorPin, Problem, StackId, nested
 
 # Kata agent requests (kata-containers/kata-containers src/kata-opa/allow-all.rego): the vocabulary
@@ -27,16 +28,6 @@ AGENT_REQUESTS = (
 # Without these denied, the host (the cloud operator) could run commands in the guest, replace the
 # policy, or write into a container's stdin.
 HARDENED_DENIED_REQUESTS = ("ExecProcessRequest", "SetPolicyRequest", "WriteStreamRequest")
-
-# Names of the Secrets and ConfigMaps the stack itself creates in the Trustee namespace; a workload
-# secret may not reuse them.
-RESERVED_NAMES = frozenset(
-    {
-        "kbs-config", "kbs-auth-public-key", "kbs-https-key", "kbs-https-certificate", "kbs-token-key",
-        "kbs-token-certificate", "attestation-policy-cpu", "attestation-policy-gpu", "resource-policy",
-        "rvps-reference-values",
-    }
-)
 
 
 def _pcr(value: str) -> str:
