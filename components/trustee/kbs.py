@@ -158,7 +158,7 @@ class Kbs(pulumi.ComponentResource):
                 metadata={"name": "kbs", "namespace": names.NAMESPACE},
                 spec={
                     "host": args.hostname,
-                    "to": {"kind": "Service", "name": names.SERVICE, "weight": 100},
+                    "to": {"kind": "Service", "name": names.SERVICE},
                     "port": {"targetPort": names.SERVICE_PORT},
                     "tls": {"termination": "passthrough", "insecureEdgeTerminationPolicy": "None"},
                     "wildcardPolicy": "None",
