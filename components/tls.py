@@ -27,16 +27,12 @@ class SelfSignedServerCertificate(pulumi.ComponentResource):
     def __init__(self, name: str, args: ServerCertificateArgs, provider: tls.Provider, opts: pulumi.ResourceOptions | None = None):
         super().__init__("confidential-ai:tls:SelfSignedServerCertificate", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=provider)
-        ca_key = tls.PrivateKey(f"{name}-ca-key", algorithm=ALGORITHM, ecdsa_curve=CURVE, opts=child)
-        ca = tls.SelfSignedCert(
+        ca_key, ca = _self_signed(
             f"{name}-ca",
-            private_key_pem=ca_key.private_key_pem,
-            subject=tls.SelfSignedCertSubjectArgs(common_name=f"{args.organization} CA", organization=args.organization),
-            is_ca_certificate=True,
-            set_subject_key_id=True,
-            validity_period_hours=args.validity_hours,
-            allowed_uses=["cert_signing", "crl_signing"],
-            opts=child,
+            tls.SelfSignedCertSubjectArgs(common_name=f"{args.organization} CA", organization=args.organization),
+            args.validity_hours,
+            ["cert_signing", "crl_signing"],
+            child,
         )
         server_key = tls.PrivateKey(f"{name}-key", algorithm=ALGORITHM, ecdsa_curve=CURVE, opts=child)
         request = tls.CertRequest(
@@ -67,15 +63,25 @@ class SigningCertificate(pulumi.ComponentResource):
     def __init__(self, name: str, common_name: str, validity_hours: int, provider: tls.Provider, opts: pulumi.ResourceOptions | None = None):
         super().__init__("confidential-ai:tls:SigningCertificate", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=provider)
-        key = tls.PrivateKey(f"{name}-key", algorithm=ALGORITHM, ecdsa_curve=CURVE, opts=child)
-        cert = tls.SelfSignedCert(
-            f"{name}-cert",
-            private_key_pem=key.private_key_pem,
-            subject=tls.SelfSignedCertSubjectArgs(common_name=common_name),
-            validity_period_hours=validity_hours,
-            allowed_uses=["digital_signature"],
-            opts=child,
-        )
+        key, cert = _self_signed(name, tls.SelfSignedCertSubjectArgs(common_name=common_name), validity_hours, ["digital_signature"], child)
         self.cert_pem: pulumi.Output[str] = cert.cert_pem
         self.private_key_pem: pulumi.Output[str] = pulumi.Output.secret(key.private_key_pem)
         self.register_outputs({"certPem": self.cert_pem})
+
+
+def _self_signed(
+    name: str, subject: tls.SelfSignedCertSubjectArgs, validity_hours: int, allowed_uses: list[str], opts: pulumi.ResourceOptions
+) -> tuple[tls.PrivateKey, tls.SelfSignedCert]:
+    """A P-256 key and a certificate it signs for itself; a CA when it may sign certificates."""
+    key = tls.PrivateKey(f"{name}-key", algorithm=ALGORITHM, ecdsa_curve=CURVE, opts=opts)
+    cert = tls.SelfSignedCert(
+        f"{name}-cert",
+        private_key_pem=key.private_key_pem,
+        subject=subject,
+        is_ca_certificate="cert_signing" in allowed_uses,
+        set_subject_key_id=True,
+        validity_period_hours=validity_hours,
+        allowed_uses=allowed_uses,
+        opts=opts,
+    )
+    return key, cert
