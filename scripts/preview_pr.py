@@ -114,12 +114,15 @@ def discover_stacks(root: Path) -> list[str]:
 
 def changed_files(base: str, root: Path) -> list[str]:
     # --no-renames lists both paths of a rename, so a renamed stack file counts for both stacks.
-    result = subprocess.run(
-        ["git", "diff", "--name-only", "--no-renames", f"{base}...HEAD"],
-        cwd=root, capture_output=True, text=True, check=False,
-    )
+    try:
+        result = subprocess.run(
+            ["git", "diff", "--name-only", "--no-renames", f"{base}...HEAD"],
+            cwd=root, capture_output=True, text=True, check=False,
+        )
+    except FileNotFoundError as exc:
+        raise UsageError("git is not installed") from exc
     if result.returncode != 0:
-        raise UsageError(f"cannot diff against {base}: {one_line(result.stderr)}")
+        raise UsageError(f"cannot diff against {base}: {(result.stderr.strip() or 'git failed').splitlines()[0]}")
     return sorted(set(result.stdout.split()))
 
 
