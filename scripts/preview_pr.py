@@ -76,10 +76,12 @@ CRITICAL: tuple[Critical, ...] = (
              "changes what the cluster's identities may do in Azure", on_update=True),
 )
 
-# pulumi/pulumi sdk/go/common/resource/deploy step ops; replacement steps only appear with
-# --show-replacement-steps, otherwise a single "replace" stands for them.
+# Step ops (pulumi/pulumi pkg/resource/deploy/step.go). `preview --json` shows the physical
+# replacement steps only with --show-replacement-steps, else one logical "replace" (shouldShow in
+# pkg/backend/display); refresh and read steps change nothing.
 KIND_OF_OP = {"create-replacement": "replace", "delete-replaced": "replace", "discard-replaced": "replace"}
-SYMBOLS = {"create": "+", "update": "~", "replace": "+-", "delete": "-", "read": ">", "import": "=", "refresh": "~"}
+NO_CHANGE = ("same", "read", "refresh")
+SYMBOLS = {"create": "+", "update": "~", "replace": "+-", "delete": "-", "import": "="}
 SUMMARY_ORDER = ("create", "update", "replace", "delete")
 VALUE_WIDTH = 100
 HUNK = ("--", "++", "@@")  # unified-diff header lines, left out of multi-line value diffs
@@ -123,7 +125,7 @@ def changed_files(base: str, root: Path) -> list[str]:
         raise UsageError("git is not installed") from exc
     if result.returncode != 0:
         raise UsageError(f"cannot diff against {base}: {(result.stderr.strip() or 'git failed').splitlines()[0]}")
-    return sorted(set(result.stdout.split()))
+    return sorted(set(result.stdout.splitlines()))
 
 
 def affected_stacks(changed: Iterable[str], stacks: Sequence[str]) -> dict[str, list[str]]:
@@ -179,7 +181,7 @@ class StackReport:
 
     @property
     def changed(self) -> bool:
-        return any(n for op, n in self.counts.items() if op != "same") or bool(self.changes)
+        return any(n for op, n in self.counts.items() if op not in NO_CHANGE) or bool(self.changes)
 
 
 def resource(urn: str | None) -> str:
@@ -202,7 +204,7 @@ def changes_of(digest: Mapping[str, Any]) -> tuple[Change, ...]:
     for step in digest.get("steps") or []:
         kind = KIND_OF_OP.get(step["op"], step["op"])
         urn_type, name = urn_parts(step["urn"])
-        if kind == "same" or (step["urn"], kind) in seen:
+        if kind in NO_CHANGE or (step["urn"], kind) in seen:
             continue
         seen.add((step["urn"], kind))
         state = step.get("newState") or step.get("oldState") or {}
@@ -513,7 +515,9 @@ class LiveSource:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.pulumi = AutomationPulumi(root)
-        self.preview = self.pulumi.preview
+
+    def preview(self, stack: str, *, refresh: bool = False, expect_no_changes: bool = False) -> Preview:
+        return self.pulumi.preview(stack, refresh=refresh, expect_no_changes=expect_no_changes)
 
     def stacks(self) -> list[str]:
         return discover_stacks(self.root)

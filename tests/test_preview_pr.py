@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from scripts import preview_pr as pp
-from scripts.pulumi_cli import Preview, read_event_log
+from scripts.pulumi_cli import AutomationPulumi, Preview, read_event_log
+from tests import fake_pulumi
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "preview"
@@ -84,6 +85,35 @@ def test_policy_events_are_read_with_the_sdks_event_parser() -> None:
         ("mandatory", "aro-not-replaced-in-place", "aro"),
         ("advisory", "peer-pods-proxy-timeout", "peer-pods-cm"),
     ]
+
+
+def test_the_automation_adapter_returns_the_json_the_event_log_and_the_error(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    log = fake_pulumi.install(monkeypatch, tmp_path, PR)
+    preview = AutomationPulumi(ROOT).preview("dev-cloud")
+    assert preview.digest == json.loads((PR / "dev-cloud.json").read_text())
+    assert preview.violations == read_event_log((PR / "dev-cloud.events.jsonl").read_text())
+    assert preview.error == "error: preview failed: 1 mandatory policy violation"
+    args = fake_pulumi.calls(log)[-1]
+    assert args[0] == "preview" and "--json" in args and args[args.index("--stack") + 1] == "dev-cloud"
+
+
+def test_the_adapter_runs_the_policy_pack_and_the_drift_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    log = fake_pulumi.install(monkeypatch, tmp_path, DRIFT)
+    project = tmp_path / "project"
+    (project / "policies").mkdir(parents=True)
+    (project / "policies" / "PulumiPolicy.yaml").write_text("runtime: python\n")
+    preview = AutomationPulumi(project).preview("prod-trusted", refresh=True, expect_no_changes=True)
+    assert preview.error is None and preview.digest["changeSummary"] == {"same": 41}
+    args = fake_pulumi.calls(log)[-1]
+    assert {"--refresh", "--expect-no-changes"} <= set(args)
+    assert args[args.index("--policy-pack") + 1] == str(project / "policies")
+
+
+def test_the_adapter_reports_a_stack_that_does_not_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fake_pulumi.install(monkeypatch, tmp_path, PR)
+    preview = AutomationPulumi(ROOT).preview("prod-cloud")
+    assert preview == Preview({}, (), "stack prod-cloud does not exist yet: run `pulumi stack init prod-cloud`")
 
 
 # --- the comment -------------------------------------------------------------------------------
@@ -270,6 +300,13 @@ def test_drift_fails_and_names_the_drifted_stack() -> None:
     assert "**Drift in `prod-cloud`**" in comment
     assert table_rows(comment, "| Stack |")[1][-1] == "⚠️ drift"
     assert '-     securityRules[1]: {"access": "Allow", "direction": "Inbound", "name": "debug-ssh"' in comment
+
+
+def test_refresh_and_read_steps_are_not_drift() -> None:
+    urn = "urn:pulumi:prod-cloud::confidential-ai::azure-native:network:Subnet::podvm"
+    steps = [{"op": op, "urn": urn, "detailedDiff": None} for op in ("refresh", "read", "same")]
+    r = pp.report("prod-cloud", Preview({"steps": steps, "changeSummary": {"same": 1, "refresh": 1}}))
+    assert not r.changed and r.changes == ()
 
 
 def test_no_drift_passes(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,8 @@ from typing import Any
 import pytest
 
 from scripts import up
-from scripts.pulumi_cli import Preview, PulumiError
+from scripts.pulumi_cli import AutomationPulumi, Preview, PulumiError
+from tests import fake_pulumi
 
 ROOT = Path(__file__).resolve().parent.parent
 TRUSTED_OUTPUTS = {
@@ -142,3 +144,57 @@ def test_command_line_errors_are_one_line_without_traceback(tmp_path: Path) -> N
     no_cli = run_module("dev", path=str(tmp_path))  # an empty PATH: no pulumi CLI
     assert (bad_env.returncode, bad_env.stderr) == (2, "error: unknown environment 'staging': expected one of dev, prod\n")
     assert (no_cli.returncode, no_cli.stderr) == (1, "error: the pulumi CLI is not installed (pulumi not found)\n")
+
+
+# --- the same, through the real Automation API adapter and a recorded CLI ----------------------
+
+
+def recorded(tmp_path: Path, trusted_outputs: dict[str, Any] | None) -> Path:
+    directory = tmp_path / "recorded"
+    directory.mkdir()
+    if trusted_outputs is not None:
+        (directory / "dev-trusted.outputs.json").write_text(json.dumps(trusted_outputs))
+    (directory / "dev-cloud.outputs.json").write_text("{}")
+    return directory
+
+
+def commands(log: Path) -> list[tuple[str, str]]:
+    """The state-changing or state-reading CLI calls, as (command, stack)."""
+    return [(" ".join(a[:2]) if a[0] == "stack" else a[0], a[a.index("--stack") + 1])
+            for a in fake_pulumi.calls(log) if a[0] in ("up", "destroy") or a[:2] == ["stack", "output"]]
+
+
+def test_adapter_deploys_in_order_through_the_cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    log = fake_pulumi.install(monkeypatch, tmp_path, recorded(tmp_path, TRUSTED_OUTPUTS))
+    assert up.main(["dev"], make_pulumi=lambda: AutomationPulumi(ROOT)) == 0
+    ups = [c for c in commands(log) if c[0] == "up"]
+    assert ups == [("up", "dev-trusted"), ("up", "dev-cloud")]
+    # the trusted outputs were read after the trusted up and before the cloud up
+    calls = commands(log)
+    assert ("stack output", "dev-trusted") in calls[calls.index(ups[0]):calls.index(ups[1])]
+
+
+def test_adapter_refuses_cloud_on_missing_outputs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    log = fake_pulumi.install(monkeypatch, tmp_path, recorded(tmp_path, {"kbsUrl": "https://kbs"}))
+    assert up.main(["dev", "--only", "cloud"], make_pulumi=lambda: AutomationPulumi(ROOT)) == 2
+    assert [c for c in commands(log) if c[0] == "up"] == []
+    assert capsys.readouterr().err.endswith(
+        "error: refusing dev-cloud: dev-trusted lacks the outputs kbsCaCert, initdata, initdataDigest, kbsResources\n")
+
+
+def test_adapter_treats_a_missing_trusted_stack_as_not_deployed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    fake_pulumi.install(monkeypatch, tmp_path, recorded(tmp_path, None))
+    assert up.main(["dev", "--only", "cloud"], make_pulumi=lambda: AutomationPulumi(ROOT)) == 2
+    assert "dev-trusted has not been deployed" in capsys.readouterr().err
+
+
+def test_adapter_turns_a_failed_up_into_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    log = fake_pulumi.install(monkeypatch, tmp_path, recorded(tmp_path, TRUSTED_OUTPUTS))
+    monkeypatch.setenv("FAKE_PULUMI_FAIL", "dev-trusted")
+    assert up.main(["dev"], make_pulumi=lambda: AutomationPulumi(ROOT)) == 1
+    assert commands(log) == [("up", "dev-trusted")]
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "error: pulumi up failed on dev-trusted: error: 1 resource failed on dev-trusted")
