@@ -82,8 +82,8 @@ def test_fixtures_have_the_preview_json_shape(path: Path) -> None:
 def test_policy_events_are_read_with_the_sdks_event_parser() -> None:
     violations = read_event_log((PR / "dev-cloud.events.jsonl").read_text())
     assert [(v.enforcement, v.policy, v.urn and pp.urn_parts(v.urn)[1]) for v in violations] == [
-        ("mandatory", "aro-not-replaced-in-place", "aro"),
-        ("advisory", "peer-pods-proxy-timeout", "peer-pods-cm"),
+        ("mandatory", "critical-resources-protected", "aro"),
+        ("advisory", "aro-api-server-private", "aro"),
     ]
 
 
@@ -157,8 +157,8 @@ def test_trusted_side_flags_key_material_reference_values_and_loosened_policy(pr
 def test_policy_violations_list_mandatory_first(pr_comment: str) -> None:
     rows = table_rows(section(pr_comment, "dev-cloud"), "#### Policy violations")
     assert [(r[0], r[1], r[2]) for r in rows] == [
-        ("**mandatory**", "`aro-not-replaced-in-place` (confidential-ai-policies)", "`aro`"),
-        ("**advisory**", "`peer-pods-proxy-timeout` (confidential-ai-policies)", "`peer-pods-cm`"),
+        ("**mandatory**", "`critical-resources-protected` (confidential-ai-guardrails)", "`aro`"),
+        ("**advisory**", "`aro-api-server-private` (confidential-ai-guardrails)", "`aro`"),
     ]
     assert "> The preview failed: preview failed: 1 mandatory policy violation" in section(pr_comment, "dev-cloud")
 
