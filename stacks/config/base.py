@@ -204,5 +204,6 @@ class OperatorPin(Model):
     install_plan_approval: Literal["Automatic", "Manual"] = "Automatic"
 
     def rules(self) -> Iterator[Problem]:
-        if not re.match(r"^[a-z0-9-]+\.v\d+\.\d+\.\d+", self.starting_csv):
+        # Red Hat CSV names come with and without the "v" (rhods-operator.3.4.0).
+        if not re.match(r"^[a-z0-9-]+\.v?\d+\.\d+\.\d+", self.starting_csv):
             yield Problem("startingCSV", f"{self.starting_csv!r} is not a CSV name like operator-name.v1.2.3")

@@ -6,7 +6,7 @@ import ipaddress
 from collections.abc import Iterator
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from stacks.config.base import (
     AzureRegion,
@@ -16,8 +16,10 @@ from stacks.config.base import (
     Problem,
     StackId,
     confidential_size_problem,
+    nested,
     overlapping,
 )
+from stacks.config.workloads import ImagePullSettings, ModelSettings, OpenShiftAiSettings, OscSettings
 
 
 class AzureSettings(Model):
@@ -73,3 +75,36 @@ class CloudConfig(Model):
     @property
     def trusted_stack_name(self) -> str:
         return self.trusted_stack or f"organization/confidential-ai/{self.stack.env}-trusted"
+
+    # --- cluster layer (stacks/config/workloads.py) ---
+    osc: OscSettings
+    openshift_ai: OpenShiftAiSettings
+    models: list[ModelSettings] = []
+    image_pull: ImagePullSettings = ImagePullSettings()
+    nvcr_pull_key: SecretStr | None = None
+    """nvcr.io pull key (an NGC key, ideally pull-only) for `imagePull.mode: pullSecret`; a cloud-side credential."""
+
+    def rules(self) -> Iterator[Problem]:
+        return workload_rules(self)
+
+
+def workload_rules(config: CloudConfig) -> Iterator[Problem]:
+    """Cross-section rules of the cluster layer: models against peer pods, image pulls and each other."""
+    sizes = config.peer_pods.instance_sizes
+    names: set[str] = set()
+    for i, model in enumerate(config.models):
+        yield from nested(f"models[{i}]", model.problems())
+        if model.name in names:
+            yield Problem(f"models[{i}].name", f"{model.name} is used by another model")
+        names.add(model.name)
+        if model.machine_type not in sizes:
+            yield Problem(f"models[{i}].machineType", f"{model.machine_type} is not in peerPods.instanceSizes ({', '.join(sizes)}); CAA refuses sizes not listed there")
+        # ROOT_VOLUME_SIZE is in GB (CAA azure provider, DiskSizeGB); image and cache sizes are GiB.
+        needed_gi = model.image_size_gi + model.model_cache_gi
+        if config.osc.root_volume_size_gb * 10**9 < needed_gi * 2**30:
+            yield Problem("osc.rootVolumeSizeGb", f"{config.osc.root_volume_size_gb} GB cannot hold model {model.name}: image {model.image_size_gi} GiB + cache {model.model_cache_gi} GiB")
+    needs_pull_key = config.image_pull.mode == "pullSecret" and config.models
+    if needs_pull_key and config.nvcr_pull_key is None:
+        yield Problem("nvcrPullKey", f"is required with imagePull.mode pullSecret: pulumi config set --secret nvcrPullKey <pull-only NGC key> -s {config.stack.name}")
+    if config.image_pull.mode == "kbs" and config.nvcr_pull_key is not None:
+        yield Problem("nvcrPullKey", "is not used with imagePull.mode kbs (KBS holds the registry credential); remove it so the cloud side holds none")
