@@ -241,6 +241,9 @@ class CloudConfig(Model):
                 yield Problem(f"cluster.existing.{key}", f"is in subscription {value.split('/')[2]}, not azure.subscriptionId ({self.azure.subscription_id}): pod VMs are created in azure.subscriptionId")
 
     def _image_rules(self) -> Iterator[Problem]:
+        gallery = ids.GALLERY_IMAGE_VERSION_ID.match(self.peer_pods.image_id)
+        if gallery and gallery["subscription"] != self.azure.subscription_id:
+            yield Problem("peerPods.imageId", f"is in subscription {gallery['subscription']}: use a gallery in azure.subscriptionId (the peer-pod identity is granted read on it there) or a community gallery")
         image = self.peer_pods.image
         if not image.host_gallery:
             return
