@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import socket
 import ssl
 import subprocess
@@ -62,6 +63,8 @@ def live_clients(config: CloudConfig, credential: Any = None) -> AzureClients:
     from azure.mgmt.compute import ComputeManagementClient
     from azure.mgmt.resource.resources import ResourceManagementClient
 
+    # DefaultAzureCredential logs every credential it tried; the one line below says what to do.
+    logging.getLogger("azure.identity").setLevel(logging.CRITICAL)
     credential = credential or DefaultAzureCredential()
     try:
         credential.get_token(MANAGEMENT_SCOPE)

@@ -136,13 +136,20 @@ def _azure(args: MockResourceArgs, id_: str, name: str, **extra: Any) -> tuple[s
     return id_, state
 
 
-# Azure type path and the input naming the resource, per azure-native token.
-_AZURE_RESOURCES = {
-    "azure-native:network:VirtualNetwork": ("Microsoft.Network/virtualNetworks", "virtualNetworkName"),
-    "azure-native:network:NatGateway": ("Microsoft.Network/natGateways", "natGatewayName"),
-    "azure-native:network:NetworkSecurityGroup": ("Microsoft.Network/networkSecurityGroups", "networkSecurityGroupName"),
-    "azure-native:compute:Gallery": ("Microsoft.Compute/galleries", "galleryName"),
-    "azure-native:redhatopenshift:OpenShiftCluster": ("Microsoft.RedHatOpenShift/openShiftClusters", "resourceName"),
+def _test_net_address(*parts: str) -> str:
+    """A documentation address (RFC 5737 TEST-NET-3), stable for the same parts."""
+    return f"203.0.113.{int(digest(*parts, length=4), 16) % 254 + 1}"
+
+
+# The Azure ID path below the resource group, from the resource's inputs, per azure-native token.
+_AZURE_PATHS = {
+    "azure-native:network:VirtualNetwork": "Microsoft.Network/virtualNetworks/{virtualNetworkName}",
+    "azure-native:network:Subnet": "Microsoft.Network/virtualNetworks/{virtualNetworkName}/subnets/{subnetName}",
+    "azure-native:network:NatGateway": "Microsoft.Network/natGateways/{natGatewayName}",
+    "azure-native:network:NetworkSecurityGroup": "Microsoft.Network/networkSecurityGroups/{networkSecurityGroupName}",
+    "azure-native:network:PublicIPAddress": "Microsoft.Network/publicIPAddresses/{publicIpAddressName}",
+    "azure-native:compute:Gallery": "Microsoft.Compute/galleries/{galleryName}",
+    "azure-native:compute:GalleryImage": "Microsoft.Compute/galleries/{galleryName}/images/{galleryImageName}",
 }
 
 
@@ -151,31 +158,12 @@ def _resource_group(args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
     return _azure(args, _group_id(args), args.inputs["resourceGroupName"])
 
 
-@resource_fake(*(token for token in _AZURE_RESOURCES if token != "azure-native:redhatopenshift:OpenShiftCluster"))
+@resource_fake(*_AZURE_PATHS)
 def _azure_resource(args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
-    path, name_key = _AZURE_RESOURCES[args.typ]
-    name = args.inputs[name_key]
-    return _azure(args, f"{_group_id(args)}/providers/{path}/{name}", name)
-
-
-@resource_fake("azure-native:network:Subnet")
-def _subnet(args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
-    vnet = f"{_group_id(args)}/providers/Microsoft.Network/virtualNetworks/{args.inputs['virtualNetworkName']}"
-    return _azure(args, f"{vnet}/subnets/{args.inputs['subnetName']}", args.inputs["subnetName"])
-
-
-@resource_fake("azure-native:network:PublicIPAddress")
-def _public_ip(args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
-    name = args.inputs["publicIpAddressName"]
-    # A documentation address (RFC 5737 TEST-NET-3), stable per name.
-    address = f"203.0.113.{int(digest('public-ip', _group_id(args), name, length=4), 16) % 254 + 1}"
-    return _azure(args, f"{_group_id(args)}/providers/Microsoft.Network/publicIPAddresses/{name}", name, ipAddress=address)
-
-
-@resource_fake("azure-native:compute:GalleryImage")
-def _gallery_image(args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
-    gallery = f"{_group_id(args)}/providers/Microsoft.Compute/galleries/{args.inputs['galleryName']}"
-    return _azure(args, f"{gallery}/images/{args.inputs['galleryImageName']}", args.inputs["galleryImageName"])
+    id_ = f"{_group_id(args)}/providers/{_AZURE_PATHS[args.typ].format(**args.inputs)}"
+    name = id_.rsplit("/", 1)[-1]
+    extra = {"ipAddress": _test_net_address("public-ip", id_)} if args.typ == "azure-native:network:PublicIPAddress" else {}
+    return _azure(args, id_, name, **extra)
 
 
 @resource_fake("azure-native:authorization:RoleDefinition")
@@ -209,14 +197,13 @@ def _aro_cluster(args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
     zone = _aro_domain_names(domain, args.inputs["location"])
     api_url = f"https://api.{zone}:6443/"
     _ARO_API_URLS[(group, name)] = api_url
-    ingress_ip = f"203.0.113.{int(digest('aro-ingress', zone, length=4), 16) % 254 + 1}"
     return _azure(
         args,
         f"{_group_id(args)}/providers/Microsoft.RedHatOpenShift/openShiftClusters/{name}",
         name,
-        apiserverProfile={**args.inputs.get("apiserverProfile", {}), "url": api_url, "ip": f"203.0.113.{int(digest('aro-api', zone, length=4), 16) % 254 + 1}"},
+        apiserverProfile={**args.inputs.get("apiserverProfile", {}), "url": api_url, "ip": _test_net_address("aro-api", zone)},
         consoleProfile={"url": f"https://console-openshift-console.apps.{zone}/"},
-        ingressProfiles=[{**profile, "ip": ingress_ip} for profile in args.inputs.get("ingressProfiles", [])],
+        ingressProfiles=[{**profile, "ip": _test_net_address("aro-ingress", zone)} for profile in args.inputs.get("ingressProfiles", [])],
     )
 
 
