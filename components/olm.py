@@ -40,10 +40,11 @@ class OperatorInstall(pulumi.ComponentResource):
     def __init__(self, name: str, args: OperatorInstallArgs, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None):
         super().__init__("confidential-ai:olm:OperatorInstall", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=provider)
+        # The component's own dependencies (e.g. the cluster) hold back its first child; the rest follow it.
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata={"name": args.namespace},
-            opts=child,
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=opts.depends_on if opts else None)),
         )
         in_namespace = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[namespace]))
         group = k8s.apiextensions.CustomResource(

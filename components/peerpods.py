@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -34,6 +34,8 @@ class PeerPodsArgs:
     """matchLabels of the workers running CAA; None selects every worker."""
     operator: pulumi.Resource
     """The OSC Subscription: KataConfig's CRD exists only once it settled."""
+    pod_vm_ready: Sequence[pulumi.Resource] = ()
+    """Azure resources CAA needs to create pod VMs (identity roles, pod-VM network, image gallery)."""
 
 
 def config_hash(data: Mapping[str, str]) -> str:
@@ -77,7 +79,8 @@ class PeerPods(pulumi.ComponentResource):
         if args.pool_selector is not None:
             spec["kataConfigPoolSelector"] = {"matchLabels": dict(args.pool_selector)}
         # CAA reads the ConfigMap and Secret at start, so both exist before KataConfig creates it; on
-        # destroy they outlive KataConfig, whose uninstall needs CAA to delete the pod VMs.
+        # destroy they (and the Azure side CAA uses) outlive KataConfig, whose uninstall needs CAA to
+        # delete the pod VMs.
         self.kata_config = k8s.apiextensions.CustomResource(
             f"{name}-kata-config",
             api_version="kataconfiguration.openshift.io/v1",
@@ -90,7 +93,7 @@ class PeerPods(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(
                 child,
                 pulumi.ResourceOptions(
-                    depends_on=[args.operator, feature_gates, config_map, credentials],
+                    depends_on=[args.operator, feature_gates, config_map, credentials, *args.pod_vm_ready],
                     custom_timeouts=pulumi.CustomTimeouts(delete="90m"),
                 ),
             ),

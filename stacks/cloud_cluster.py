@@ -146,9 +146,8 @@ def nvcr_pull_secret(key: pulumi.Output[str]) -> pulumi.Output[str]:
     return pulumi.Output.secret(key.apply(render))
 
 
-def deploy_cluster_layer(config: CloudConfig, azure: AzureLayer, trusted: TrustedSide | None = None) -> None:
-    """Everything on the cloud cluster; `trusted` is read here unless the stack read it up front."""
-    trusted = trusted or read_trusted_stack(config)
+def deploy_cluster_layer(config: CloudConfig, azure: AzureLayer, trusted: TrustedSide) -> None:
+    """Everything on the cloud cluster, wired to the trusted stack's public outputs."""
     provider = azure.kubernetes
     after_cluster = pulumi.ResourceOptions(depends_on=azure.cluster_ready)
     # Operators install in parallel; each custom resource waits only for the operator serving its CRD.
@@ -176,6 +175,7 @@ def deploy_cluster_layer(config: CloudConfig, azure: AzureLayer, trusted: Truste
             },
             pool_selector=config.osc.kata_config_pool_selector,
             operator=osc.subscription,
+            pod_vm_ready=azure.pod_vm_ready,
         ),
         provider,
     )
