@@ -30,18 +30,21 @@ class OperatorInstallArgs:
 class OperatorInstall(pulumi.ComponentResource):
     """Namespace, OperatorGroup and a Subscription pinned to one CSV, awaited until settled.
 
-    Custom resources served by the operator depend on `subscription`, so they never race the CRD.
+    Custom resources served by the operator depend on `subscription`, so they never race the CRD;
+    plain objects placed in the namespace depend only on `namespace_resource`.
     """
 
     subscription: k8s.apiextensions.CustomResource
+    namespace_resource: k8s.core.v1.Namespace
 
     def __init__(self, name: str, args: OperatorInstallArgs, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None):
         super().__init__("confidential-ai:olm:OperatorInstall", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=provider)
+        # The component's own dependencies (e.g. the cluster) hold back its first child; the rest follow it.
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata={"name": args.namespace},
-            opts=child,
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=opts.depends_on if opts else None)),
         )
         in_namespace = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[namespace]))
         group = k8s.apiextensions.CustomResource(
@@ -75,4 +78,5 @@ class OperatorInstall(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=[group])),
         )
         self.namespace = args.namespace
+        self.namespace_resource = namespace
         self.register_outputs({"namespace": args.namespace, "subscription": self.subscription.metadata["name"]})

@@ -1,19 +1,33 @@
-"""`topology.md`: a Mermaid picture of both clusters, what each stack creates, and what crosses over."""
+"""`topology.md`: a Mermaid picture of both clusters, what each stack creates, and what crosses over.
+
+Drawn from the plan's data: the top-level resources of each stack, the trusted outputs the cloud
+stack's StackReference reads, and, where the cloud stack serves models, the confidential flow:
+initdata into peer-pods-cm and each InferenceService, KBS URIs into sealed secrets, each NIM pod in
+its confidential VM, and the attestation back to KBS that releases the secrets.
+"""
 
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 
+from components.nim import INITDATA_ANNOTATION, MACHINE_TYPE_ANNOTATION
+from components.peerpods import RUNTIME_CLASS
 from scripts.offline import Registered, StackRun
 
 _TITLES = {
     "trusted": "trusted cluster, on premises",
     "cloud": "cloud cluster, Azure",
 }
+_INFERENCE_SERVICE = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 
 
 def _node_id(urn: str) -> str:
     return "n_" + re.sub(r"[^A-Za-z0-9]", "_", urn.split("::", 2)[-1])[-60:]
+
+
+def _subgraph_id(stack: str) -> str:
+    return stack.replace("-", "_")
 
 
 def _top_level(run: StackRun) -> list[Registered]:
@@ -24,26 +38,78 @@ def _label(r: Registered) -> str:
     return f'{r.name}<br/><small>{r.type}</small>'
 
 
+def _object(r: Registered) -> str:
+    metadata = r.inputs.get("metadata", {})
+    return f'{r.inputs.get("kind", r.type)} {metadata.get("namespace", "")}/{metadata.get("name", r.name)}'.replace(" /", " ")
+
+
+def _confidential_flow(run: StackRun, ref: Registered, source: StackRun, nodes: dict[str, list[str]]) -> list[str]:
+    """Nodes (added to `nodes` per stack) and edges of the trusted outputs' way into the TEE and back."""
+    edges: list[str] = []
+    ref_id = _node_id(ref.urn)
+    kbs = f"kbs_{_subgraph_id(source.stack)}"
+    nodes[source.stack].append(f'    {kbs}(["KBS {source.outputs.get("kbsUrl", "")}<br/><small>attestation, resource policy</small>"])')
+    for cm in run.of_type("kubernetes:core/v1:ConfigMap"):
+        if "INITDATA" in (cm.inputs.get("data") or {}):
+            nodes[run.stack].append(f'    {_node_id(cm.urn)}["{_object(cm)}"]')
+            edges.append(f'  {ref_id} -- "initdata: INITDATA" --> {_node_id(cm.urn)}')
+    pods_by_namespace: dict[str, list[str]] = defaultdict(list)
+    for isvc in run.of_type(_INFERENCE_SERVICE):
+        predictor = isvc.inputs.get("spec", {}).get("predictor", {})
+        annotations = predictor.get("annotations", {})
+        isvc_id = _node_id(isvc.urn)
+        nodes[run.stack].append(f'    {isvc_id}["{_object(isvc)}"]')
+        if INITDATA_ANNOTATION in annotations:
+            edges.append(f'  {ref_id} -- "initdata: cc_init_data" --> {isvc_id}')
+        if predictor.get("runtimeClassName") != RUNTIME_CLASS:
+            continue
+        pod = f"pod_{isvc_id}"
+        nodes[run.stack] += [
+            f'    subgraph vm_{isvc_id}["confidential VM (SEV-SNP + H100): {annotations.get(MACHINE_TYPE_ANNOTATION, "")}"]',
+            f'      {pod}["NIM pod {isvc.inputs["metadata"]["name"]}<br/><small>{RUNTIME_CLASS}, confidential data hub</small>"]',
+            "    end",
+        ]
+        pods_by_namespace[isvc.inputs["metadata"].get("namespace", "")].append(pod)
+        edges += [
+            f"  {isvc_id} --> {pod}",
+            f'  {pod} -. "CPU + GPU evidence (attestation)" .-> {kbs}',
+            f'  {kbs} -. "secrets, only after attestation" .-> {pod}',
+        ]
+    for secret in run.of_type("kubernetes:core/v1:Secret"):
+        values = (secret.inputs.get("stringData") or {}).values()
+        if not any(isinstance(v, str) and v.startswith("sealed.") for v in values):
+            continue
+        secret_id = _node_id(secret.urn)
+        nodes[run.stack].append(f'    {secret_id}["sealed secret {_object(secret)}"]')
+        edges.append(f'  {ref_id} -- "kbsResources: URI" --> {secret_id}')
+        edges += [f'  {secret_id} -- "pointer, unsealed in the TEE" --> {pod}' for pod in pods_by_namespace[secret.inputs["metadata"].get("namespace", "")]]
+    return edges
+
+
 def render_topology(runs: list[StackRun]) -> str:
-    lines = ["flowchart LR"]
-    outputs_by_stack = {run.stack: run for run in runs}
-    for run in runs:
-        role = run.stack.rsplit("-", 1)[-1]
-        lines.append(f'  subgraph {run.stack.replace("-", "_")}["{run.stack}: {_TITLES.get(role, role)}"]')
-        for r in _top_level(run):
-            lines.append(f'    {_node_id(r.urn)}["{_label(r)}"]')
-        lines.append("  end")
+    by_stack = {run.stack: run for run in runs}
+    nodes: dict[str, list[str]] = defaultdict(list)
+    edges: list[str] = []
     for run in runs:
         for ref in run.of_type("pulumi:pulumi:StackReference"):
-            source = outputs_by_stack.get(ref.inputs.get("name", "").rsplit("/", 1)[-1])
+            source = by_stack.get(ref.inputs.get("name", "").rsplit("/", 1)[-1])
             if source is None:
                 continue
             names = [n + (" (secret)" if n in source.secret_outputs else "") for n in sorted(source.outputs)]
-            lines.append(f'  {source.stack.replace("-", "_")} -- "{", ".join(names)}" --> {_node_id(ref.urn)}')
-    body = "\n".join(lines)
+            edges.append(f'  {_subgraph_id(source.stack)} -- "{", ".join(names)}" --> {_node_id(ref.urn)}')
+            edges += _confidential_flow(run, ref, source, nodes)
+    lines = ["flowchart LR"]
+    for run in runs:
+        role = run.stack.rsplit("-", 1)[-1]
+        lines.append(f'  subgraph {_subgraph_id(run.stack)}["{run.stack}: {_TITLES.get(role, role)}"]')
+        lines += [f'    {_node_id(r.urn)}["{_label(r)}"]' for r in _top_level(run)]
+        lines += nodes[run.stack]
+        lines.append("  end")
+    body = "\n".join(lines + edges)
     stacks = ", ".join(run.stack for run in runs)
     return (
         f"# Topology: {stacks}\n\n"
-        "Generated by `python -m scripts.plan`. Only the trusted stack's outputs cross between the clusters.\n\n"
+        "Generated by `python -m scripts.plan`. Only the trusted stack's outputs cross between the clusters;\n"
+        "secrets reach a model pod only from KBS, after its confidential VM attested CPU and GPU.\n\n"
         f"```mermaid\n{body}\n```\n"
     )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import pulumi
-
+from stacks.cloud_azure import deploy_azure_layer
+from stacks.cloud_cluster import deploy_cluster_layer, read_trusted_stack
 from stacks.config import CloudConfig
 
 
 def deploy(config: CloudConfig) -> None:
-    trusted = pulumi.StackReference("trusted-stack", stack_name=config.trusted_stack_name)
-    pulumi.export("kbsUrl", trusted.get_output("kbsUrl"))
+    # The trusted side first: an undeployed trusted stack stops the run before any Azure resource.
+    trusted = read_trusted_stack(config)
+    azure = deploy_azure_layer(config)
+    deploy_cluster_layer(config, azure, trusted)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -32,3 +32,6 @@ class AzureLayer:
     peer_pods_client_id: str
     peer_pods_client_secret: pulumi.Output[str]
     """A Pulumi secret."""
+    pod_vm_ready: list[pulumi.Resource] = field(default_factory=list)
+    """What must exist before CAA creates a pod VM: the peer-pod role assignments, the pod VM subnet,
+    its NSG and NAT gateway, the hosted image definition. Depend on it from what starts CAA."""

@@ -97,10 +97,11 @@ def test_all_problems_reported_together():
 
 
 def test_secret_setting_stored_in_plain_text_rejected():
-    config, _ = example_config("dev-trusted")
+    config, secret_keys = example_config("dev-trusted")
     raw = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("confidential-ai:")}
+    others = [k.split(":", 1)[1] for k in secret_keys if k != "confidential-ai:kubeconfig"]
     with pytest.raises(ConfigError) as err:
-        load("dev-trusted", raw, secret_keys=[])
+        load("dev-trusted", raw, secret_keys=others)
     assert err.value.lines() == ["dev-trusted: kubeconfig: must be stored as a secret: pulumi config set --secret kubeconfig ... -s dev-trusted"]
 
 
@@ -108,7 +109,7 @@ def test_plain_setting_stored_as_secret_rejected():
     config, secret_keys = example_config("dev-trusted")
     raw = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("confidential-ai:")}
     with pytest.raises(ConfigError) as err:
-        load("dev-trusted", raw, secret_keys=["kubeconfig", "kbs"])
+        load("dev-trusted", raw, secret_keys=[*(k.split(":", 1)[1] for k in secret_keys), "kbs"])
     assert err.value.lines() == ["dev-trusted: kbs: is stored as a secret but is a plain setting; store it in plain text"]
 
 

@@ -15,7 +15,7 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 from pydantic import SecretStr, TypeAdapter, ValidationError
 
-from stacks.config.base import Model, Problem, nested
+from stacks.config.base import Model, Problem, nested, section_problems
 from stacks.config.cloud import CloudConfig
 from stacks.config.trusted import TrustedConfig
 
@@ -87,8 +87,7 @@ def load(stack: str, raw: Mapping[str, str], secret_keys: Iterable[str] = ()) ->
         except ValidationError as err:
             problems.extend(nested(key, _from_pydantic(err)))
             continue
-        if isinstance(section, Model):
-            problems.extend(nested(key, section.problems()))
+        problems.extend(nested(key, section_problems(section)))
     problems.extend(Problem(key, "unknown key") for key in values if key not in _aliases(model))
     if problems:
         raise ConfigError(stack, problems)

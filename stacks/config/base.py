@@ -44,17 +44,19 @@ class Model(BaseModel):
         """This model's rules, then those of every model nested in it, re-rooted under their keys."""
         yield from self.rules()
         for name, field in type(self).model_fields.items():
-            value = getattr(self, name)
-            if isinstance(value, Model):
-                yield from nested(field.alias or name, value.problems())
-            elif isinstance(value, (list, tuple)):
-                for i, item in enumerate(value):
-                    if isinstance(item, Model):
-                        yield from nested(f"{field.alias or name}[{i}]", item.problems())
-            elif isinstance(value, dict):
-                for key, item in value.items():
-                    if isinstance(item, Model):
-                        yield from nested(f"{field.alias or name}.{key}", item.problems())
+            yield from nested(field.alias or name, section_problems(getattr(self, name)))
+
+
+def section_problems(value: object) -> Iterator[Problem]:
+    """The rules of a model, or of each model in a list or mapping (paths `[i]` and `key`)."""
+    if isinstance(value, Model):
+        yield from value.problems()
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from nested(f"[{i}]", section_problems(item))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from nested(str(key), section_problems(item))
 
 
 def nested(prefix: str, problems: Iterable[Problem]) -> Iterator[Problem]:
@@ -204,5 +206,6 @@ class OperatorPin(Model):
     install_plan_approval: Literal["Automatic", "Manual"] = "Automatic"
 
     def rules(self) -> Iterator[Problem]:
-        if not re.match(r"^[a-z0-9-]+\.v\d+\.\d+\.\d+", self.starting_csv):
+        # Red Hat CSV names come with and without the "v" (rhods-operator.3.4.0).
+        if not re.match(r"^[a-z0-9-]+\.v?\d+\.\d+\.\d+", self.starting_csv):
             yield Problem("startingCSV", f"{self.starting_csv!r} is not a CSV name like operator-name.v1.2.3")

@@ -2,17 +2,186 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from collections import Counter
+from collections.abc import Iterator
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import SecretStr
+from pydantic import AfterValidator, Field, SecretStr
 
-from stacks.config.base import HttpsUrl, Model, OperatorPin, StackId
+from components.trustee.names import RESERVED as RESERVED_NAMES
+from stacks.config.base import DnsLabel, HttpsUrl, Model, OperatorPin, Problem, StackId, nested
+
+# Kata agent requests (kata-containers/kata-containers src/kata-opa/allow-all.rego): the vocabulary
+# of the agent policy carried in initdata.
+AGENT_REQUESTS = (
+    "AddARPNeighborsRequest AddSwapRequest CloseStdinRequest CopyFileRequest CreateContainerRequest "
+    "CreateSandboxRequest DestroySandboxRequest ExecProcessRequest GetMetricsRequest GetOOMEventRequest "
+    "GuestDetailsRequest ListInterfacesRequest ListRoutesRequest MemHotplugByProbeRequest OnlineCPUMemRequest "
+    "PauseContainerRequest PullImageRequest ReadContainerTerminationMessage ReadStreamRequest "
+    "RemoveContainerRequest RemoveStaleVirtiofsShareMountsRequest ReseedRandomDevRequest ResumeContainerRequest "
+    "SetGuestDateTimeRequest SetPolicyRequest SignalProcessRequest StartContainerRequest StartTracingRequest "
+    "StatsContainerRequest StopTracingRequest TtyWinResizeRequest UpdateContainerRequest "
+    "UpdateEphemeralMountsRequest UpdateInterfaceRequest UpdateRoutesRequest WaitProcessRequest WriteStreamRequest"
+).split()
+# Without these denied, the host (the cloud operator) could run commands in the guest, replace the
+# policy, or write into a container's stdin.
+HARDENED_DENIED_REQUESTS = ("ExecProcessRequest", "SetPolicyRequest", "WriteStreamRequest")
+
+
+def _pcr(value: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise ValueError(f"{value!r} is not a PCR value (64 lowercase hex characters, SHA-256 bank)")
+    return value
+
+
+def _version(value: str) -> str:
+    if not re.fullmatch(r"[0-9A-Fa-f]+(\.[0-9A-Fa-f]+)+", value):
+        raise ValueError(f"{value!r} is not a version like 570.124.06 or 96.00.9F.00.04")
+    return value
+
+
+def _timestamp(value: str) -> str:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", value):
+        raise ValueError(f"{value!r} is not a UTC timestamp like 2027-01-01T00:00:00Z")
+    return value
+
+
+def _verifier_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(f"{value!r} is not an https URL")
+    return value
+
+
+def _secret_key(value: str) -> str:
+    # Kubernetes Secret data keys (k8s.io/apimachinery pkg/util/validation IsConfigMapKey).
+    if not re.fullmatch(r"[-._a-zA-Z0-9]{1,253}", value) or value in (".", ".."):
+        raise ValueError(f"{value!r} is not a Secret key (letters, digits, '-', '_', '.')")
+    return value
+
+
+Pcr = Annotated[str, AfterValidator(_pcr)]
+Version = Annotated[str, AfterValidator(_version)]
+SecretKey = Annotated[str, AfterValidator(_secret_key)]
+
+
+class NvidiaVerifier(Model):
+    type: Literal["remote", "local"] = "remote"
+    """`remote` sends GPU evidence to NVIDIA's NRAS (needs an agreement with NVIDIA)."""
+    url: Annotated[str, AfterValidator(_verifier_url)] = "https://nras.attestation.nvidia.com/v4/attest"
+
+    def rules(self) -> Iterator[Problem]:
+        if self.type == "local":
+            yield Problem(
+                "type",
+                "local is not supported: the local verifier emits different claims than NRAS and the shipped GPU policy "
+                "checks NRAS claims; use remote",
+            )
+
+
+class KbsTls(Model):
+    mode: Literal["selfSigned", "provided"] = "selfSigned"
+    """`selfSigned`: a CA and a server certificate made by the stack; `provided`: kbsTlsCertificate/kbsTlsPrivateKey."""
+    ca_certificate: str | None = None
+    """`provided` mode: PEM of the CA that issued kbsTlsCertificate; the guests trust it (public)."""
+    validity_hours: int = Field(default=17520, ge=24)
+    """`selfSigned` mode: lifetime of the CA and server certificate."""
+
+    def rules(self) -> Iterator[Problem]:
+        if self.mode == "provided" and not _is_pem(self.ca_certificate, "CERTIFICATE"):
+            yield Problem("caCertificate", "provided mode needs the PEM CA certificate that issued kbsTlsCertificate")
+        if self.mode == "selfSigned" and self.ca_certificate is not None:
+            yield Problem("caCertificate", "is only used when mode is provided")
 
 
 class KbsSettings(Model):
     url: HttpsUrl
     """Public URL of the KBS as the pod VMs reach it; its host is the Route's hostname."""
     operator: OperatorPin
+    exposure: Literal["route", "loadBalancer"] = "route"
+    """`route`: passthrough Route on the URL's host (port 443); `loadBalancer`: kbs-service as a LoadBalancer (8080)."""
+    nvidia_verifier: NvidiaVerifier = NvidiaVerifier()
+    tls: KbsTls = KbsTls()
+
+    @property
+    def hostname(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    def rules(self) -> Iterator[Problem]:
+        port = urlsplit(self.url).port
+        if self.exposure == "route" and port not in (None, 443):
+            yield Problem("url", f"a Route serves on 443, not {port}: use https://{self.hostname}")
+        if self.exposure == "loadBalancer" and port != 8080:
+            yield Problem("url", f"a LoadBalancer kbs-service listens on 8080: use https://{self.hostname}:8080")
+
+
+class PcrReferenceValues(Model):
+    """Accepted values of the vTPM PCRs of the pod VM image (PCR 8 is computed from the initdata)."""
+
+    pcr03: list[Pcr] = Field(min_length=1)
+    pcr09: list[Pcr] = Field(min_length=1)
+    pcr11: list[Pcr] = Field(min_length=1)
+    pcr12: list[Pcr] = Field(min_length=1)
+
+
+class MinimumTcb(Model):
+    """Lowest accepted SEV-SNP reported TCB component versions (firmware, microcode)."""
+
+    bootloader: int = Field(ge=0, le=255)
+    tee: int = Field(ge=0, le=255)
+    snp: int = Field(ge=0, le=255)
+    microcode: int = Field(ge=0, le=255)
+
+
+class ReferenceValues(Model):
+    expiration: Annotated[str, AfterValidator(_timestamp)]
+    pcrs: PcrReferenceValues
+    minimum_tcb: MinimumTcb
+    allowed_driver_versions: list[Version] = Field(min_length=1)
+    allowed_vbios_versions: list[Version] = Field(min_length=1)
+
+
+class AgentPolicy(Model):
+    denied_requests: list[str] = list(HARDENED_DENIED_REQUESTS)
+    """Kata agent requests the guest refuses; every other request is allowed."""
+
+    def rules(self) -> Iterator[Problem]:
+        for i, request in enumerate(self.denied_requests):
+            if request not in AGENT_REQUESTS:
+                yield Problem(f"deniedRequests[{i}]", f"{request!r} is not a Kata agent request (e.g. ExecProcessRequest)")
+
+
+class KbsResource(Model):
+    """One secret KBS releases, as `kbs:///default/<secret>/<key>`; its value is `kbsSecrets.<name>`."""
+
+    name: DnsLabel
+    """Logical name the cloud side refers to (`ngc-api-key`)."""
+    secret: DnsLabel
+    key: SecretKey
+    gpu_gated: bool = True
+    """Released only to pod VMs whose GPUs attested too (for GPU workloads)."""
+    min_gpus: int | None = Field(default=None, ge=0, le=8)
+    """GPUs that must attest; defaults to 1 when gpuGated, 0 otherwise."""
+
+    @property
+    def required_gpus(self) -> int:
+        if self.min_gpus is not None:
+            return self.min_gpus
+        return 1 if self.gpu_gated else 0
+
+    @property
+    def uri(self) -> str:
+        return f"kbs:///default/{self.secret}/{self.key}"
+
+    def rules(self) -> Iterator[Problem]:
+        if self.gpu_gated and self.min_gpus == 0:
+            yield Problem("minGpus", "a gpuGated resource needs at least 1 GPU; set gpuGated: false for a CPU-only resource")
+        if not self.gpu_gated and self.min_gpus:
+            yield Problem("minGpus", "is only meaningful with gpuGated: true")
+        if self.secret in RESERVED_NAMES:
+            yield Problem("secret", f"{self.secret!r} is a name the stack uses for Trustee's own configuration; pick another")
 
 
 class TrustedConfig(Model):
@@ -21,3 +190,47 @@ class TrustedConfig(Model):
     kubeconfig: SecretStr
     """Admin kubeconfig of the trusted cluster (secret config)."""
     kbs: KbsSettings
+    reference_values: ReferenceValues
+    agent_policy: AgentPolicy = AgentPolicy()
+    kbs_resources: list[KbsResource] = []
+    kbs_secrets: dict[str, SecretStr] = {}
+    """Secret config: the value of each KBS resource, by its logical name."""
+    kbs_tls_certificate: SecretStr | None = None
+    """`kbs.tls.mode: provided`: PEM server certificate for the KBS hostname."""
+    kbs_tls_private_key: SecretStr | None = None
+    """`kbs.tls.mode: provided`: PEM private key of kbsTlsCertificate."""
+
+    def rules(self) -> Iterator[Problem]:
+        yield from self._resource_rules()
+        yield from self._tls_rules()
+
+    def _resource_rules(self) -> Iterator[Problem]:
+        names = Counter(r.name for r in self.kbs_resources)
+        uris = Counter(r.uri for r in self.kbs_resources)
+        for i, resource in enumerate(self.kbs_resources):
+            # The loader collects nested rules of top-level models only; list items' rules run here.
+            yield from nested(f"kbsResources[{i}]", resource.problems())
+            if names[resource.name] > 1:
+                yield Problem(f"kbsResources[{i}].name", f"{resource.name!r} is declared more than once")
+            if uris[resource.uri] > 1:
+                yield Problem(f"kbsResources[{i}].key", f"{resource.uri} is declared more than once")
+            value = self.kbs_secrets.get(resource.name)
+            if value is None:
+                yield Problem("kbsSecrets", f"has no value for resource {resource.name!r}: pulumi config set --secret --path 'kbsSecrets.{resource.name}' ...")
+            elif not value.get_secret_value():
+                yield Problem(f"kbsSecrets.{resource.name}", "is empty")
+        for name in sorted(set(self.kbs_secrets) - set(names)):
+            yield Problem(f"kbsSecrets.{name}", "is not a declared kbsResources name; declare it or remove the value")
+
+    def _tls_rules(self) -> Iterator[Problem]:
+        provided = {"kbsTlsCertificate": self.kbs_tls_certificate, "kbsTlsPrivateKey": self.kbs_tls_private_key}
+        for key, value in provided.items():
+            if self.kbs.tls.mode == "provided":
+                if value is None:
+                    yield Problem(key, "is required when kbs.tls.mode is provided (store it as a secret)")
+            elif value is not None:
+                yield Problem(key, "is only used when kbs.tls.mode is provided")
+
+
+def _is_pem(value: str | None, label: str) -> bool:
+    return bool(value and f"-----BEGIN {label}-----" in value and f"-----END {label}-----" in value)

@@ -1,0 +1,1 @@
+"""Azure-side components of the cloud stack: network, ARO cluster, peer-pod identity, pod VM gallery."""

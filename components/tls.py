@@ -1,0 +1,87 @@
+"""Keys and certificates as stateful pulumi-tls resources: made once at `pulumi up`, kept in state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_tls as tls
+
+ALGORITHM = "ECDSA"
+CURVE = "P256"
+
+
+@dataclass(frozen=True)
+class ServerCertificateArgs:
+    hostname: str
+    organization: str
+    validity_hours: int
+
+
+class SelfSignedServerCertificate(pulumi.ComponentResource):
+    """A private CA and a server certificate it issues for one hostname.
+
+    Clients trust `ca_cert_pem` (public); `private_key_pem` is the server's key (a Pulumi secret).
+    """
+
+    def __init__(self, name: str, args: ServerCertificateArgs, provider: tls.Provider, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("confidential-ai:tls:SelfSignedServerCertificate", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self, provider=provider)
+        ca_key, ca = _self_signed(
+            f"{name}-ca",
+            tls.SelfSignedCertSubjectArgs(common_name=f"{args.organization} CA", organization=args.organization),
+            args.validity_hours,
+            ["cert_signing", "crl_signing"],
+            child,
+        )
+        server_key = tls.PrivateKey(f"{name}-key", algorithm=ALGORITHM, ecdsa_curve=CURVE, opts=child)
+        request = tls.CertRequest(
+            f"{name}-request",
+            private_key_pem=server_key.private_key_pem,
+            subject=tls.CertRequestSubjectArgs(common_name=args.hostname, organization=args.organization),
+            dns_names=[args.hostname],
+            opts=child,
+        )
+        server = tls.LocallySignedCert(
+            f"{name}-cert",
+            cert_request_pem=request.cert_request_pem,
+            ca_private_key_pem=ca_key.private_key_pem,
+            ca_cert_pem=ca.cert_pem,
+            validity_period_hours=args.validity_hours,
+            allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
+            opts=child,
+        )
+        self.ca_cert_pem: pulumi.Output[str] = ca.cert_pem
+        self.cert_pem: pulumi.Output[str] = server.cert_pem
+        self.private_key_pem: pulumi.Output[str] = pulumi.Output.secret(server_key.private_key_pem)
+        self.register_outputs({"caCertPem": self.ca_cert_pem, "certPem": self.cert_pem})
+
+
+class SigningCertificate(pulumi.ComponentResource):
+    """A P-256 signing key and a self-signed certificate naming it (ES256 tokens)."""
+
+    def __init__(self, name: str, common_name: str, validity_hours: int, provider: tls.Provider, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("confidential-ai:tls:SigningCertificate", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self, provider=provider)
+        key, cert = _self_signed(name, tls.SelfSignedCertSubjectArgs(common_name=common_name), validity_hours, ["digital_signature"], child)
+        self.cert_pem: pulumi.Output[str] = cert.cert_pem
+        self.private_key_pem: pulumi.Output[str] = pulumi.Output.secret(key.private_key_pem)
+        self.register_outputs({"certPem": self.cert_pem})
+
+
+def _self_signed(
+    name: str, subject: tls.SelfSignedCertSubjectArgs, validity_hours: int, allowed_uses: list[str], opts: pulumi.ResourceOptions
+) -> tuple[tls.PrivateKey, tls.SelfSignedCert]:
+    """A P-256 key and a certificate it signs for itself; a CA when it may sign certificates."""
+    key = tls.PrivateKey(f"{name}-key", algorithm=ALGORITHM, ecdsa_curve=CURVE, opts=opts)
+    cert = tls.SelfSignedCert(
+        f"{name}-cert",
+        private_key_pem=key.private_key_pem,
+        subject=subject,
+        is_ca_certificate="cert_signing" in allowed_uses,
+        set_subject_key_id=True,
+        validity_period_hours=validity_hours,
+        allowed_uses=allowed_uses,
+        opts=opts,
+    )
+    return key, cert

@@ -1,0 +1,28 @@
+"""Names of the Kubernetes objects that configure Trustee, as the operator expects them.
+
+Mounted keys and paths: openshift/trustee-operator v1.2.1 internal/controller/kbsconfig_controller.go
+and config/templates/kbs-config-restricted.toml (secrets mount at /etc/<volume>/<key>).
+"""
+
+NAMESPACE = "trustee-operator-system"
+PACKAGE = "trustee-operator"
+KBS_CONFIG = "kbsconfig"
+# Created by the operator for a KbsConfig: Service `kbs-service`, port `kbs-port` (8080).
+SERVICE = "kbs-service"
+SERVICE_PORT = "kbs-port"
+
+CONFIG_MAP = "kbs-config"
+CPU_POLICY = "attestation-policy-cpu"
+GPU_POLICY = "attestation-policy-gpu"
+RESOURCE_POLICY = "resource-policy"
+REFERENCE_VALUES = "rvps-reference-values"
+AUTH_SECRET = "kbs-auth-public-key"
+HTTPS_KEY = "kbs-https-key"
+HTTPS_CERT = "kbs-https-certificate"
+TOKEN_KEY = "kbs-token-key"
+TOKEN_CERT = "kbs-token-certificate"
+
+# Names a workload secret may not take: they hold Trustee's own configuration.
+RESERVED = frozenset(
+    {CONFIG_MAP, CPU_POLICY, GPU_POLICY, RESOURCE_POLICY, REFERENCE_VALUES, AUTH_SECRET, HTTPS_KEY, HTTPS_CERT, TOKEN_KEY, TOKEN_CERT}
+)

@@ -1,0 +1,68 @@
+"""Trustee's configuration documents, rendered from the stack config: pure functions, no resources."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from components.templating import render
+from stacks.config.trusted import KbsResource, NvidiaVerifier, ReferenceValues
+
+# Reference value names the attestation policies query (templates/trustee/attestation-policy-*.rego.j2).
+RV_PCR08 = "snp_pcr08"
+RV_VERSION = "0.1.0"
+# The NVIDIA verifier `type` in kbs-config.toml (trustee deps/verifier nvidia: Remote | Local).
+_VERIFIER_TYPES = {"remote": "Remote", "local": "Local"}
+
+
+def kbs_config(verifier: NvidiaVerifier) -> str:
+    return render("trustee/kbs-config.toml.j2", nvidia_verifier_type=_VERIFIER_TYPES[verifier.type], nvidia_verifier_url=verifier.url)
+
+
+def cpu_policy() -> str:
+    return render("trustee/attestation-policy-cpu.rego.j2")
+
+
+def gpu_policy() -> str:
+    return render("trustee/attestation-policy-gpu.rego.j2")
+
+
+def resource_policy(resources: Sequence[KbsResource]) -> str:
+    releases = [
+        {"name": r.name, "path": ["default", r.secret, r.key], "gpus": r.required_gpus}
+        for r in sorted(resources, key=lambda r: r.name)
+    ]
+    return render("trustee/resource-policy.rego.j2", releases=releases)
+
+
+def reference_value_entries(values: ReferenceValues, initdata_pcr8: str) -> dict[str, Any]:
+    """Reference value name -> value: lists for `in` checks, numbers for minimums."""
+    entries: dict[str, Any] = {
+        "snp_pcr03": values.pcrs.pcr03,
+        RV_PCR08: [initdata_pcr8],
+        "snp_pcr09": values.pcrs.pcr09,
+        "snp_pcr11": values.pcrs.pcr11,
+        "snp_pcr12": values.pcrs.pcr12,
+        "allowed_driver_versions": values.allowed_driver_versions,
+        "allowed_vbios_versions": values.allowed_vbios_versions,
+    }
+    for component, minimum in values.minimum_tcb.model_dump().items():
+        entries[f"snp_min_tcb_{component}"] = minimum
+    return entries
+
+
+def reference_values_document(values: ReferenceValues, initdata_pcr8: str) -> str:
+    """The RVPS `reference_value` file of Trustee 1.2: {name: URL-safe padded base64 of a JSON record}."""
+    records = {
+        name: base64.urlsafe_b64encode(
+            json.dumps(
+                {"version": RV_VERSION, "name": name, "expiration": values.expiration, "value": value},
+                sort_keys=True,
+                separators=(",", ":"),
+            ).encode()
+        ).decode()
+        for name, value in reference_value_entries(values, initdata_pcr8).items()
+    }
+    return json.dumps(records, indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,329 @@
+"""Check an environment's Azure side before deploying: `python -m scripts.preflight ENV [--trusted-outputs FILE]`.
+
+Confidential GPU pod VMs fail late (a pod hangs in ContainerCreating) when the VM size is not offered,
+the quota is short, the image is missing or not replicated, the provider is unregistered or the KBS
+is unreachable. Each check here is a small function over Azure SDK clients; the table printed says
+what failed and how to fix it. Exit status: 0 all passed, 1 a check failed, 2 could not run (config,
+credentials).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import socket
+import ssl
+import subprocess
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
+
+from components.azure import ids
+from scripts.offline.stackfile import STACKS_DIR, StackFileError, read_stack_file
+from stacks.config import CloudConfig, ConfigError, load
+from stacks.config.base import CONFIDENTIAL_GPU_SIZE
+
+MANAGEMENT_SCOPE = "https://management.azure.com/.default"
+# ARO's temporary bootstrap machine counts against the regional vCPU quota during installation
+# (MicrosoftDocs azure-docs articles/openshift/howto-create-openshift-cluster.md: bootstrap 8 cores).
+ARO_BOOTSTRAP_VCPUS = 8
+ARO_MASTER_COUNT = 3
+
+
+@dataclass(frozen=True)
+class Result:
+    check: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class AzureClients:
+    """The seam: live SDK clients, or recorded responses in tests."""
+
+    compute: Any
+    """azure.mgmt.compute.ComputeManagementClient"""
+    resources: Any
+    """azure.mgmt.resource.resources.ResourceManagementClient"""
+
+
+class CannotRun(Exception):
+    """The preflight cannot run at all (no credentials, bad config): one line, exit 2."""
+
+
+def live_clients(config: CloudConfig, credential: Any = None) -> AzureClients:
+    from azure.identity import DefaultAzureCredential
+    from azure.mgmt.compute import ComputeManagementClient
+    from azure.mgmt.resource.resources import ResourceManagementClient
+
+    # DefaultAzureCredential logs every credential it tried; the one line below says what to do.
+    logging.getLogger("azure.identity").setLevel(logging.CRITICAL)
+    credential = credential or DefaultAzureCredential()
+    try:
+        credential.get_token(MANAGEMENT_SCOPE)
+    except ClientAuthenticationError:
+        raise CannotRun(
+            "no Azure credentials: run `az login`, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET "
+            "(DefaultAzureCredential found none)"
+        ) from None
+    subscription = config.azure.subscription_id
+    return AzureClients(ComputeManagementClient(credential, subscription), ResourceManagementClient(credential, subscription))
+
+
+# --- Checks ----------------------------------------------------------------------------------
+
+
+def _vcpus(sku: Any) -> int:
+    return int(next(c.value for c in sku.capabilities or [] if c.name == "vCPUs"))
+
+
+def _vm_skus(compute: Any, region: str) -> dict[str, Any]:
+    return {s.name: s for s in compute.resource_skus.list(filter=f"location eq '{region}'") if s.resource_type == "virtualMachines"}
+
+
+def size_offered(skus: dict[str, Any], size: str, region: str) -> Result:
+    check = f"{size} offered in {region}"
+    sku = skus.get(size)
+    if sku is None:
+        return Result(check, False, "not offered in this region", f"choose a region that offers {size} (az vm list-skus -l <region> --size {size})")
+    for restriction in sku.restrictions or []:
+        if restriction.type == "Location":
+            reason = _text(restriction.reason_code or "restricted")
+            return Result(check, False, f"restricted for this subscription ({reason})", f"request access to {size} in {region} (Azure support: region access / SKU enablement)")
+    return Result(check, True, f"{_vcpus(sku)} vCPUs, family {sku.family}")
+
+
+def quota(usages: dict[str, Any], check: str, needs: dict[str, int], region: str) -> Result:
+    """`needs` maps a quota name (a VM family, or `cores` for all regional vCPUs) to the vCPUs required."""
+    short = []
+    for name, need in needs.items():
+        usage = usages.get(name.lower())
+        if usage is None:
+            short.append(f"{name}: no quota reported")
+            continue
+        free = usage.limit - usage.current_value
+        if free < need:
+            label = usage.name.localized_value or name
+            short.append(f"{label}: {free} of {usage.limit} vCPUs free, {need} needed")
+    if short:
+        wanted = ", ".join(f"{n} >= {usages[n.lower()].current_value + needs[n]}" for n in needs if n.lower() in usages)
+        return Result(check, False, "; ".join(short), f"request a vCPU quota increase in {region}: {wanted}")
+    return Result(check, True, ", ".join(f"{need} vCPUs of {name}" for name, need in needs.items()))
+
+
+def gpu_quota(skus: dict[str, Any], usages: dict[str, Any], count: int, region: str) -> Result:
+    check = f"quota for {count} GPU pod VMs"
+    sku = skus.get(CONFIDENTIAL_GPU_SIZE)
+    if sku is None:
+        return Result(check, False, f"{CONFIDENTIAL_GPU_SIZE} is not offered here, so it has no quota", "see the size check above")
+    need = _vcpus(sku) * count
+    return quota(usages, check, {sku.family: need, "cores": need}, region)
+
+
+def aro_quota(skus: dict[str, Any], usages: dict[str, Any], config: CloudConfig) -> Result:
+    aro = config.cluster.aro
+    assert aro is not None
+    check = "quota for the ARO control plane and workers"
+    missing = [s for s in (aro.master_vm_size, aro.worker_vm_size) if s not in skus]
+    if missing:
+        return Result(check, False, f"{', '.join(missing)} not offered in {config.azure.location}", "choose master/worker sizes offered in the region (cluster.aro.masterVmSize, workerVmSize)")
+    master, worker = skus[aro.master_vm_size], skus[aro.worker_vm_size]
+    needs: dict[str, int] = {}
+    for family, vcpus in ((master.family, ARO_MASTER_COUNT * _vcpus(master)), (worker.family, aro.worker_count * _vcpus(worker))):
+        needs[family] = needs.get(family, 0) + vcpus
+    needs["cores"] = sum(needs.values()) + ARO_BOOTSTRAP_VCPUS
+    return quota(usages, check, needs, config.azure.location)
+
+
+def provider_registered(resources: Any, namespace: str) -> Result:
+    check = f"{namespace} provider registered"
+    state = _text(resources.providers.get(namespace).registration_state)
+    if state != "Registered":
+        return Result(check, False, f"registration state is {state}", f"az provider register --namespace {namespace} --wait")
+    return Result(check, True, "Registered")
+
+
+def _text(value: Any) -> str:
+    """An SDK enum member or a string, as Azure spells it."""
+    return str(getattr(value, "value", value))
+
+
+def _region_key(name: str) -> str:
+    return name.replace(" ", "").lower()
+
+
+def image_definition(compute: Any, image_id: str, region: str) -> Result:
+    check = "pod VM image definition is confidential Gen2"
+    try:
+        if community := ids.COMMUNITY_IMAGE_VERSION_ID.match(image_id):
+            image = compute.community_gallery_images.get(region, community["gallery"], community["image"])
+        else:
+            gallery = ids.GALLERY_IMAGE_VERSION_ID.match(image_id)
+            assert gallery is not None  # validated by the config model
+            image = compute.gallery_images.get(gallery["resource_group"], gallery["gallery"], gallery["image"])
+    except ResourceNotFoundError:
+        return Result(check, False, "image definition not found", "create the definition (peerPods.image.hostGallery: true) or fix peerPods.imageId")
+    features = {f.name: f.value for f in image.properties.features or []}
+    generation = _text(image.properties.hyper_v_generation)
+    problems = []
+    if generation != "V2":
+        problems.append(f"hyperVGeneration is {generation}, confidential VMs need V2")
+    if features.get("SecurityType") not in ("ConfidentialVmSupported", "ConfidentialVM"):
+        problems.append(f"SecurityType feature is {features.get('SecurityType')}, need ConfidentialVmSupported")
+    if problems:
+        return Result(check, False, "; ".join(problems), "publish the image under a Gen2 definition with SecurityType=ConfidentialVmSupported")
+    return Result(check, True, "V2, SecurityType=" + features["SecurityType"])
+
+
+def image_version(compute: Any, image_id: str, region: str) -> Result:
+    version = image_id.rsplit("/", 1)[-1]
+    check = f"pod VM image {version} available in {region}"
+    if community := ids.COMMUNITY_IMAGE_VERSION_ID.match(image_id):
+        try:
+            compute.community_gallery_image_versions.get(region, community["gallery"], community["image"], version)
+        except ResourceNotFoundError:
+            return Result(check, False, "not published to this region (or does not exist)", "replicate the version to the region in the publisher's gallery, or fix peerPods.imageId")
+        return Result(check, True, "community gallery image version found in the region")
+    gallery = ids.GALLERY_IMAGE_VERSION_ID.match(image_id)
+    assert gallery is not None
+    try:
+        found = compute.gallery_image_versions.get(gallery["resource_group"], gallery["gallery"], gallery["image"], version, expand="ReplicationStatus")
+    except ResourceNotFoundError:
+        return Result(check, False, "image version does not exist", "publish the GPU pod VM image version to the gallery, or fix peerPods.imageId")
+    state = _text(found.properties.provisioning_state)
+    if state != "Succeeded":
+        return Result(check, False, f"provisioning state is {state}", "wait for the image version to finish publishing, or republish it")
+    regions = [r.name for r in found.properties.publishing_profile.target_regions or []]
+    if _region_key(region) not in {_region_key(r) for r in regions}:
+        return Result(check, False, f"replicated only to {', '.join(regions) or 'no region'}", f"az sig image-version update ... --add publishingProfile.targetRegions name={region}")
+    return Result(check, True, f"replicated to {', '.join(regions)}")
+
+
+def kbs_tls(trusted: dict[str, Any] | str, timeout: float = 5.0) -> Result:
+    """The KBS answers TLS with a certificate the trusted stack's CA signed, for its own hostname."""
+    check = "KBS answers TLS with the trusted CA"
+    if isinstance(trusted, str):
+        return Result(check, False, trusted, "deploy the trusted stack first, or pass --trusted-outputs FILE")
+    url, ca = trusted.get("kbsUrl"), trusted.get("kbsCaCert")
+    if not url or not ca:
+        missing = " and ".join(k for k, v in (("kbsUrl", url), ("kbsCaCert", ca)) if not v)
+        return Result(check, False, f"the trusted stack outputs have no {missing}", "deploy the trusted stack (pulumi up -s <env>-trusted)")
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or 443
+    try:
+        context = ssl.create_default_context(cadata=ca)
+    except ssl.SSLError:
+        return Result(check, False, "kbsCaCert is not a PEM certificate", "re-export kbsCaCert from the trusted stack")
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw, context.wrap_socket(raw, server_hostname=host) as tls:
+            version = tls.version()
+    except ssl.SSLCertVerificationError as err:
+        return Result(check, False, f"{host}:{port}: {err.verify_message}", "serve the KBS certificate issued by the trusted stack's CA, for the KBS hostname (passthrough Route)")
+    except (OSError, ssl.SSLError) as err:
+        return Result(check, False, f"{host}:{port}: {getattr(err, 'strerror', None) or err}", "check the KBS Route/DNS and that the trusted cluster is reachable from Azure")
+    return Result(check, True, f"{host}:{port} {version}")
+
+
+# --- Running ---------------------------------------------------------------------------------
+
+
+def _guarded(check: str, fn: Callable[[], Result]) -> Result:
+    try:
+        return fn()
+    except HttpResponseError as err:
+        code = getattr(err.error, "code", None) or err.status_code
+        return Result(check, False, f"Azure answered {code}: {str(err.message or err).splitlines()[0]}", "grant the signed-in identity Reader on the subscription, then rerun")
+
+
+def run_checks(config: CloudConfig, clients: AzureClients, trusted: dict[str, Any] | str) -> list[Result]:
+    region = config.azure.location
+    peer_pods = config.peer_pods
+    results: list[Result] = []
+    skus: dict[str, Any] = {}
+    usages: dict[str, Any] = {}
+
+    def inventory() -> Result:
+        skus.update(_vm_skus(clients.compute, region))
+        usages.update({u.name.value.lower(): u for u in clients.compute.usage.list(region)})
+        return Result("read VM sizes and quotas", True, f"{len(skus)} sizes")
+
+    listing = _guarded("read VM sizes and quotas", inventory)
+    if listing.ok:
+        results += [size_offered(skus, size, region) for size in peer_pods.instance_sizes]
+        if CONFIDENTIAL_GPU_SIZE in peer_pods.instance_sizes and peer_pods.max_gpu_pod_vms:
+            results.append(gpu_quota(skus, usages, peer_pods.max_gpu_pod_vms, region))
+        if config.cluster.aro:
+            results.append(aro_quota(skus, usages, config))
+    else:
+        results.append(listing)
+    namespaces = ["Microsoft.Compute", "Microsoft.Network"] + (["Microsoft.RedHatOpenShift"] if config.cluster.aro else [])
+    results += [_guarded(f"{ns} provider registered", lambda ns=ns: provider_registered(clients.resources, ns)) for ns in namespaces]
+    results.append(_guarded("pod VM image definition", lambda: image_definition(clients.compute, peer_pods.image_id, region)))
+    results.append(_guarded("pod VM image version", lambda: image_version(clients.compute, peer_pods.image_id, region)))
+    results.append(kbs_tls(trusted))
+    return results
+
+
+def render(results: Iterable[Result]) -> str:
+    rows = [("check", "result", "how to fix")] + [(r.check, ("ok: " if r.ok else "FAIL: ") + r.detail, r.fix) for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}".rstrip() for a, b, c in rows)
+
+
+def trusted_outputs(config: CloudConfig, path: Path | None) -> dict[str, Any] | str:
+    """The trusted stack's outputs, or why they are unavailable (shown as the KBS check's failure)."""
+    if path is not None:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            return f"cannot read {path}: {err}"
+    try:
+        done = subprocess.run(["pulumi", "stack", "output", "--json", "-s", config.trusted_stack_name], capture_output=True, text=True, timeout=120)
+    except FileNotFoundError:
+        return "pulumi CLI not found to read the trusted stack outputs"
+    if done.returncode != 0:
+        return f"pulumi stack output -s {config.trusted_stack_name} failed: {(done.stderr.strip().splitlines() or ['no output'])[-1]}"
+    return json.loads(done.stdout)
+
+
+def load_config(env: str, stacks_dir: Path = STACKS_DIR) -> CloudConfig:
+    stack = f"{env}-cloud"
+    stack_file = read_stack_file(stack, stacks_dir)
+    prefix = "confidential-ai:"
+    raw = {k[len(prefix):]: v for k, v in stack_file.config.items() if k.startswith(prefix)}
+    config = load(stack, raw, [k[len(prefix):] for k in stack_file.secret_keys])
+    assert isinstance(config, CloudConfig)
+    return config
+
+
+def main(argv: list[str] | None = None, clients: Callable[[CloudConfig], AzureClients] = live_clients) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.preflight", description=__doc__.splitlines()[0])
+    parser.add_argument("env", help="environment: checks stack ENV-cloud")
+    parser.add_argument("--trusted-outputs", type=Path, help="JSON of the trusted stack outputs (e.g. out/ENV-trusted/outputs.json); default: pulumi stack output")
+    parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR)
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.env, args.stacks_dir)
+        azure = clients(config)
+    except ConfigError as err:
+        print(str(err), file=sys.stderr)
+        return 2
+    except (StackFileError, CannotRun) as err:
+        print(f"{args.env}-cloud: {err}" if isinstance(err, CannotRun) else str(err), file=sys.stderr)
+        return 2
+    results = run_checks(config, azure, trusted_outputs(config, args.trusted_outputs))
+    print(render(results))
+    failed = [r for r in results if not r.ok]
+    print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

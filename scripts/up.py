@@ -1,0 +1,95 @@
+"""Deploy or destroy one environment: `python -m scripts.up ENV [--destroy --yes] [--only trusted|cloud]`.
+
+`up` runs `ENV-trusted` then `ENV-cloud`; the cloud stack is refused unless the trusted stack is
+deployed and exports everything the cloud side reads. `--destroy` goes the other way round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from scripts.pulumi_cli import REPO_ROOT, AutomationPulumi, Pulumi, PulumiError
+from stacks.contracts import CLOUD_READS
+
+REQUIRED_TRUSTED_OUTPUTS = CLOUD_READS
+SIDES = ("trusted", "cloud")
+
+
+class Refused(Exception):
+    """The operation must not go on; the message is one line for the user."""
+
+
+def stack_name(env: str, side: str) -> str:
+    return f"{env}-{side}"
+
+
+def missing_outputs(outputs: Mapping[str, Any] | None) -> list[str]:
+    """Required trusted outputs that are absent or empty (all of them when not deployed)."""
+    present = outputs or {}
+    return [key for key in REQUIRED_TRUSTED_OUTPUTS if present.get(key) in (None, "", [], {})]
+
+
+def check_trusted(pulumi: Pulumi, env: str) -> None:
+    trusted, cloud = stack_name(env, "trusted"), stack_name(env, "cloud")
+    outputs = pulumi.outputs(trusted)
+    if not outputs:
+        raise Refused(f"refusing {cloud}: {trusted} has not been deployed (run `python -m scripts.up {env}`)")
+    missing = missing_outputs(outputs)
+    if missing:
+        raise Refused(f"refusing {cloud}: {trusted} lacks the outputs {', '.join(missing)}")
+
+
+def deploy(pulumi: Pulumi, env: str, sides: Sequence[str] = SIDES) -> None:
+    if "trusted" in sides:
+        pulumi.up(stack_name(env, "trusted"))
+    if "cloud" in sides:
+        check_trusted(pulumi, env)
+        pulumi.up(stack_name(env, "cloud"))
+
+
+def destroy(pulumi: Pulumi, env: str, sides: Sequence[str] = SIDES) -> None:
+    for side in reversed(SIDES):
+        if side in sides:
+            pulumi.destroy(stack_name(env, side))
+
+
+def environments(root: Path = REPO_ROOT) -> list[str]:
+    """Environments with both stack files in `stacks/`."""
+    envs = (p.name.removeprefix("Pulumi.").removesuffix("-trusted.yaml") for p in (root / "stacks").glob("Pulumi.*-trusted.yaml"))
+    return sorted(env for env in envs if (root / "stacks" / f"Pulumi.{stack_name(env, 'cloud')}.yaml").is_file())
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m scripts.up", description=__doc__)
+    parser.add_argument("env", help=f"environment: {', '.join(environments())}")
+    parser.add_argument("--destroy", action="store_true", help="destroy instead (cloud first, then trusted)")
+    parser.add_argument("--yes", action="store_true", help="confirm --destroy")
+    parser.add_argument("--only", choices=SIDES, help="act on one side only")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None, make_pulumi: Callable[[], Pulumi] = AutomationPulumi) -> int:
+    args = parse_args(argv)
+    sides = (args.only,) if args.only else SIDES
+    try:
+        if args.env not in (known := environments()):
+            raise Refused(f"unknown environment {args.env!r}: expected one of {', '.join(known)}")
+        if args.destroy and not args.yes:
+            raise Refused(f"--destroy deletes every resource of {args.env}: add --yes to confirm")
+        pulumi = make_pulumi()
+        (destroy if args.destroy else deploy)(pulumi, args.env, sides)
+    except Refused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except PulumiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Config of the cloud cluster's workloads: peer pods (OSC), OpenShift AI, the NIM models, image pulls."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field
+
+from stacks.config.base import (
+    _HOSTNAME,
+    CONFIDENTIAL_GPU_SIZE,
+    DnsLabel,
+    Model,
+    OperatorPin,
+    Problem,
+    confidential_size_problem,
+    is_gpu_size,
+)
+
+# GPUs per confidential GPU size (MicrosoftDocs azure-compute-docs, nccadsh100v5-series.md: 1x H100 NVL).
+GPUS_PER_SIZE = {CONFIDENTIAL_GPU_SIZE: 1}
+# A Go duration as CAA parses PROXY_TIMEOUT (time.ParseDuration), restricted to h/m/s.
+_GO_DURATION = re.compile(r"^(?=\d)(\d+h)?(\d+m)?(\d+s)?$")
+_TAG_PART = re.compile(r"^[A-Za-z0-9_.:/@+-]{1,256}$")
+_NIM_IMAGE = re.compile(r"^nvcr\.io/nim/(?P<path>[a-z0-9._/-]+)/(?P<model>[a-z0-9._-]+):(?P<tag>[A-Za-z0-9._-]+)$")
+
+
+def _go_duration(value: str) -> str:
+    if not _GO_DURATION.match(value):
+        raise ValueError(f"{value!r} is not a duration like 30m or 1h30m")
+    return value
+
+
+def _hostname(value: str) -> str:
+    if not _HOSTNAME.match(value):
+        raise ValueError(f"{value!r} is not a DNS name")
+    return value
+
+
+def _nim_image(value: str) -> str:
+    if not _NIM_IMAGE.match(value):
+        raise ValueError(f"{value!r} is not a NIM image reference like nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3 (a tag is required)")
+    if value.endswith(":latest"):
+        raise ValueError(f"{value} uses the moving tag latest; pin a NIM release tag")
+    return value
+
+
+GoDuration = Annotated[str, AfterValidator(_go_duration)]
+Hostname = Annotated[str, AfterValidator(_hostname)]
+NimImage = Annotated[str, AfterValidator(_nim_image)]
+
+
+class OscSettings(Model):
+    """OpenShift sandboxed containers: the operator, the KataConfig and peer-pods-cm tuning."""
+
+    operator: OperatorPin
+    kata_config_pool_selector: dict[str, str] | None = None
+    """Node labels (matchLabels) of the workers that run the CAA; all workers when unset."""
+    proxy_timeout: GoDuration = "30m"
+    """PROXY_TIMEOUT: how long CAA waits for a pod VM; multi-GB NIM images pulled in the guest need long."""
+    root_volume_size_gb: int = Field(default=300, ge=30, le=4095)
+    """ROOT_VOLUME_SIZE (GB): the pod VM disk holds the pulled NIM image and the model cache."""
+    peer_pods_limit_per_node: int = Field(default=10, ge=1, le=100)
+    secure_boot: bool = True
+    tags: dict[str, str] = {}
+    """TAGS on every pod VM (Azure tags)."""
+
+    def rules(self) -> Iterator[Problem]:
+        for key, value in self.tags.items():
+            if not _TAG_PART.match(key) or not _TAG_PART.match(value):
+                yield Problem(f"tags.{key}", "tag keys and values may not contain ',', '=' or spaces (CAA reads TAGS as k=v,k2=v2)")
+
+
+class OpenShiftAiSettings(Model):
+    operator: OperatorPin
+    ingress_domain: Hostname
+    """The cluster's ingress domain (`oc get ingresses.config cluster -o jsonpath='{.spec.domain}'`)."""
+
+
+class ModelSettings(Model):
+    """One NIM model served by an InferenceService in its own namespace (named after the model)."""
+
+    name: DnsLabel
+    image: NimImage
+    gpus: int = Field(default=1, ge=1)
+    machine_type: str = CONFIDENTIAL_GPU_SIZE
+    model_cache_gi: int = Field(ge=1)
+    """Size limit of the NIM cache (model weights), an emptyDir on the pod VM disk."""
+    image_size_gi: int = Field(default=30, ge=1)
+    """Unpacked size of the NIM image; with the cache it must fit osc.rootVolumeSizeGb."""
+    replicas: int = Field(default=1, ge=1, le=16)
+    ngc_api_key_resource: str = "ngc-api-key"
+    """Logical name, in the trusted stack's kbsResources, of the NGC API key NIM downloads the model with."""
+
+    @property
+    def namespace(self) -> str:
+        return self.name
+
+    @property
+    def model_format(self) -> tuple[str, str]:
+        """(model name, NIM release) from the image reference."""
+        match = _NIM_IMAGE.match(self.image)
+        assert match
+        return match["model"], match["tag"]
+
+    def rules(self) -> Iterator[Problem]:
+        if len(self.name) > 31:
+            yield Problem("name", f"{self.name} is longer than 31 characters; its Route host <name>-<namespace> must fit one DNS label")
+        if reason := confidential_size_problem(self.machine_type):
+            yield Problem("machineType", f"{reason}; a NIM model needs {CONFIDENTIAL_GPU_SIZE}")
+        elif not is_gpu_size(self.machine_type):
+            yield Problem("machineType", f"{self.machine_type} is a confidential CPU size without a GPU; a NIM model needs {CONFIDENTIAL_GPU_SIZE}")
+        elif self.gpus > GPUS_PER_SIZE[self.machine_type]:
+            yield Problem("gpus", f"{self.gpus} GPUs do not fit {self.machine_type} ({GPUS_PER_SIZE[self.machine_type]} GPU)")
+
+
+class ImagePullSettings(Model):
+    """How the pod VM authenticates to nvcr.io when it pulls the NIM image inside the guest.
+
+    `pullSecret` (default): a dockerconfigjson Secret built from the cloud stack's own secret
+    `nvcrPullKey`, referenced by the predictor. Works on the pinned OSC; the cloud cluster holds that
+    pull credential. `kbs`: the guest's CDH fetches the registry credential from KBS
+    (`authenticated_registry_credentials_uri` in the trusted side's initdata); the cloud cluster holds nothing.
+    """
+
+    mode: Literal["pullSecret", "kbs"] = "pullSecret"
+    kbs_resource: str = "nvcr-credentials"
+    """In `kbs` mode: logical name, in the trusted stack's kbsResources, of the registry credential."""

@@ -1,0 +1,100 @@
+"""Fixtures for the cloud stack's cluster layer: the trusted stack's outputs and a hand-built Azure layer.
+
+`run_cluster_layer` runs the cluster layer as the cloud stack will once the Azure layer is merged:
+read the trusted stack first, then build on the Azure layer's provider and IDs.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+from typing import Any
+
+import pulumi
+
+from components.kubernetes import cluster_provider
+from scripts.offline import StackRun, run_stack
+from scripts.offline.fakes import StackOutputs, fake_pem
+from stacks.config import CloudConfig, load_from_pulumi
+from stacks.cloud_cluster import deploy_cluster_layer, read_trusted_stack
+from stacks.contracts import AzureLayer
+from tests.conftest import example_config
+
+KBS_URL = "https://kbs.trusted-dev.example.com"
+KBS_CA_CERT = fake_pem("CERTIFICATE", "kbs-ca", "dev-trusted")
+NGC_API_KEY_URI = "kbs:///default/nim-ngc/api-key"
+NVCR_CREDENTIALS_URI = "kbs:///default/nvcr/credentials"
+SUBSCRIPTION = "3f2c8a1e-6b4d-4e2a-9c7f-1d5e8b0a4c21"
+RESOURCE_GROUP = "/subscriptions/3f2c8a1e-6b4d-4e2a-9c7f-1d5e8b0a4c21/resourceGroups/confidential-ai-dev"
+POD_VM_SUBNET_ID = f"{RESOURCE_GROUP}/providers/Microsoft.Network/virtualNetworks/confidential-ai-dev/subnets/pod-vms"
+POD_VM_NSG_ID = f"{RESOURCE_GROUP}/providers/Microsoft.Network/networkSecurityGroups/pod-vms"
+POD_VM_IMAGE_ID = f"{RESOURCE_GROUP}/providers/Microsoft.Compute/galleries/PodVMGallery/images/podvm-gpu/versions/1.0.0"
+PEER_PODS_CLIENT_ID = "5b1e2c3d-4f5a-4b6c-8d7e-9f0a1b2c3d4e"
+PEER_PODS_CLIENT_SECRET = "azure-client-secret:peer-pods:dev"
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value)
+
+
+def initdata_toml(registry_credentials_uri: str | None = None) -> str:
+    """A small initdata document as the trusted side authors it (FACTS section 4)."""
+    cdh = f'socket = "unix:///run/confidential-containers/cdh.sock"\ncredentials = []\n[kbc]\nname = "cc_kbc"\nurl = {_toml_str(KBS_URL)}\n'
+    if registry_credentials_uri:
+        cdh += f"[image]\nauthenticated_registry_credentials_uri = {_toml_str(registry_credentials_uri)}\n"
+    aa = f"[token_configs.kbs]\nurl = {_toml_str(KBS_URL)}\n"
+    return (
+        'version = "0.1.0"\nalgorithm = "sha256"\n[data]\n'
+        f'"aa.toml" = {_toml_str(aa)}\n"cdh.toml" = {_toml_str(cdh)}\n"policy.rego" = {_toml_str("package agent_policy")}\n'
+    )
+
+
+def trusted_outputs(registry_credentials_uri: str | None = None, **overrides: Any) -> StackOutputs:
+    document = initdata_toml(registry_credentials_uri).encode()
+    digest = hashlib.sha256(document).hexdigest()
+    values = {
+        "kbsUrl": KBS_URL,
+        "kbsCaCert": KBS_CA_CERT,
+        "initdata": base64.b64encode(gzip.compress(document, mtime=0)).decode(),
+        "initdataDigest": digest,
+        "initdataPcr8": hashlib.sha256(bytes(32) + bytes.fromhex(digest)).hexdigest(),
+        "kbsResources": {
+            "ngc-api-key": {"uri": NGC_API_KEY_URI, "gpuGated": True, "minGpus": 1},
+            "nvcr-credentials": {"uri": NVCR_CREDENTIALS_URI, "gpuGated": False, "minGpus": 0},
+            "model-key": {"uri": "kbs:///default/model/key", "gpuGated": True, "minGpus": 1},
+        },
+        **overrides,
+    }
+    return StackOutputs({k: v for k, v in values.items() if v is not None})
+
+
+def azure_layer(config: CloudConfig) -> AzureLayer:
+    return AzureLayer(
+        kubernetes=cluster_provider("cloud-cluster", pulumi.Output.secret("apiVersion: v1\nkind: Config\n"), config.stack.name),
+        cluster_ready=[],
+        subscription_id=SUBSCRIPTION,
+        tenant_id=config.azure.tenant_id,
+        region=config.azure.location,
+        pod_vm_resource_group=pulumi.Output.from_input("confidential-ai-dev-podvms"),
+        pod_vm_subnet_id=pulumi.Output.from_input(POD_VM_SUBNET_ID),
+        pod_vm_nsg_id=pulumi.Output.from_input(POD_VM_NSG_ID),
+        pod_vm_image_id=POD_VM_IMAGE_ID,
+        peer_pods_client_id=PEER_PODS_CLIENT_ID,
+        peer_pods_client_secret=pulumi.Output.secret(PEER_PODS_CLIENT_SECRET),
+    )
+
+
+def cluster_layer_program() -> None:
+    config = load_from_pulumi()
+    assert isinstance(config, CloudConfig)
+    trusted = read_trusted_stack(config)
+    deploy_cluster_layer(config, azure_layer(config), trusted)
+
+
+def run_cluster_layer(stack: str = "dev-cloud", trusted: StackOutputs | None = None, set: dict[str, Any] | None = None, delete: tuple[str, ...] = ()) -> StackRun:
+    config, secret_keys = example_config(stack, set=set, delete=delete)
+    trusted_stack = stack.rsplit("-", 1)[0] + "-trusted"
+    references = {} if trusted is None else {trusted_stack: trusted}
+    return run_stack(stack, config, secret_keys, references, program=cluster_layer_program)

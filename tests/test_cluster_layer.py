@@ -1,0 +1,348 @@
+"""The cloud stack's cluster layer, run under the harness on the trusted-stack fixture."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from components.nim import INITDATA_ANNOTATION, MACHINE_TYPE_ANNOTATION
+from components.peerpods import CONFIG_HASH_ANNOTATION, config_hash
+from scripts.offline import SECRET, Registered, StackRun
+from scripts.offline.stackfile import PLACEHOLDER_PREFIX
+from scripts.topology import render_topology
+from stacks.config import ConfigError
+from tests.cluster_layer_fixtures import (
+    KBS_URL,
+    NGC_API_KEY_URI,
+    NVCR_CREDENTIALS_URI,
+    PEER_PODS_CLIENT_ID,
+    PEER_PODS_CLIENT_SECRET,
+    POD_VM_IMAGE_ID,
+    POD_VM_NSG_ID,
+    POD_VM_SUBNET_ID,
+    SUBSCRIPTION,
+    run_cluster_layer,
+    trusted_outputs,
+)
+from tests.conftest import example_config
+from tests.test_sealed_secret import decode
+
+ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
+KATA_CONFIG = "kubernetes:kataconfiguration.openshift.io/v1:KataConfig"
+DSC = "kubernetes:datasciencecluster.opendatahub.io/v2:DataScienceCluster"
+SUBSCRIPTION_TYPE = "kubernetes:operators.coreos.com/v1alpha1:Subscription"
+
+
+@pytest.fixture(scope="module")
+def trusted():
+    return trusted_outputs()
+
+
+@pytest.fixture(scope="module")
+def run(trusted) -> StackRun:
+    return run_cluster_layer(trusted=trusted)
+
+
+@pytest.fixture(scope="module")
+def prod(trusted) -> StackRun:
+    return run_cluster_layer("prod-cloud", trusted=trusted)
+
+
+def k8s_object(run: StackRun, kind: str, name: str) -> Registered:
+    found = [r for r in run.resources if r.inputs.get("kind") == kind and r.inputs.get("metadata", {}).get("name") == name]
+    assert len(found) == 1, f"{len(found)} {kind} named {name}"
+    return found[0]
+
+
+def config_map_data(run: StackRun) -> dict[str, str]:
+    return k8s_object(run, "ConfigMap", "peer-pods-cm").inputs["data"]
+
+
+# --- every custom resource is one the operators accept ---------------------------------------
+
+
+def unknown_fields(value: Any, schema: dict[str, Any], path: str = "") -> list[str]:
+    """Fields the API server would prune: not declared where the schema declares properties."""
+    if schema.get("x-kubernetes-preserve-unknown-fields") or not isinstance(value, (dict, list)):
+        return []
+    if isinstance(value, list):
+        return [f for i, item in enumerate(value) for f in unknown_fields(item, schema.get("items", {}), f"{path}[{i}]")]
+    properties = schema.get("properties")
+    if properties is None:
+        extra = schema.get("additionalProperties")
+        return [f for k, v in value.items() for f in unknown_fields(v, extra, f"{path}.{k}")] if isinstance(extra, dict) else []
+    found = [f"{path}.{k}" for k in value if k not in properties]
+    return found + [f for k, v in value.items() if k in properties for f in unknown_fields(v, properties[k], f"{path}.{k}")]
+
+
+def test_custom_resources_validate_against_upstream_crds(run, crd_validator, crd_schemas):
+    custom = [r for r in run.resources if r.type.startswith("kubernetes:") and "." in r.inputs.get("apiVersion", "").split("/")[0]]
+    kinds = {r.inputs["kind"] for r in custom}
+    assert {"KataConfig", "DSCInitialization", "DataScienceCluster", "ServingRuntime", "InferenceService", "Subscription", "OperatorGroup"} <= kinds
+    for r in custom:
+        manifest = r.inputs
+        assert crd_validator(manifest) == [], r.name
+        schema = crd_schemas[(manifest["apiVersion"], manifest["kind"])]
+        assert unknown_fields(manifest["spec"], schema["properties"]["spec"], "spec") == [], r.name
+
+
+# --- peer pods --------------------------------------------------------------------------------
+
+
+def test_peer_pods_cm_keys_and_values(run, trusted):
+    assert config_map_data(run) == {
+        "CLOUD_PROVIDER": "azure",
+        "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
+        "AZURE_REGION": "eastus2",
+        "AZURE_RESOURCE_GROUP": "confidential-ai-dev-podvms",
+        "AZURE_SUBNET_ID": POD_VM_SUBNET_ID,
+        "AZURE_NSG_ID": POD_VM_NSG_ID,
+        "AZURE_IMAGE_ID": POD_VM_IMAGE_ID,
+        "AZURE_INSTANCE_SIZE": "Standard_DC4as_v5",
+        "AZURE_INSTANCE_SIZES": "Standard_NCC40ads_H100_v5,Standard_DC4as_v5",
+        "DISABLECVM": "false",
+        "ENABLE_SECURE_BOOT": "true",
+        "USE_PUBLIC_IP": "false",
+        "ROOT_VOLUME_SIZE": "300",
+        "PROXY_TIMEOUT": "30m",
+        "PEERPODS_LIMIT_PER_NODE": "10",
+        "VXLAN_PORT": "9000",
+        "TAGS": "confidential-ai-stack=dev-cloud,environment=dev",
+        "INITDATA": trusted.values["initdata"],
+    }
+    assert k8s_object(run, "ConfigMap", "peer-pods-cm").inputs["metadata"]["namespace"] == "openshift-sandboxed-containers-operator"
+
+
+def test_feature_gate_enables_confidential_containers(run):
+    assert k8s_object(run, "ConfigMap", "osc-feature-gates").inputs["data"] == {"confidential": "true"}
+
+
+def test_peer_pods_secret_holds_the_identity_and_its_secret_stays_secret(run):
+    secret = k8s_object(run, "Secret", "peer-pods-secret")
+    assert secret.inputs["stringData"] == {
+        "AZURE_CLIENT_ID": PEER_PODS_CLIENT_ID,
+        "AZURE_CLIENT_SECRET": PEER_PODS_CLIENT_SECRET,
+        "AZURE_TENANT_ID": "9a7b6c5d-4e3f-4a1b-8c2d-0e1f2a3b4c5d",
+        "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
+    }
+    assert secret.is_secret("stringData", "AZURE_CLIENT_SECRET")
+    assert PEER_PODS_CLIENT_SECRET not in json.dumps(secret.redacted_inputs)
+
+
+def test_kata_config_enables_peer_pods_and_is_awaited(run, prod):
+    kata = run.of_type(KATA_CONFIG)[0]
+    assert "namespace" not in kata.inputs["metadata"], "KataConfig is cluster scoped"
+    assert kata.inputs["spec"] == {"enablePeerPods": True, "checkNodeEligibility": False, "logLevel": "info"}
+    assert kata.inputs["metadata"]["annotations"]["pulumi.com/waitFor"] == "condition=InProgress=False"
+    assert int(kata.inputs["metadata"]["annotations"]["pulumi.com/timeoutSeconds"]) >= 3600
+    assert prod.of_type(KATA_CONFIG)[0].inputs["spec"]["kataConfigPoolSelector"] == {"matchLabels": {"node-role.kubernetes.io/worker": ""}}
+
+
+def caa_hash(run: StackRun) -> str:
+    patch = run.named("peer-pods-caa-restart", "kubernetes:apps/v1:DaemonSetPatch")
+    assert patch.inputs["metadata"]["name"] == "osc-caa-ds"
+    return patch.inputs["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+
+
+def test_caa_restarts_when_and_only_when_peer_pods_cm_changes(run, trusted):
+    assert caa_hash(run) == config_hash(config_map_data(run))
+    model = json.loads(example_config("dev-cloud")[0]["confidential-ai:models"])[0]
+    unrelated = run_cluster_layer(trusted=trusted, set={"models": [{**model, "replicas": 3}]})
+    assert caa_hash(unrelated) == caa_hash(run)
+    for changed in (
+        run_cluster_layer(trusted=trusted, set={"osc.proxyTimeout": "45m"}),
+        run_cluster_layer(trusted=trusted_outputs(initdata="H4sIAAAAAAAA/ytJLS4BAEmv3eAEAAAA")),
+    ):
+        assert caa_hash(changed) != caa_hash(run)
+
+
+# --- OpenShift AI -----------------------------------------------------------------------------
+
+
+def test_openshift_ai_serves_kserve_raw_with_nim_only(run):
+    dsc = run.of_type(DSC)[0].inputs
+    components = dsc["spec"]["components"]
+    assert components.pop("kserve") == {"managementState": "Managed", "nim": {"managementState": "Managed"}, "rawDeploymentServiceConfig": "Headed"}
+    assert components and {c["managementState"] for c in components.values()} == {"Removed"}
+    assert dsc["metadata"]["annotations"]["pulumi.com/waitFor"] == "jsonpath={.status.phase}=Ready"
+    dsci = run.named("openshift-ai-initialization").inputs
+    assert (dsci["kind"], dsci["metadata"]["name"]) == ("DSCInitialization", "default-dsci")
+    assert dsci["metadata"]["annotations"]["pulumi.com/waitFor"] == "jsonpath={.status.phase}=Ready"
+    assert dsci["spec"]["applicationsNamespace"] == "redhat-ods-applications"
+    group = k8s_object(run, "OperatorGroup", "rhods-operator").inputs
+    assert group["spec"] == {} and group["metadata"]["namespace"] == "redhat-ods-operator"
+
+
+# --- NIM models -------------------------------------------------------------------------------
+
+
+def test_inference_service_runs_in_a_confidential_gpu_vm(run, trusted):
+    isvc = run.of_type(ISVC)[0].inputs
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["runtimeClassName"] == "kata-remote"
+    assert predictor["annotations"] == {
+        MACHINE_TYPE_ANNOTATION: "Standard_NCC40ads_H100_v5",
+        INITDATA_ANNOTATION: trusted.values["initdata"],
+    }
+    assert predictor["model"]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert predictor["model"]["runtime"] == "llama-3-1-8b-nim"
+    assert predictor["imagePullSecrets"] == [{"name": "llama-3-1-8b-nvcr-pull"}]
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+    assert isvc["metadata"]["annotations"]["pulumi.com/waitFor"] == "condition=Ready"
+
+
+def test_nim_runtime_reads_its_key_from_a_sealed_secret_and_reports_readiness(run):
+    runtime = k8s_object(run, "ServingRuntime", "llama-3-1-8b-nim").inputs["spec"]
+    container = runtime["containers"][0]
+    assert container["image"] == "nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v1/health/ready", "port": 8000}
+    assert runtime["supportedModelFormats"] == [{"name": "llama-3.1-8b-instruct", "version": "1.3.3", "autoSelect": True}]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["NGC_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "llama-3-1-8b-ngc-api-key", "key": "NGC_API_KEY"}}
+    sealed = k8s_object(run, "Secret", "llama-3-1-8b-ngc-api-key").inputs
+    assert sealed["metadata"]["namespace"] == "llama-3-1-8b"
+    assert decode(sealed["stringData"]["NGC_API_KEY"])["name"] == NGC_API_KEY_URI
+    assert {"name": "nim-cache", "emptyDir": {"sizeLimit": "60Gi"}} in runtime["volumes"]
+
+
+def test_no_workload_secret_value_reaches_the_cloud_stack(run):
+    everything = json.dumps([[r.raw_inputs, r.outputs] for r in run.resources], default=repr) + json.dumps(run.outputs)
+    assert f"{PLACEHOLDER_PREFIX}:dev-trusted:" not in everything
+    # The only secret the cluster layer writes is the cloud side's own nvcr.io pull key, kept secret.
+    redacted = json.dumps([r.redacted_inputs for r in run.resources])
+    assert PLACEHOLDER_PREFIX not in redacted and PEER_PODS_CLIENT_SECRET not in redacted
+    pull = k8s_object(run, "Secret", "llama-3-1-8b-nvcr-pull")
+    assert pull.is_secret("stringData", ".dockerconfigjson")
+    auths = json.loads(pull.inputs["stringData"][".dockerconfigjson"])["auths"]
+    assert auths["nvcr.io"]["password"] == f"{PLACEHOLDER_PREFIX}:dev-cloud:nvcrPullKey"
+
+
+def test_kbs_image_pull_mode_keeps_registry_credentials_off_the_cluster(trusted):
+    kbs = run_cluster_layer(
+        trusted=trusted_outputs(registry_credentials_uri=NVCR_CREDENTIALS_URI),
+        set={"imagePull": {"mode": "kbs"}},
+        delete=("nvcrPullKey",),
+    )
+    assert not [r for r in kbs.of_type("kubernetes:core/v1:Secret") if r.inputs["type"] == "kubernetes.io/dockerconfigjson"]
+    assert kbs.of_type(ISVC)[0].inputs["spec"]["predictor"]["imagePullSecrets"] == []
+    assert kbs.outputs["kbsResourcesReferenced"] == sorted([NGC_API_KEY_URI, NVCR_CREDENTIALS_URI])
+
+
+# --- order and waits --------------------------------------------------------------------------
+
+
+def test_inference_service_waits_for_kata_config_and_the_data_science_cluster_only(run):
+    isvc = run.of_type(ISVC)[0]
+    direct = {run.by_urn(urn).name for urn in isvc.depends_on}
+    assert direct == {
+        "model-llama-3-1-8b-namespace",
+        "model-llama-3-1-8b-serving-runtime",
+        "model-llama-3-1-8b-ngc-api-key",
+        "model-llama-3-1-8b-nvcr-pull",
+        "peer-pods-kata-config",
+        "openshift-ai-data-science-cluster",
+    }
+
+
+def test_custom_resources_depend_on_the_operator_serving_their_crd(run):
+    subscriptions = {r.inputs["metadata"]["name"]: r.urn for r in run.of_type(SUBSCRIPTION_TYPE)}
+    assert subscriptions["sandboxed-containers-operator"] in run.of_type(KATA_CONFIG)[0].depends_on
+    assert subscriptions["rhods-operator"] in run.of_type(DSC)[0].depends_on
+    assert subscriptions["rhods-operator"] in run.named("openshift-ai-initialization").depends_on
+    assert run.of_type(DSC)[0].urn in k8s_object(run, "ServingRuntime", "llama-3-1-8b-nim").depends_on
+    kata = run.of_type(KATA_CONFIG)[0].depends_on
+    for kind, name in (("ConfigMap", "peer-pods-cm"), ("ConfigMap", "osc-feature-gates"), ("Secret", "peer-pods-secret")):
+        assert k8s_object(run, kind, name).urn in kata, f"KataConfig must wait for {name} (and outlive it on destroy)"
+    assert run.of_type(KATA_CONFIG)[0].urn in run.named("peer-pods-caa-restart").depends_on
+
+
+def ancestors(run: StackRun, urn: str) -> set[str]:
+    """Everything `urn` waits for: dependencies, their parents' dependencies, transitively."""
+    seen: set[str] = set()
+    todo = [urn]
+    while todo:
+        r = run.by_urn(todo.pop())
+        for dep in r.depends_on + ([r.parent] if r.parent and "pulumi:pulumi:Stack" not in r.parent else []):
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return seen
+
+
+def test_operators_install_in_parallel(run):
+    osc, rhoai = sorted(run.of_type(SUBSCRIPTION_TYPE), key=lambda r: r.name)[::-1]
+    assert not ancestors(run, osc.urn) & {r.urn for r in run.resources if "openshift-ai" in r.name}
+    assert not ancestors(run, rhoai.urn) & {r.urn for r in run.resources if "sandboxed-containers" in r.name or "peer-pods" in r.name}
+
+
+# --- outputs and picture ----------------------------------------------------------------------
+
+
+def test_outputs_name_urls_runtime_class_and_referenced_resources(run):
+    assert run.outputs["models"] == {
+        "llama-3-1-8b": {
+            "inClusterUrl": "http://llama-3-1-8b-predictor.llama-3-1-8b.svc.cluster.local",
+            "externalUrl": "https://llama-3-1-8b-llama-3-1-8b.apps.confidential-ai-dev.eastus2.aroapp.io",
+        }
+    }
+    assert run.outputs["runtimeClass"] == "kata-remote"
+    assert run.outputs["kbsResourcesReferenced"] == [NGC_API_KEY_URI]
+    assert run.outputs["kbsUrl"] == KBS_URL
+    assert not run.secret_outputs
+
+
+def test_topology_draws_the_confidential_flow(run, trusted):
+    picture = render_topology([StackRun("dev-trusted", [], dict(trusted.values), frozenset()), run])
+    assert '-- "initdata: INITDATA" --> n_pods_PeerPods_kubernetes_core_v1_ConfigMap__peer_pods_config' in picture
+    assert '"initdata: cc_init_data" -->' in picture
+    assert '"kbsResources: URI" -->' in picture
+    assert 'confidential VM (SEV-SNP + H100): Standard_NCC40ads_H100_v5' in picture
+    assert '-. "CPU + GPU evidence (attestation)" .-> kbs_dev_trusted' in picture
+    assert f"KBS {KBS_URL}" in picture
+
+
+# --- the trusted stack must be there first -----------------------------------------------------
+
+
+def test_undeployed_trusted_stack_stops_before_any_resource():
+    with pytest.raises(ConfigError) as err:
+        run_cluster_layer(trusted=None)
+    assert err.value.lines() == [
+        "dev-cloud: trustedStack: organization/confidential-ai/dev-trusted has no output kbsUrl, kbsCaCert, initdata, "
+        "initdataDigest, kbsResources (deploy it first: pulumi up -s dev-trusted)"
+    ]
+    assert [r.type for r in err.value.registered] == ["pulumi:pulumi:StackReference"]
+
+
+@pytest.mark.parametrize(
+    ("trusted", "set", "line"),
+    [
+        (trusted_outputs(kbsCaCert=None), {}, "trustedStack: organization/confidential-ai/dev-trusted has no output kbsCaCert (deploy it first: pulumi up -s dev-trusted)"),
+        (trusted_outputs(), {"models": [{"name": "m", "image": "nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3", "modelCacheGi": 60, "ngcApiKeyResource": "hf-token"}]}, "models[0].ngcApiKeyResource: hf-token is not a KBS resource of organization/confidential-ai/dev-trusted (it publishes: model-key, ngc-api-key, nvcr-credentials)"),
+        (trusted_outputs(), {"imagePull": {"mode": "kbs"}, "nvcrPullKey": None}, "imagePull.mode: kbs needs the trusted initdata's cdh.toml to set [image] authenticated_registry_credentials_uri = 'kbs:///default/nvcr/credentials'"),
+    ],
+)
+def test_what_the_cloud_side_needs_from_the_trusted_stack_is_checked(trusted, set, line):
+    delete = tuple(k for k, v in set.items() if v is None)
+    with pytest.raises(ConfigError) as err:
+        run_cluster_layer(trusted=trusted, set={k: v for k, v in set.items() if v is not None}, delete=delete)
+    assert err.value.lines() == [f"dev-cloud: {line}"]
+    assert [r.type for r in err.value.registered] == ["pulumi:pulumi:StackReference"]
+
+
+def test_gpu_gated_key_needs_a_model_with_enough_gpus():
+    gated = trusted_outputs(kbsResources={"ngc-api-key": {"uri": NGC_API_KEY_URI, "gpuGated": True, "minGpus": 2}})
+    with pytest.raises(ConfigError) as err:
+        run_cluster_layer(trusted=gated)
+    assert err.value.lines() == ["dev-cloud: models[0].gpus: KBS releases ngc-api-key only to pod VMs attesting 2 GPUs; the model asks for 1"]
+
+
+def test_trusted_outputs_the_cloud_reads_must_be_public():
+    from scripts.offline.fakes import StackOutputs
+
+    leaky = StackOutputs(trusted_outputs().values, frozenset({"initdata"}))
+    with pytest.raises(ConfigError) as err:
+        run_cluster_layer(trusted=leaky)
+    assert err.value.lines() == ["dev-cloud: trustedStack: organization/confidential-ai/dev-trusted exports initdata as secret; the cloud side reads only public values"]

@@ -1,0 +1,112 @@
+"""Config of the cluster layer: models against peer pods, image pulls, and the OSC settings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import example_config
+from tests.test_config import problems
+
+MODEL = json.loads(example_config("dev-cloud")[0]["confidential-ai:models"])[0]
+
+
+def with_model(**changes) -> dict:
+    return {"models": [{**MODEL, **changes}]}
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        ("Standard_DC4as_v5", "Standard_DC4as_v5 is a confidential CPU size without a GPU; a NIM model needs Standard_NCC40ads_H100_v5"),
+        ("Standard_NC40ads_H100_v5", "Standard_NC40ads_H100_v5 is not a confidential VM size; a NIM model needs Standard_NCC40ads_H100_v5"),
+        ("Standard_DC4es_v5", "Standard_DC4es_v5 is an Intel TDX size; the trusted side attests AMD SEV-SNP (az-snp-vtpm) only; a NIM model needs Standard_NCC40ads_H100_v5"),
+    ],
+)
+def test_model_machine_type_must_be_a_confidential_gpu_size(size, message):
+    assert f"dev-cloud: models[0].machineType: {message}" in problems("dev-cloud", set=with_model(machineType=size))
+
+
+def test_model_machine_type_must_be_an_allowed_instance_size():
+    lines = problems("dev-cloud", set={"peerPods.instanceSizes": ["Standard_DC4as_v5"]})
+    assert lines == [
+        "dev-cloud: models[0].machineType: Standard_NCC40ads_H100_v5 is not in peerPods.instanceSizes (Standard_DC4as_v5); CAA refuses sizes not listed there"
+    ]
+
+
+def test_model_gpus_must_fit_the_vm():
+    assert problems("dev-cloud", set=with_model(gpus=2)) == ["dev-cloud: models[0].gpus: 2 GPUs do not fit Standard_NCC40ads_H100_v5 (1 GPU)"]
+
+
+def test_model_names_are_unique_and_short():
+    lines = problems("dev-cloud", set={"models": [MODEL, MODEL]})
+    assert lines == ["dev-cloud: models[1].name: llama-3-1-8b is used by another model"]
+    long = "a" * 32
+    assert problems("dev-cloud", set=with_model(name=long)) == [
+        f"dev-cloud: models[0].name: {long} is longer than 31 characters; its Route host <name>-<namespace> must fit one DNS label"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        ("nvcr.io/nim/meta/llama-3.1-8b-instruct", "is not a NIM image reference like nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3 (a tag is required)"),
+        ("docker.io/meta/llama:1.0", "is not a NIM image reference like nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3 (a tag is required)"),
+        ("nvcr.io/nim/meta/llama-3.1-8b-instruct:latest", "uses the moving tag latest; pin a NIM release tag"),
+    ],
+)
+def test_model_image_is_a_pinned_nim_image(image, message):
+    [line] = problems("dev-cloud", set=with_model(image=image))
+    assert line.startswith("dev-cloud: models[0].image: ") and line.endswith(message)
+
+
+def test_root_volume_must_hold_image_and_model_cache():
+    assert problems("dev-cloud", set={"osc.rootVolumeSizeGb": 90}) == [
+        "dev-cloud: osc.rootVolumeSizeGb: 90 GB cannot hold model llama-3-1-8b: image 30 GiB + cache 60 GiB"
+    ]
+
+
+def test_pull_secret_mode_needs_the_cloud_side_pull_key():
+    assert problems("dev-cloud", delete=("nvcrPullKey",)) == [
+        "dev-cloud: nvcrPullKey: is required with imagePull.mode pullSecret: pulumi config set --secret nvcrPullKey <pull-only NGC key> -s dev-cloud"
+    ]
+
+
+def test_kbs_mode_refuses_a_cloud_side_pull_key():
+    assert problems("dev-cloud", set={"imagePull.mode": "kbs"}) == [
+        "dev-cloud: nvcrPullKey: is not used with imagePull.mode kbs (KBS holds the registry credential); remove it so the cloud side holds none"
+    ]
+
+
+def test_pull_key_must_be_stored_as_a_secret():
+    config, secret_keys = example_config("dev-cloud", set={"nvcrPullKey": "nvapi-plaintext"})
+    from stacks.config import ConfigError, load
+
+    raw = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("confidential-ai:")}
+    with pytest.raises(ConfigError) as err:
+        load("dev-cloud", raw, [k.split(":", 1)[1] for k in secret_keys if k != "confidential-ai:nvcrPullKey"])
+    assert err.value.lines() == ["dev-cloud: nvcrPullKey: must be stored as a secret: pulumi config set --secret nvcrPullKey ... -s dev-cloud"]
+    assert "nvapi-plaintext" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("osc.proxyTimeout", "5 minutes", "'5 minutes' is not a duration like 30m or 1h30m"),
+        ("osc.tags", {"team": "a,b"}, "tag keys and values may not contain ',', '=' or spaces (CAA reads TAGS as k=v,k2=v2)"),
+        ("openshiftAi.ingressDomain", "Apps.Example", "'Apps.Example' is not a DNS name"),
+        ("imagePull.mode", "registry", "Input should be 'pullSecret' or 'kbs'"),
+    ],
+)
+def test_cluster_settings_name_the_bad_key(key, value, message):
+    [line] = problems("dev-cloud", set={key: value})
+    assert line.startswith(f"dev-cloud: {key}") and line.endswith(message)
+
+
+def test_red_hat_csv_names_without_v_are_accepted():
+    config, _ = example_config("dev-cloud")
+    assert json.loads(config["confidential-ai:openshiftAi"])["operator"]["startingCSV"] == "rhods-operator.3.4.0"
+    assert problems("dev-cloud", set={"openshiftAi.operator.startingCSV": "rhods-operator"}) == [
+        "dev-cloud: openshiftAi.operator.startingCSV: 'rhods-operator' is not a CSV name like operator-name.v1.2.3"
+    ]

@@ -1,0 +1,402 @@
+"""`python -m scripts.preview_pr`: affected stacks, the dangerous table, policy violations, the size limit.
+
+Previews are recorded `pulumi preview --json` documents (pulumi/pulumi pkg/backend/display/json.go,
+PreviewDigest) with their `--event-log` policy events, under tests/fixtures/preview/.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scripts import preview_pr as pp
+from scripts.pulumi_cli import AutomationPulumi, Preview, read_event_log
+from tests import fake_pulumi
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "preview"
+PR = FIXTURES / "pr"
+DRIFT = FIXTURES / "drift"
+STACKS = ["dev-trusted", "dev-cloud", "prod-trusted", "prod-cloud"]
+
+
+def comment_for(directory: Path, *extra: str) -> tuple[int, str]:
+    out = directory.parent / f"{directory.name}.md"
+    args = ["--recorded", str(directory), "--output", str(out), *extra]
+    status = pp.main(args)
+    text = out.read_text()
+    out.unlink()
+    return status, text
+
+
+def section(comment: str, stack: str) -> str:
+    """The comment's section about one stack (up to the next stack heading or diff)."""
+    start = comment.index(f"### `{stack}`")
+    ends = [i for i in (comment.find("\n### ", start + 1), comment.find("\n<details>", start)) if i > 0]
+    return comment[start:min(ends, default=len(comment))]
+
+
+def table_rows(text: str, heading: str) -> list[list[str]]:
+    """The body rows of the first table at or after `heading`, as lists of cells."""
+    lines = text[text.index(heading):].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split(" | ")])
+    return rows
+
+
+# --- the recorded outputs have the real shape --------------------------------------------------
+
+DIGEST_KEYS = {"config", "steps", "diagnostics", "duration", "changeSummary", "maybeCorrupt"}
+STEP_KEYS = {"op", "urn", "provider", "oldState", "newState", "diffReasons", "replaceReasons", "detailedDiff"}
+DIFF_KINDS = {"add", "add-replace", "delete", "delete-replace", "update", "update-replace"}
+
+
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*/*.json")), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_fixtures_have_the_preview_json_shape(path: Path) -> None:
+    digest = json.loads(path.read_text())
+    assert set(digest) <= DIGEST_KEYS and isinstance(digest["duration"], int)
+    steps = digest["steps"]
+    for step in steps:
+        assert set(step) <= STEP_KEYS and "detailedDiff" in step  # detailedDiff has no omitempty
+        assert all(d["kind"] in DIFF_KINDS and isinstance(d["inputDiff"], bool)
+                   for d in (step["detailedDiff"] or {}).values())
+        for state in (step.get("oldState"), step.get("newState")):
+            assert state is None or (state["urn"] == step["urn"] and state["type"] == pp.urn_parts(step["urn"])[0])
+    assert all(d["severity"] in {"info", "info#err", "warning", "error"} for d in digest.get("diagnostics", []))
+    logical = [pp.KIND_OF_OP.get(s["op"], s["op"]) for s in steps if s["op"] != "same"]
+    assert {op: logical.count(op) for op in set(logical)} == {
+        op: n for op, n in digest["changeSummary"].items() if op != "same"}
+
+
+def test_policy_events_are_read_with_the_sdks_event_parser() -> None:
+    violations = read_event_log((PR / "dev-cloud.events.jsonl").read_text())
+    assert [(v.enforcement, v.policy, v.urn and pp.urn_parts(v.urn)[1]) for v in violations] == [
+        ("mandatory", "critical-resources-protected", "aro"),
+        ("advisory", "aro-api-server-private", "aro"),
+    ]
+
+
+def test_the_automation_adapter_returns_the_json_the_event_log_and_the_error(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    log = fake_pulumi.install(monkeypatch, tmp_path, PR)
+    preview = AutomationPulumi(ROOT).preview("dev-cloud")
+    assert preview.digest == json.loads((PR / "dev-cloud.json").read_text())
+    assert preview.violations == read_event_log((PR / "dev-cloud.events.jsonl").read_text())
+    assert preview.error == "error: preview failed: 1 mandatory policy violation"
+    args = fake_pulumi.calls(log)[-1]
+    assert args[0] == "preview" and "--json" in args and args[args.index("--stack") + 1] == "dev-cloud"
+
+
+def test_the_adapter_runs_the_policy_pack_and_the_drift_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    log = fake_pulumi.install(monkeypatch, tmp_path, DRIFT)
+    project = tmp_path / "project"
+    (project / "policies").mkdir(parents=True)
+    (project / "policies" / "PulumiPolicy.yaml").write_text("runtime: python\n")
+    preview = AutomationPulumi(project).preview("prod-trusted", refresh=True, expect_no_changes=True)
+    assert preview.error is None and preview.digest["changeSummary"] == {"same": 41}
+    args = fake_pulumi.calls(log)[-1]
+    assert {"--refresh", "--expect-no-changes"} <= set(args)
+    assert args[args.index("--policy-pack") + 1] == str(project / "policies")
+
+
+def test_the_adapter_reports_a_stack_that_does_not_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fake_pulumi.install(monkeypatch, tmp_path, PR)
+    preview = AutomationPulumi(ROOT).preview("prod-cloud")
+    assert preview == Preview({}, (), "stack prod-cloud does not exist yet: run `pulumi stack init prod-cloud`")
+
+
+# --- the comment -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pr_comment() -> str:
+    status, comment = comment_for(PR)
+    assert status == 1  # dev-cloud's preview failed on a mandatory policy
+    return comment
+
+
+def test_comment_starts_with_the_marker_the_workflow_edits(pr_comment: str) -> None:
+    assert pr_comment.startswith(pp.MARKER + "\n")
+
+
+def test_cluster_replacement_heads_the_cloud_stacks_dangerous_table(pr_comment: str) -> None:
+    rows = table_rows(section(pr_comment, "dev-cloud"), "#### Dangerous changes")
+    assert [row[1:4] for row in rows] == [
+        ["**replace**", "`aro`", "ARO cluster"],
+        ["**update**", "`kata-config`", "KataConfig"],
+        ["**delete**", "`podvm-subnet`", "subnet"],
+    ]
+    assert "`clusterProfile.domain` forces replacement" in rows[0][4]
+    assert "> **3 dangerous changes**, first: replace of the ARO cluster `aro`." in pr_comment
+
+
+def test_trusted_side_flags_key_material_reference_values_and_loosened_policy(pr_comment: str) -> None:
+    rows = table_rows(section(pr_comment, "dev-trusted"), "#### Dangerous changes")
+    assert [(row[1], row[2], row[3]) for row in rows] == [
+        ("**replace**", "`kbs-https-cert`", "KBS certificate"),
+        ("**update**", "`kbsconfig`", "KbsConfig"),
+        ("**update**", "`rvps-reference-values`", "reference values"),
+        ("**update**", "`resource-policy`", "policy"),
+        ("**delete**", "`kbs-edge`", "`kubernetes:route.openshift.io/v1:Route`"),
+    ]
+    # the loosened policy shows the removed line in the diff
+    assert re.search(r"^-\s+input\.submods\.gpu0$", pr_comment, re.M)
+
+
+def test_policy_violations_list_mandatory_first(pr_comment: str) -> None:
+    rows = table_rows(section(pr_comment, "dev-cloud"), "#### Policy violations")
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        ("**mandatory**", "`critical-resources-protected` (confidential-ai-guardrails)", "`aro`"),
+        ("**advisory**", "`aro-api-server-private` (confidential-ai-guardrails)", "`aro`"),
+    ]
+    assert "> The preview failed: preview failed: 1 mandatory policy violation" in section(pr_comment, "dev-cloud")
+
+
+def test_summary_counts_come_from_the_change_summary(pr_comment: str) -> None:
+    rows = table_rows(pr_comment, "| Stack |")
+    assert rows == [
+        ["`dev-trusted`", "1", "3", "1", "1", "🚨 5", "0", "✅ ok"],
+        ["`dev-cloud`", "1", "2", "1", "1", "🚨 3", "2", "❌ failed"],
+    ]
+    assert "**Plan:** 1 to create, 2 to update, 1 to replace, 1 to delete, 58 unchanged." in pr_comment
+
+
+def test_secrets_stay_blinded(pr_comment: str) -> None:
+    assert '+     stringData: "[secret]"' in pr_comment
+    # config values (all "[secret]" or public) are not rendered at all
+    assert "trustedKubeconfig" not in pr_comment and "servicePrincipalSecret" not in pr_comment
+
+
+def test_warnings_and_errors_are_shown_but_not_info(pr_comment: str) -> None:
+    cloud = section(pr_comment, "dev-cloud")
+    assert "- **warning** `aro`: workerProfiles[0].count changes while the cluster is replaced" in cloud
+    assert "- **error** stack: preview failed" in cloud
+    assert "Reading outputs of" not in pr_comment
+
+
+def test_full_diffs_are_collapsible_and_show_old_and_new_values(pr_comment: str) -> None:
+    assert pr_comment.count("<details>") == pr_comment.count("</details>") == 2
+    assert '~     clusterProfile.domain: "cai-dev" => "cai-dev2" (forces replacement)' in pr_comment
+    assert '+     spec.kbsSecretResources[1]: "kbs-resource-ngc-api-key"' in pr_comment
+
+
+def test_rendering_is_deterministic() -> None:
+    assert comment_for(PR)[1] == comment_for(PR)[1]
+
+
+def huge_digest() -> dict[str, Any]:
+    digest = json.loads((PR / "dev-cloud.json").read_text())
+    template = next(s for s in digest["steps"] if s["op"] == "create")
+    for i in range(3000):
+        step = copy.deepcopy(template)
+        step["urn"] = step["urn"].replace("::podvm-nat", f"::nat-{i:04}")
+        step["newState"]["urn"] = step["urn"]
+        step["newState"]["inputs"]["tags"] = {f"k{j}": "v" * 40 for j in range(6)}
+        digest["steps"].append(step)
+    digest["changeSummary"]["create"] += 3000
+    return digest
+
+
+def test_a_huge_preview_is_cut_to_githubs_limit_but_keeps_dangers_and_violations(tmp_path: Path) -> None:
+    for name in ("dev-trusted.json", "changed-files.txt", "dev-cloud.events.jsonl", "dev-cloud.stderr.txt"):
+        (tmp_path / name).write_text((PR / name).read_text())
+    (tmp_path / "dev-cloud.json").write_text(json.dumps(huge_digest()))
+    status, comment = comment_for(tmp_path)
+    assert len(comment) <= pp.COMMENT_LIMIT
+    # the tables are whole
+    assert len(table_rows(section(comment, "dev-cloud"), "#### Dangerous changes")) == 3
+    assert len(table_rows(section(comment, "dev-cloud"), "#### Policy violations")) == 2
+    # dev-trusted's diff fits whole; dev-cloud's is cut, with a note saying how to see it all
+    assert "<summary>Full diff of <code>dev-trusted</code> (19 lines)</summary>" in comment
+    cut = re.search(r"<summary>Full diff of <code>dev-cloud</code> \(first (\d+) of (\d+) lines\)</summary>", comment)
+    assert cut and int(cut[1]) < int(cut[2])
+    assert "cut to stay under GitHub's 65,536-character comment limit: run `pulumi preview --diff --stack dev-cloud`" in comment
+    assert comment.count("<details>") == comment.count("</details>")
+
+
+def test_a_diff_with_no_room_left_is_named_not_dropped() -> None:
+    preview = Preview(huge_digest())
+    reports = [pp.report(stack, preview) for stack in ("dev-cloud", "prod-cloud")]
+    comment = pp.render_pr("origin/main", ["components/aro.py"], {r.stack: ["components/aro.py"] for r in reports}, reports)
+    assert len(comment) <= pp.COMMENT_LIMIT
+    assert pp.omitted("prod-cloud") in comment
+
+
+def test_no_affected_stack_says_so() -> None:
+    comment = pp.render_pr("origin/main", ["README.md", "tests/test_up.py"], {}, [])
+    assert comment == (f"{pp.MARKER}\n## Pulumi preview\n\nNo stack is affected: the 2 changed files against "
+                       "`origin/main` touch neither a stack's config nor the code and templates the stacks share.\n")
+
+
+# --- ranking -----------------------------------------------------------------------------------
+
+
+def change(kind: str, type_: str, name: str, k8s_name: str = "") -> pp.Change:
+    urn = f"urn:pulumi:dev-cloud::confidential-ai::confidential-ai:x:Y${type_}::{name}"
+    state = {"urn": urn, "type": type_, "inputs": {"metadata": {"name": k8s_name}} if k8s_name else {}}
+    return pp.Change(kind, urn, type_, name, {"op": kind, "urn": urn, "newState": state, "detailedDiff": None})
+
+
+def test_ranking_follows_the_critical_table_then_severity() -> None:
+    changes = [
+        change("delete", "azure-native:network:Subnet", "podvm"),
+        change("update", "kubernetes:core/v1:ConfigMap", "cm-1", k8s_name="attestation-policy"),
+        change("replace", "kubernetes:core/v1:Namespace", "ns"),
+        change("delete", "azure-native:redhatopenshift:OpenShiftCluster", "aro"),
+        change("replace", "tls:index/privateKey:PrivateKey", "kbs-admin-key"),
+        change("update", "kubernetes:kataconfiguration.openshift.io/v1:KataConfig", "kata"),
+        change("update", "kubernetes:core/v1:ConfigMap", "rvps"),
+        change("replace", "azure-native:redhatopenshift:OpenShiftCluster", "aro"),
+        change("update", "azure-native:authorization:RoleDefinition", "caa-role"),
+    ]
+    ranked = [(d.change.kind, d.change.name) for d in pp.dangers_of(changes)]
+    assert ranked == [
+        ("replace", "aro"), ("delete", "aro"), ("replace", "kbs-admin-key"), ("update", "kata"),
+        ("update", "rvps"), ("update", "cm-1"), ("delete", "podvm"), ("update", "caa-role"), ("replace", "ns"),
+    ]
+
+
+def test_routine_updates_are_not_dangerous() -> None:
+    routine = [
+        change("update", "kubernetes:core/v1:ConfigMap", "peer-pods-cm"),
+        change("update", "azure-native:network:Subnet", "podvm"),
+        change("create", "azure-native:redhatopenshift:OpenShiftCluster", "aro"),
+        change("update", "kubernetes:apps/v1:Deployment", "nim"),
+    ]
+    assert pp.dangers_of(routine) == ()
+
+
+def test_replacement_steps_fold_into_one_replace() -> None:
+    urn = "urn:pulumi:dev-cloud::confidential-ai::azure-native:redhatopenshift:OpenShiftCluster::aro"
+    steps = [{"op": op, "urn": urn, "detailedDiff": None} for op in ("create-replacement", "replace", "delete-replaced")]
+    assert [(c.kind, c.name) for c in pp.changes_of({"steps": steps})] == [("replace", "aro")]
+
+
+def test_property_paths_resolve_quoted_keys_and_indexes() -> None:
+    props = {"data": {"resource-policy.rego": "x", "a.b": [1, {"c": 2}]}}
+    assert pp.value_at(props, 'data["resource-policy.rego"]') == "x"
+    assert pp.value_at(props, 'data["a.b"][1].c') == 2
+    assert pp.value_at(props, "data.missing[3]") is None
+
+
+# --- drift -------------------------------------------------------------------------------------
+
+
+def test_drift_fails_and_names_the_drifted_stack() -> None:
+    status, comment = comment_for(DRIFT, "--drift")
+    assert status == 1
+    assert comment.startswith(pp.DRIFT_MARKER + "\n")
+    assert "**Drift in `prod-cloud`**" in comment
+    assert table_rows(comment, "| Stack |")[1][-1] == "⚠️ drift"
+    assert '-     securityRules[1]: {"access": "Allow", "direction": "Inbound", "name": "debug-ssh"' in comment
+
+
+def test_refresh_and_read_steps_are_not_drift() -> None:
+    urn = "urn:pulumi:prod-cloud::confidential-ai::azure-native:network:Subnet::podvm"
+    steps = [{"op": op, "urn": urn, "detailedDiff": None} for op in ("refresh", "read", "same")]
+    r = pp.report("prod-cloud", Preview({"steps": steps, "changeSummary": {"same": 1, "refresh": 1}}))
+    assert not r.changed and r.changes == ()
+
+
+def test_no_drift_passes(tmp_path: Path) -> None:
+    (tmp_path / "prod-trusted.json").write_text((DRIFT / "prod-trusted.json").read_text())
+    status, comment = comment_for(tmp_path, "--drift")
+    assert status == 0 and "No drift: every stack matches its resources." in comment
+
+
+# --- affected stacks from git ------------------------------------------------------------------
+
+GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.invalid", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, env=GIT_ENV, check=True, capture_output=True)
+
+
+def write(repo: Path, files: list[str]) -> None:
+    for name in files:
+        path = repo / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(path.read_text() + "# changed\n" if path.exists() else "x\n")
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    write(tmp_path, [*(f"stacks/Pulumi.{s}.yaml" for s in STACKS), "stacks/program.py", "components/aro.py",
+                     "README.md", "Pulumi.yaml"])
+    git(tmp_path, "init", "-q", "-b", "main")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "base")
+    git(tmp_path, "checkout", "-q", "-b", "feature")
+    return tmp_path
+
+
+def commit(repo: Path, files: list[str]) -> None:
+    write(repo, files)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "change")
+
+
+@pytest.mark.parametrize(("files", "expected"), [
+    (["stacks/Pulumi.dev-cloud.yaml"], ["dev-cloud"]),
+    (["stacks/Pulumi.prod-trusted.yaml", "README.md"], ["prod-trusted"]),
+    (["components/aro.py"], STACKS),
+    (["templates/initdata/aa.toml.j2"], STACKS),
+    (["stacks/program.py"], STACKS),
+    (["stacks/config/cloud.py"], STACKS),
+    (["policies/__main__.py"], STACKS),
+    (["__main__.py"], STACKS),
+    (["Pulumi.yaml"], STACKS),
+    (["requirements-dev.txt"], STACKS),
+    (["README.md", "tests/test_x.py", "docs/pipelines.md", "stacks/README.md"], []),
+], ids=lambda v: ",".join(v) if isinstance(v, list) else v)
+def test_affected_stacks_from_a_branch(repo: Path, files: list[str], expected: list[str]) -> None:
+    commit(repo, files)
+    stacks = pp.discover_stacks(repo)
+    assert stacks == STACKS
+    affected = pp.affected_stacks(pp.changed_files("main", repo), stacks)
+    assert list(affected) == expected
+
+
+def test_changes_made_on_the_base_after_branching_do_not_count(repo: Path) -> None:
+    commit(repo, ["README.md"])
+    git(repo, "checkout", "-q", "main")
+    commit(repo, ["components/aro.py"])
+    git(repo, "checkout", "-q", "feature")
+    assert pp.changed_files("main", repo) == ["README.md"]
+
+
+def test_docs_only_pull_request_needs_no_pulumi(repo: Path) -> None:
+    commit(repo, ["README.md"])
+    out = repo / "comment.md"
+    assert pp.main(["--base", "main", "--output", str(out)], root=repo) == 0
+    assert "No stack is affected: the 1 changed file against `main`" in out.read_text()
+
+
+def test_unknown_base_is_one_line(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert pp.main(["--base", "nope"], root=repo) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot diff against nope: fatal: ") and err.count("\n") == 1
+
+
+# --- the README sample -------------------------------------------------------------------------
+
+
+def test_readme_sample_is_the_tools_output_for_the_pr_fixture() -> None:
+    readme = (ROOT / "README.md").read_text()
+    pipelines = readme[readme.index("## Pipelines"):]
+    sample = re.search(r"^````markdown\n(.*?)^````$", pipelines, re.S | re.M)
+    assert sample, "README's Pipelines section has no ````markdown sample"
+    assert sample[1] == comment_for(PR)[1], "regenerate: python -m scripts.preview_pr --recorded tests/fixtures/preview/pr"

@@ -1,0 +1,295 @@
+"""The trusted stack as planned: what it registers, what it renders, and what it lets the cloud side see."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import tomllib
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from regopy import Interpreter
+
+from components.initdata import render_initdata
+from components.trustee import names
+from scripts.offline import SECRET, Registered, StackRun
+from scripts.plan import kubernetes_manifests
+from stacks.contracts import TRUSTED_OUTPUTS
+from tests.trusted_stack import example_trusted
+
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+SECRET_TYPE = "kubernetes:core/v1:Secret"
+KBS_CONFIG = "kubernetes:confidentialcontainers.org/v1alpha1:KbsConfig"
+ROUTE = "kubernetes:route.openshift.io/v1:Route"
+
+
+@pytest.fixture(scope="module")
+def dev():
+    return example_trusted("dev-trusted")
+
+
+@pytest.fixture(scope="module")
+def prod():
+    return example_trusted("prod-trusted")
+
+
+def config_map_value(run: StackRun, name: str) -> str:
+    (value,) = run.named(f"kbs-{name}", CONFIG_MAP).inputs["data"].values()
+    return value
+
+
+def secret_value(run: StackRun, resource_name: str, key: str) -> str:
+    return run.named(resource_name, SECRET_TYPE).inputs["stringData"][key]
+
+
+def initdata_document(run: StackRun) -> bytes:
+    return gzip.decompress(base64.b64decode(run.outputs["initdata"], validate=True))
+
+
+# --- Outputs: the contract with the cloud side -----------------------------------------------
+
+
+def test_outputs_are_exactly_the_contract_and_all_public(dev):
+    _, run = dev
+    assert set(run.outputs) == set(TRUSTED_OUTPUTS)
+    assert run.secret_outputs == frozenset()
+
+
+def test_kbs_resources_output_names_uris_and_gpu_gating(dev, prod):
+    assert dev[1].outputs["kbsResources"] == {
+        "ngc-api-key": {"uri": "kbs:///default/ngc-api-key/api-key", "gpuGated": True, "minGpus": 1},
+        "model-key": {"uri": "kbs:///default/model-decryption/key.bin", "gpuGated": True, "minGpus": 1},
+    }
+    assert prod[1].outputs["kbsResources"]["registry-credentials"] == {
+        "uri": "kbs:///default/registry-auth/auth.json", "gpuGated": False, "minGpus": 0,
+    }
+
+
+def test_initdata_annotation_is_deterministic_gzip_base64_of_the_document(dev):
+    _, run = dev
+    annotation = run.outputs["initdata"]
+    assert "\n" not in annotation
+    compressed = base64.b64decode(annotation, validate=True)
+    assert compressed[4:8] == b"\x00\x00\x00\x00", "gzip mtime must be 0"
+    assert not compressed[3] & 0x08, "gzip must carry no file name"
+    document = gzip.decompress(compressed)
+    digest = hashlib.sha256(document).hexdigest()
+    assert run.outputs["initdataDigest"] == digest
+    assert run.outputs["initdataPcr8"] == hashlib.sha256(bytes(32) + bytes.fromhex(digest)).hexdigest()
+
+
+def test_initdata_points_guests_at_kbs_with_its_ca(dev):
+    config, run = dev
+    document = tomllib.loads(initdata_document(run).decode())
+    assert (document["version"], document["algorithm"]) == ("0.1.0", "sha256")
+    assert set(document["data"]) == {"aa.toml", "cdh.toml", "policy.rego"}
+    aa = tomllib.loads(document["data"]["aa.toml"])
+    cdh = tomllib.loads(document["data"]["cdh.toml"])
+    ca = run.outputs["kbsCaCert"]
+    assert aa["token_configs"]["kbs"] == {"url": config.kbs.url, "cert": ca}
+    assert aa["token_configs"]["coco_as"]["url"] == config.kbs.url
+    assert cdh["kbc"] == {"name": "cc_kbc", "url": config.kbs.url, "kbs_cert": ca}
+    assert cdh["socket"] == "unix:///run/confidential-containers/cdh.sock"
+
+
+def test_initdata_agent_policy_denies_the_hardened_requests(dev):
+    _, run = dev
+    policy = tomllib.loads(initdata_document(run).decode())["data"]["policy.rego"]
+    interpreter = Interpreter()
+    interpreter.add_module("policy.rego", policy)
+    decisions = json.loads(str(interpreter.query("result := data.agent_policy")))["bindings"]["result"]
+    assert {r for r, allowed in decisions.items() if not allowed} == {"ExecProcessRequest", "SetPolicyRequest", "WriteStreamRequest"}
+    assert decisions["CreateContainerRequest"] is True
+
+
+def test_initdata_render_is_pure_and_tracks_its_inputs(dev):
+    config, run = dev
+    args = (config.kbs.url, run.outputs["kbsCaCert"], config.agent_policy.denied_requests)
+    assert render_initdata(*args).document == initdata_document(run)
+    assert render_initdata(*args[:2], ["ExecProcessRequest"]).pcr8 != run.outputs["initdataPcr8"]
+
+
+# --- Keys and certificates -------------------------------------------------------------------
+
+
+def test_kbs_ca_issues_the_served_certificate_for_the_hostname(dev):
+    config, run = dev
+    ca = x509.load_pem_x509_certificate(run.outputs["kbsCaCert"].encode())
+    server = x509.load_pem_x509_certificate(secret_value(run, f"kbs-{names.HTTPS_CERT}", "certificate").encode())
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    server.verify_directly_issued_by(ca)
+    san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == [config.kbs.hostname]
+
+
+def test_keys_come_from_pulumi_tls_resources(dev):
+    _, run = dev
+    algorithms = {r.name: r.inputs["algorithm"] for r in run.of_type("tls:index/privateKey:PrivateKey")}
+    assert algorithms["kbs-admin-key"] == "ED25519"
+    assert algorithms["kbs-token-key"] == "ECDSA"
+    admin_public = run.named("kbs-admin-key", "tls:index/privateKey:PrivateKey").outputs["publicKeyPem"]
+    assert secret_value(run, f"kbs-{names.AUTH_SECRET}", "publicKey") == admin_public
+    token = x509.load_pem_x509_certificate(secret_value(run, f"kbs-{names.TOKEN_CERT}", "token.crt").encode())
+    assert token.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "Trustee attestation token signer"
+
+
+def test_provided_tls_mode_uses_the_users_certificate_and_ca(prod):
+    config, run = prod
+    assert not run.of_type("confidential-ai:tls:SelfSignedServerCertificate")
+    assert run.outputs["kbsCaCert"] == config.kbs.tls.ca_certificate
+    for name in (names.HTTPS_KEY, names.HTTPS_CERT):
+        assert run.named(f"kbs-{name}", SECRET_TYPE).is_secret("stringData")
+
+
+# --- Trustee configuration -------------------------------------------------------------------
+
+
+def test_kbs_config_is_the_restricted_profile_with_the_remote_gpu_verifier(dev):
+    config, run = dev
+    kbs = tomllib.loads(config_map_value(run, names.CONFIG_MAP))
+    assert kbs["http_server"]["insecure_http"] is False
+    assert kbs["admin"]["authorization_mode"] == "DenyAll"
+    assert kbs["attestation_token"]["insecure_header_jwk"] is False
+    assert kbs["attestation_service"]["verifier_config"]["nvidia_verifier"] == {
+        "type": "Remote", "verifier_url": config.kbs.nvidia_verifier.url,
+    }
+    assert kbs["plugins"] == [{"name": "resource", "storage_backend_type": "kvstorage"}]
+
+
+def test_reference_values_records_and_initdata_pcr8(dev):
+    config, run = dev
+    records = json.loads(config_map_value(run, names.REFERENCE_VALUES))
+    assert all(isinstance(v, str) for v in records.values())
+    decoded = {}
+    for name, encoded in records.items():
+        assert base64.urlsafe_b64encode(base64.urlsafe_b64decode(encoded)).decode() == encoded, "URL-safe, padded"
+        record = json.loads(base64.urlsafe_b64decode(encoded))
+        assert set(record) == {"version", "name", "expiration", "value"}
+        assert (record["version"], record["name"], record["expiration"]) == ("0.1.0", name, config.reference_values.expiration)
+        decoded[name] = record["value"]
+    pcrs = config.reference_values.pcrs
+    assert decoded["snp_pcr03"] == pcrs.pcr03 and decoded["snp_pcr12"] == pcrs.pcr12
+    assert decoded["allowed_driver_versions"] == config.reference_values.allowed_driver_versions
+    assert decoded["snp_min_tcb_microcode"] == config.reference_values.minimum_tcb.microcode
+    recomputed = hashlib.sha256(bytes(32) + hashlib.sha256(initdata_document(run)).digest()).hexdigest()
+    assert decoded["snp_pcr08"] == [recomputed] == [run.outputs["initdataPcr8"]]
+
+
+def test_initdata_change_updates_pcr8_reference_in_the_same_run(runner, dev):
+    changed = runner.example("dev-trusted", set={"agentPolicy.deniedRequests": ["ExecProcessRequest"]})
+    assert changed.outputs["initdataPcr8"] != dev[1].outputs["initdataPcr8"]
+    record = json.loads(config_map_value(changed, names.REFERENCE_VALUES))["snp_pcr08"]
+    assert json.loads(base64.urlsafe_b64decode(record))["value"] == [changed.outputs["initdataPcr8"]]
+
+
+def test_resource_policy_declares_each_configured_resource(dev):
+    _, run = dev
+    policy = config_map_value(run, names.RESOURCE_POLICY)
+    interpreter = Interpreter()
+    interpreter.add_module("policy.rego", policy)
+    releases = json.loads(str(interpreter.query("result := data.policy.releases")))["bindings"]["result"]
+    assert sorted((r["name"], tuple(r["path"]), r["gpus"]) for r in releases) == [
+        ("model-key", ("default", "model-decryption", "key.bin"), 1),
+        ("ngc-api-key", ("default", "ngc-api-key", "api-key"), 1),
+    ]
+
+
+def test_kbs_config_names_every_object_and_waits_for_them(dev):
+    _, run = dev
+    kbs = run.named("kbs-kbsconfig", KBS_CONFIG)
+    spec = kbs.inputs["spec"]
+    by_name = {r.inputs["metadata"]["name"]: r for r in run.resources if r.type in (CONFIG_MAP, SECRET_TYPE)}
+    referenced = [v for k, v in spec.items() if k.endswith("Name") and k != "kbsDeploymentType"] + spec["kbsSecretResources"]
+    assert sorted(spec["kbsSecretResources"]) == ["model-decryption", "ngc-api-key"]
+    for name in referenced:
+        assert name in by_name, f"KbsConfig names {name}, which the stack does not create"
+        assert by_name[name].urn in kbs.depends_on
+    assert run.named("trustee-subscription").urn in kbs.depends_on
+    assert kbs.inputs["metadata"]["annotations"]["pulumi.com/waitFor"] == "jsonpath={.status.isReady}=true"
+    keys = {name: set(by_name[name].inputs.get("data") or by_name[name].inputs["stringData"]) for name in referenced}
+    assert keys[spec["kbsConfigMapName"]] == {"kbs-config.toml"}
+    assert keys[spec["kbsAttestationPolicyConfigMapName"]] == {"default_cpu.rego"}
+    assert keys[spec["kbsGpuAttestationPolicyConfigMapName"]] == {"default_gpu.rego"}
+    assert keys[spec["kbsResourcePolicyConfigMapName"]] == {"resource-policy.rego"}
+    assert keys[spec["kbsRvpsRefValuesConfigMapName"]] == {"reference_value"}
+    assert keys[spec["kbsAuthSecretName"]] == {"publicKey"}
+    assert keys[spec["kbsHttpsKeySecretName"]] == {"privateKey"}
+    assert keys[spec["kbsAttestationKeySecretName"]] == {"token.key"}
+
+
+def test_config_objects_wait_for_the_namespace_only(dev):
+    _, run = dev
+    namespace = run.named("trustee-namespace").urn
+    subscription = run.named("trustee-subscription").urn
+    for r in run.resources:
+        if r.type in (CONFIG_MAP, SECRET_TYPE):
+            assert namespace in r.depends_on and subscription not in r.depends_on, r.name
+
+
+def test_manifests_validate_against_upstream_crds(dev, crd_validator):
+    _, run = dev
+    checked = 0
+    for _, manifest in kubernetes_manifests(run):
+        if manifest["kind"] in ("KbsConfig", "Route", "Subscription", "OperatorGroup"):
+            assert crd_validator(manifest) == [], manifest["kind"]
+            checked += 1
+    assert checked == 4
+
+
+def test_route_is_passthrough_to_kbs_service_on_the_kbs_host(dev):
+    config, run = dev
+    spec = run.named("kbs-route", ROUTE).inputs["spec"]
+    assert spec["host"] == config.kbs.hostname == "kbs.trusted-dev.example.com"
+    assert spec["tls"]["termination"] == "passthrough"
+    assert spec["to"] == {"kind": "Service", "name": "kbs-service"}
+    assert spec["port"] == {"targetPort": "kbs-port"}
+
+
+def test_load_balancer_exposure_replaces_the_route(runner):
+    run = runner.example("dev-trusted", set={"kbs.exposure": "loadBalancer", "kbs.url": "https://kbs.trusted-dev.example.com:8080"})
+    assert not run.of_type(ROUTE)
+    assert run.named("kbs-kbsconfig", KBS_CONFIG).inputs["spec"]["kbsServiceType"] == "LoadBalancer"
+
+
+# --- Secrets and providers -------------------------------------------------------------------
+
+
+def private_material(run: StackRun) -> list[str]:
+    """Every private key PEM and workload secret value in the run (placeholders for config secrets)."""
+    found = []
+    for r in run.of_type("tls:index/privateKey:PrivateKey"):
+        found += [r.outputs["privateKeyPem"], r.outputs["privateKeyPemPkcs8"]]
+    found += [v for r in run.of_type(SECRET_TYPE) if r.name.startswith("kbs-resources-") for v in r.inputs["stringData"].values()]
+    return found
+
+
+def test_no_private_key_or_workload_secret_in_plaintext(dev, prod):
+    for config, run in (dev, prod):
+        material = private_material(run)
+        assert len(material) >= 4
+        public = json.dumps([r.redacted_inputs for r in run.resources]) + json.dumps(run.outputs)
+        public += json.dumps([m for _, m in kubernetes_manifests(run)])
+        for value in material:
+            for line in value.strip().splitlines():
+                if not line.startswith("-----"):
+                    assert line not in public, f"{config.stack.name}: private material in plaintext"
+
+
+def test_secret_bearing_inputs_are_pulumi_secrets(dev):
+    _, run = dev
+    for name in (names.HTTPS_KEY, names.TOKEN_KEY):
+        secret = run.named(f"kbs-{name}", SECRET_TYPE)
+        assert secret.is_secret("stringData") and secret.redacted_inputs["stringData"] == SECRET
+    for secret in (run.named("kbs-resources-ngc-api-key", SECRET_TYPE), run.named("kbs-resources-model-decryption", SECRET_TYPE)):
+        assert secret.is_secret("stringData")
+
+
+def test_every_kubernetes_resource_uses_the_trusted_cluster_provider(dev, prod):
+    for _, run in (dev, prod):
+        kubernetes = [r for r in run.resources if r.custom and r.type.startswith("kubernetes:")]
+        assert kubernetes and all(r.provider.endswith("::trusted-cluster") for r in kubernetes)
+        keys: list[Registered] = [r for r in run.resources if r.type.startswith("tls:")]
+        assert keys and all(r.provider.endswith("pulumi:providers:tls::tls") for r in keys)

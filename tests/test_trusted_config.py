@@ -1,0 +1,116 @@
+"""Trusted stack config rules: each names its key, never echoes a secret, and stops before any resource."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stacks.config import ConfigError, load
+from tests.conftest import example_config
+from tests.test_config import problems
+
+GOOD_RESOURCE = {"name": "extra", "secret": "extra", "key": "value", "gpuGated": False}
+
+
+def with_resource(**fields) -> list[dict]:
+    config, _ = example_config("dev-trusted")
+    resources = json.loads(config["confidential-ai:kbsResources"])
+    return [*resources, {**GOOD_RESOURCE, **fields}]
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (
+            {"set": {"kbs.nvidiaVerifier.type": "local"}},
+            "dev-trusted: kbs.nvidiaVerifier.type: local is not supported: the local verifier emits different claims than NRAS "
+            "and the shipped GPU policy checks NRAS claims; use remote",
+        ),
+        (
+            {"set": {"kbs.url": "https://kbs.trusted-dev.example.com:8443"}},
+            "dev-trusted: kbs.url: a Route serves on 443, not 8443: use https://kbs.trusted-dev.example.com",
+        ),
+        (
+            {"set": {"kbs.exposure": "loadBalancer"}},
+            "dev-trusted: kbs.url: a LoadBalancer kbs-service listens on 8080: use https://kbs.trusted-dev.example.com:8080",
+        ),
+        (
+            {"set": {"referenceValues.pcrs.pcr03": ["ABCD"]}},
+            "dev-trusted: referenceValues.pcrs.pcr03[0]: 'ABCD' is not a PCR value (64 lowercase hex characters, SHA-256 bank)",
+        ),
+        (
+            {"set": {"referenceValues.allowedDriverVersions": ["latest"]}},
+            "dev-trusted: referenceValues.allowedDriverVersions[0]: 'latest' is not a version like 570.124.06 or 96.00.9F.00.04",
+        ),
+        (
+            {"set": {"referenceValues.expiration": "2027-01-01"}},
+            "dev-trusted: referenceValues.expiration: '2027-01-01' is not a UTC timestamp like 2027-01-01T00:00:00Z",
+        ),
+        (
+            {"set": {"agentPolicy.deniedRequests": ["ExecRequest"]}},
+            "dev-trusted: agentPolicy.deniedRequests[0]: 'ExecRequest' is not a Kata agent request (e.g. ExecProcessRequest)",
+        ),
+        (
+            {"set": {"kbs.tls.mode": "provided"}},
+            "dev-trusted: kbs.tls.caCertificate: provided mode needs the PEM CA certificate that issued kbsTlsCertificate",
+        ),
+    ],
+)
+def test_section_rules_name_their_key(edit, expected):
+    assert expected in problems("dev-trusted", **edit)
+
+
+def test_provided_tls_needs_certificate_and_key_secrets():
+    lines = problems("prod-trusted", delete=("kbsTlsCertificate", "kbsTlsPrivateKey"))
+    assert lines == [
+        "prod-trusted: kbsTlsCertificate: is required when kbs.tls.mode is provided (store it as a secret)",
+        "prod-trusted: kbsTlsPrivateKey: is required when kbs.tls.mode is provided (store it as a secret)",
+    ]
+
+
+def test_every_resource_needs_a_value_and_every_value_a_resource():
+    lines = problems("dev-trusted", delete=("kbsSecrets.model-key",), set={"kbsSecrets.stray": "value-that-must-not-leak"})
+    assert lines == [
+        "dev-trusted: kbsSecrets: has no value for resource 'model-key': pulumi config set --secret --path 'kbsSecrets.model-key' ...",
+        "dev-trusted: kbsSecrets.stray: is not a declared kbsResources name; declare it or remove the value",
+    ]
+    assert not any("value-that-must-not-leak" in line for line in lines)
+
+
+def test_empty_secret_value_is_named_not_shown():
+    assert problems("dev-trusted", set={"kbsSecrets.ngc-api-key": ""}) == ["dev-trusted: kbsSecrets.ngc-api-key: is empty"]
+
+
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        ({"gpuGated": True, "minGpus": 0}, "minGpus: a gpuGated resource needs at least 1 GPU; set gpuGated: false for a CPU-only resource"),
+        ({"minGpus": 2}, "minGpus: is only meaningful with gpuGated: true"),
+        ({"secret": "kbs-https-key"}, "secret: 'kbs-https-key' is a name the stack uses for Trustee's own configuration; pick another"),
+        ({"name": "ngc-api-key"}, "name: 'ngc-api-key' is declared more than once"),
+    ],
+)
+def test_resource_rules(fields, expected):
+    lines = problems("dev-trusted", set={"kbsResources": with_resource(**fields), "kbsSecrets.extra": "x"})
+    assert f"dev-trusted: kbsResources[2].{expected}" in lines
+
+
+def test_resource_names_must_be_dns_labels():
+    lines = problems("dev-trusted", set={"kbsResources": with_resource(secret="Bad_Name"), "kbsSecrets.extra": "x"})
+    assert lines == ["dev-trusted: kbsResources[2].secret: 'Bad_Name' is not a DNS label (lowercase letters, digits and '-', at most 63)"]
+
+
+def test_workload_secrets_must_be_stored_as_secrets():
+    config, _ = example_config("dev-trusted")
+    raw = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("confidential-ai:")}
+    with pytest.raises(ConfigError) as err:
+        load("dev-trusted", raw, ["kubeconfig"])
+    assert err.value.lines() == ["dev-trusted: kbsSecrets: must be stored as a secret: pulumi config set --secret kbsSecrets ... -s dev-trusted"]
+
+
+def test_bad_trusted_config_registers_nothing(runner):
+    config, secret_keys = example_config("dev-trusted", set={"kbs.tls.mode": "provided"})
+    with pytest.raises(ConfigError) as err:
+        runner("dev-trusted", config, secret_keys)
+    assert err.value.registered == []
