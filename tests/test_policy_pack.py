@@ -206,6 +206,7 @@ def test_policies_have_explicit_levels_and_descriptions():
 def test_pack_project_files_pin_the_program_versions():
     pack = yaml.safe_load((ROOT / "policies" / "PulumiPolicy.yaml").read_text())
     assert pack["runtime"]["name"] == "python"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", pack["version"]), "Python packs take their version from PulumiPolicy.yaml"
     pins = {line.split("==")[0]: line for line in (ROOT / "policies" / "requirements.txt").read_text().splitlines() if "==" in line}
     repo = (ROOT / "requirements.txt").read_text() + (ROOT / "requirements-dev.txt").read_text()
     assert set(pins) == {"pulumi", "pulumi-policy"}
