@@ -284,7 +284,7 @@ def test_outputs_name_urls_runtime_class_and_referenced_resources(run):
     assert run.outputs["models"] == {
         "llama-3-1-8b": {
             "inClusterUrl": "http://llama-3-1-8b-predictor.llama-3-1-8b.svc.cluster.local",
-            "externalUrl": "https://llama-3-1-8b-llama-3-1-8b.apps.confidential-ai-dev.eastus2.aroapp.io",
+            "externalUrl": "https://llama-3-1-8b-llama-3-1-8b.apps.confai-dev.eastus2.aroapp.io",
         }
     }
     assert run.outputs["runtimeClass"] == "kata-remote"
@@ -295,7 +295,8 @@ def test_outputs_name_urls_runtime_class_and_referenced_resources(run):
 
 def test_topology_draws_the_confidential_flow(run, trusted):
     picture = render_topology([StackRun("dev-trusted", [], dict(trusted.values), frozenset()), run])
-    assert '-- "initdata: INITDATA" --> n_pods_PeerPods_kubernetes_core_v1_ConfigMap__peer_pods_config' in picture
+    assert '["ConfigMap openshift-sandboxed-containers-operator/peer-pods-cm"]' in picture
+    assert '-- "initdata: INITDATA" -->' in picture
     assert '"initdata: cc_init_data" -->' in picture
     assert '"kbsResources: URI" -->' in picture
     assert 'confidential VM (SEV-SNP + H100): Standard_NCC40ads_H100_v5' in picture

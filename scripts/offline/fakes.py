@@ -22,6 +22,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pulumi.runtime import MockCallArgs, MockResourceArgs
 from pulumi.runtime.rpc import unwrap_rpc_secret
 
+from stacks.config.cloud import aro_dns_zone
+
 FAKE_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 
 
@@ -329,11 +331,6 @@ def _role_assignment(args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
     return _azure(args, f"{args.inputs['scope']}/providers/Microsoft.Authorization/roleAssignments/{guid}", guid)
 
 
-def _aro_domain_names(domain: str, location: str) -> str:
-    """ARO's DNS zone: `<domain>.<region>.aroapp.io` for a bare label, the domain itself when it is a DNS name."""
-    return domain if "." in domain else f"{domain}.{location}.aroapp.io"
-
-
 # API server URL of each faked ARO cluster by (resource group, name), for the admin kubeconfig invoke.
 _ARO_API_URLS: dict[tuple[str, str], str] = {}
 
@@ -345,7 +342,7 @@ def _aro_cluster(args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
     name, group = args.inputs["resourceName"], args.inputs["resourceGroupName"]
     # The profile carries the pull secret, so it arrives wrapped as a secret.
     domain = plain(_decode_wire(args.inputs["clusterProfile"]))["domain"]
-    zone = _aro_domain_names(domain, args.inputs["location"])
+    zone = aro_dns_zone(domain, args.inputs["location"])
     api_url = f"https://api.{zone}:6443/"
     _ARO_API_URLS[(group, name)] = api_url
     return _azure(

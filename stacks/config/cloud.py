@@ -128,6 +128,14 @@ class AroSettings(Model):
     def managed_resource_group(self) -> str:
         return self.cluster_resource_group or f"aro-{self.domain.split('.')[0]}"
 
+    def dns_zone(self, location: str) -> str:
+        return aro_dns_zone(self.domain, location)
+
+
+def aro_dns_zone(domain: str, location: str) -> str:
+    """ARO's DNS zone: `<domain>.<region>.aroapp.io` for a bare label, the domain itself when it is a DNS name."""
+    return domain if "." in domain else f"{domain}.{location}.aroapp.io"
+
 
 class ExistingClusterSettings(Model):
     """An OpenShift cluster on Azure that you bring; its kubeconfig is the secret `existingKubeconfig`."""
@@ -223,6 +231,14 @@ class CloudConfig(Model):
     """nvcr.io pull key (an NGC key, ideally pull-only) for `imagePull.mode: pullSecret`; a cloud-side credential."""
 
     @property
+    def ingress_domain(self) -> str:
+        """Where Routes are served: configured, or the ARO cluster's `apps.<zone>`."""
+        if self.openshift_ai.ingress_domain:
+            return self.openshift_ai.ingress_domain
+        assert self.cluster.aro is not None, "rules() require openshiftAi.ingressDomain for existing clusters"
+        return f"apps.{self.cluster.aro.dns_zone(self.azure.location)}"
+
+    @property
     def trusted_stack_name(self) -> str:
         return self.trusted_stack or f"organization/confidential-ai/{self.stack.env}-trusted"
 
@@ -236,6 +252,8 @@ class CloudConfig(Model):
             yield from self._aro_rules(self.cluster.aro)
         if self.cluster.existing:
             yield from self._existing_rules(self.cluster.existing)
+            if self.openshift_ai.ingress_domain is None:
+                yield Problem("openshiftAi.ingressDomain", "required when cluster.mode is existing (oc get ingresses.config cluster -o jsonpath='{.spec.domain}')")
         yield from self._image_rules()
 
     def _aro_rules(self, aro: AroSettings) -> Iterator[Problem]:

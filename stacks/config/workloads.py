@@ -75,8 +75,9 @@ class OscSettings(Model):
 
 class OpenShiftAiSettings(Model):
     operator: OperatorPin
-    ingress_domain: Hostname
-    """The cluster's ingress domain (`oc get ingresses.config cluster -o jsonpath='{.spec.domain}'`)."""
+    ingress_domain: Hostname | None = None
+    """The cluster's ingress domain (`oc get ingresses.config cluster -o jsonpath='{.spec.domain}'`);
+    derived from cluster.aro.domain when the stack creates the cluster."""
 
 
 class ModelSettings(Model):
