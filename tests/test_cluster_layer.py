@@ -10,7 +10,7 @@ import pytest
 
 from components.nim import INITDATA_ANNOTATION, MACHINE_TYPE_ANNOTATION
 from components.peerpods import CONFIG_HASH_ANNOTATION, config_hash
-from scripts.offline import SECRET, Registered, StackRun
+from scripts.offline import Registered, StackRun
 from scripts.offline.stackfile import PLACEHOLDER_PREFIX
 from scripts.topology import render_topology
 from stacks.config import ConfigError

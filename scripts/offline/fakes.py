@@ -125,7 +125,7 @@ class OfflineMocks(pulumi.runtime.Mocks):
 # secret is sha256 of its resource name, signatures are Ed25519 or RFC 6979 ECDSA, validity starts
 # at a fixed instant. They are for offline plans only: anyone can recompute these keys.
 
-_TLS_EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+_TLS_EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 _CURVES = {"P224": ec.SECP224R1(), "P256": ec.SECP256R1(), "P384": ec.SECP384R1(), "P521": ec.SECP521R1()}
 _CURVE_ORDERS = {
     "P224": 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFF16A2E0B8F03E13DD29455C5C2A3D,

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, SecretStr
+from pydantic import Field, SecretStr
 
 from components.azure import ids
 from stacks.config.base import (
@@ -18,34 +18,26 @@ from stacks.config.base import (
     Problem,
     StackId,
     confidential_size_problem,
+    matching,
     overlapping,
 )
 from stacks.config.workloads import ImagePullSettings, ModelSettings, OpenShiftAiSettings, OscSettings
 
 
-def _matching(pattern: re.Pattern[str] | ids._AnyOf, expected: str) -> AfterValidator:
-    def check(value: str) -> str:
-        if not pattern.match(value):
-            raise ValueError(f"{value!r} is not {expected}")
-        return value
-
-    return AfterValidator(check)
-
-
-VnetId = Annotated[str, _matching(ids.VNET_ID, "a VNet ID (/subscriptions/<guid>/resourceGroups/<rg>/providers/Microsoft.Network/virtualNetworks/<name>)")]
-SubnetId = Annotated[str, _matching(ids.SUBNET_ID, "a subnet ID (<VNet ID>/subnets/<name>)")]
-NsgId = Annotated[str, _matching(ids.NSG_ID, "an NSG ID (/subscriptions/<guid>/resourceGroups/<rg>/providers/Microsoft.Network/networkSecurityGroups/<name>)")]
+VnetId = Annotated[str, matching(ids.VNET_ID, "a VNet ID (/subscriptions/<guid>/resourceGroups/<rg>/providers/Microsoft.Network/virtualNetworks/<name>)")]
+SubnetId = Annotated[str, matching(ids.SUBNET_ID, "a subnet ID (<VNet ID>/subnets/<name>)")]
+NsgId = Annotated[str, matching(ids.NSG_ID, "an NSG ID (/subscriptions/<guid>/resourceGroups/<rg>/providers/Microsoft.Network/networkSecurityGroups/<name>)")]
 ImageVersionId = Annotated[
     str,
-    _matching(
+    matching(
         ids.IMAGE_VERSION_ID,
         "an image version ID: /subscriptions/<guid>/resourceGroups/<rg>/providers/Microsoft.Compute/galleries/<gallery>"
         "/images/<definition>/versions/<x.y.z> or /CommunityGalleries/<gallery>/Images/<definition>/Versions/<x.y.z>",
     ),
 ]
-ApiUrl = Annotated[str, _matching(re.compile(r"^https://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$"), "an https://host[:port] URL")]
+ApiUrl = Annotated[str, matching(re.compile(r"^https://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$"), "an https://host[:port] URL")]
 # An ARO domain: a DNS label (cluster at <label>.<region>.aroapp.io) or a custom DNS name you own.
-AroDomain = Annotated[str, _matching(re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"), "a DNS label or DNS name (lowercase)")]
+AroDomain = Annotated[str, matching(re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"), "a DNS label or DNS name (lowercase)")]
 ResourceGroupName = Annotated[str, Field(pattern=r"^[-\w._()]{1,89}[-\w_()]$")]
 VmSize = Annotated[str, Field(pattern=r"^Standard_[A-Za-z0-9_]+$")]
 
