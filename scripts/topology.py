@@ -8,7 +8,7 @@ its confidential VM, and the attestation back to KBS that releases the secrets.
 
 from __future__ import annotations
 
-import re
+import hashlib
 from collections import defaultdict
 
 from components.nim import INITDATA_ANNOTATION, MACHINE_TYPE_ANNOTATION
@@ -23,7 +23,8 @@ _INFERENCE_SERVICE = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 
 
 def _node_id(urn: str) -> str:
-    return "n_" + re.sub(r"[^A-Za-z0-9]", "_", urn.split("::", 2)[-1])[-60:]
+    """A short Mermaid id, unique per URN (readers see the labels, not the ids)."""
+    return "n_" + hashlib.sha256(urn.encode()).hexdigest()[:12]
 
 
 def _subgraph_id(stack: str) -> str:

@@ -200,7 +200,7 @@ def deploy_cluster_layer(config: CloudConfig, azure: AzureLayer, trusted: Truste
                 initdata=trusted.initdata,
                 ngc_api_key_uri=trusted.kbs_resources[model.ngc_api_key_resource].uri,
                 pull_secret=pull_secret,
-                ingress_domain=config.openshift_ai.ingress_domain,
+                ingress_domain=config.ingress_domain,
                 kata_config=peer_pods.kata_config,
                 data_science_cluster=openshift_ai.data_science_cluster,
             ),

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 
 from components.nim import INITDATA_ANNOTATION, MACHINE_TYPE_ANNOTATION
 from components.peerpods import CONFIG_HASH_ANNOTATION, config_hash
-from scripts.offline import SECRET, Registered, StackRun
+from scripts.offline import Registered, StackRun
 from scripts.offline.stackfile import PLACEHOLDER_PREFIX
 from scripts.topology import render_topology
 from stacks.config import ConfigError
@@ -284,7 +285,7 @@ def test_outputs_name_urls_runtime_class_and_referenced_resources(run):
     assert run.outputs["models"] == {
         "llama-3-1-8b": {
             "inClusterUrl": "http://llama-3-1-8b-predictor.llama-3-1-8b.svc.cluster.local",
-            "externalUrl": "https://llama-3-1-8b-llama-3-1-8b.apps.confidential-ai-dev.eastus2.aroapp.io",
+            "externalUrl": "https://llama-3-1-8b-llama-3-1-8b.apps.confai-dev.eastus2.aroapp.io",
         }
     }
     assert run.outputs["runtimeClass"] == "kata-remote"
@@ -295,7 +296,8 @@ def test_outputs_name_urls_runtime_class_and_referenced_resources(run):
 
 def test_topology_draws_the_confidential_flow(run, trusted):
     picture = render_topology([StackRun("dev-trusted", [], dict(trusted.values), frozenset()), run])
-    assert '-- "initdata: INITDATA" --> n_pods_PeerPods_kubernetes_core_v1_ConfigMap__peer_pods_config' in picture
+    config_map = re.search(r'(\w+)\["ConfigMap openshift-sandboxed-containers-operator/peer-pods-cm"\]', picture)
+    assert config_map and f'-- "initdata: INITDATA" --> {config_map[1]}\n' in picture
     assert '"initdata: cc_init_data" -->' in picture
     assert '"kbsResources: URI" -->' in picture
     assert 'confidential VM (SEV-SNP + H100): Standard_NCC40ads_H100_v5' in picture

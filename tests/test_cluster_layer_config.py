@@ -110,3 +110,15 @@ def test_red_hat_csv_names_without_v_are_accepted():
     assert problems("dev-cloud", set={"openshiftAi.operator.startingCSV": "rhods-operator"}) == [
         "dev-cloud: openshiftAi.operator.startingCSV: 'rhods-operator' is not a CSV name like operator-name.v1.2.3"
     ]
+
+
+def test_existing_cluster_needs_its_ingress_domain():
+    assert problems("prod-cloud", delete=("openshiftAi.ingressDomain",)) == [
+        "prod-cloud: openshiftAi.ingressDomain: required when cluster.mode is existing (oc get ingresses.config cluster -o jsonpath='{.spec.domain}')"
+    ]
+
+
+def test_aro_ingress_domain_follows_the_cluster_domain(runner):
+    run = runner.example("dev-cloud", set={"cluster.aro.domain": "llm-lab"})
+    assert run.outputs["models"]["llama-3-1-8b"]["externalUrl"] == "https://llama-3-1-8b-llama-3-1-8b.apps.llm-lab.eastus2.aroapp.io"
+    assert run.outputs["clusterConsoleUrl"] == "https://console-openshift-console.apps.llm-lab.eastus2.aroapp.io/"

@@ -22,6 +22,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pulumi.runtime import MockCallArgs, MockResourceArgs
 from pulumi.runtime.rpc import unwrap_rpc_secret
 
+from stacks.config.cloud import aro_dns_zone
+
 FAKE_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 
 
@@ -123,7 +125,7 @@ class OfflineMocks(pulumi.runtime.Mocks):
 # secret is sha256 of its resource name, signatures are Ed25519 or RFC 6979 ECDSA, validity starts
 # at a fixed instant. They are for offline plans only: anyone can recompute these keys.
 
-_TLS_EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+_TLS_EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 _CURVES = {"P224": ec.SECP224R1(), "P256": ec.SECP256R1(), "P384": ec.SECP384R1(), "P521": ec.SECP521R1()}
 _CURVE_ORDERS = {
     "P224": 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFF16A2E0B8F03E13DD29455C5C2A3D,
@@ -329,11 +331,6 @@ def _role_assignment(args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
     return _azure(args, f"{args.inputs['scope']}/providers/Microsoft.Authorization/roleAssignments/{guid}", guid)
 
 
-def _aro_domain_names(domain: str, location: str) -> str:
-    """ARO's DNS zone: `<domain>.<region>.aroapp.io` for a bare label, the domain itself when it is a DNS name."""
-    return domain if "." in domain else f"{domain}.{location}.aroapp.io"
-
-
 # API server URL of each faked ARO cluster by (resource group, name), for the admin kubeconfig invoke.
 _ARO_API_URLS: dict[tuple[str, str], str] = {}
 
@@ -345,7 +342,7 @@ def _aro_cluster(args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
     name, group = args.inputs["resourceName"], args.inputs["resourceGroupName"]
     # The profile carries the pull secret, so it arrives wrapped as a secret.
     domain = plain(_decode_wire(args.inputs["clusterProfile"]))["domain"]
-    zone = _aro_domain_names(domain, args.inputs["location"])
+    zone = aro_dns_zone(domain, args.inputs["location"])
     api_url = f"https://api.{zone}:6443/"
     _ARO_API_URLS[(group, name)] = api_url
     return _azure(

@@ -10,7 +10,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 import pulumi
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
@@ -118,16 +118,23 @@ def is_gpu_size(size: str) -> bool:
     return size == CONFIDENTIAL_GPU_SIZE
 
 
-_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+class _Pattern(Protocol):
+    def match(self, value: str) -> object: ...
 
 
-def _guid(value: str) -> str:
-    if not _GUID.match(value):
-        raise ValueError(f"{value!r} is not a GUID (lowercase, 8-4-4-4-12)")
-    return value
+def matching(pattern: str | _Pattern, expected: str) -> AfterValidator:
+    """Validator: the value matches `pattern` (anchor it), else `'<value>' is not <expected>`."""
+    compiled = re.compile(pattern) if isinstance(pattern, str) else pattern
+
+    def check(value: str) -> str:
+        if not compiled.match(value):
+            raise ValueError(f"{value!r} is not {expected}")
+        return value
+
+    return AfterValidator(check)
 
 
-Guid = Annotated[str, AfterValidator(_guid)]
+Guid = Annotated[str, matching(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", "a GUID (lowercase, 8-4-4-4-12)")]
 
 
 # --- Network ---------------------------------------------------------------------------------
@@ -174,16 +181,8 @@ def _https_url(value: str) -> str:
 
 HttpsUrl = Annotated[str, AfterValidator(_https_url)]
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-
-
-def _dns_label(value: str) -> str:
-    if not _DNS_LABEL.match(value):
-        raise ValueError(f"{value!r} is not a DNS label (lowercase letters, digits and '-', at most 63)")
-    return value
-
-
-DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+DnsLabel = Annotated[str, matching(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", "a DNS label (lowercase letters, digits and '-', at most 63)")]
+Hostname = Annotated[str, matching(_HOSTNAME, "a DNS name")]
 
 
 # --- Shared sections -------------------------------------------------------------------------

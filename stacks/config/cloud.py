@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, SecretStr
+from pydantic import Field, SecretStr
 
 from components.azure import ids
 from stacks.config.base import (
@@ -18,34 +18,26 @@ from stacks.config.base import (
     Problem,
     StackId,
     confidential_size_problem,
+    matching,
     overlapping,
 )
 from stacks.config.workloads import ImagePullSettings, ModelSettings, OpenShiftAiSettings, OscSettings
 
 
-def _matching(pattern: re.Pattern[str] | ids._AnyOf, expected: str) -> AfterValidator:
-    def check(value: str) -> str:
-        if not pattern.match(value):
-            raise ValueError(f"{value!r} is not {expected}")
-        return value
-
-    return AfterValidator(check)
-
-
-VnetId = Annotated[str, _matching(ids.VNET_ID, "a VNet ID (/subscriptions/<guid>/resourceGroups/<rg>/providers/Microsoft.Network/virtualNetworks/<name>)")]
-SubnetId = Annotated[str, _matching(ids.SUBNET_ID, "a subnet ID (<VNet ID>/subnets/<name>)")]
-NsgId = Annotated[str, _matching(ids.NSG_ID, "an NSG ID (/subscriptions/<guid>/resourceGroups/<rg>/providers/Microsoft.Network/networkSecurityGroups/<name>)")]
+VnetId = Annotated[str, matching(ids.VNET_ID, "a VNet ID (/subscriptions/<guid>/resourceGroups/<rg>/providers/Microsoft.Network/virtualNetworks/<name>)")]
+SubnetId = Annotated[str, matching(ids.SUBNET_ID, "a subnet ID (<VNet ID>/subnets/<name>)")]
+NsgId = Annotated[str, matching(ids.NSG_ID, "an NSG ID (/subscriptions/<guid>/resourceGroups/<rg>/providers/Microsoft.Network/networkSecurityGroups/<name>)")]
 ImageVersionId = Annotated[
     str,
-    _matching(
+    matching(
         ids.IMAGE_VERSION_ID,
         "an image version ID: /subscriptions/<guid>/resourceGroups/<rg>/providers/Microsoft.Compute/galleries/<gallery>"
         "/images/<definition>/versions/<x.y.z> or /CommunityGalleries/<gallery>/Images/<definition>/Versions/<x.y.z>",
     ),
 ]
-ApiUrl = Annotated[str, _matching(re.compile(r"^https://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$"), "an https://host[:port] URL")]
+ApiUrl = Annotated[str, matching(re.compile(r"^https://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$"), "an https://host[:port] URL")]
 # An ARO domain: a DNS label (cluster at <label>.<region>.aroapp.io) or a custom DNS name you own.
-AroDomain = Annotated[str, _matching(re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"), "a DNS label or DNS name (lowercase)")]
+AroDomain = Annotated[str, matching(re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"), "a DNS label or DNS name (lowercase)")]
 ResourceGroupName = Annotated[str, Field(pattern=r"^[-\w._()]{1,89}[-\w_()]$")]
 VmSize = Annotated[str, Field(pattern=r"^Standard_[A-Za-z0-9_]+$")]
 
@@ -127,6 +119,14 @@ class AroSettings(Model):
     @property
     def managed_resource_group(self) -> str:
         return self.cluster_resource_group or f"aro-{self.domain.split('.')[0]}"
+
+    def dns_zone(self, location: str) -> str:
+        return aro_dns_zone(self.domain, location)
+
+
+def aro_dns_zone(domain: str, location: str) -> str:
+    """ARO's DNS zone: `<domain>.<region>.aroapp.io` for a bare label, the domain itself when it is a DNS name."""
+    return domain if "." in domain else f"{domain}.{location}.aroapp.io"
 
 
 class ExistingClusterSettings(Model):
@@ -223,6 +223,14 @@ class CloudConfig(Model):
     """nvcr.io pull key (an NGC key, ideally pull-only) for `imagePull.mode: pullSecret`; a cloud-side credential."""
 
     @property
+    def ingress_domain(self) -> str:
+        """Where Routes are served: configured, or the ARO cluster's `apps.<zone>`."""
+        if self.openshift_ai.ingress_domain:
+            return self.openshift_ai.ingress_domain
+        assert self.cluster.aro is not None, "rules() require openshiftAi.ingressDomain for existing clusters"
+        return f"apps.{self.cluster.aro.dns_zone(self.azure.location)}"
+
+    @property
     def trusted_stack_name(self) -> str:
         return self.trusted_stack or f"organization/confidential-ai/{self.stack.env}-trusted"
 
@@ -236,6 +244,8 @@ class CloudConfig(Model):
             yield from self._aro_rules(self.cluster.aro)
         if self.cluster.existing:
             yield from self._existing_rules(self.cluster.existing)
+            if self.openshift_ai.ingress_domain is None:
+                yield Problem("openshiftAi.ingressDomain", "required when cluster.mode is existing (oc get ingresses.config cluster -o jsonpath='{.spec.domain}')")
         yield from self._image_rules()
 
     def _aro_rules(self, aro: AroSettings) -> Iterator[Problem]:

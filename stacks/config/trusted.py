@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, Field, SecretStr
 
 from components.trustee.names import RESERVED as RESERVED_NAMES
-from stacks.config.base import DnsLabel, HttpsUrl, Model, OperatorPin, Problem, StackId, nested
+from stacks.config.base import DnsLabel, HttpsUrl, Model, OperatorPin, Problem, StackId, matching, nested
 
 # Kata agent requests (kata-containers/kata-containers src/kata-opa/allow-all.rego): the vocabulary
 # of the agent policy carried in initdata.
@@ -30,24 +30,6 @@ AGENT_REQUESTS = (
 HARDENED_DENIED_REQUESTS = ("ExecProcessRequest", "SetPolicyRequest", "WriteStreamRequest")
 
 
-def _pcr(value: str) -> str:
-    if not re.fullmatch(r"[0-9a-f]{64}", value):
-        raise ValueError(f"{value!r} is not a PCR value (64 lowercase hex characters, SHA-256 bank)")
-    return value
-
-
-def _version(value: str) -> str:
-    if not re.fullmatch(r"[0-9A-Fa-f]+(\.[0-9A-Fa-f]+)+", value):
-        raise ValueError(f"{value!r} is not a version like 570.124.06 or 96.00.9F.00.04")
-    return value
-
-
-def _timestamp(value: str) -> str:
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", value):
-        raise ValueError(f"{value!r} is not a UTC timestamp like 2027-01-01T00:00:00Z")
-    return value
-
-
 def _verifier_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme != "https" or not parts.hostname:
@@ -62,8 +44,9 @@ def _secret_key(value: str) -> str:
     return value
 
 
-Pcr = Annotated[str, AfterValidator(_pcr)]
-Version = Annotated[str, AfterValidator(_version)]
+Pcr = Annotated[str, matching(r"^[0-9a-f]{64}$", "a PCR value (64 lowercase hex characters, SHA-256 bank)")]
+Version = Annotated[str, matching(r"^[0-9A-Fa-f]+(\.[0-9A-Fa-f]+)+$", "a version like 570.124.06 or 96.00.9F.00.04")]
+Timestamp = Annotated[str, matching(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$", "a UTC timestamp like 2027-01-01T00:00:00Z")]
 SecretKey = Annotated[str, AfterValidator(_secret_key)]
 
 
@@ -136,7 +119,7 @@ class MinimumTcb(Model):
 
 
 class ReferenceValues(Model):
-    expiration: Annotated[str, AfterValidator(_timestamp)]
+    expiration: Timestamp
     pcrs: PcrReferenceValues
     minimum_tcb: MinimumTcb
     allowed_driver_versions: list[Version] = Field(min_length=1)

@@ -9,14 +9,15 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 from stacks.config.base import (
-    _HOSTNAME,
     CONFIDENTIAL_GPU_SIZE,
     DnsLabel,
+    Hostname,
     Model,
     OperatorPin,
     Problem,
     confidential_size_problem,
     is_gpu_size,
+    matching,
 )
 
 # GPUs per confidential GPU size (MicrosoftDocs azure-compute-docs, nccadsh100v5-series.md: 1x H100 NVL).
@@ -27,18 +28,6 @@ _TAG_PART = re.compile(r"^[A-Za-z0-9_.:/@+-]{1,256}$")
 _NIM_IMAGE = re.compile(r"^nvcr\.io/nim/(?P<path>[a-z0-9._/-]+)/(?P<model>[a-z0-9._-]+):(?P<tag>[A-Za-z0-9._-]+)$")
 
 
-def _go_duration(value: str) -> str:
-    if not _GO_DURATION.match(value):
-        raise ValueError(f"{value!r} is not a duration like 30m or 1h30m")
-    return value
-
-
-def _hostname(value: str) -> str:
-    if not _HOSTNAME.match(value):
-        raise ValueError(f"{value!r} is not a DNS name")
-    return value
-
-
 def _nim_image(value: str) -> str:
     if not _NIM_IMAGE.match(value):
         raise ValueError(f"{value!r} is not a NIM image reference like nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3 (a tag is required)")
@@ -47,8 +36,7 @@ def _nim_image(value: str) -> str:
     return value
 
 
-GoDuration = Annotated[str, AfterValidator(_go_duration)]
-Hostname = Annotated[str, AfterValidator(_hostname)]
+GoDuration = Annotated[str, matching(_GO_DURATION, "a duration like 30m or 1h30m")]
 NimImage = Annotated[str, AfterValidator(_nim_image)]
 
 
@@ -75,8 +63,9 @@ class OscSettings(Model):
 
 class OpenShiftAiSettings(Model):
     operator: OperatorPin
-    ingress_domain: Hostname
-    """The cluster's ingress domain (`oc get ingresses.config cluster -o jsonpath='{.spec.domain}'`)."""
+    ingress_domain: Hostname | None = None
+    """The cluster's ingress domain (`oc get ingresses.config cluster -o jsonpath='{.spec.domain}'`);
+    derived from cluster.aro.domain when the stack creates the cluster."""
 
 
 class ModelSettings(Model):
