@@ -16,7 +16,8 @@ import re
 import runpy
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import yaml
@@ -169,6 +170,13 @@ def check_stack(policy: str, resources: list[tuple[str, dict[str, Any]]]) -> lis
     return found
 
 
+def assert_messages(found: list[str], expected: list[str]) -> None:
+    """One message per expected part, in order, each containing its part."""
+    assert len(found) == len(expected), found
+    for message, part in zip(found, expected, strict=True):
+        assert part in message
+
+
 # --- The pack itself --------------------------------------------------------------------------
 
 MANDATORY = {
@@ -243,9 +251,7 @@ def test_pack_and_config_agree_on_confidential_sizes(size):
 )
 def test_peer_pods_keep_confidential_vms(data, expected):
     found = check("peer-pods-confidential-vms", CONFIGMAP, peer_pods_cm(**data))
-    assert len(found) == len(expected), found
-    for message, part in zip(found, expected):
-        assert part in message
+    assert_messages(found, expected)
 
 
 def test_peer_pods_policy_looks_only_at_peer_pods_cm():
@@ -270,9 +276,7 @@ def test_peer_pods_policy_looks_only_at_peer_pods_cm():
 )
 def test_gpu_workloads_run_on_allowed_confidential_gpu_sizes(props, expected):
     found = check("confidential-gpu-workloads", rules.INFERENCE_SERVICE, props)
-    assert len(found) == len(expected), found
-    for message, part in zip(found, expected):
-        assert part in message
+    assert_messages(found, expected)
 
 
 def test_component_annotation_overrides_the_inference_service_annotation():
@@ -321,9 +325,7 @@ def test_pod_vm_sizes_must_be_listed_in_peer_pods_cm():
 )
 def test_kbs_managed_values_reach_the_cloud_only_sealed(props, stack, expected):
     found = check("kbs-secrets-sealed", SECRET, props, stack=stack)
-    assert len(found) == len(expected), found
-    for message, part in zip(found, expected):
-        assert part in message
+    assert_messages(found, expected)
 
 
 def test_sealed_policy_decodes_base64_data_and_reads_container_env():
@@ -353,9 +355,7 @@ def test_sealed_policy_decodes_base64_data_and_reads_container_env():
 )
 def test_kbs_config_is_hardened(toml, expected):
     found = check("kbs-config-hardened", CONFIGMAP, kbs_configmap(toml), stack="dev-trusted")
-    assert len(found) == len(expected), found
-    for message, part in zip(found, expected):
-        assert part in message
+    assert_messages(found, expected)
 
 
 @pytest.mark.parametrize(
@@ -371,9 +371,7 @@ def test_kbs_config_is_hardened(toml, expected):
 )
 def test_kbs_route_is_passthrough(props, stack, expected):
     found = check("kbs-route-passthrough", ROUTE, props, stack=stack)
-    assert len(found) == len(expected), found
-    for message, part in zip(found, expected):
-        assert part in message
+    assert_messages(found, expected)
 
 
 @pytest.mark.parametrize(
@@ -577,9 +575,9 @@ def _set_data(**values: str) -> Callable[[dict[str, Any]], None]:
 
 
 def _strip_machine_type(inputs: dict[str, Any]) -> None:
-    for annotations in (rules.dig(inputs, "metadata", "annotations"), rules.dig(inputs, "spec", "predictor", "annotations"), rules.dig(inputs, "spec", "template", "metadata", "annotations")):
-        if isinstance(annotations, dict):
-            annotations.pop(rules.MACHINE_TYPE_ANNOTATION, None)
+    for found in (rules.dig(inputs, "metadata", "annotations"), rules.dig(inputs, "spec", "predictor", "annotations"), rules.dig(inputs, "spec", "template", "metadata", "annotations")):
+        if isinstance(found, dict):
+            found.pop(rules.MACHINE_TYPE_ANNOTATION, None)
 
 
 def _plaintext_values(inputs: dict[str, Any]) -> None:
