@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.sealed_secret import sealed_secret
+from components.sealed_secret import KBS_RESOURCE_LABEL, sealed_secret
 
 NIM_PORT = 8000
 # NIM's health endpoints (NVIDIA NIM for LLMs API reference: /v1/health/ready, /v1/health/live).
@@ -61,7 +61,7 @@ class NimModel(pulumi.ComponentResource):
         # Not secret: a pointer the confidential data hub resolves inside the TEE after attestation.
         ngc_key = k8s.core.v1.Secret(
             f"{name}-ngc-api-key",
-            metadata={"name": f"{args.name}-ngc-api-key", "namespace": args.namespace},
+            metadata={"name": f"{args.name}-ngc-api-key", "namespace": args.namespace, "labels": {KBS_RESOURCE_LABEL: "true"}},
             type="Opaque",
             string_data={"NGC_API_KEY": sealed_secret(args.ngc_api_key_uri)},
             opts=in_namespace,

@@ -11,6 +11,9 @@ import base64
 import json
 
 KBS_URI_PREFIX = "kbs:///"
+# Marks a Secret whose every value is a sealed secret; the policy pack refuses plaintext in it
+# (policies/rules.py KBS_RESOURCE_LABEL, README "Security model").
+KBS_RESOURCE_LABEL = "confidential-ai/kbs-resource"
 
 
 def sealed_secret(resource_uri: str) -> str:

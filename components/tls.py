@@ -9,6 +9,9 @@ import pulumi_tls as tls
 
 ALGORITHM = "ECDSA"
 CURVE = "P256"
+# Replacing a key invalidates every certificate and token it made: deleting one is a deliberate act
+# (policy `critical-resources-protected`, README "Security model").
+PROTECTED = pulumi.ResourceOptions(protect=True)
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class SelfSignedServerCertificate(pulumi.ComponentResource):
             ["cert_signing", "crl_signing"],
             child,
         )
-        server_key = tls.PrivateKey(f"{name}-key", algorithm=ALGORITHM, ecdsa_curve=CURVE, opts=child)
+        server_key = tls.PrivateKey(f"{name}-key", algorithm=ALGORITHM, ecdsa_curve=CURVE, opts=pulumi.ResourceOptions.merge(child, PROTECTED))
         request = tls.CertRequest(
             f"{name}-request",
             private_key_pem=server_key.private_key_pem,
@@ -73,7 +76,7 @@ def _self_signed(
     name: str, subject: tls.SelfSignedCertSubjectArgs, validity_hours: int, allowed_uses: list[str], opts: pulumi.ResourceOptions
 ) -> tuple[tls.PrivateKey, tls.SelfSignedCert]:
     """A P-256 key and a certificate it signs for itself; a CA when it may sign certificates."""
-    key = tls.PrivateKey(f"{name}-key", algorithm=ALGORITHM, ecdsa_curve=CURVE, opts=opts)
+    key = tls.PrivateKey(f"{name}-key", algorithm=ALGORITHM, ecdsa_curve=CURVE, opts=pulumi.ResourceOptions.merge(opts, PROTECTED))
     cert = tls.SelfSignedCert(
         f"{name}-cert",
         private_key_pem=key.private_key_pem,

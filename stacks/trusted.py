@@ -36,7 +36,7 @@ def deploy(config: TrustedConfig) -> None:
     )
 
     https = _https_material(config, keys_provider)
-    admin_key = tls.PrivateKey("kbs-admin-key", algorithm="ED25519", opts=pulumi.ResourceOptions(provider=keys_provider))
+    admin_key = tls.PrivateKey("kbs-admin-key", algorithm="ED25519", opts=pulumi.ResourceOptions(provider=keys_provider, protect=True))
     # The EAR token broker signs with a P-256 key (confidential-containers/trustee
     # attestation-service/src/token/ear_broker.rs).
     token = SigningCertificate("kbs-token", "Trustee attestation token signer", config.kbs.tls.validity_hours, keys_provider)

@@ -34,7 +34,17 @@ class ConfigError(Exception):
         super().__init__("\n".join(self.lines()))
 
     def lines(self) -> list[str]:
-        return [f"{self.stack}: {p.path}: {p.message}" for p in self.problems]
+        return [f"{self.stack}: {_key(p.path)}: {_one_line(p.message)}" for p in self.problems]
+
+
+def _one_line(text: str) -> str:
+    """Escape every character that would break a reported line (messages may quote raw config values)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+def _key(path: str) -> str:
+    """A key path as reported: quoted when it is empty or has surrounding whitespace."""
+    return _one_line(path if path and path == path.strip() else repr(path))
 
 
 def load(stack: str, raw: Mapping[str, str], secret_keys: Iterable[str] = ()) -> StackConfig:

@@ -1,0 +1,650 @@
+"""The CrossGuard pack (policies/): each policy on hand-built args, then over the real plans of `dev` and
+`prod` (all pass) and over mutated plans (each policy fires on its violation).
+
+Plan-level tests iterate over whatever the stacks register. Where a stack does not yet register a
+policy's target, the contract-shaped resource is added to the real plan (bound to the stack's real
+provider) so the policy still runs over a plan; `test_policy_targets_exist_in_plan` then insists that
+the real stacks provide every target once they manage Kubernetes objects or Azure resources.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+import runpy
+import sys
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyCustomTimeouts,
+    PolicyProviderResource,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    StackValidationArgs,
+)
+from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
+
+from policies import rules
+from scripts.offline import PROJECT, Registered, StackRun
+from scripts.offline.policy import Violation, evaluate
+from scripts.plan import plan_environment
+from stacks.config import base as config_base
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICIES = {p.name: p for p in rules.POLICIES}
+NCC = "Standard_NCC40ads_H100_v5"
+CONFIGMAP = "kubernetes:core/v1:ConfigMap"
+SECRET = "kubernetes:core/v1:Secret"
+ROUTE = "kubernetes:route.openshift.io/v1:Route"
+SUBSCRIPTION = "kubernetes:operators.coreos.com/v1alpha1:Subscription"
+
+
+# --- Contract-shaped resources (what the stacks register, per the contracts the policies inspect) ---
+
+
+def sealed(uri: str = "kbs:///default/ngc/api-key", provider: str = "kbs") -> str:
+    document = {"version": "0.1.0", "type": "vault", "name": uri, "provider": provider, "provider_settings": {}, "annotations": {}}
+    payload = base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
+    return f"sealed.fakejwsheader.{payload}.fakesignature"
+
+
+def peer_pods_cm(**data: str) -> dict[str, Any]:
+    values = {"CLOUD_PROVIDER": "azure", "AZURE_INSTANCE_SIZES": f"{NCC},Standard_DC4as_v5", "AZURE_INSTANCE_SIZE": "Standard_DC4as_v5", "DISABLECVM": "false"}
+    values.update(data)
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "peer-pods-cm", "namespace": "openshift-sandboxed-containers-operator"}, "data": values}
+
+
+def inference_service(machine_type: str | None = NCC, runtime: str | None = "kata-remote", gpus: int = 1, env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    predictor: dict[str, Any] = {
+        "model": {
+            "modelFormat": {"name": "nim"},
+            "resources": {"limits": {rules.GPU_RESOURCE: str(gpus)}} if gpus else {},
+            "env": env or [{"name": "NGC_API_KEY", "valueFrom": {"secretKeyRef": {"name": "ngc-api-key", "key": "NGC_API_KEY"}}}],
+        }
+    }
+    if runtime:
+        predictor["runtimeClassName"] = runtime
+    annotations = {rules.MACHINE_TYPE_ANNOTATION: machine_type} if machine_type else {}
+    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": "llm", "annotations": annotations}, "spec": {"predictor": predictor}}
+
+
+def kbs_secret(value: str | None = None, labelled: bool = True, key: str = "NGC_API_KEY") -> dict[str, Any]:
+    labels = {rules.KBS_RESOURCE_LABEL: "true"} if labelled else {}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ngc-api-key", "labels": labels}, "stringData": {key: value or sealed()}}
+
+
+KBS_CONFIG = """\
+[http_server]
+sockets = ["0.0.0.0:8080"]
+insecure_http = false
+private_key = "/etc/https-key/privateKey"
+certificate = "/etc/https-cert/certificate"
+
+[admin]
+authorization_mode = "DenyAll"
+
+[attestation_token]
+insecure_header_jwk = false
+trusted_certs_paths = ["/etc/attestation-cert/token.crt"]
+"""
+
+# openshift/trustee-operator config/templates/kbs-config-permissive.toml (head): the profile the pack must refuse.
+PERMISSIVE_KBS_CONFIG = """\
+[http_server]
+sockets = ["0.0.0.0:8080"]
+insecure_http = true
+worker_count = 4
+
+[admin]
+authorization_mode = "DenyAll"
+
+[attestation_token]
+insecure_header_jwk = true
+"""
+
+
+def kbs_configmap(toml: str = KBS_CONFIG) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kbs-config", "namespace": "trustee-operator-system"}, "data": {rules.KBS_CONFIG_KEY: toml}}
+
+
+def kbs_route(termination: str = "passthrough", **tls: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "route.openshift.io/v1",
+        "kind": "Route",
+        "metadata": {"name": "kbs", "namespace": "trustee-operator-system"},
+        "spec": {"host": "kbs.example.com", "to": {"kind": "Service", "name": rules.KBS_SERVICE}, "tls": {"termination": termination, **tls}},
+    }
+
+
+def aro_cluster(visibility: str = "Private") -> dict[str, Any]:
+    return {"resourceName": "aro", "apiserverProfile": {"visibility": visibility}, "ingressProfiles": [{"name": "default", "visibility": "Public"}]}
+
+
+def subscription(approval: str = "Manual", csv: str | None = "trustee-operator.v1.2.1") -> dict[str, Any]:
+    spec = {"name": "trustee-operator", "channel": "stable", "installPlanApproval": approval, **({"startingCSV": csv} if csv else {})}
+    return {"apiVersion": "operators.coreos.com/v1alpha1", "kind": "Subscription", "metadata": {"name": "trustee-operator"}, "spec": spec}
+
+
+# --- Hand-built validation args ----------------------------------------------------------------
+
+
+def urn(stack: str, type_: str, name: str) -> str:
+    return f"urn:pulumi:{stack}::{PROJECT}::{type_}::{name}"
+
+
+def options(protect: bool = False) -> PolicyResourceOptions:
+    return PolicyResourceOptions(protect, [], None, [], PolicyCustomTimeouts(0, 0, 0), [])
+
+
+def provider(name: str, cluster: str | None = None, package: str = "kubernetes", stack: str = "dev-cloud") -> PolicyProviderResource:
+    type_ = f"pulumi:providers:{package}"
+    props = {"clusterIdentifier": cluster} if cluster else {}
+    return PolicyProviderResource(type_, unknown_checking_proxy(props), urn(stack, type_, name), name)
+
+
+CLOUD_PROVIDER = provider("cloud-cluster", "dev-cloud")
+TRUSTED_PROVIDER = provider("trusted-cluster", "dev-trusted", stack="dev-trusted")
+
+
+def check(policy: str, type_: str, props: dict[str, Any], *, stack: str = "dev-cloud", name: str = "r", protect: bool = False, prov: PolicyProviderResource | None = None, config: dict[str, Any] | None = None) -> list[str]:
+    """Messages `policy` reports for one resource, called exactly as the analyzer calls it."""
+    messages: list[str] = []
+    default_provider = TRUSTED_PROVIDER if stack.endswith("-trusted") else CLOUD_PROVIDER
+    args = ResourceValidationArgs(type_, unknown_checking_proxy(props), urn(stack, type_, name), name, options(protect), prov or default_provider, config or {})
+    POLICIES[policy].validate(args, lambda message, _urn=None: messages.append(message))
+    return messages
+
+
+def check_stack(policy: str, resources: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, str | None]]:
+    found: list[tuple[str, str | None]] = []
+    policy_resources = [PolicyResource(t, unknown_checking_proxy(p), urn("dev-cloud", t, f"r{i}"), f"r{i}", options(), CLOUD_PROVIDER, None, [], {}) for i, (t, p) in enumerate(resources)]
+    POLICIES[policy].validate(StackValidationArgs(policy_resources, {}), lambda message, u=None: found.append((message, u)))
+    return found
+
+
+def assert_messages(found: list[str], expected: list[str]) -> None:
+    """One message per expected part, in order, each containing its part."""
+    assert len(found) == len(expected), found
+    for message, part in zip(found, expected, strict=True):
+        assert part in message
+
+
+# --- The pack itself --------------------------------------------------------------------------
+
+MANDATORY = {
+    "peer-pods-confidential-vms",
+    "confidential-gpu-workloads",
+    "pod-vm-sizes-listed",
+    "kbs-secrets-sealed",
+    "kbs-config-hardened",
+    "kbs-route-passthrough",
+    "critical-resources-protected",
+    "cluster-trust-boundary",
+}
+ADVISORY = {"aro-api-server-private", "operator-upgrades-reviewed", "inference-in-confidential-vm"}
+
+
+def test_pack_main_builds_one_pack_of_every_policy(monkeypatch):
+    built: list[dict[str, Any]] = []
+    monkeypatch.setattr("pulumi_policy.PolicyPack", lambda **kwargs: built.append(kwargs))
+    monkeypatch.syspath_prepend(str(ROOT / "policies"))
+    monkeypatch.delitem(sys.modules, "rules", raising=False)
+    runpy.run_path(str(ROOT / "policies" / "__main__.py"), run_name="__main__")
+    assert len(built) == 1
+    assert built[0]["name"] == "confidential-ai-guardrails"
+    assert [p.name for p in built[0]["policies"]] == [p.name for p in rules.POLICIES]
+
+
+def test_policies_have_explicit_levels_and_descriptions():
+    assert len(POLICIES) == len(rules.POLICIES), "policy names must be unique"
+    assert {n for n, p in POLICIES.items() if p.enforcement_level == EnforcementLevel.MANDATORY} == MANDATORY
+    assert {n for n, p in POLICIES.items() if p.enforcement_level == EnforcementLevel.ADVISORY} == ADVISORY
+    for name, policy in POLICIES.items():
+        assert re.fullmatch(r"[a-z0-9-]+", name) and policy.description.strip()
+
+
+def test_pack_project_files_pin_the_program_versions():
+    pack = yaml.safe_load((ROOT / "policies" / "PulumiPolicy.yaml").read_text())
+    assert pack["runtime"]["name"] == "python"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", pack["version"]), "Python packs take their version from PulumiPolicy.yaml"
+    pins = {line.split("==")[0]: line for line in (ROOT / "policies" / "requirements.txt").read_text().splitlines() if "==" in line}
+    repo = (ROOT / "requirements.txt").read_text() + (ROOT / "requirements-dev.txt").read_text()
+    assert set(pins) == {"pulumi", "pulumi-policy"}
+    for line in pins.values():
+        assert re.search(rf"^{re.escape(line)}$", repo, re.M), f"{line} differs from the program's pin"
+
+
+@pytest.mark.parametrize(
+    "size",
+    [NCC, "Standard_DC4as_v5", "Standard_EC16ads_v5", "Standard_DC4es_v5", "Standard_D4s_v5", "Standard_NC40ads_H100_v5", "Standard_DC2s_v3", ""],
+)
+def test_pack_and_config_agree_on_confidential_sizes(size):
+    """The pack restates the size rule on purpose (defence in depth); the two must not drift apart."""
+    assert (rules.confidential_size_problem(size) is None) == (config_base.confidential_size_problem(size) is None)
+
+
+# --- Each policy on hand-built args -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ({}, []),
+        ({"DISABLECVM": "False"}, []),
+        ({"DISABLECVM": "true"}, ["DISABLECVM='true'"]),
+        ({"DISABLECVM": "1"}, ["DISABLECVM='1'"]),
+        ({"DISABLECVM": "no"}, ["DISABLECVM='no'"]),
+        ({"AZURE_INSTANCE_SIZES": f"{NCC},Standard_D4s_v5", "AZURE_INSTANCE_SIZE": NCC}, ["'Standard_D4s_v5' is not an AMD SEV-SNP confidential VM size"]),
+        ({"AZURE_INSTANCE_SIZES": f"{NCC},Standard_DC4es_v5", "AZURE_INSTANCE_SIZE": NCC}, ["'Standard_DC4es_v5' is not"]),
+        ({"AZURE_INSTANCE_SIZES": ""}, ["no AZURE_INSTANCE_SIZES"]),
+        ({"AZURE_INSTANCE_SIZE": "Standard_D2s_v5"}, ["AZURE_INSTANCE_SIZE: 'Standard_D2s_v5' is not"]),
+        ({"AZURE_INSTANCE_SIZE": "Standard_DC8as_v5"}, ["'Standard_DC8as_v5' is not in AZURE_INSTANCE_SIZES"]),
+    ],
+)
+def test_peer_pods_keep_confidential_vms(data, expected):
+    found = check("peer-pods-confidential-vms", CONFIGMAP, peer_pods_cm(**data))
+    assert_messages(found, expected)
+
+
+def test_peer_pods_policy_looks_only_at_peer_pods_cm():
+    other = peer_pods_cm(DISABLECVM="true")
+    other["metadata"]["name"] = "something-else"
+    assert check("peer-pods-confidential-vms", CONFIGMAP, other) == []
+
+
+@pytest.mark.parametrize(
+    "props, expected",
+    [
+        (inference_service(), []),
+        (inference_service(gpus=0, machine_type="Standard_DC4as_v5"), []),
+        (inference_service(gpus=0, machine_type=None, runtime=None), []),
+        (inference_service(runtime=None), ["runtimeClassName is None"]),
+        (inference_service(runtime="kata"), ["runtimeClassName is 'kata'"]),
+        (inference_service(machine_type=None), ["names no pod VM size"]),
+        (inference_service(machine_type="Standard_DC4as_v5"), ["'Standard_DC4as_v5', which is not an allowed confidential GPU size"]),
+        (inference_service(machine_type="Standard_NC40ads_H100_v5"), ["is not an AMD SEV-SNP", "not an allowed confidential GPU size"]),
+        (inference_service(gpus=0, machine_type="Standard_D4s_v5"), ["'Standard_D4s_v5' is not an AMD SEV-SNP"]),
+    ],
+)
+def test_gpu_workloads_run_on_allowed_confidential_gpu_sizes(props, expected):
+    found = check("confidential-gpu-workloads", rules.INFERENCE_SERVICE, props)
+    assert_messages(found, expected)
+
+
+def test_component_annotation_overrides_the_inference_service_annotation():
+    props = inference_service(machine_type="Standard_DC4as_v5")
+    props["spec"]["predictor"]["annotations"] = {rules.MACHINE_TYPE_ANNOTATION: NCC}
+    assert check("confidential-gpu-workloads", rules.INFERENCE_SERVICE, props) == []
+
+
+@pytest.mark.parametrize("type_", ["kubernetes:core/v1:Pod", "kubernetes:apps/v1:Deployment", "kubernetes:batch/v1:CronJob"])
+def test_gpu_policy_reads_every_pod_template(type_):
+    spec = {"runtimeClassName": "kata-remote", "containers": [{"name": "nim", "resources": {"limits": {rules.GPU_RESOURCE: 1}}}]}
+    template = {"metadata": {"annotations": {rules.MACHINE_TYPE_ANNOTATION: "Standard_DC4as_v5"}}, "spec": spec}
+    props = {
+        "kubernetes:core/v1:Pod": template,
+        "kubernetes:apps/v1:Deployment": {"spec": {"template": template}},
+        "kubernetes:batch/v1:CronJob": {"spec": {"jobTemplate": {"spec": {"template": template}}}},
+    }[type_]
+    [message] = check("confidential-gpu-workloads", type_, props)
+    assert "not an allowed confidential GPU size" in message
+    assert check("confidential-gpu-workloads", type_, props, config={"gpuMachineTypes": ["Standard_DC4as_v5"]}) == []
+
+
+def test_pod_vm_sizes_must_be_listed_in_peer_pods_cm():
+    listed = check_stack("pod-vm-sizes-listed", [(CONFIGMAP, peer_pods_cm()), (rules.INFERENCE_SERVICE, inference_service())])
+    assert listed == []
+    [(message, urn_)] = check_stack("pod-vm-sizes-listed", [(CONFIGMAP, peer_pods_cm(AZURE_INSTANCE_SIZES="Standard_DC4as_v5")), (rules.INFERENCE_SERVICE, inference_service())])
+    assert f"asks for pod VM size {NCC}" in message and urn_ == urn("dev-cloud", rules.INFERENCE_SERVICE, "r1")
+    [(message, _)] = check_stack("pod-vm-sizes-listed", [(rules.INFERENCE_SERVICE, inference_service())])
+    assert "has no peer-pods-cm" in message
+    assert check_stack("pod-vm-sizes-listed", [(rules.INFERENCE_SERVICE, inference_service(runtime=None, gpus=0))]) == []
+
+
+@pytest.mark.parametrize(
+    "props, stack, expected",
+    [
+        (kbs_secret(), "dev-cloud", []),
+        (kbs_secret("nvapi-plaintext"), "dev-trusted", []),
+        (kbs_secret("nvapi-plaintext"), "dev-cloud", ["stringData.NGC_API_KEY is not a sealed secret"]),
+        (kbs_secret("nvapi-plaintext", labelled=False), "dev-cloud", ["the toolkit keeps that key in KBS"]),
+        (kbs_secret("nvapi-plaintext", labelled=False, key="token"), "dev-cloud", []),
+        (kbs_secret("plain", key="token"), "dev-cloud", ["labelled confidential-ai/kbs-resource"]),
+        (kbs_secret(sealed(provider="vault")), "dev-cloud", ["does not point into KBS"]),
+        (kbs_secret("sealed.h.!!!.s"), "dev-cloud", ["is not a sealed secret"]),
+        (kbs_secret("sealed.h.bm90LWpzb24.s"), "dev-cloud", ["payload is not base64url JSON"]),
+    ],
+)
+def test_kbs_managed_values_reach_the_cloud_only_sealed(props, stack, expected):
+    found = check("kbs-secrets-sealed", SECRET, props, stack=stack)
+    assert_messages(found, expected)
+
+
+def test_sealed_policy_decodes_base64_data_and_reads_container_env():
+    encoded = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"NGC_API_KEY": base64.b64encode(sealed().encode()).decode()}}
+    assert check("kbs-secrets-sealed", SECRET, encoded) == []
+    encoded["data"]["NGC_API_KEY"] = base64.b64encode(b"nvapi-plaintext").decode()
+    assert len(check("kbs-secrets-sealed", SECRET, encoded)) == 1
+    literal = inference_service(env=[{"name": "NGC_API_KEY", "value": "nvapi-plaintext"}])
+    [message] = check("kbs-secrets-sealed", rules.INFERENCE_SERVICE, literal)
+    assert "env NGC_API_KEY is not a sealed secret" in message
+    assert check("kbs-secrets-sealed", rules.INFERENCE_SERVICE, inference_service(env=[{"name": "NGC_API_KEY", "value": sealed()}])) == []
+    assert check("kbs-secrets-sealed", SECRET, kbs_secret("x", labelled=False, key="MODEL_KEY"), config={"kbsManagedKeys": ["MODEL_KEY"]})
+
+
+@pytest.mark.parametrize(
+    "toml, expected",
+    [
+        (KBS_CONFIG, []),
+        (KBS_CONFIG.replace("insecure_http = false", "insecure_http = true"), ["insecure_http must be false"]),
+        (KBS_CONFIG.replace("insecure_http = false\n", ""), ["insecure_http must be false"]),
+        (KBS_CONFIG.replace('"DenyAll"', '"InsecureAllowAll"'), ["authorization_mode is 'InsecureAllowAll'"]),
+        (KBS_CONFIG.replace('[admin]\nauthorization_mode = "DenyAll"\n', ""), ["authorization_mode is None"]),
+        (KBS_CONFIG.replace("insecure_header_jwk = false", "insecure_header_jwk = true"), ["insecure_header_jwk must be false"]),
+        (KBS_CONFIG + "[broken\n", ["is not valid TOML"]),
+        (PERMISSIVE_KBS_CONFIG, ["insecure_http must be false", "insecure_header_jwk must be false"]),
+    ],
+)
+def test_kbs_config_is_hardened(toml, expected):
+    found = check("kbs-config-hardened", CONFIGMAP, kbs_configmap(toml), stack="dev-trusted")
+    assert_messages(found, expected)
+
+
+@pytest.mark.parametrize(
+    "props, stack, expected",
+    [
+        (kbs_route(), "dev-trusted", []),
+        (kbs_route(insecureEdgeTerminationPolicy="None"), "dev-trusted", []),
+        (kbs_route("edge"), "dev-trusted", ["tls.termination is 'edge'"]),
+        (kbs_route("reencrypt"), "dev-cloud", ["tls.termination is 'reencrypt'"]),
+        (kbs_route(insecureEdgeTerminationPolicy="Allow"), "dev-trusted", ["must not be \"Allow\""]),
+        ({**kbs_route("edge"), "spec": {"to": {"name": "inference"}, "tls": {"termination": "edge"}}}, "dev-cloud", []),
+    ],
+)
+def test_kbs_route_is_passthrough(props, stack, expected):
+    found = check("kbs-route-passthrough", ROUTE, props, stack=stack)
+    assert_messages(found, expected)
+
+
+@pytest.mark.parametrize(
+    "type_, stack, protect, config, fires",
+    [
+        (rules.ARO_CLUSTER, "dev-cloud", True, {}, False),
+        (rules.ARO_CLUSTER, "dev-cloud", False, {}, True),
+        (rules.PRIVATE_KEY, "dev-trusted", False, {}, True),
+        (rules.PRIVATE_KEY, "dev-trusted", True, {}, False),
+        (rules.PRIVATE_KEY, "dev-cloud", False, {}, False),
+        (rules.PRIVATE_KEY, "dev-trusted", False, {"allowUnprotected": ["r"]}, False),
+        (rules.PRIVATE_KEY, "dev-trusted", False, {"allowUnprotected": ["other-key"]}, True),
+    ],
+)
+def test_critical_resources_are_protected(type_, stack, protect, config, fires):
+    found = check("critical-resources-protected", type_, {}, stack=stack, protect=protect, config=config)
+    assert bool(found) == fires, found
+    if fires:
+        assert "must be protected" in found[0] and "allowUnprotected" in found[0]
+
+
+@pytest.mark.parametrize(
+    "type_, props, stack, prov, expected",
+    [
+        (CONFIGMAP, {}, "dev-cloud", CLOUD_PROVIDER, None),
+        (CONFIGMAP, {}, "dev-trusted", TRUSTED_PROVIDER, None),
+        (rules.PRIVATE_KEY, {}, "dev-trusted", provider("tls", package="tls", stack="dev-trusted"), None),
+        (CONFIGMAP, {}, "dev-cloud", TRUSTED_PROVIDER, "bound to provider trusted-cluster of the trusted side"),
+        (CONFIGMAP, {}, "dev-cloud", provider("k8s", "dev-trusted"), "of the trusted side"),
+        (CONFIGMAP, {}, "dev-trusted", provider("cloud-cluster", "dev-cloud"), "of the cloud side"),
+        (rules.ARO_CLUSTER, {}, "dev-trusted", provider("azure", package="azure-native"), "of the cloud side"),
+        (CONFIGMAP, {}, "dev-cloud", provider("default_4_34_2"), "uses the default provider"),
+        (rules.KUBERNETES_PROVIDER, {"clusterIdentifier": "dev-trusted"}, "dev-cloud", None, "declares provider r for the trusted side"),
+        (rules.KUBERNETES_PROVIDER, {"clusterIdentifier": "dev-cloud"}, "dev-trusted", None, "declares provider r for the cloud side"),
+        (rules.STACK_REFERENCE, {"name": "organization/confidential-ai/dev-cloud"}, "dev-trusted", None, "takes nothing from the cloud side"),
+        (rules.STACK_REFERENCE, {"name": "organization/confidential-ai/dev-trusted"}, "dev-cloud", provider("default", package="pulumi"), None),
+        (rules.ARO_CLUSTER, {}, "dev-cloud", provider("default_3_29_0", package="azure-native"), "uses the default provider"),
+    ],
+)
+def test_each_stack_manages_only_its_own_cluster(type_, props, stack, prov, expected):
+    messages: list[str] = []
+    args = ResourceValidationArgs(type_, unknown_checking_proxy(props), urn(stack, type_, "r"), "r", options(), prov, {})
+    POLICIES["cluster-trust-boundary"].validate(args, lambda message, _urn=None: messages.append(message))
+    assert len(messages) == (0 if expected is None else 1), messages
+    if expected:
+        assert expected in messages[0]
+
+
+def test_kubernetes_object_without_explicit_provider_is_refused():
+    messages: list[str] = []
+    args = ResourceValidationArgs(CONFIGMAP, unknown_checking_proxy({}), urn("dev-cloud", CONFIGMAP, "cm"), "cm", options(), None, {})
+    POLICIES["cluster-trust-boundary"].validate(args, lambda message, _urn=None: messages.append(message))
+    assert messages == ["cm has no explicit provider: every Kubernetes object names its cluster's provider"]
+
+
+@pytest.mark.parametrize(
+    "policy, type_, good, bad",
+    [
+        ("aro-api-server-private", rules.ARO_CLUSTER, aro_cluster(), aro_cluster("Public")),
+        ("operator-upgrades-reviewed", SUBSCRIPTION, subscription(), subscription("Automatic", csv=None)),
+        ("inference-in-confidential-vm", rules.INFERENCE_SERVICE, inference_service(), inference_service(gpus=0, runtime=None)),
+    ],
+)
+def test_advisory_policies(policy, type_, good, bad):
+    assert check(policy, type_, good) == []
+    assert check(policy, type_, bad)
+
+
+def test_unknown_values_surface_as_the_analyzer_reports_them():
+    """During preview a computed value is unknown; the analyzer turns the policy's UnknownValueError into an advisory note."""
+    with pytest.raises(UnknownValueError):
+        check("peer-pods-confidential-vms", CONFIGMAP, peer_pods_cm(AZURE_INSTANCE_SIZES="04da6b54-80e4-46f7-96ec-b56ff0331ba9"))
+    run = StackRun("dev-cloud", [registered("dev-cloud", CONFIGMAP, "peer-pods-cm", peer_pods_cm(AZURE_INSTANCE_SIZES="[unknown]"))], {}, frozenset())
+    [violation] = evaluate(run, [POLICIES["peer-pods-confidential-vms"]])
+    assert violation.level == "advisory" and "can't run during preview" in violation.message
+
+
+# --- Over the real plans ----------------------------------------------------------------------
+
+
+def registered(stack: str, type_: str, name: str, props: dict[str, Any], provider_urn: str = "", protect: bool = False) -> Registered:
+    root = urn(stack, "pulumi:pulumi:Stack", f"{PROJECT}-{stack}")
+    return Registered(urn(stack, type_, name), type_, name, True, root, provider_urn, [], protect, props)
+
+
+def k8s_objects(run: StackRun) -> list[Registered]:
+    return [r for r in run.resources if r.custom and r.type.startswith("kubernetes:")]
+
+
+def workload_targets(run: StackRun) -> list[Registered]:
+    return [r for r in run.resources if any(w.gpus and w.runtime_class == rules.KATA_REMOTE for w in rules.workloads(r.type, r.inputs))]
+
+
+def _named_configmap(name: str) -> Callable[[StackRun], list[Registered]]:
+    return lambda run: [r for r in run.of_type(CONFIGMAP) if rules.dig(r.inputs, "metadata", "name") == name]
+
+
+# Target -> (side, which family of resources the stack must manage before the target is required,
+# how to find it in a plan, how to make it when the stack does not register it yet).
+TARGETS: dict[str, tuple[str, str, Callable[[StackRun], list[Registered]], tuple[str, str, Callable[[], dict[str, Any]], bool]]] = {
+    "peer-pods-cm": ("cloud", "kubernetes", _named_configmap("peer-pods-cm"), (CONFIGMAP, "peer-pods-cm", peer_pods_cm, False)),
+    "gpu-workload": ("cloud", "kubernetes", workload_targets, (rules.INFERENCE_SERVICE, "llm", inference_service, False)),
+    "kbs-secret": ("cloud", "kubernetes", lambda run: [r for r in run.of_type(SECRET) if rules.KBS_RESOURCE_LABEL in (rules.dig(r.inputs, "metadata", "labels") or {})], (SECRET, "ngc-api-key", kbs_secret, False)),
+    "aro-cluster": ("cloud", "azure", lambda run: run.of_type(rules.ARO_CLUSTER), (rules.ARO_CLUSTER, "aro", aro_cluster, True)),
+    "kbs-config": ("trusted", "kubernetes", lambda run: [r for r in run.of_type(CONFIGMAP) if rules.KBS_CONFIG_KEY in (r.inputs.get("data") or {})], (CONFIGMAP, "kbs-config", kbs_configmap, False)),
+    "kbs-route": ("trusted", "kubernetes", lambda run: [r for r in run.of_type(ROUTE) if rules.dig(r.inputs, "spec", "to", "name") == rules.KBS_SERVICE], (ROUTE, "kbs", kbs_route, False)),
+    "kbs-keys": ("trusted", "kubernetes", lambda run: run.of_type(rules.PRIVATE_KEY), (rules.PRIVATE_KEY, "kbs-token-signing-key", lambda: {"algorithm": "ECDSA", "ecdsaCurve": "P256"}, True)),
+}
+
+
+def required_targets(env: str, role: str) -> list[str]:
+    return [t for t, (side, *_) in TARGETS.items() if side == role and not (t == "aro-cluster" and env != "dev")]
+
+
+def manages(run: StackRun, family: str) -> bool:
+    if family == "azure":
+        return any(r.type.startswith("azure-native:") for r in run.resources)
+    return any(r.custom and r.type.startswith("kubernetes:") for r in run.resources)
+
+
+def provider_of(run: StackRun, package: str, name: str, props: dict[str, Any]) -> str:
+    """URN of the stack's provider for `package`, added to the run when the stack has none yet."""
+    found = run.of_type(f"pulumi:providers:{package}")
+    if not found:
+        found = [registered(run.stack, f"pulumi:providers:{package}", name, props)]
+        run.resources.append(found[0])
+    return found[0].urn
+
+
+def completed(run: StackRun, env: str) -> StackRun:
+    """A copy of `run` with every target it does not register yet added in its contract shape."""
+    run = copy.deepcopy(run)
+    role = run.stack.rsplit("-", 1)[1]
+    for target in required_targets(env, role):
+        _, family, find, (type_, name, make, protect) = TARGETS[target]
+        if find(run):
+            continue
+        if family == "azure":
+            prov = provider_of(run, "azure-native", "azure", {})
+        elif type_ == rules.PRIVATE_KEY:
+            prov = provider_of(run, "tls", "tls", {})
+        else:
+            prov = provider_of(run, "kubernetes", f"{role}-cluster", {"clusterIdentifier": run.stack})
+        run.resources.append(registered(run.stack, type_, name, make(), prov, protect=protect))
+    if not run.of_type(SUBSCRIPTION):
+        run.resources.append(registered(run.stack, SUBSCRIPTION, "operator", subscription(), provider_of(run, "kubernetes", f"{role}-cluster", {"clusterIdentifier": run.stack})))
+    return run
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def plan(request) -> tuple[str, dict[str, StackRun]]:
+    return request.param, {run.stack.rsplit("-", 1)[1]: run for run in plan_environment(request.param)}
+
+
+def mandatory(violations: list[Violation]) -> list[str]:
+    return [str(v) for v in violations if v.level == "mandatory" or "can't run" in v.message]
+
+
+def test_every_policy_passes_the_plan(plan):
+    _, runs = plan
+    for run in runs.values():
+        assert mandatory(evaluate(run, rules.POLICIES)) == [], run.stack
+
+
+def test_every_policy_passes_the_plan_with_contract_resources(plan):
+    env, runs = plan
+    for run in runs.values():
+        full = completed(run, env)
+        assert mandatory(evaluate(full, rules.POLICIES)) == [], run.stack
+
+
+@pytest.mark.parametrize("role", ["trusted", "cloud"])
+def test_policy_targets_exist_in_plan(plan, role):
+    """Once a stack manages Kubernetes objects (or Azure resources), it registers what the policies guard."""
+    env, runs = plan
+    run = runs[role]
+    checked = [t for t in required_targets(env, role) if manages(run, TARGETS[t][1])]
+    if not checked:
+        pytest.skip(f"{run.stack} does not manage Kubernetes objects or Azure resources yet (skeleton stack)")
+    missing = [t for t in checked if not TARGETS[t][2](run)]
+    assert missing == [], f"{run.stack} registers no {missing}: the pack's contract (README 'Security model') names them"
+
+
+def _edit(r: Registered, change: Callable[[dict[str, Any]], None]) -> None:
+    inputs = copy.deepcopy(r.inputs)
+    change(inputs)
+    r.raw_inputs = inputs
+
+
+def _sub(pattern: str, replacement: str) -> Callable[[dict[str, Any]], None]:
+    def change(inputs: dict[str, Any]) -> None:
+        text = inputs["data"][rules.KBS_CONFIG_KEY]
+        inputs["data"][rules.KBS_CONFIG_KEY], count = re.subn(pattern, replacement, text)
+        assert count, f"kbs-config.toml has no {pattern!r} to mutate"
+
+    return change
+
+
+def _set_data(**values: str) -> Callable[[dict[str, Any]], None]:
+    return lambda inputs: inputs.setdefault("data", {}).update(values)
+
+
+def _strip_machine_type(inputs: dict[str, Any]) -> None:
+    for found in (rules.dig(inputs, "metadata", "annotations"), rules.dig(inputs, "spec", "predictor", "annotations"), rules.dig(inputs, "spec", "template", "metadata", "annotations")):
+        if isinstance(found, dict):
+            found.pop(rules.MACHINE_TYPE_ANNOTATION, None)
+
+
+def _plaintext_values(inputs: dict[str, Any]) -> None:
+    for field, value in (("stringData", "nvapi-plaintext"), ("data", base64.b64encode(b"nvapi-plaintext").decode())):
+        for key in inputs.get(field) or {}:
+            inputs[field][key] = value
+
+
+def _bind_to_other_side(run: StackRun, target: Registered) -> None:
+    other = "cloud" if run.stack.endswith("-trusted") else "trusted"
+    env = run.stack.rsplit("-", 1)[0]
+    intruder = registered(run.stack, rules.KUBERNETES_PROVIDER, f"{other}-cluster-intruder", {"clusterIdentifier": f"{env}-{other}"})
+    run.resources.append(intruder)
+    target.provider = intruder.urn
+
+
+def _unprotect(run: StackRun, target: Registered) -> None:
+    target.protect = False
+
+
+# name -> (side, target, mutation of the target, policy that must fire, on the target's URN?)
+MUTATIONS: dict[str, tuple[str, str, Callable[[StackRun, Registered], None], str, bool]] = {
+    "disable-cvm": ("cloud", "peer-pods-cm", lambda run, r: _edit(r, _set_data(DISABLECVM="true")), "peer-pods-confidential-vms", True),
+    "general-purpose-size-listed": ("cloud", "peer-pods-cm", lambda run, r: _edit(r, lambda i: i["data"].update(AZURE_INSTANCE_SIZES=i["data"]["AZURE_INSTANCE_SIZES"] + ",Standard_D4s_v5")), "peer-pods-confidential-vms", True),
+    "gpu-without-machine-type": ("cloud", "gpu-workload", lambda run, r: _edit(r, _strip_machine_type), "confidential-gpu-workloads", True),
+    "gpu-size-not-listed": ("cloud", "peer-pods-cm", lambda run, r: _edit(r, _set_data(AZURE_INSTANCE_SIZES="Standard_DC4as_v5", AZURE_INSTANCE_SIZE="Standard_DC4as_v5")), "pod-vm-sizes-listed", False),
+    "plaintext-ngc-key": ("cloud", "kbs-secret", lambda run, r: _edit(r, _plaintext_values), "kbs-secrets-sealed", True),
+    "kbs-plain-http": ("trusted", "kbs-config", lambda run, r: _edit(r, _sub(r"insecure_http\s*=\s*false", "insecure_http = true")), "kbs-config-hardened", True),
+    "kbs-admin-open": ("trusted", "kbs-config", lambda run, r: _edit(r, _sub(r"authorization_mode\s*=\s*\"DenyAll\"", 'authorization_mode = "InsecureAllowAll"')), "kbs-config-hardened", True),
+    "kbs-header-jwk": ("trusted", "kbs-config", lambda run, r: _edit(r, _sub(r"insecure_header_jwk\s*=\s*false", "insecure_header_jwk = true")), "kbs-config-hardened", True),
+    "kbs-route-edge": ("trusted", "kbs-route", lambda run, r: _edit(r, lambda i: i["spec"]["tls"].update(termination="edge")), "kbs-route-passthrough", True),
+    "kbs-key-unprotected": ("trusted", "kbs-keys", _unprotect, "critical-resources-protected", True),
+    "aro-unprotected": ("cloud", "aro-cluster", _unprotect, "critical-resources-protected", True),
+    "cloud-object-on-trusted-provider": ("cloud", "peer-pods-cm", _bind_to_other_side, "cluster-trust-boundary", True),
+    "trusted-object-on-cloud-provider": ("trusted", "kbs-config", _bind_to_other_side, "cluster-trust-boundary", True),
+    "aro-public-api": ("cloud", "aro-cluster", lambda run, r: _edit(r, lambda i: i.setdefault("apiserverProfile", {}).update(visibility="Public")), "aro-api-server-private", True),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS))
+def test_each_policy_fires_on_its_violation_in_the_plan(plan, mutation):
+    env, runs = plan
+    side, target, mutate, policy, on_target = MUTATIONS[mutation]
+    if target == "aro-cluster" and env != "dev":
+        pytest.skip(f"{env} brings its own cluster: no ARO cluster in the plan")
+    run = completed(runs[side], env)
+    victim = TARGETS[target][2](run)[0]
+    mutate(run, victim)
+    fired = [v for v in evaluate(run, rules.POLICIES) if v.policy == policy]
+    assert fired, f"{policy} did not fire on {mutation}"
+    assert {v.level for v in fired} == {POLICIES[policy].enforcement_level.value}
+    if on_target:
+        assert victim.urn in {v.urn for v in fired}
+
+
+def test_every_policy_has_a_plan_level_demonstration():
+    demonstrated = {policy for _, _, _, policy, _ in MUTATIONS.values()}
+    assert demonstrated >= MANDATORY, f"no mutated plan demonstrates {MANDATORY - demonstrated}"
+
+
+def test_offline_policy_command_exits_1_on_a_mandatory_violation(monkeypatch, capsys):
+    from scripts.offline import policy as offline_policy
+
+    assert offline_policy.main(["dev"]) == 0
+    runs = [completed(run, "dev") for run in plan_environment("dev")]
+    cloud = runs[1]
+    _edit(TARGETS["peer-pods-cm"][2](cloud)[0], _set_data(DISABLECVM="true"))
+    monkeypatch.setattr("scripts.plan.plan_environment", lambda env: runs)
+    assert offline_policy.main(["dev"]) == 1
+    assert "[mandatory] peer-pods-confidential-vms: urn:pulumi:dev-cloud::" in capsys.readouterr().out
