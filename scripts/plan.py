@@ -56,7 +56,7 @@ def kubernetes_manifests(run: StackRun) -> list[tuple[str, dict[str, Any]]]:
     for r in run.resources:
         if not r.custom or not r.type.startswith("kubernetes:") or r.type.startswith("pulumi:providers"):
             continue
-        body = r.redacted_inputs
+        body = _sorted(r.redacted_inputs)
         if "kind" not in body:
             continue
         manifest = {k: body[k] for k in ("apiVersion", "kind", "metadata") if k in body}
@@ -70,6 +70,15 @@ def kubernetes_manifests(run: StackRun) -> list[tuple[str, dict[str, Any]]]:
         filename = f"{scope}--{manifest['kind']}--{metadata.get('name', r.name)}.yaml".lower()
         found.append((filename, manifest))
     return sorted(found)
+
+
+def _sorted(value: Any) -> Any:
+    """Mappings with their keys sorted, at every depth, so manifests diff cleanly."""
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
 
 
 def render_tree(run: StackRun) -> str:

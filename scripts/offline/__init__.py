@@ -129,6 +129,9 @@ def _decode_wire(value: Any) -> Any:
         return [_decode_wire(v) for v in value]
     if value == _UNKNOWN:
         return "[unknown]"
+    # The wire (protobuf Struct) carries every number as a double; integers were integers.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
