@@ -46,7 +46,7 @@ def write_plan(runs: list[StackRun], out: Path) -> None:
         _write_json(stack_dir / "resources.json", [_resource_entry(r) for r in run.resources])
         _write_json(stack_dir / "outputs.json", {k: SECRET if k in run.secret_outputs else v for k, v in run.outputs.items()})
         for filename, manifest in kubernetes_manifests(run):
-            (manifests / filename).write_text(yaml.safe_dump(manifest, sort_keys=False, width=120))
+            (manifests / filename).write_text(yaml.dump(manifest, Dumper=_ManifestDumper, sort_keys=False, width=120))
     (out / "topology.md").write_text(render_topology(runs))
 
 
@@ -70,6 +70,24 @@ def kubernetes_manifests(run: StackRun) -> list[tuple[str, dict[str, Any]]]:
         filename = f"{scope}--{manifest['kind']}--{metadata.get('name', r.name)}.yaml".lower()
         found.append((filename, manifest))
     return sorted(found)
+
+
+class _ManifestDumper(yaml.SafeDumper):
+    """Multi-line strings (TOML, Rego, PEM) as literal blocks, the way people write manifests."""
+
+    def analyze_scalar(self, scalar: str) -> yaml.emitter.ScalarAnalysis:
+        # PyYAML refuses block style for any tab; YAML allows tabs in block content (Rego indents with them).
+        analysis = super().analyze_scalar(scalar.replace("\t", " "))
+        analysis.scalar = scalar
+        return analysis
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_ManifestDumper.add_representer(str, _represent_str)
 
 
 def _sorted(value: Any) -> Any:

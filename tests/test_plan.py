@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from scripts.offline.stackfile import PLACEHOLDER_PREFIX, STACKS_DIR
-from scripts.plan import main, plan_environment, write_plan
+from scripts.plan import kubernetes_manifests, main, plan_environment, write_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,6 +50,19 @@ def test_manifests_are_kubernetes_objects(planned):
         if manifest["kind"] == "Secret":
             for field in ("data", "stringData"):
                 assert set(manifest.get(field, {}).values()) <= {"[secret]"}, path.name
+
+
+def test_manifests_parse_back_to_what_the_stack_sends(planned):
+    env, out = planned
+    for run in plan_environment(env):
+        for filename, manifest in kubernetes_manifests(run):
+            assert yaml.safe_load((out / run.stack / "manifests" / filename).read_text()) == manifest, filename
+
+
+def test_multi_line_values_are_literal_blocks(planned):
+    _, out = planned
+    text = next(out.rglob("manifests/*--configmap--resource-policy.yaml")).read_text()
+    assert "resource-policy.rego: |\n" in text
 
 
 def test_plan_is_byte_identical_across_runs(planned, tmp_path):
