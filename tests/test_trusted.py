@@ -185,6 +185,15 @@ def test_initdata_change_updates_pcr8_reference_in_the_same_run(runner, dev):
     assert json.loads(base64.urlsafe_b64decode(record))["value"] == [changed.outputs["initdataPcr8"]]
 
 
+def test_previous_initdata_pcr8_stays_accepted_during_a_rollout(runner, dev):
+    old_pcr8 = dev[1].outputs["initdataPcr8"]
+    changed = runner.example(
+        "dev-trusted", set={"agentPolicy.deniedRequests": ["ExecProcessRequest"], "referenceValues.pcrs.retiringPcr08": [old_pcr8]}
+    )
+    record = json.loads(config_map_value(changed, names.REFERENCE_VALUES))["snp_pcr08"]
+    assert json.loads(base64.urlsafe_b64decode(record))["value"] == [changed.outputs["initdataPcr8"], old_pcr8]
+
+
 def test_resource_policy_declares_each_configured_resource(dev):
     _, run = dev
     policy = config_map_value(run, names.RESOURCE_POLICY)

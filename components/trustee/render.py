@@ -41,7 +41,7 @@ def reference_value_entries(values: ReferenceValues, initdata_pcr8: str) -> dict
     """Reference value name -> value: lists for `in` checks, numbers for minimums."""
     entries: dict[str, Any] = {
         "snp_pcr03": values.pcrs.pcr03,
-        RV_PCR08: [initdata_pcr8],
+        RV_PCR08: [initdata_pcr8, *(v for v in values.pcrs.retiring_pcr08 if v != initdata_pcr8)],
         "snp_pcr09": values.pcrs.pcr09,
         "snp_pcr11": values.pcrs.pcr11,
         "snp_pcr12": values.pcrs.pcr12,

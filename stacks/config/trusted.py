@@ -107,6 +107,9 @@ class PcrReferenceValues(Model):
     pcr09: list[Pcr] = Field(min_length=1)
     pcr11: list[Pcr] = Field(min_length=1)
     pcr12: list[Pcr] = Field(min_length=1)
+    retiring_pcr08: list[Pcr] = []
+    """PCR 8 of the previous initdata (the old `initdataPcr8` output), still accepted while running pod
+    VMs restart onto the new one; empty it once they have."""
 
 
 class MinimumTcb(Model):
