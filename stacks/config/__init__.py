@@ -103,11 +103,8 @@ def load_from_pulumi() -> StackConfig:
     prefix = f"{PROJECT}:"
     merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     raw = {k[len(prefix):]: v for k, v in merged.items() if k.startswith(prefix)}
-    secret_keys = {
-        k[len(prefix):]
-        for k in [*runtime_config.get_config_secret_keys_env(), *runtime_config._SECRET_KEYS.get()]
-        if k.startswith(prefix)
-    }
+    env_secrets = set(runtime_config.get_config_secret_keys_env())
+    secret_keys = {k[len(prefix):] for k in merged if k.startswith(prefix) and (k in env_secrets or runtime_config.is_config_secret(k))}
     return load(pulumi.get_stack(), raw, secret_keys)
 
 
