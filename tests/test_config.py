@@ -132,3 +132,9 @@ def test_no_resource_registered_on_config_error(runner, stack, edit):
     with pytest.raises(ConfigError) as err:
         runner(stack, config, secret_keys)
     assert err.value.registered == []
+
+
+def test_trusted_stack_reference_must_be_fully_qualified():
+    assert problems("dev-cloud", set={"trustedStack": "dev-trusted"}) == [
+        "dev-cloud: trustedStack: 'dev-trusted' is not a stack name like <org>/confidential-ai/<env>-trusted"
+    ]

@@ -199,7 +199,7 @@ class PeerPodsSettings(Model):
 class CloudConfig(Model):
     stack: StackId
     role: Literal["cloud"]
-    trusted_stack: str | None = None
+    trusted_stack: Annotated[str, matching(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", "a stack name like <org>/confidential-ai/<env>-trusted")] | None = None
     """StackReference name of this environment's trusted stack; default `organization/confidential-ai/<env>-trusted`."""
     azure: AzureSettings
     network: NetworkSettings
