@@ -77,8 +77,8 @@ def call_fake(*tokens: str) -> Callable[[CallFake], CallFake]:
     return register
 
 
-@resource_fake("pulumi:providers:kubernetes")
-def _kubernetes_provider(args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
+@resource_fake("pulumi:providers:kubernetes", "pulumi:providers:tls")
+def _provider(args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
     return fake_guid("provider", args.name), dict(args.inputs)
 
 
@@ -262,9 +262,6 @@ def _tls_locally_signed_cert(args: MockResourceArgs) -> tuple[str, dict[str, Any
     return digest("tls-cert", args.name, length=40), {**state, "caKeyAlgorithm": "ECDSA" if isinstance(ca_key, ec.EllipticCurvePrivateKey) else "ED25519"}
 
 
-@resource_fake("pulumi:providers:tls")
-def _tls_provider(args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
-    return fake_guid("provider", args.name), dict(args.inputs)
 # --- Azure (azure-native) --------------------------------------------------------------------
 # The explicit azure-native provider's fake ID is its subscription, so resources registered with it
 # can build their Azure resource IDs (`args.provider` is "<provider URN>::<provider ID>").

@@ -20,7 +20,7 @@ PLACEHOLDER_PREFIX = "plan-placeholder"
 
 
 class StackFileError(Exception):
-    pass
+    """A stack file is missing or unreadable; the message is one line for the user."""
 
 
 @dataclass(frozen=True)
