@@ -146,6 +146,9 @@ class NimModel(pulumi.ComponentResource):
                     "model": {
                         "modelFormat": {"name": model_name, "version": model_version},
                         "runtime": runtime_name,
+                        # CAA's peer-pods webhook reads the GPU *request* into default_gpus, then replaces every
+                        # container's resources with kata.peerpods.io/vm (cloud-api-adaptor
+                        # src/webhook/pkg/mutating-webhook/remove-resourcespec.go): both are set, equal.
                         "resources": {"limits": {"nvidia.com/gpu": gpu}, "requests": {"nvidia.com/gpu": gpu}},
                     },
                 }

@@ -187,7 +187,8 @@ def test_inference_service_runs_in_a_confidential_gpu_vm(run, trusted):
         MACHINE_TYPE_ANNOTATION: "Standard_NCC40ads_H100_v5",
         INITDATA_ANNOTATION: trusted.values["initdata"],
     }
-    assert predictor["model"]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    # The peer-pods webhook turns the GPU request (not the limit) into the pod VM's default_gpus.
+    assert predictor["model"]["resources"] == {"limits": {"nvidia.com/gpu": "1"}, "requests": {"nvidia.com/gpu": "1"}}
     assert predictor["model"]["runtime"] == "llama-3-1-8b-nim"
     assert predictor["imagePullSecrets"] == [{"name": "llama-3-1-8b-nvcr-pull"}]
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
