@@ -10,6 +10,7 @@ import pulumi_kubernetes as k8s
 from components.sealed_secret import KBS_RESOURCE_LABEL, sealed_secret
 
 NIM_PORT = 8000
+HTTP_PORT_NAME = "http"
 # NIM's health endpoints (NVIDIA NIM for LLMs API reference: /v1/health/ready, /v1/health/live).
 READY_PATH = "/v1/health/ready"
 LIVE_PATH = "/v1/health/live"
@@ -101,7 +102,13 @@ class NimModel(pulumi.ComponentResource):
                     {
                         "name": "kserve-container",
                         "image": args.image,
-                        "ports": [{"containerPort": NIM_PORT, "protocol": "TCP"}],
+                        # Named: KServe names the predictor Service port after it (kserve/kserve
+                        # pkg/controller/v1beta1/inferenceservice/reconcilers/service/service_reconciler.go) and
+                        # odh-model-controller points the Route at the port named "http"; an unnamed one makes it
+                        # fall back to the Service port number 80, which matches no endpoint (pod port 8000) in the
+                        # router (odh-model-controller kserve_raw_route_reconciler.go setRouteTargetPort;
+                        # openshift/router pkg/router/template/router.go endpointsForAlias).
+                        "ports": [{"name": HTTP_PORT_NAME, "containerPort": NIM_PORT, "protocol": "TCP"}],
                         "env": [
                             {"name": "NIM_CACHE_PATH", "value": NIM_CACHE_PATH},
                             {"name": "NGC_API_KEY", "valueFrom": {"secretKeyRef": {"name": f"{args.name}-ngc-api-key", "key": "NGC_API_KEY"}}},
@@ -146,6 +153,9 @@ class NimModel(pulumi.ComponentResource):
                     "model": {
                         "modelFormat": {"name": model_name, "version": model_version},
                         "runtime": runtime_name,
+                        # CAA's peer-pods webhook reads the GPU *request* into default_gpus, then replaces every
+                        # container's resources with kata.peerpods.io/vm (cloud-api-adaptor
+                        # src/webhook/pkg/mutating-webhook/remove-resourcespec.go): both are set, equal.
                         "resources": {"limits": {"nvidia.com/gpu": gpu}, "requests": {"nvidia.com/gpu": gpu}},
                     },
                 }

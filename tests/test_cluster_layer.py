@@ -187,7 +187,8 @@ def test_inference_service_runs_in_a_confidential_gpu_vm(run, trusted):
         MACHINE_TYPE_ANNOTATION: "Standard_NCC40ads_H100_v5",
         INITDATA_ANNOTATION: trusted.values["initdata"],
     }
-    assert predictor["model"]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    # The peer-pods webhook turns the GPU request (not the limit) into the pod VM's default_gpus.
+    assert predictor["model"]["resources"] == {"limits": {"nvidia.com/gpu": "1"}, "requests": {"nvidia.com/gpu": "1"}}
     assert predictor["model"]["runtime"] == "llama-3-1-8b-nim"
     assert predictor["imagePullSecrets"] == [{"name": "llama-3-1-8b-nvcr-pull"}]
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
@@ -199,6 +200,8 @@ def test_nim_runtime_reads_its_key_from_a_sealed_secret_and_reports_readiness(ru
     container = runtime["containers"][0]
     assert container["image"] == "nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3"
     assert container["readinessProbe"]["httpGet"] == {"path": "/v1/health/ready", "port": 8000}
+    # The Route odh-model-controller creates targets the predictor Service port named "http".
+    assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
     assert runtime["supportedModelFormats"] == [{"name": "llama-3.1-8b-instruct", "version": "1.3.3", "autoSelect": True}]
     env = {e["name"]: e for e in container["env"]}
     assert env["NGC_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "llama-3-1-8b-ngc-api-key", "key": "NGC_API_KEY"}}

@@ -95,6 +95,7 @@ def test_pull_key_must_be_stored_as_a_secret():
     [
         ("osc.proxyTimeout", "5 minutes", "'5 minutes' is not a duration like 30m or 1h30m"),
         ("osc.tags", {"team": "a,b"}, "tag keys and values may not contain ',', '=' or spaces (CAA reads TAGS as k=v,k2=v2)"),
+        ("osc.tags", {"app.kubernetes.io/part-of": "nim"}, "Azure tag names may not contain '/' (tag values may)"),
         ("openshiftAi.ingressDomain", "Apps.Example", "'Apps.Example' is not a DNS name"),
         ("imagePull.mode", "registry", "Input should be 'pullSecret' or 'kbs'"),
     ],

@@ -57,7 +57,11 @@ class OscSettings(Model):
 
     def rules(self) -> Iterator[Problem]:
         for key, value in self.tags.items():
-            if not _TAG_PART.match(key) or not _TAG_PART.match(value):
+            # Azure rejects tag names containing < > % & \ ? / (MicrosoftDocs azure-docs
+            # articles/azure-resource-manager/management/tag-resources.md, Limitations): every pod VM would fail.
+            if "/" in key:
+                yield Problem(f"tags.{key}", "Azure tag names may not contain '/' (tag values may)")
+            elif not _TAG_PART.match(key) or not _TAG_PART.match(value):
                 yield Problem(f"tags.{key}", "tag keys and values may not contain ',', '=' or spaces (CAA reads TAGS as k=v,k2=v2)")
 
 
