@@ -246,8 +246,8 @@ CPU_PATH = ["default", "registry-auth", "auth.json"]
 TWO_GPU_PATH = ["default", "big-model", "key"]
 
 
-def allowed(token: dict[str, Any], path: list[str], resources=RESOURCES) -> bool:
-    data = {"plugin": "resource", "resource-path": path, "query": {}}
+def allowed(token: dict[str, Any], path: list[str], resources=RESOURCES, plugin: str = "resource") -> bool:
+    data = {"plugin": plugin, "resource-path": path, "query": {}}
     return evaluate(render.resource_policy(resources), "data.policy.allow", token, data) is True
 
 
@@ -273,6 +273,10 @@ def test_unknown_resource_is_denied(ear):
     assert not allowed(ear, ["default", "kbsres1", "key1"])
     assert not allowed(ear, ["default", "ngc-api-key"])
     assert not allowed(ear, ["other", "ngc-api-key", "api-key"])
+
+
+def test_a_declared_path_under_another_plugin_is_denied(ear):
+    assert not allowed(ear, CPU_PATH, plugin="nebula-ca")
 
 
 def test_nothing_is_released_without_declared_resources(ear):

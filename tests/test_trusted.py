@@ -159,6 +159,80 @@ def test_kbs_config_is_the_restricted_profile_with_the_remote_gpu_verifier(dev):
     assert kbs["plugins"] == [{"name": "resource", "storage_backend_type": "kvstorage"}]
 
 
+# Every table and key KBS 1.2 deserializes from kbs-config.toml. KBS ignores unknown keys instead of
+# rejecting them, so a misspelt or stale key silently falls back to a default: only these may appear.
+# confidential-containers/trustee: kbs/src/config.rs (KbsConfig, HttpServerConfig, TlsConfig),
+# kbs/docs/config.md ([admin]), kbs/src/token/mod.rs, kbs/src/attestation/coco/builtin.rs,
+# attestation-service/src/rvps/mod.rs (RvpsConfig::BuiltIn), attestation-service/src/token/ear_broker.rs,
+# deps/verifier/src/lib.rs (VerifierConfig), deps/verifier/src/nvidia/mod.rs,
+# deps/key-value-storage/src/local_json/mod.rs.
+KBS_CONFIG_KEYS = {
+    "": {"http_server", "admin", "attestation_token", "attestation_service", "storage_backend", "session_storage_type", "plugins"},
+    "http_server": {
+        "sockets", "insecure_http", "private_key", "certificate", "payload_request_size", "worker_count",
+        "tls_profile", "tls_min_version", "tls_max_version", "tls_ciphers", "tls_groups",
+    },
+    "admin": {"authorization_mode"},
+    "attestation_token": {"trusted_certs_paths", "trusted_jwk_sets", "extra_teekey_paths", "insecure_header_jwk"},
+    "attestation_service": {"type", "timeout", "rvps_config", "attestation_token_broker", "verifier_config", "storage_type"},
+    "attestation_service.rvps_config": {"type", "extractors", "storage_type"},
+    "attestation_service.attestation_token_broker": {
+        "duration_min", "issuer_name", "developer_name", "build_name", "profile_name", "signer", "policy_dir",
+    },
+    "attestation_service.attestation_token_broker.signer": {"key_path", "cert_url", "cert_path"},
+    "attestation_service.verifier_config": {"nvidia_verifier", "snp_verifier", "tpm_verifier", "dcap_verifier"},
+    "attestation_service.verifier_config.nvidia_verifier": {"type", "verifier_url"},
+    "attestation_service.verifier_config.snp_verifier": {"vcek_sources"},
+    "storage_backend": {"storage_type", "backends"},
+    "storage_backend.backends": {"local_fs", "local_json", "postgres"},
+    "storage_backend.backends.local_fs": {"dir_path"},
+    "storage_backend.backends.local_json": {"file_dir_path"},
+    "plugins": {"name", "storage_backend_type"},
+}
+
+
+def unknown_kbs_config_keys(table: dict, path: str = "") -> list[str]:
+    unknown = [f"{path}.{key}".lstrip(".") for key in sorted(set(table) - KBS_CONFIG_KEYS.get(path, set()))]
+    for key, value in table.items():
+        child = f"{path}.{key}".lstrip(".")
+        if isinstance(value, dict) and child in KBS_CONFIG_KEYS:
+            unknown += unknown_kbs_config_keys(value, child)
+        elif key == "plugins" and not path:
+            unknown += [u for plugin in value for u in unknown_kbs_config_keys(plugin, "plugins")]
+    return unknown
+
+
+def test_kbs_config_uses_only_keys_kbs_reads(dev):
+    _, run = dev
+    kbs = tomllib.loads(config_map_value(run, names.CONFIG_MAP))
+    assert unknown_kbs_config_keys(kbs) == []
+    assert unknown_kbs_config_keys({"attestation_service": {"attestation_token_config": {}}}) == ["attestation_service.attestation_token_config"]
+    assert kbs["attestation_service"]["attestation_token_broker"]["duration_min"] == 5
+
+
+def test_kbs_config_paths_are_where_the_operator_mounts_the_stacks_objects(dev):
+    """Secrets mount at /etc/<volume>/<key>; reference values at <local_json dir>/reference_value
+    (openshift/trustee-operator internal/controller/kbsconfig_controller.go and common.go)."""
+    _, run = dev
+    kbs = tomllib.loads(config_map_value(run, names.CONFIG_MAP))
+    http, service = kbs["http_server"], kbs["attestation_service"]
+    signer = service["attestation_token_broker"]["signer"]
+    mounted = {
+        http["private_key"]: (names.HTTPS_KEY, "privateKey"),
+        http["certificate"]: (names.HTTPS_CERT, "certificate"),
+        signer["key_path"]: (names.TOKEN_KEY, "token.key"),
+        signer["cert_path"]: (names.TOKEN_CERT, "token.crt"),
+    }
+    volumes = {"privateKey": "https-key", "certificate": "https-cert", "token.key": "attestation-key", "token.crt": "attestation-cert"}
+    for path, (secret, key) in mounted.items():
+        assert path == f"/etc/{volumes[key]}/{key}"
+        assert key in run.named(f"kbs-{secret}", SECRET_TYPE).inputs["stringData"]
+    assert kbs["attestation_token"]["trusted_certs_paths"] == [signer["cert_path"]]
+    assert service["rvps_config"] == {"type": "BuiltIn", "storage_type": "LocalJson"}
+    assert kbs["storage_backend"]["backends"]["local_json"]["file_dir_path"] == "/opt/confidential-containers/storage/local_json"
+    assert kbs["storage_backend"]["backends"]["local_fs"]["dir_path"] == "/opt/confidential-containers/storage"
+
+
 def test_reference_values_records_and_initdata_pcr8(dev):
     config, run = dev
     records = json.loads(config_map_value(run, names.REFERENCE_VALUES))
