@@ -114,3 +114,9 @@ def test_bad_trusted_config_registers_nothing(runner):
     with pytest.raises(ConfigError) as err:
         runner("dev-trusted", config, secret_keys)
     assert err.value.registered == []
+
+
+def test_nvidia_verifier_url_is_the_base_url():
+    assert problems("dev-trusted", set={"kbs.nvidiaVerifier.url": "https://nras.attestation.nvidia.com/v4/attest/gpu"}) == [
+        "dev-trusted: kbs.nvidiaVerifier.url: https://nras.attestation.nvidia.com/v4/attest/gpu ends in /gpu; give the base attestation URL, the verifier adds /gpu"
+    ]

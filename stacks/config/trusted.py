@@ -62,6 +62,9 @@ class NvidiaVerifier(Model):
                 "local is not supported: the local verifier emits different claims than NRAS and the shipped GPU policy "
                 "checks NRAS claims; use remote",
             )
+        if self.url.rstrip("/").endswith("/gpu"):
+            # The verifier appends /gpu itself (openshift/trustee deps/verifier/src/nvidia/mod.rs).
+            yield Problem("url", f"{self.url} ends in /gpu; give the base attestation URL, the verifier adds /gpu")
 
 
 class KbsTls(Model):
