@@ -3,13 +3,14 @@
 Runs the real program for `ENV-trusted`, then `ENV-cloud`, under Pulumi's mock runtime. The cloud
 stack's StackReference sees the trusted run's real outputs. Writes, per stack, `resources.json`,
 `manifests/` and `outputs.json`, plus `topology.md` for the environment, and prints a preview-like
-tree. Secrets appear only as "[secret]". Exit status 2 on invalid config, with one line per problem.
+tree. Secrets appear only as "[secret]". Exit status 2 on bad input (config, stack file, arguments,
+an --out that cannot be written), with one line per problem.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from scripts.cli import ArgumentParser, environment
 from scripts.offline import SECRET, Registered, StackRun, run_stack
 from scripts.offline.stackfile import STACKS_DIR, StackFileError, read_stack_file
 from scripts.topology import render_topology
@@ -145,21 +147,38 @@ def _write_json(path: Path, value: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scripts.plan", description=__doc__.splitlines()[0])
-    parser.add_argument("env", help="environment name: plans stacks ENV-trusted and ENV-cloud")
+    parser = ArgumentParser(prog="python -m scripts.plan", description=__doc__.splitlines()[0])
+    parser.add_argument("env", type=environment, help="environment name: plans stacks ENV-trusted and ENV-cloud")
     parser.add_argument("--out", type=Path, default=Path("out"), help="output directory (default: out/)")
     parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR, help="where the Pulumi.<stack>.yaml files are (default: stacks/)")
     args = parser.parse_args(argv)
+    if problem := _out_problem(args.out):
+        print(f"--out {args.out}: {problem}", file=sys.stderr)
+        return 2
     try:
         runs = plan_environment(args.env, args.stacks_dir)
     except (ConfigError, StackFileError) as err:
         print(str(err), file=sys.stderr)
         return 2
-    write_plan(runs, args.out)
+    try:
+        write_plan(runs, args.out)
+    except OSError as err:
+        print(f"--out {args.out}: cannot write {err.filename}: {err.strerror or err}", file=sys.stderr)
+        return 2
     for run in runs:
         print(render_tree(run))
     print(f"\nwrote {args.out}/ ({', '.join(run.stack for run in runs)}, topology.md)")
     return 0
+
+
+def _out_problem(out: Path) -> str | None:
+    """Why the plan cannot be written under `out`, found before the run and without creating anything."""
+    nearest = next(p for p in (out, *out.parents) if p.exists())
+    if not nearest.is_dir():
+        return f"{nearest} is not a directory"
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        return f"{nearest} is not writable"
+    return None
 
 
 if __name__ == "__main__":

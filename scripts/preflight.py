@@ -4,12 +4,11 @@ Confidential GPU pod VMs fail late (a pod hangs in ContainerCreating) when the V
 the quota is short, the image is missing or not replicated, the provider is unregistered or the KBS
 is unreachable. Each check here is a small function over Azure SDK clients; the table printed says
 what failed and how to fix it. Exit status: 0 all passed, 1 a check failed, 2 could not run (config,
-credentials).
+credentials, an unreadable --trusted-outputs file).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import socket
@@ -25,6 +24,7 @@ from urllib.parse import urlsplit
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 
 from components.azure import ids
+from scripts.cli import ArgumentParser, environment
 from scripts.offline.stackfile import STACKS_DIR, StackFileError, read_stack_file
 from stacks.config import CloudConfig, ConfigError, load
 from stacks.config.base import CONFIDENTIAL_GPU_SIZE
@@ -277,13 +277,21 @@ def render(results: Iterable[Result]) -> str:
     return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}".rstrip() for a, b, c in rows)
 
 
-def trusted_outputs(config: CloudConfig, path: Path | None) -> dict[str, Any] | str:
-    """The trusted stack's outputs, or why they are unavailable (shown as the KBS check's failure)."""
-    if path is not None:
-        try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            return f"cannot read {path}: {err}"
+def read_trusted_outputs(path: Path) -> dict[str, Any]:
+    """`--trusted-outputs FILE`, read before anything signs in: a bad file is a usage error."""
+    try:
+        outputs = json.loads(path.read_text())
+    except OSError as err:
+        raise CannotRun(f"--trusted-outputs {path}: {err.strerror or err}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CannotRun(f"--trusted-outputs {path} is not JSON: {err}") from None
+    if not isinstance(outputs, dict):
+        raise CannotRun(f"--trusted-outputs {path} is not a JSON object of stack outputs (like out/<env>-trusted/outputs.json)")
+    return outputs
+
+
+def trusted_outputs(config: CloudConfig) -> dict[str, Any] | str:
+    """The trusted stack's outputs from `pulumi stack output`, or why they are unavailable (shown as the KBS check's failure)."""
     try:
         done = subprocess.run(["pulumi", "stack", "output", "--json", "-s", config.trusted_stack_name], capture_output=True, text=True, timeout=120)
     except FileNotFoundError:
@@ -304,13 +312,14 @@ def load_config(env: str, stacks_dir: Path = STACKS_DIR) -> CloudConfig:
 
 
 def main(argv: list[str] | None = None, clients: Callable[[CloudConfig], AzureClients] = live_clients) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scripts.preflight", description=__doc__.splitlines()[0])
-    parser.add_argument("env", help="environment: checks stack ENV-cloud")
+    parser = ArgumentParser(prog="python -m scripts.preflight", description=__doc__.splitlines()[0])
+    parser.add_argument("env", type=environment, help="environment: checks stack ENV-cloud")
     parser.add_argument("--trusted-outputs", type=Path, help="JSON of the trusted stack outputs (e.g. out/ENV-trusted/outputs.json); default: pulumi stack output")
     parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR)
     args = parser.parse_args(argv)
     try:
         config = load_config(args.env, args.stacks_dir)
+        trusted = read_trusted_outputs(args.trusted_outputs) if args.trusted_outputs else None
         azure = clients(config)
     except ConfigError as err:
         print(str(err), file=sys.stderr)
@@ -318,7 +327,7 @@ def main(argv: list[str] | None = None, clients: Callable[[CloudConfig], AzureCl
     except (StackFileError, CannotRun) as err:
         print(f"{args.env}-cloud: {err}" if isinstance(err, CannotRun) else str(err), file=sys.stderr)
         return 2
-    results = run_checks(config, azure, trusted_outputs(config, args.trusted_outputs))
+    results = run_checks(config, azure, trusted if trusted is not None else trusted_outputs(config))
     print(render(results))
     failed = [r for r in results if not r.ok]
     print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from scripts.cli import ArgumentParser
 from scripts.pulumi_cli import (
     REPO_ROOT, AutomationPulumi, PolicyViolation, Preview, PulumiError, one_line, parse_digest, read_event_log,
 )
@@ -555,7 +556,7 @@ class RecordedSource:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m scripts.preview_pr", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m scripts.preview_pr", description=__doc__.split("\n")[0])
     parser.add_argument("--base", default="origin/main", help="git ref the pull request merges into")
     parser.add_argument("--drift", action="store_true", help="check every stack for drift instead")
     parser.add_argument("--output", type=Path, help="write the comment here instead of stdout")
@@ -578,19 +579,28 @@ def run(args: argparse.Namespace, source: Source) -> tuple[str, bool]:
 def main(argv: Sequence[str] | None = None, root: Path = REPO_ROOT) -> int:
     args = parse_args(argv)
     try:
+        if args.output and not args.output.parent.is_dir():  # checked before the previews, which take minutes
+            raise UsageError(f"--output {args.output}: no directory {args.output.parent}")
         source = RecordedSource(args.recorded) if args.recorded else LiveSource(root)
         comment, failed = run(args, source)
+        if args.output:
+            write_output(args.output, comment)
+        else:
+            sys.stdout.write(comment)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except PulumiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if args.output:
-        args.output.write_text(comment)
-    else:
-        sys.stdout.write(comment)
     return 1 if failed else 0
+
+
+def write_output(path: Path, comment: str) -> None:
+    try:
+        path.write_text(comment)
+    except OSError as err:
+        raise UsageError(f"--output {path}: {err.strerror or err}") from None
 
 
 if __name__ == "__main__":

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from scripts.cli import ArgumentParser
 from scripts.pulumi_cli import REPO_ROOT, AutomationPulumi, Pulumi, PulumiError
 from stacks.contracts import CLOUD_READS
 
@@ -64,7 +65,7 @@ def environments(root: Path = REPO_ROOT) -> list[str]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m scripts.up", description=__doc__)
+    parser = ArgumentParser(prog="python -m scripts.up", description=__doc__)
     parser.add_argument("env", help=f"environment: {', '.join(environments())}")
     parser.add_argument("--destroy", action="store_true", help="destroy instead (cloud first, then trusted)")
     parser.add_argument("--yes", action="store_true", help="confirm --destroy")

@@ -113,14 +113,13 @@ def _provider(r: Registered, by_urn: Mapping[str, Registered]) -> PolicyProvider
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
+    from scripts.cli import ArgumentParser, environment
     from scripts.offline.stackfile import StackFileError
     from scripts.plan import plan_environment
     from stacks.config import ConfigError
 
-    parser = argparse.ArgumentParser(prog="python -m scripts.offline.policy", description=__doc__.splitlines()[0])
-    parser.add_argument("env", help="environment name: checks stacks ENV-trusted and ENV-cloud")
+    parser = ArgumentParser(prog="python -m scripts.offline.policy", description=__doc__.splitlines()[0])
+    parser.add_argument("env", type=environment, help="environment name: checks stacks ENV-trusted and ENV-cloud")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(POLICY_PACK))
     from rules import POLICIES  # the pack's own module, as `pulumi preview --policy-pack policies` loads it

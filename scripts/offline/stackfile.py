@@ -46,11 +46,15 @@ def read_stack_file(stack: str, stacks_dir: Path = STACKS_DIR, secret_values: di
         raise StackFileError(f"{stack}: no stack file {path.relative_to(path.parents[1])}")
     try:
         document = yaml.safe_load(path.read_text()) or {}
+    except (OSError, UnicodeDecodeError) as err:
+        raise StackFileError(f"{stack}: cannot read {path.name}: {getattr(err, 'strerror', None) or err}") from None
     except yaml.YAMLError as err:
-        raise StackFileError(f"{stack}: {path.name} is not valid YAML: {str(err).splitlines()[0]}") from None
+        raise StackFileError(f"{stack}: {path.name} is not valid YAML: {_yaml_problem(err)}") from None
+    if not isinstance(document, dict):
+        raise StackFileError(f"{stack}: {path.name} must be a mapping with a 'config' section")
     raw = document.get("config") or {}
-    if not isinstance(raw, dict):
-        raise StackFileError(f"{stack}: {path.name}: 'config' must be a mapping")
+    if not isinstance(raw, dict) or not all(isinstance(key, str) for key in raw):
+        raise StackFileError(f"{stack}: {path.name}: 'config' must be a mapping of key names")
     config: dict[str, str] = {}
     secret_keys: set[str] = set()
     for key, value in raw.items():
@@ -73,6 +77,13 @@ def read_stack_file(stack: str, stacks_dir: Path = STACKS_DIR, secret_values: di
             secret_keys.add(key)
         config[key] = _as_config_string(resolved)
     return StackFile(stack, config, frozenset(secret_keys))
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """What is wrong and where (`expected ',' or ']' (line 3, column 1)`), on one line."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else problem
 
 
 def _as_config_string(value: Any) -> str:
