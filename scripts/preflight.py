@@ -292,13 +292,20 @@ def read_trusted_outputs(path: Path) -> dict[str, Any]:
 
 def trusted_outputs(config: CloudConfig) -> dict[str, Any] | str:
     """The trusted stack's outputs from `pulumi stack output`, or why they are unavailable (shown as the KBS check's failure)."""
+    command = f"pulumi stack output -s {config.trusted_stack_name}"
     try:
         done = subprocess.run(["pulumi", "stack", "output", "--json", "-s", config.trusted_stack_name], capture_output=True, text=True, timeout=120)
     except FileNotFoundError:
         return "pulumi CLI not found to read the trusted stack outputs"
+    except subprocess.TimeoutExpired:
+        return f"{command} did not answer within 120 s"
     if done.returncode != 0:
-        return f"pulumi stack output -s {config.trusted_stack_name} failed: {(done.stderr.strip().splitlines() or ['no output'])[-1]}"
-    return json.loads(done.stdout)
+        return f"{command} failed: {(done.stderr.strip().splitlines() or ['no output'])[-1]}"
+    try:
+        outputs = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        return f"{command} printed no JSON"
+    return outputs if isinstance(outputs, dict) else f"{command} printed no JSON object of outputs"
 
 
 def load_config(env: str, stacks_dir: Path = STACKS_DIR) -> CloudConfig:

@@ -7,6 +7,7 @@ import json
 import re
 import socket
 import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from scripts import preflight
 from scripts.preflight import AzureClients, CannotRun, Result, kbs_tls, live_clients, load_config, main, run_checks
 
 RECORDED = Path(__file__).parent / "fixtures" / "azure"
@@ -374,3 +376,29 @@ def test_bad_config_exits_2_with_the_key(tmp_path, capsys):
     cloud.write_text(cloud.read_text().replace("versions/1.0.0", "versions/latest"))
     assert main(["dev", "--stacks-dir", str(stacks)], clients=lambda c: pytest.fail("no Azure call on bad config")) == 2
     assert capsys.readouterr().err.startswith("dev-cloud: peerPods.imageId: ")
+
+
+def _pulumi_answers(monkeypatch, answer) -> None:
+    def run(command, **_):
+        assert command[:4] == ["pulumi", "stack", "output", "--json"]
+        if isinstance(answer, BaseException):
+            raise answer
+        return subprocess.CompletedProcess(command, answer[0], stdout=answer[1], stderr=answer[2])
+
+    monkeypatch.setattr(preflight.subprocess, "run", run)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (FileNotFoundError(), "pulumi CLI not found to read the trusted stack outputs"),
+        (subprocess.TimeoutExpired("pulumi", 120), "pulumi stack output -s organization/confidential-ai/dev-trusted did not answer within 120 s"),
+        ((255, "", "error: no stack named 'dev-trusted' found\n"), "pulumi stack output -s organization/confidential-ai/dev-trusted failed: error: no stack named 'dev-trusted' found"),
+        ((0, "warning: upgrade available\n", ""), "pulumi stack output -s organization/confidential-ai/dev-trusted printed no JSON"),
+        ((0, "[]", ""), "pulumi stack output -s organization/confidential-ai/dev-trusted printed no JSON object of outputs"),
+        ((0, '{"kbsUrl": "https://kbs.example.com"}', ""), {"kbsUrl": "https://kbs.example.com"}),
+    ],
+)
+def test_trusted_outputs_from_the_cli_fail_as_one_line(monkeypatch, answer, expected):
+    _pulumi_answers(monkeypatch, answer)
+    assert preflight.trusted_outputs(load_config("dev")) == expected
