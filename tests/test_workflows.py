@@ -121,6 +121,11 @@ def test_drift_runs_nightly_and_reports_through_an_issue() -> None:
     assert 'exit "${status}"' in runs(check)  # drift fails the run
     assert report["permissions"] == {"issues": "write"}
     assert all(cmd in runs(report) for cmd in ("gh issue create", "gh issue comment", "gh issue close"))
+    # A check that fails before writing its report (Azure login) still opens the issue.
+    assert report["if"] == "${{ !cancelled() }}"
+    download = next(step for step in report["steps"] if "download-artifact" in step.get("uses", ""))
+    assert download["continue-on-error"] is True
+    assert "if [ ! -f drift.md ]" in runs(report)
 
 
 @pytest.mark.parametrize("name", WORKFLOW_FILES)
