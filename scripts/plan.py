@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from scripts.cli import ArgumentParser, environment
-from scripts.offline import SECRET, Registered, StackRun, run_stack
+from scripts.offline import SECRET, Registered, StackRun, collector_paused, run_stack
 from scripts.offline.stackfile import STACKS_DIR, StackFileError, read_stack_file
 from scripts.topology import render_topology
 from stacks.config import ConfigError
@@ -39,6 +39,11 @@ def plan_environment(env: str, stacks_dir: Path = STACKS_DIR, secret_values: dic
 
 
 def write_plan(runs: list[StackRun], out: Path) -> None:
+    with collector_paused():
+        _write_plan(runs, out)
+
+
+def _write_plan(runs: list[StackRun], out: Path) -> None:
     for run in runs:
         stack_dir = out / run.stack
         manifests = stack_dir / "manifests"
