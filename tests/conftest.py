@@ -1,8 +1,10 @@
-"""Shared fixtures: run a stack program under fresh mocks, example configs, upstream CRD schemas."""
+"""Shared fixtures: run a stack program under fresh mocks, example configs and plans, upstream CRD schemas."""
 
 from __future__ import annotations
 
 import json
+import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import yaml
 from scripts.offline import StackRun, run_stack
 from scripts.offline.fakes import StackOutputs
 from scripts.offline.stackfile import read_stack_file
+from scripts.plan import plan_environment
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CRDS = SHARED / "crds"
@@ -51,10 +54,23 @@ def _walk(tree: dict[str, Any], path: str, create: bool) -> tuple[Any, str | int
 
 
 class Runner:
-    """Runs one stack under fresh mocks per call (new event loop, settings, root resource)."""
+    """Runs one stack under fresh mocks per call (new event loop, settings, root resource).
+
+    A run with the same stack, config, secret keys and stack outputs as an earlier one in this worker
+    runs once (`memo`); every call returns its own copy, so a test cannot change what another sees.
+    """
+
+    def __init__(self, memo: dict[str, bytes] | None = None):
+        self.memo = memo
 
     def __call__(self, stack: str, config: dict[str, str], secret_keys: tuple[str, ...] = (), stack_outputs: dict[str, StackOutputs] | None = None) -> StackRun:
-        return run_stack(stack, config, secret_keys, stack_outputs)
+        if self.memo is None:
+            return run_stack(stack, config, secret_keys, stack_outputs)
+        references = {name: [outputs.values, sorted(outputs.secret_names)] for name, outputs in (stack_outputs or {}).items()}
+        key = json.dumps([stack, config, sorted(secret_keys), references], sort_keys=True, default=str)
+        if key not in self.memo:
+            self.memo[key] = pickle.dumps(run_stack(stack, config, secret_keys, stack_outputs))
+        return pickle.loads(self.memo[key])
 
     def example(self, stack: str, set: dict[str, Any] | None = None, delete: tuple[str, ...] = (), stack_outputs: dict[str, StackOutputs] | None = None) -> StackRun:
         config, secret_keys = example_config(stack, set, delete)
@@ -64,9 +80,30 @@ class Runner:
         return self(stack, config, secret_keys, stack_outputs)
 
 
+@pytest.fixture(scope="session")
+def _runs_memo() -> dict[str, bytes]:
+    return {}
+
+
 @pytest.fixture
-def runner() -> Runner:
-    return Runner()
+def runner(request: pytest.FixtureRequest, _runs_memo: dict[str, bytes]) -> Runner:
+    # What a test monkeypatches may change the run: such a test runs every stack afresh.
+    return Runner(None if "monkeypatch" in request.fixturenames else _runs_memo)
+
+
+@pytest.fixture(scope="session")
+def example_plan() -> Callable[..., list[StackRun]]:
+    """`example_plan(env, secret_values=None)`: `plan_environment` of the example stack files, planned
+    once per worker session and shared. Each call returns its own copy (read-only baseline)."""
+    plans: dict[str, bytes] = {}
+
+    def plan(env: str, secret_values: dict[str, dict[str, str]] | None = None) -> list[StackRun]:
+        key = json.dumps([env, secret_values], sort_keys=True)
+        if key not in plans:
+            plans[key] = pickle.dumps(plan_environment(env, secret_values=secret_values))
+        return pickle.loads(plans[key])
+
+    return plan
 
 
 def _without_nulls(schema: Any) -> Any:

@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
-def planned(request, tmp_path_factory) -> tuple[str, Path]:
+def planned(request, tmp_path_factory, example_plan) -> tuple[str, Path]:
     out = tmp_path_factory.mktemp(f"plan-{request.param}")
-    write_plan(plan_environment(request.param), out)
+    write_plan(example_plan(request.param), out)
     return request.param, out
 
 
@@ -52,9 +52,9 @@ def test_manifests_are_kubernetes_objects(planned):
                 assert set(manifest.get(field, {}).values()) <= {"[secret]"}, path.name
 
 
-def test_manifests_parse_back_to_what_the_stack_sends(planned):
+def test_manifests_parse_back_to_what_the_stack_sends(planned, example_plan):
     env, out = planned
-    for run in plan_environment(env):
+    for run in example_plan(env):
         for filename, manifest in kubernetes_manifests(run):
             assert yaml.safe_load((out / run.stack / "manifests" / filename).read_text()) == manifest, filename
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import functools
 import json
 import re
 import runpy
@@ -36,7 +35,6 @@ from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 from policies import rules
 from scripts.offline import PROJECT, Registered, StackRun
 from scripts.offline.policy import Violation, evaluate
-from scripts.plan import plan_environment
 from stacks.config import base as config_base
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -487,13 +485,14 @@ def required_targets(env: str, role: str) -> list[str]:
     return [t for t, (side, _) in TARGETS.items() if side == role and not (t == "aro-cluster" and env != "dev")]
 
 
-@functools.cache
-def planned(env: str) -> dict[str, StackRun]:
-    return {run.stack.rsplit("-", 1)[1]: run for run in plan_environment(env)}
+@pytest.fixture(scope="session")
+def planned(example_plan) -> Callable[[str], dict[str, StackRun]]:
+    """env -> its plan by role: a fresh copy of the session's plan per call."""
+    return lambda env: {run.stack.rsplit("-", 1)[1]: run for run in example_plan(env)}
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
-def plan(request) -> tuple[str, dict[str, StackRun]]:
+def plan(request, planned) -> tuple[str, dict[str, StackRun]]:
     return request.param, planned(request.param)
 
 
@@ -583,9 +582,9 @@ MUTATIONS: dict[str, tuple[str, str, Callable[[StackRun, Registered], None], str
     # prod brings its own cluster: its plan has no ARO cluster to mutate.
     [(env, m) for env in ("dev", "prod") for m in sorted(MUTATIONS) if env == "dev" or MUTATIONS[m][1] != "aro-cluster"],
 )
-def test_each_policy_fires_on_its_violation_in_the_plan(env, mutation):
+def test_each_policy_fires_on_its_violation_in_the_plan(env, mutation, planned):
     side, target, mutate, policy, on_target = MUTATIONS[mutation]
-    run = copy.deepcopy(planned(env)[side])
+    run = planned(env)[side]
     victim = TARGETS[target][1](run)[0]
     mutate(run, victim)
     fired = [v for v in evaluate(run, rules.POLICIES) if v.policy == policy]
@@ -600,11 +599,11 @@ def test_every_policy_has_a_plan_level_demonstration():
     assert demonstrated >= MANDATORY, f"no mutated plan demonstrates {MANDATORY - demonstrated}"
 
 
-def test_offline_policy_command_exits_1_on_a_mandatory_violation(monkeypatch, capsys):
+def test_offline_policy_command_exits_1_on_a_mandatory_violation(monkeypatch, capsys, example_plan):
     from scripts.offline import policy as offline_policy
 
     assert offline_policy.main(["dev"]) == 0
-    runs = plan_environment("dev")
+    runs = example_plan("dev")
     cloud = runs[1]
     _edit(TARGETS["peer-pods-cm"][1](cloud)[0], _set_data(DISABLECVM="true"))
     monkeypatch.setattr("scripts.plan.plan_environment", lambda env: runs)
