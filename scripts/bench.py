@@ -140,17 +140,19 @@ def bench(env: str, model_counts: list[int], pairs: int) -> list[dict[str, Any]]
             spec_path = work / f"floor-{models}.json"
             spec_path.write_text(json.dumps(probe_in_child(env, stacks_dir)))
             spec = json.loads(spec_path.read_text())
-            plan_args = ["-m", "scripts.plan", env, "--stacks-dir", str(stacks_dir), "--out", str(work / f"out-{models}")]
+            out = work / f"out-{models}"
+            # Each plan writes into a fresh directory, removed outside the timing.
+            plan_args = ["-m", "scripts.plan", env, "--stacks-dir", str(stacks_dir), "--out", str(out)]
             floor_args = ["-m", "scripts.bench", "--floor", str(spec_path)]
             plan: list[Sample] = []
             base: list[Sample] = []
             for pair in range(pairs):
-                if pair % 2:
-                    base.append(run_child(floor_args))
-                    plan.append(run_child(plan_args))
-                else:
-                    plan.append(run_child(plan_args))
-                    base.append(run_child(floor_args))
+                for which in ("floor", "plan") if pair % 2 else ("plan", "floor"):
+                    if which == "plan":
+                        plan.append(run_child(plan_args))
+                        shutil.rmtree(out)
+                    else:
+                        base.append(run_child(floor_args))
             rows.append({
                 "models": models,
                 "resources": sum(len(s["resources"]) for s in spec["stacks"]),

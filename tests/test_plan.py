@@ -71,6 +71,19 @@ def test_plan_is_byte_identical_across_runs(planned, tmp_path):
     assert written_files(tmp_path) == written_files(out)
 
 
+def test_rewriting_a_plan_deletes_manifests_of_objects_gone_and_rewrites_the_rest(planned, tmp_path, example_plan):
+    env, out = planned
+    target = tmp_path / "out"
+    shutil.copytree(out, target)
+    gone = target / f"{env}-cloud" / "manifests" / "gone--configmap--removed.yaml"
+    gone.write_text("kind: ConfigMap\n")
+    edited = sorted(target.rglob("manifests/*.yaml"))[0]
+    edited.write_text("edited by hand\n")
+    write_plan(example_plan(env), target)
+    assert not gone.exists()
+    assert written_files(target) == written_files(out)
+
+
 def test_secret_placeholders_never_written(planned):
     _, out = planned
     for name, content in written_files(out).items():
