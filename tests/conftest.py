@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -115,20 +115,53 @@ def _without_nulls(schema: Any) -> Any:
     return schema
 
 
-@pytest.fixture(scope="session")
-def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
-    """(apiVersion, kind) -> openAPIV3Schema of every upstream CRD version in shared/crds."""
-    if not CRDS.is_dir():
-        pytest.skip(f"upstream CRDs not found at {CRDS} (clone outside the workspace)")
-    schemas: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in CRDS.glob("*.yaml"):
+class CrdSchemas(Mapping[tuple[str, str], dict[str, Any]]):
+    """(apiVersion, kind) -> openAPIV3Schema of the upstream CRDs in `directory`, each file parsed the first
+    time one of its kinds is asked for (5 MB of YAML, most of it for kinds no test reads).
+
+    Files are named `<group>_<plural>.yaml`: a lookup reads its group's files, the kind's own first, and
+    every other file before it answers that a kind is missing.
+    """
+
+    def __init__(self, directory: Path):
+        self._unread = sorted(directory.glob("*.yaml"))
+        self._schemas: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def _read(self, path: Path) -> None:
+        self._unread.remove(path)
         for doc in yaml.load_all(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
             if not doc or doc.get("kind") != "CustomResourceDefinition":
                 continue
             spec = doc["spec"]
             for version in spec["versions"]:
-                schemas[(f"{spec['group']}/{version['name']}", spec["names"]["kind"])] = version["schema"]["openAPIV3Schema"]
-    return schemas
+                self._schemas[(f"{spec['group']}/{version['name']}", spec["names"]["kind"])] = version["schema"]["openAPIV3Schema"]
+
+    def __getitem__(self, key: tuple[str, str]) -> dict[str, Any]:
+        api_version, kind = key
+        group = api_version.rsplit("/", 1)[0]
+        same_group = [p for p in self._unread if p.name.startswith(f"{group}_")]
+        likeliest = sorted(same_group, key=lambda p: not p.stem.split("_", 1)[1].startswith(kind.lower()))
+        for path in [*likeliest, *(p for p in self._unread if p not in same_group)]:
+            if key in self._schemas:
+                break
+            self._read(path)
+        return self._schemas[key]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for path in list(self._unread):
+            self._read(path)
+        return iter(self._schemas)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+@pytest.fixture(scope="session")
+def crd_schemas() -> CrdSchemas:
+    """(apiVersion, kind) -> openAPIV3Schema of every upstream CRD version in shared/crds."""
+    if not CRDS.is_dir():
+        pytest.skip(f"upstream CRDs not found at {CRDS} (clone outside the workspace)")
+    return CrdSchemas(CRDS)
 
 
 @pytest.fixture(scope="session")
