@@ -84,8 +84,9 @@ def probe(env: str, stacks_dir: Path) -> dict[str, Any]:
     return {"modules": modules, "stacks": [{"stack": run.stack, "resources": [[r.type, r.custom] for r in run.resources]} for run in runs]}
 
 
-def floor(spec: dict[str, Any]) -> None:
-    """Import the SDK modules, then register the same resources per stack under mocks; write nothing."""
+def floor(spec: dict[str, Any]) -> list[int]:
+    """Import the SDK modules, then register the same resources per stack under mocks; write nothing.
+    Returns how many resources each stack registered (besides the stack itself)."""
     import asyncio
     import importlib
 
@@ -102,6 +103,7 @@ def floor(spec: dict[str, Any]) -> None:
         def call(self, args):
             return {}
 
+    registered = []
     for stack in spec["stacks"]:
         resources = stack["resources"]
 
@@ -122,9 +124,12 @@ def floor(spec: dict[str, Any]) -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         settings.set_root_resource(None)
-        mocks.set_mocks(Echo(), project="confidential-ai", stack=stack["stack"], preview=False)
+        monitor = mocks.MockMonitor(Echo())
+        mocks.set_mocks(Echo(), project="confidential-ai", stack=stack["stack"], preview=False, monitor=monitor)
         loop.run_until_complete(run_pulumi_func(program))
         loop.close()
+        registered.append(sum(1 for urn in monitor.resources if "::pulumi:pulumi:Stack::" not in urn))
+    return registered
 
 
 def median(values: list[float]) -> float:
@@ -214,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--floor", type=Path, help=argparse_hidden())
     args = parser.parse_args(argv)
     if args.floor:
-        floor(json.loads(args.floor.read_text()))
+        print(json.dumps(floor(json.loads(args.floor.read_text()))))
         return 0
     try:
         counts = [int(n) for n in args.models.split(",")]
