@@ -91,6 +91,17 @@ def test_plan_prints_a_tree_per_stack(capsys, tmp_path):
     assert "\ndev-cloud: " in printed
 
 
+def test_plan_warns_once_when_no_launch_measurement_is_pinned(capsys, tmp_path):
+    assert main(["dev", "--out", str(tmp_path / "dev")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert warnings == [
+        "warning: dev-trusted: referenceValues.measurements is empty: the CPU policy does not check the SNP launch "
+        "measurement of Azure's paravisor; list it (README, Trusted cluster) and set referenceValues.requireMeasurement: true"
+    ]
+    assert main(["prod", "--out", str(tmp_path / "prod")]) == 0
+    assert "warning: " not in capsys.readouterr().err
+
+
 def test_broken_config_exits_2_with_one_line_per_problem(tmp_path):
     stacks = tmp_path / "stacks"
     shutil.copytree(STACKS_DIR, stacks, ignore=shutil.ignore_patterns("*.py", "__pycache__", "config"))

@@ -1,4 +1,4 @@
-"""The shipped Rego, evaluated by a real engine (regopy) against Trustee 1.2 shaped evidence.
+"""The shipped Rego, evaluated by two engines (regorus, as Trustee runs it, and regopy) against Trustee 1.2 evidence.
 
 Inputs start from ../shared/attestation-examples and are mutated one claim at a time; reference
 values come from the rendered RVPS document, read through the examples' `query_reference_value` shim.
@@ -13,17 +13,26 @@ import re
 from typing import Any
 
 import pytest
-from regopy import Interpreter
 
 from components.initdata import render_agent_policy, render_initdata
 from components.trustee import render
 from stacks.config.trusted import KbsResource, ReferenceValues
 from tests.conftest import SHARED
+from tests.rego_engines import evaluate as evaluate_modules
 from tests.trusted_stack import example_trusted as run_example
 
 EXAMPLES = SHARED / "attestation-examples"
-# Builtin groups Trustee's regorus is built without (openshift/trustee v1.2.0 Cargo.toml).
-FORBIDDEN_BUILTINS = re.compile(r"\b(crypto|hex|semver|glob|yaml|uuid)\.[a-z_0-9.]+\(")
+# PCRs of the pod VM image pinned in config (PCR 8 comes from the initdata).
+CONFIGURED_PCRS = ("03", "04", "07", "09", "11", "12")
+# Another paravisor's SNP launch measurement (standard base64 of 48 bytes).
+OTHER_MEASUREMENT = base64.b64encode(bytes(range(48))).decode()
+# Builtins regorus registers only under a cargo feature Trustee does not enable: Trustee builds it
+# with regex, base64, time and std only (confidential-containers/trustee Cargo.toml at
+# 78962cd416dcc8a32f9377e0066a28fe21420f69; openshift/trustee v1.2.0 likewise), and microsoft/regorus
+# src/builtins/*.rs at 39f535e91392bc77a5f8367e35466be2366a2738 gates these.
+FORBIDDEN_BUILTINS = re.compile(
+    r"\b((crypto|hex|semver|glob|yaml|uuid|base64url|urlquery|net|http|graph|opa)\.[a-z_0-9.]+|walk|json\.(patch|match_schema|verify_schema))\("
+)
 
 
 def example(name: str) -> dict[str, Any]:
@@ -55,10 +64,11 @@ def reference_values(cpu_input) -> ReferenceValues:
     return ReferenceValues.model_validate(
         {
             "expiration": "2027-01-01T00:00:00Z",
-            "pcrs": {f"pcr{n}": [tpm[f"pcr{n}"]] for n in ("03", "09", "11", "12")},
+            "pcrs": {f"pcr{n}": [tpm[f"pcr{n}"]] for n in CONFIGURED_PCRS},
             "minimumTcb": {"bootloader": 3, "tee": 0, "snp": 22, "microcode": 210},
             "allowedDriverVersions": ["570.124.06", "570.133.20"],
             "allowedVbiosVersions": ["96.00.9f.00.04"],
+            "measurements": [OTHER_MEASUREMENT, cpu_input["az-snp-vtpm"]["measurement"]],
         }
     )
 
@@ -70,15 +80,8 @@ def rvps_data(values: ReferenceValues, pcr8: str) -> dict[str, Any]:
 
 
 def evaluate(policy: str, query: str, input_: dict[str, Any], data: dict[str, Any]) -> Any:
-    interpreter = Interpreter()
-    interpreter.add_module("policy.rego", policy)
-    interpreter.add_module("shim.rego", (EXAMPLES / "shim.rego").read_text())
-    interpreter.add_data_json(json.dumps(data))
-    interpreter.set_input(input_)
-    # Bound to a variable: a bare query whose value is false reads as "undefined".
-    output = interpreter.query(f"result := {query}")
-    assert output.ok(), str(output)
-    return json.loads(str(output))["bindings"]["result"]
+    """`query` under regorus and regopy with the examples' `query_reference_value` shim; both must agree."""
+    return evaluate_modules({"policy.rego": policy, "shim.rego": (EXAMPLES / "shim.rego").read_text()}, query, input_, data)
 
 
 AFFIRMING_CPU = {"executables": 3, "hardware": 2, "configuration": 2}
@@ -94,14 +97,12 @@ def tiers(claims: dict[str, int]) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def cpu_claims(cpu_input, reference_values):
-    data = {"rv": rvps_data(reference_values, cpu_input["az-snp-vtpm"]["tpm"]["pcr08"])}
-
-    def claims(edit=lambda evidence: None, rv_edit=lambda rv: None) -> dict[str, int]:
+    def claims(edit=lambda evidence: None, rv_edit=lambda rv: None, values: ReferenceValues = reference_values) -> dict[str, int]:
         input_ = copy.deepcopy(cpu_input)
         edit(input_)
-        rv = copy.deepcopy(data)
-        rv_edit(rv["rv"])
-        return tiers(evaluate(render.cpu_policy(), "data.policy.trust_claims", input_, rv))
+        rv = rvps_data(values, cpu_input["az-snp-vtpm"]["tpm"]["pcr08"])
+        rv_edit(rv)
+        return tiers(evaluate(render.cpu_policy(values), "data.policy.trust_claims", input_, {"rv": rv}))
 
     return claims
 
@@ -137,14 +138,61 @@ def test_cpu_migration_agent_allowed_is_not_configuration_approved(cpu_claims):
     assert cpu_claims(snp("policy_migrate_ma", "true"))["configuration"] == 36
 
 
-@pytest.mark.parametrize("n", ["03", "08", "09", "11", "12"])
+@pytest.mark.parametrize("n", ["03", "04", "07", "08", "09", "11", "12"])
 def test_cpu_unexpected_pcr_is_unrecognised_executables(cpu_claims, n):
     assert cpu_claims(pcr(n, "ee" * 32))["executables"] == 33
+
+
+def test_cpu_pcr4_and_pcr7_are_reference_values_from_config(reference_values, cpu_input):
+    rv = rvps_data(reference_values, "00" * 32)
+    assert rv["snp_pcr04"] == reference_values.pcrs.pcr04 == [cpu_input["az-snp-vtpm"]["tpm"]["pcr04"]]
+    assert rv["snp_pcr07"] == reference_values.pcrs.pcr07 == [cpu_input["az-snp-vtpm"]["tpm"]["pcr07"]]
+
+
+def test_cpu_13_pcr_quote_is_unrecognised_executables(cpu_claims):
+    """A quote over 13 PCRs whose shifted names still hold every pinned value (PCR 3/4/7/8/9/11/12)."""
+
+    def thirteen_pcrs(evidence):
+        tpm = evidence["az-snp-vtpm"]["tpm"]
+        evidence["az-snp-vtpm"]["tpm"] = {f"pcr{i:02}": tpm[f"pcr{i:02}"] for i in range(13)}
+
+    assert cpu_claims(thirteen_pcrs)["executables"] == 33
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda tpm: tpm.update(pcr24="00" * 32), id="a-25th-pcr"),
+        pytest.param(lambda tpm: tpm.update(PCR23=tpm.pop("pcr23")), id="a-misnamed-pcr"),
+        pytest.param(lambda tpm: tpm.pop("pcr17"), id="one-pcr-missing"),
+    ],
+)
+def test_cpu_quote_not_over_exactly_pcr0_to_23_is_unrecognised_executables(cpu_claims, edit):
+    assert cpu_claims(lambda evidence: edit(evidence["az-snp-vtpm"]["tpm"]))["executables"] == 33
+
+
+def test_cpu_measurement_not_in_configured_list_is_unrecognised_executables(cpu_claims):
+    assert cpu_claims(snp("measurement", base64.b64encode(bytes(48)).decode()))["executables"] == 33
+
+
+def test_cpu_pinned_measurement_missing_from_rvps_fails_closed(cpu_claims):
+    assert cpu_claims(rv_edit=lambda rv: rv.pop("measurement"))["executables"] == 33
+
+
+def test_cpu_without_measurement_list_any_measurement_passes(cpu_claims, reference_values):
+    unpinned = reference_values.model_copy(update={"measurements": []})
+    assert "measurement" not in rvps_data(unpinned, "00" * 32)
+    assert cpu_claims(snp("measurement", OTHER_MEASUREMENT[::-1]), values=unpinned) == AFFIRMING_CPU
 
 
 @pytest.mark.parametrize("component, value", [("snp", "21"), ("microcode", "209"), ("bootloader", "2")])
 def test_cpu_tcb_below_minimum_is_unrecognised_hardware(cpu_claims, component, value):
     assert cpu_claims(snp(f"reported_tcb_{component}", value))["hardware"] == 97
+
+
+@pytest.mark.parametrize("value", ["", "0x18", 24, None])
+def test_cpu_malformed_tcb_report_is_unrecognised_hardware(cpu_claims, value):
+    assert cpu_claims(snp("reported_tcb_snp", value))["hardware"] == 97
 
 
 def test_cpu_missing_tcb_minimum_fails_closed(cpu_claims):
@@ -207,14 +255,17 @@ def test_gpu_vbios_versions_compare_case_insensitively(gpu_claims):
         pytest.param(claim("secboot", "true"), id="secure-boot-not-a-boolean"),
         pytest.param(claim("x-nvidia-gpu-driver-version", "535.104.05"), id="driver-not-listed"),
         pytest.param(claim("x-nvidia-gpu-vbios-version", "96.00.74.00.01"), id="vbios-not-listed"),
+        pytest.param(claim("x-nvidia-gpu-driver-version", 570.12406), id="driver-version-not-a-string"),
+        pytest.param(claim("x-nvidia-gpu-vbios-version", None), id="vbios-version-null"),
     ],
 )
 def test_gpu_unapproved_configuration_is_not_affirming(gpu_claims, edit):
     assert gpu_claims(edit)["configuration"] == 36
 
 
-def test_gpu_missing_allowed_versions_fails_closed(gpu_claims):
-    assert gpu_claims(rv_edit=lambda rv: rv.pop("allowed_driver_versions"))["configuration"] == 36
+@pytest.mark.parametrize("name", ["allowed_driver_versions", "allowed_vbios_versions"])
+def test_gpu_missing_allowed_versions_fails_closed(gpu_claims, name):
+    assert gpu_claims(rv_edit=lambda rv: rv.pop(name))["configuration"] == 36
 
 
 @pytest.mark.parametrize(
@@ -350,7 +401,7 @@ def test_dev_reference_values_affirm_a_guest_measuring_the_dev_initdata(cpu_inpu
     initdata = render_initdata(config.kbs.url, run.outputs["kbsCaCert"], config.agent_policy.denied_requests)
     evidence = copy.deepcopy(cpu_input)
     tpm = evidence["az-snp-vtpm"]["tpm"]
-    for n in ("03", "09", "11", "12"):
+    for n in CONFIGURED_PCRS:
         tpm[f"pcr{n}"] = getattr(config.reference_values.pcrs, f"pcr{n}")[0]
     tpm["pcr08"] = initdata.pcr8
     policy = run.named("kbs-attestation-policy-cpu", "kubernetes:core/v1:ConfigMap").inputs["data"]["default_cpu.rego"]
@@ -376,6 +427,7 @@ def test_shipped_rego_uses_only_builtins_trustee_has(example_trusted):
 
 
 def test_forbidden_builtin_scan_catches_a_call():
-    assert FORBIDDEN_BUILTINS.findall('x := semver.compare("1.0.0", v)\ny := crypto.sha256(z)')
+    found = FORBIDDEN_BUILTINS.findall('x := semver.compare("1.0.0", v)\ny := crypto.sha256(z)\nz := base64url.decode(a)\nw := base64.decode(a)')
+    assert [call for call, *_ in found] == ["semver.compare", "crypto.sha256", "base64url.decode"]
 
 

@@ -11,13 +11,13 @@ import tomllib
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from regopy import Interpreter
 
 from components.initdata import render_initdata
 from components.trustee import names
 from scripts.offline import SECRET, Registered, StackRun
 from scripts.plan import kubernetes_manifests
 from stacks.contracts import TRUSTED_OUTPUTS
+from tests.rego_engines import evaluate
 from tests.trusted_stack import example_trusted
 
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
@@ -98,9 +98,7 @@ def test_initdata_points_guests_at_kbs_with_its_ca(dev):
 def test_initdata_agent_policy_denies_the_hardened_requests(dev):
     _, run = dev
     policy = tomllib.loads(initdata_document(run).decode())["data"]["policy.rego"]
-    interpreter = Interpreter()
-    interpreter.add_module("policy.rego", policy)
-    decisions = json.loads(str(interpreter.query("result := data.agent_policy")))["bindings"]["result"]
+    decisions = evaluate({"policy.rego": policy}, "data.agent_policy", {})
     assert {r for r, allowed in decisions.items() if not allowed} == {"ExecProcessRequest", "SetPolicyRequest", "WriteStreamRequest"}
     assert decisions["CreateContainerRequest"] is True
 
@@ -271,9 +269,7 @@ def test_previous_initdata_pcr8_stays_accepted_during_a_rollout(runner, dev):
 def test_resource_policy_declares_each_configured_resource(dev):
     _, run = dev
     policy = config_map_value(run, names.RESOURCE_POLICY)
-    interpreter = Interpreter()
-    interpreter.add_module("policy.rego", policy)
-    releases = json.loads(str(interpreter.query("result := data.policy.releases")))["bindings"]["result"]
+    releases = evaluate({"policy.rego": policy}, "data.policy.releases", {})
     assert sorted((r["name"], tuple(r["path"]), r["gpus"]) for r in releases) == [
         ("model-key", ("default", "model-decryption", "key.bin"), 1),
         ("ngc-api-key", ("default", "ngc-api-key", "api-key"), 1),
