@@ -385,9 +385,31 @@ def test_gpu_submodule_without_nvidia_evidence_does_not_count(ear):
     assert not allowed(edited(ear, no_nvidia), GPU_PATH)
 
 
+def second_gpu(ueid: str | None):
+    """gpu1: gpu0's affirming appraisal, for the GPU whose NVIDIA device identifier is `ueid`."""
+
+    def edit(submods):
+        gpu1 = copy.deepcopy(submods["gpu0"])
+        gpu1["ear.veraison.annotated-evidence"]["nvidia"]["ueid"] = ueid
+        submods["gpu1"] = gpu1
+
+    return edit
+
+
 def test_resource_needing_two_gpus(ear):
     assert not allowed(ear, TWO_GPU_PATH)
-    assert allowed(edited(ear, lambda s: s.update(gpu1=copy.deepcopy(s["gpu0"]))), TWO_GPU_PATH)
+    assert allowed(edited(ear, second_gpu("987654321")), TWO_GPU_PATH)
+
+
+def test_one_gpus_evidence_sent_twice_does_not_meet_min_gpus_2(ear):
+    ueid = ear["submods"]["gpu0"]["ear.veraison.annotated-evidence"]["nvidia"]["ueid"]
+    assert not allowed(edited(ear, second_gpu(ueid)), TWO_GPU_PATH)
+    assert allowed(edited(ear, second_gpu(ueid)), GPU_PATH)
+
+
+@pytest.mark.parametrize("ueid", [None, "", 987654321], ids=["null", "empty", "number"])
+def test_gpu_without_a_string_ueid_does_not_count(ear, ueid):
+    assert not allowed(edited(ear, second_gpu(ueid)), TWO_GPU_PATH)
 
 
 # --- End to end: the dev stack's own documents -----------------------------------------------
