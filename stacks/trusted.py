@@ -6,6 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_random as random
 import pulumi_tls as tls
 
 from components.initdata import Initdata, render_initdata
@@ -52,7 +53,9 @@ def deploy(config: TrustedConfig) -> None:
         lambda ca_pem: render_initdata(config.kbs.url, ca_pem, config.agent_policy.denied_requests)
     )
 
-    workload_secrets = KbsSecretResources("kbs-resources", _secret_resources(config), trustee.namespace_resource, kubernetes)
+    workload_secrets = KbsSecretResources(
+        "kbs-resources", _secret_resources(config), trustee.namespace_resource, kubernetes, random.Provider("random")
+    )
     Kbs(
         "kbs",
         KbsArgs(
