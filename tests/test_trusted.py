@@ -17,6 +17,7 @@ from components.initdata import render_initdata
 from components.trustee import names
 from scripts.offline import SECRET, Registered, StackRun
 from scripts.plan import kubernetes_manifests
+from stacks.config.trusted import AGENT_REQUESTS
 from stacks.contracts import TRUSTED_OUTPUTS
 from tests.rego_engines import evaluate
 from tests.trusted_stack import example_trusted
@@ -99,7 +100,8 @@ def test_initdata_points_guests_at_kbs_with_its_ca(dev):
 def test_initdata_agent_policy_denies_the_hardened_requests(dev):
     _, run = dev
     policy = tomllib.loads(initdata_document(run).decode())["data"]["policy.rego"]
-    decisions = evaluate({"policy.rego": policy}, "data.agent_policy", {})
+    # The agent asks regorus for `data.agent_policy.<request>` (kata-containers src/agent policy allow_request).
+    decisions = {request: evaluate({"policy.rego": policy}, f"data.agent_policy.{request}", {}) for request in AGENT_REQUESTS}
     assert {r for r, allowed in decisions.items() if not allowed} == {"ExecProcessRequest", "SetPolicyRequest", "WriteStreamRequest"}
     assert decisions["CreateContainerRequest"] is True
 
