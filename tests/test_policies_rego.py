@@ -10,6 +10,7 @@ import base64
 import copy
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,10 +19,13 @@ from components.initdata import render_agent_policy, render_initdata
 from components.trustee import render
 from stacks.config.trusted import KbsResource, ReferenceValues
 from tests.conftest import SHARED
+from tests.fixtures.attestation.derive import nras_policy_input
 from tests.rego_engines import evaluate as evaluate_modules
 from tests.trusted_stack import example_trusted as run_example
 
 EXAMPLES = SHARED / "attestation-examples"
+# Derived from upstream code and test data (tests/fixtures/attestation/SOURCES.md).
+UPSTREAM = Path(__file__).resolve().parent / "fixtures" / "attestation"
 # PCRs of the pod VM image pinned in config (PCR 8 comes from the initdata).
 CONFIGURED_PCRS = ("03", "04", "07", "09", "11", "12")
 # Another paravisor's SNP launch measurement (standard base64 of 48 bytes).
@@ -234,14 +238,6 @@ def test_gpu_genuine_h100_affirms(gpu_claims):
     assert gpu_claims() == AFFIRMING_GPU
 
 
-def test_gpu_policy_reads_only_claims_nras_sends(gpu_input):
-    """A claim NRAS never emits (e.g. `x-nvidia-device-type`) would make every real GPU fail."""
-    policy = "\n".join(line for line in render.gpu_policy().splitlines() if not line.lstrip().startswith("#"))
-    read = set(re.findall(r'claims\["([a-z0-9-]+)"\]', policy)) | set(re.findall(r"claims\.([a-z_]+)\b", policy))
-    assert read, "the scan found no claim reads"
-    assert read <= set(gpu_input["nvidia"]), f"the GPU policy reads claims NRAS does not send: {read - set(gpu_input['nvidia'])}"
-
-
 def test_gpu_vbios_versions_compare_case_insensitively(gpu_claims):
     # The reference lists 96.00.9f.00.04; NRAS reports 96.00.9F.00.04.
     assert gpu_claims()["configuration"] == 2
@@ -293,6 +289,85 @@ def test_gpu_unverified_report_is_unrecognised_hardware(gpu_claims, edit):
     assert gpu_claims(edit)["hardware"] == 97
 
 
+# --- Upstream-shaped evidence (tests/fixtures/attestation) -----------------------------------
+
+
+def upstream(name: str) -> dict[str, Any]:
+    return json.loads((UPSTREAM / name).read_text())
+
+
+@pytest.fixture(scope="module")
+def upstream_cpu() -> dict[str, Any]:
+    return upstream("az_snp_vtpm_claims.json")
+
+
+@pytest.fixture(scope="module")
+def upstream_gpu() -> dict[str, Any]:
+    return nras_policy_input(upstream("nras_gpu_claims.json"))
+
+
+@pytest.fixture(scope="module")
+def upstream_values(upstream_cpu, upstream_gpu) -> ReferenceValues:
+    """What an operator would configure after reading this pod VM's values (README, Trusted cluster)."""
+    evidence = upstream_cpu["az-snp-vtpm"]
+    return ReferenceValues.model_validate(
+        {
+            "expiration": "2027-01-01T00:00:00Z",
+            "pcrs": {f"pcr{n}": [evidence["tpm"][f"pcr{n}"]] for n in CONFIGURED_PCRS},
+            "minimumTcb": {c: int(evidence[f"reported_tcb_{c}"]) for c in ("bootloader", "tee", "snp", "microcode")},
+            "allowedDriverVersions": [upstream_gpu["nvidia"]["x-nvidia-gpu-driver-version"]],
+            "allowedVbiosVersions": [upstream_gpu["nvidia"]["x-nvidia-gpu-vbios-version"].lower()],
+            "measurements": [evidence["measurement"]],
+        }
+    )
+
+
+def upstream_tiers(policy: str, input_: dict[str, Any], values: ReferenceValues, pcr8: str) -> dict[str, int]:
+    return evaluate(policy, "data.policy.trust_claims", input_, {"rv": rvps_data(values, pcr8)})
+
+
+def test_upstream_az_snp_vtpm_evidence_affirms(upstream_cpu, upstream_values):
+    """Trustee's own genuine evidence, turned into claims as its verifier does, affirms once its values are configured."""
+    claims = upstream_tiers(render.cpu_policy(upstream_values), upstream_cpu, upstream_values, upstream_cpu["init_data"])
+    assert tiers(claims) == AFFIRMING_CPU
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda e: e.update(tpm={f"pcr{i:02}": e["tpm"][f"pcr{i:02}"] for i in range(13)}), id="13-pcr-quote"),
+        pytest.param(lambda e: e["tpm"].update(pcr04="ee" * 32), id="pcr4-changed"),
+        pytest.param(lambda e: e["tpm"].update(pcr07="ee" * 32), id="pcr7-changed"),
+        pytest.param(lambda e: e.update(measurement=OTHER_MEASUREMENT), id="measurement-not-listed"),
+    ],
+)
+def test_upstream_az_snp_vtpm_bypasses_are_unrecognised_executables(upstream_cpu, upstream_values, edit):
+    evidence = copy.deepcopy(upstream_cpu)
+    edit(evidence["az-snp-vtpm"])
+    claims = upstream_tiers(render.cpu_policy(upstream_values), evidence, upstream_values, upstream_cpu["init_data"])
+    assert claims["executables"] == 33 and claims["hardware"] == 2 and claims["configuration"] == 2
+
+
+def test_nras_v3_claims_affirm(upstream_gpu, upstream_values):
+    assert tiers(upstream_tiers(render.gpu_policy(), upstream_gpu, upstream_values, "00" * 32)) == AFFIRMING_GPU
+
+
+def test_gpu_policy_reads_only_claims_the_nras_v3_claim_set_has(upstream_gpu):
+    policy = "\n".join(line for line in render.gpu_policy().splitlines() if not line.lstrip().startswith("#"))
+    read = set(re.findall(r'claims\["([a-z0-9-]+)"\]', policy)) | set(re.findall(r"claims\.([a-z_]+)\b", policy))
+    assert read and read <= set(upstream_gpu["nvidia"]), f"not in the NRAS claims v3.0 set: {read - set(upstream_gpu['nvidia'])}"
+
+
+def test_upstream_ear_token_vectors_are_what_the_shipped_policies_decide(upstream_values):
+    """The EAR fixture's trust vectors are exactly what Trustee would compute with our policies."""
+    token = upstream("ear_token.json")
+    for name, policy in (("cpu0", render.cpu_policy(upstream_values)), ("gpu0", render.gpu_policy())):
+        submod = token["submods"][name]
+        evidence = submod["ear.veraison.annotated-evidence"]
+        decided = upstream_tiers(policy, evidence, upstream_values, evidence.get("init_data", "00" * 32))
+        assert decided == submod["ear.trustworthiness-vector"], name
+
+
 # --- Resource policy (KBS release decision) --------------------------------------------------
 
 RESOURCES = [
@@ -305,9 +380,9 @@ CPU_PATH = ["default", "registry-auth", "auth.json"]
 TWO_GPU_PATH = ["default", "big-model", "key"]
 
 
-def allowed(token: dict[str, Any], path: list[str], resources=RESOURCES, plugin: str = "resource") -> bool:
+def allowed(token: dict[str, Any], path: list[str], resources=RESOURCES, plugin: str = "resource", policy: str | None = None) -> bool:
     data = {"plugin": plugin, "resource-path": path, "query": {}}
-    return evaluate(render.resource_policy(resources), "data.policy.allow", token, data) is True
+    return evaluate(policy or render.resource_policy(resources), "data.policy.allow", token, data) is True
 
 
 def edited(ear: dict[str, Any], edit) -> dict[str, Any]:
@@ -410,6 +485,25 @@ def test_one_gpus_evidence_sent_twice_does_not_meet_min_gpus_2(ear):
 @pytest.mark.parametrize("ueid", [None, "", 987654321], ids=["null", "empty", "number"])
 def test_gpu_without_a_string_ueid_does_not_count(ear, ueid):
     assert not allowed(edited(ear, second_gpu(ueid)), TWO_GPU_PATH)
+
+
+@pytest.mark.parametrize("source", ["examples", "upstream"])
+@pytest.mark.parametrize("stack", ["dev-trusted", "prod-trusted"])
+def test_good_cpu_and_gpu_evidence_releases_every_resource_of_the_example_stacks(ear, stack, source):
+    token = ear if source == "examples" else upstream("ear_token.json")
+    config, run = run_example(stack)
+    policy = run.named("kbs-resource-policy", "kubernetes:core/v1:ConfigMap").inputs["data"]["resource-policy.rego"]
+    assert any(r.gpu_gated for r in config.kbs_resources)
+    for resource in config.kbs_resources:
+        assert allowed(token, ["default", resource.secret, resource.key], policy=policy), resource.name
+
+
+def test_upstream_gpu_evidence_sent_twice_does_not_meet_min_gpus_2():
+    token = upstream("ear_token.json")
+    assert allowed(token, TWO_GPU_PATH) is False
+    twice = edited(token, lambda s: s.update(gpu1=copy.deepcopy(s["gpu0"])))
+    assert not allowed(twice, TWO_GPU_PATH)
+    assert allowed(edited(token, second_gpu("1" + token["submods"]["gpu0"]["ear.veraison.annotated-evidence"]["nvidia"]["ueid"])), TWO_GPU_PATH)
 
 
 # --- End to end: the dev stack's own documents -----------------------------------------------
