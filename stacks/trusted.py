@@ -39,7 +39,7 @@ def deploy(config: TrustedConfig) -> None:
     if not config.reference_values.measurements:
         pulumi.log.warn(
             "referenceValues.measurements is empty: the CPU policy does not check the SNP launch measurement of Azure's "
-            "paravisor; list it (README, Trusted cluster) and set referenceValues.requireMeasurement: true"
+            "paravisor; list it (docs/trusted-cluster.md) and set referenceValues.requireMeasurement: true"
         )
     https = _https_material(config, keys_provider)
     admin_key = tls.PrivateKey("kbs-admin-key", algorithm="ED25519", opts=pulumi.ResourceOptions(provider=keys_provider, protect=True))

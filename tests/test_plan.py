@@ -96,7 +96,7 @@ def test_plan_warns_once_when_no_launch_measurement_is_pinned(capsys, tmp_path):
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
     assert warnings == [
         "warning: dev-trusted: referenceValues.measurements is empty: the CPU policy does not check the SNP launch "
-        "measurement of Azure's paravisor; list it (README, Trusted cluster) and set referenceValues.requireMeasurement: true"
+        "measurement of Azure's paravisor; list it (docs/trusted-cluster.md) and set referenceValues.requireMeasurement: true"
     ]
     assert main(["prod", "--out", str(tmp_path / "prod")]) == 0
     assert "warning: " not in capsys.readouterr().err

@@ -308,7 +308,7 @@ def upstream_gpu() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def upstream_values(upstream_cpu, upstream_gpu) -> ReferenceValues:
-    """What an operator would configure after reading this pod VM's values (README, Trusted cluster)."""
+    """What an operator would configure after reading this pod VM's values (docs/trusted-cluster.md)."""
     evidence = upstream_cpu["az-snp-vtpm"]
     return ReferenceValues.model_validate(
         {

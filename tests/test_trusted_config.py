@@ -69,7 +69,7 @@ def test_section_rules_name_their_key(edit, expected):
 def test_required_measurement_without_a_list_is_one_line():
     assert problems("prod-trusted", delete=("referenceValues.measurements",)) == [
         "prod-trusted: referenceValues.measurements: is empty but requireMeasurement is true: list the SNP launch "
-        "measurement of your pod VMs (README, Trusted cluster: reading the launch measurement)"
+        "measurement of your pod VMs (docs/trusted-cluster.md: Reading the SNP launch measurement)"
     ]
 
 

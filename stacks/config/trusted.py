@@ -137,7 +137,7 @@ class ReferenceValues(Model):
     allowed_driver_versions: list[Version] = Field(min_length=1)
     allowed_vbios_versions: list[Version] = Field(min_length=1)
     measurements: list[SnpMeasurement] = []
-    """Accepted SNP launch measurements of Azure's paravisor firmware, read from running pod VMs;
+    """Accepted SNP launch measurements of Azure's paravisor firmware, read from running confidential VMs;
     empty: not checked (any paravisor passes)."""
     require_measurement: bool = False
     """Refuse a config whose `measurements` is empty."""
@@ -147,7 +147,7 @@ class ReferenceValues(Model):
             yield Problem(
                 "measurements",
                 "is empty but requireMeasurement is true: list the SNP launch measurement of your pod VMs "
-                "(README, Trusted cluster: reading the launch measurement)",
+                "(docs/trusted-cluster.md: Reading the SNP launch measurement)",
             )
 
 
