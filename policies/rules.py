@@ -357,7 +357,7 @@ def launch_measurement_pinned(args: ResourceValidationArgs, report_violation: Re
     if not _reference_value(str(text), MEASUREMENT_REFERENCE):
         report_violation(
             f"{REFERENCE_VALUES_KEY} pins no SNP launch measurement: any paravisor firmware passes CPU attestation; "
-            "set referenceValues.measurements (and requireMeasurement) to the value read from a running pod VM",
+            "set referenceValues.measurements (and requireMeasurement) to the value read from a running confidential VM",
             None,
         )
 
@@ -525,7 +525,7 @@ POLICIES = [
     ),
     ResourceValidationPolicy(
         name="snp-launch-measurement-pinned",
-        description="The trusted side's reference values pin the SNP launch measurement (advisory: no published list exists; read it from a running pod VM).",
+        description="The trusted side's reference values pin the SNP launch measurement (advisory: no published list exists; read it from a running confidential VM).",
         enforcement_level=ADVISORY,
         validate=launch_measurement_pinned,
     ),
