@@ -340,6 +340,11 @@ def test_restart_trigger_follows_the_secrets_and_reveals_nothing(dev):
     assert config_map.is_secret("metadata", "annotations", names.SECRETS_REVISION_ANNOTATION)
 
 
+def test_unpinned_launch_measurement_is_one_warning(dev, prod):
+    assert [w for w in dev[1].warnings if "referenceValues.measurements is empty" in w] == dev[1].warnings and len(dev[1].warnings) == 1
+    assert prod[1].warnings == []
+
+
 def test_config_objects_wait_for_the_namespace_only(dev):
     _, run = dev
     namespace = run.named("trustee-namespace").urn
