@@ -1,7 +1,8 @@
 """The shipped Rego, evaluated by two engines (regorus, as Trustee runs it, and regopy) against Trustee 1.2 evidence.
 
-Inputs start from ../shared/attestation-examples and are mutated one claim at a time; reference
-values come from the rendered RVPS document, read through the examples' `query_reference_value` shim.
+Inputs start from ../shared/attestation-examples and from the upstream-derived fixtures in
+tests/fixtures/attestation, and are mutated one claim at a time; reference values come from the
+rendered RVPS document, read through the examples' `query_reference_value` shim.
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ def test_cpu_pcr4_and_pcr7_are_reference_values_from_config(reference_values, cp
 
 
 def test_cpu_13_pcr_quote_is_unrecognised_executables(cpu_claims):
-    """A quote over 13 PCRs whose shifted names still hold every pinned value (PCR 3/4/7/8/9/11/12)."""
+    """A quote over 13 PCRs (names pcr00..pcr12) that still carries every pinned value (PCR 3/4/7/8/9/11/12)."""
 
     def thirteen_pcrs(evidence):
         tpm = evidence["az-snp-vtpm"]["tpm"]
