@@ -107,7 +107,7 @@ def test_cluster_settings_name_the_bad_key(key, value, message):
 
 def test_red_hat_csv_names_without_v_are_accepted():
     config, _ = example_config("dev-cloud")
-    assert json.loads(config["confidential-ai:openshiftAi"])["operator"]["startingCSV"] == "rhods-operator.3.4.0"
+    assert json.loads(config["confidential-ai:openshiftAi"])["operator"]["startingCSV"] == "rhods-operator.3.4.3"
     assert problems("dev-cloud", set={"openshiftAi.operator.startingCSV": "rhods-operator"}) == [
         "dev-cloud: openshiftAi.operator.startingCSV: 'rhods-operator' is not a CSV name like operator-name.v1.2.3"
     ]
