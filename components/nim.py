@@ -27,7 +27,9 @@ NIM_SCRATCH_DIRS = {
     "nim-dot-triton": "/opt/nim/.triton",
 }
 # Scratch directories hold generated configs and small caches; bounded so none can fill the pod VM disk.
-SCRATCH_SIZE_LIMIT = "1Gi"
+SCRATCH_DIR_GI = 1
+SCRATCH_GI = SCRATCH_DIR_GI * len(NIM_SCRATCH_DIRS)
+"""Pod VM disk the scratch directories may fill, at most (GiB)."""
 # /dev/shm is RAM of the pod VM (320 GiB on Standard_NCC40ads_H100_v5): bounded, as NCCL/Triton need some.
 SHM_SIZE_LIMIT = "16Gi"
 # Pod annotations the kata-remote runtime reads: the VM size CAA creates the pod VM with, and the
@@ -194,4 +196,4 @@ def _volumes(model_cache_gi: int) -> list[dict[str, object]]:
         {"name": "nim-cache", "emptyDir": {"sizeLimit": f"{model_cache_gi}Gi"}},
         {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE_LIMIT}},
     ]
-    return volumes + [{"name": name, "emptyDir": {"sizeLimit": SCRATCH_SIZE_LIMIT}} for name in NIM_SCRATCH_DIRS]
+    return volumes + [{"name": name, "emptyDir": {"sizeLimit": f"{SCRATCH_DIR_GI}Gi"}} for name in NIM_SCRATCH_DIRS]

@@ -63,7 +63,7 @@ def test_model_image_is_a_pinned_nim_image(image, message):
 
 def test_root_volume_must_hold_image_and_model_cache():
     assert problems("dev-cloud", set={"osc.rootVolumeSizeGb": 90}) == [
-        "dev-cloud: osc.rootVolumeSizeGb: 90 GB cannot hold model llama-3-1-8b: image 30 GiB + cache 60 GiB"
+        "dev-cloud: osc.rootVolumeSizeGb: 90 GB cannot hold model llama-3-1-8b: image 30 GiB + cache 60 GiB + NIM scratch 6 GiB"
     ]
 
 

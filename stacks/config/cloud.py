@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 
+from components import nim
 from components.azure import ids
 from stacks import versions
 from stacks.config.base import (
@@ -301,10 +302,13 @@ def workload_rules(config: CloudConfig) -> Iterator[Problem]:
         names.add(model.name)
         if model.machine_type not in sizes:
             yield Problem(f"models[{i}].machineType", f"{model.machine_type} is not in peerPods.instanceSizes ({', '.join(sizes)}); CAA refuses sizes not listed there")
-        # ROOT_VOLUME_SIZE is in GB (CAA azure provider, DiskSizeGB); image and cache sizes are GiB.
-        needed_gi = model.image_size_gi + model.model_cache_gi
+        # ROOT_VOLUME_SIZE is in GB (CAA azure provider, DiskSizeGB); image, cache and scratch sizes are GiB.
+        needed_gi = model.image_size_gi + model.model_cache_gi + nim.SCRATCH_GI
         if config.osc.root_volume_size_gb * 10**9 < needed_gi * 2**30:
-            yield Problem("osc.rootVolumeSizeGb", f"{config.osc.root_volume_size_gb} GB cannot hold model {model.name}: image {model.image_size_gi} GiB + cache {model.model_cache_gi} GiB")
+            yield Problem(
+                "osc.rootVolumeSizeGb",
+                f"{config.osc.root_volume_size_gb} GB cannot hold model {model.name}: image {model.image_size_gi} GiB + cache {model.model_cache_gi} GiB + NIM scratch {nim.SCRATCH_GI} GiB",
+            )
     needs_pull_key = config.image_pull.mode == "pullSecret" and config.models
     if needs_pull_key and config.nvcr_pull_key is None:
         yield Problem("nvcrPullKey", f"is required with imagePull.mode pullSecret: pulumi config set --secret nvcrPullKey <pull-only NGC key> -s {config.stack.name}")
