@@ -91,19 +91,22 @@ def runner(request: pytest.FixtureRequest, _runs_memo: dict[str, bytes]) -> Runn
     return Runner(None if "monkeypatch" in request.fixturenames else _runs_memo)
 
 
+_PLANS: dict[str, bytes] = {}
+
+
+def plan_once(env: str, secret_values: dict[str, dict[str, str]] | None = None) -> list[StackRun]:
+    """`plan_environment` of the example stack files, planned once per worker session and shared.
+    Each call returns its own copy (a read-only baseline)."""
+    key = json.dumps([env, secret_values], sort_keys=True)
+    if key not in _PLANS:
+        _PLANS[key] = pickle.dumps(plan_environment(env, secret_values=secret_values))
+    return pickle.loads(_PLANS[key])
+
+
 @pytest.fixture(scope="session")
 def example_plan() -> Callable[..., list[StackRun]]:
-    """`example_plan(env, secret_values=None)`: `plan_environment` of the example stack files, planned
-    once per worker session and shared. Each call returns its own copy (read-only baseline)."""
-    plans: dict[str, bytes] = {}
-
-    def plan(env: str, secret_values: dict[str, dict[str, str]] | None = None) -> list[StackRun]:
-        key = json.dumps([env, secret_values], sort_keys=True)
-        if key not in plans:
-            plans[key] = pickle.dumps(plan_environment(env, secret_values=secret_values))
-        return pickle.loads(plans[key])
-
-    return plan
+    """`example_plan(env, secret_values=None)`: `plan_once` as a fixture."""
+    return plan_once
 
 
 def _without_nulls(schema: Any) -> Any:

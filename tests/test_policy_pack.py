@@ -36,6 +36,7 @@ from policies import rules
 from scripts.offline import PROJECT, Registered, StackRun
 from scripts.offline.policy import Violation, evaluate
 from stacks.config import base as config_base
+from tests.conftest import plan_once
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = {p.name: p for p in rules.POLICIES}
@@ -486,14 +487,13 @@ def required_targets(env: str, role: str) -> list[str]:
     return [t for t, (side, _) in TARGETS.items() if side == role and not (t == "aro-cluster" and env != "dev")]
 
 
-@pytest.fixture(scope="session")
-def planned(example_plan) -> Callable[[str], dict[str, StackRun]]:
-    """env -> its plan by role: a fresh copy of the session's plan per call."""
-    return lambda env: {run.stack.rsplit("-", 1)[1]: run for run in example_plan(env)}
+def planned(env: str) -> dict[str, StackRun]:
+    """The environment's plan by role: the session's shared plan, a copy per call."""
+    return {run.stack.rsplit("-", 1)[1]: run for run in plan_once(env)}
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
-def plan(request, planned) -> tuple[str, dict[str, StackRun]]:
+def plan(request) -> tuple[str, dict[str, StackRun]]:
     return request.param, planned(request.param)
 
 
@@ -593,7 +593,7 @@ MUTATIONS: dict[str, tuple[str, str, Callable[[StackRun, Registered], None], str
     # prod brings its own cluster: its plan has no ARO cluster to mutate.
     [(env, m) for env in ("dev", "prod") for m in sorted(MUTATIONS) if env == "dev" or MUTATIONS[m][1] != "aro-cluster"],
 )
-def test_each_policy_fires_on_its_violation_in_the_plan(env, mutation, planned):
+def test_each_policy_fires_on_its_violation_in_the_plan(env, mutation):
     side, target, mutate, policy, on_target = MUTATIONS[mutation]
     run = planned(env)[side]
     victim = TARGETS[target][1](run)[0]
