@@ -116,7 +116,7 @@ def sections(stderr: str) -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def driven(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, int], dict[str, list[str]], str]:
     tmp = tmp_path_factory.mktemp("bad-input")
-    cases = [dict(zip(("prog", "argv"), command_line(case, tmp)), id=case) for case in CASES]
+    cases = [dict(zip(("prog", "argv"), command_line(case, tmp), strict=True), id=case) for case in CASES]
     (tmp / "cases.json").write_text(json.dumps(cases))
     done = subprocess.run([*PYTHON, "-m", "tests.bad_input_driver", str(tmp / "cases.json")],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
