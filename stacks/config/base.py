@@ -34,6 +34,7 @@ class Model(BaseModel):
         extra="forbid",
         frozen=True,
         hide_input_in_errors=True,
+        use_attribute_docstrings=True,  # field docstrings document each key (docs/configuration.md)
     )
 
     def rules(self) -> Iterator[Problem]:
@@ -89,6 +90,7 @@ AZURE_REGIONS = frozenset(
 
 
 def _region(value: str) -> str:
+    """an Azure region's programmatic name (eastus2, not East US 2)"""
     if value not in AZURE_REGIONS:
         raise ValueError(f"{value!r} is not an Azure region name (use the programmatic form, e.g. eastus2)")
     return value
@@ -141,6 +143,7 @@ Guid = Annotated[str, matching(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4
 
 
 def _cidr(value: str) -> str:
+    """an IPv4 network in CIDR notation (10.10.0.0/16), its host bits zero"""
     try:
         network = ipaddress.IPv4Network(value, strict=True)
     except ValueError as err:
@@ -168,6 +171,7 @@ _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a
 
 
 def _https_url(value: str) -> str:
+    """https://host[:port] with a DNS hostname and no path"""
     match = re.match(r"^([a-z]+)://([^/:]+)(:\d+)?/?$", value)
     if not match:
         raise ValueError(f"{value!r} is not a URL of the form https://host[:port]")

@@ -38,6 +38,7 @@ def _verifier_url(value: str) -> str:
 
 
 def _secret_key(value: str) -> str:
+    """a Kubernetes Secret key (letters, digits, '-', '_', '.')"""
     # Kubernetes Secret data keys (k8s.io/apimachinery pkg/util/validation IsConfigMapKey).
     if not re.fullmatch(r"[-._a-zA-Z0-9]{1,253}", value) or value in (".", ".."):
         raise ValueError(f"{value!r} is not a Secret key (letters, digits, '-', '_', '.')")

@@ -29,6 +29,7 @@ _NIM_IMAGE = re.compile(r"^nvcr\.io/nim/(?P<path>[a-z0-9._/-]+)/(?P<model>[a-z0-
 
 
 def _nim_image(value: str) -> str:
+    """a pinned NIM image reference, like nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3 (not :latest)"""
     if not _NIM_IMAGE.match(value):
         raise ValueError(f"{value!r} is not a NIM image reference like nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3 (a tag is required)")
     if value.endswith(":latest"):
