@@ -9,21 +9,18 @@ ResourceWarning raised as an error: an event loop left for the garbage collector
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from scripts.offline.stackfile import STACKS_DIR
 from tests.bad_input_driver import MARK
+from tests.stack_edits import DELETE, stacks_with
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = [sys.executable, "-W", "error::ResourceWarning"]
-DELETE = object()
 
 PLAN, POLICY, PREFLIGHT, PREVIEW, UP = (f"python -m scripts.{m}" for m in ("plan", "offline.policy", "preflight", "preview_pr", "up"))
 
@@ -59,33 +56,6 @@ CASES: dict[str, tuple[str, list[str], dict[str, dict[str, Any] | str]]] = {
     "up-unknown-environment": (UP, ["staging"], {}),
     "up-destroy-unconfirmed": (UP, ["dev", "--destroy"], {}),
 }
-
-
-def set_path(document: dict[str, Any], path: str, value: Any) -> None:
-    first, *rest = path.split(".")
-    node: Any = document["config"]
-    key: str | int = f"confidential-ai:{first}"
-    for part in rest:
-        node = node[key]
-        key = int(part) if isinstance(node, list) else part
-    if value is DELETE:
-        del node[key]
-    else:
-        node[key] = value
-
-
-def stacks_with(directory: Path, edits: dict[str, dict[str, Any] | str]) -> Path:
-    shutil.copytree(STACKS_DIR, directory, ignore=shutil.ignore_patterns("*.py", "__pycache__", "config"))
-    for stack, edit in edits.items():
-        path = directory / f"Pulumi.{stack}.yaml"
-        if isinstance(edit, str):
-            path.write_bytes(edit.encode("utf-8", "surrogateescape"))
-            continue
-        document = yaml.safe_load(path.read_text())
-        for key, value in edit.items():
-            set_path(document, key, value)
-        path.write_text(yaml.safe_dump(document))
-    return directory
 
 
 def command_line(case: str, tmp: Path) -> tuple[str, list[str]]:
