@@ -152,7 +152,7 @@ def test_trusted_side_flags_kbs_config_reference_values_policy_and_a_deleted_sec
 
 
 def test_policy_violations_list_mandatory_first(pr_comment: str) -> None:
-    rows = table_rows(section(pr_comment, "dev-cloud"), "#### Policy violations")
+    rows = table_rows(section(pr_comment, "dev-cloud"), "#### Policy findings")
     assert [(r[0], r[1], r[2]) for r in rows] == [
         ("**mandatory**", "`critical-resources-protected` (confidential-ai-guardrails)", "`aro`"),
         ("**advisory**", "`aro-api-server-private` (confidential-ai-guardrails)", "`aro`"),
@@ -164,9 +164,9 @@ def test_policy_violations_list_mandatory_first(pr_comment: str) -> None:
 
 def test_summary_counts_come_from_the_change_summary(pr_comment: str) -> None:
     rows = table_rows(pr_comment, "| Stack |")
-    assert [row[:6] + row[7:] for row in rows] == [
-        ["`dev-trusted`", "0", "3", "0", "1", "🚨 4", "✅ ok"],
-        ["`dev-cloud`", "0", "2", "1", "0", "🚨 1", "❌ failed"],
+    assert rows == [  # advisories are listed, not counted as violations
+        ["`dev-trusted`", "0", "3", "0", "1", "🚨 4", "0", "1", "✅ ok"],
+        ["`dev-cloud`", "0", "2", "1", "0", "🚨 1", "1", "3", "❌ failed"],
     ]
     assert "**Plan:** 2 to update, 1 to replace, 47 unchanged." in pr_comment
 
@@ -231,7 +231,7 @@ def test_a_huge_preview_is_cut_to_githubs_limit_but_keeps_dangers_and_violations
     assert len(comment) <= pp.COMMENT_LIMIT
     # the tables are whole
     assert len(table_rows(section(comment, "dev-cloud"), "#### Dangerous changes")) == 1
-    assert len(table_rows(section(comment, "dev-cloud"), "#### Policy violations")) == 4
+    assert len(table_rows(section(comment, "dev-cloud"), "#### Policy findings")) == 4
     # dev-trusted's diff fits whole; dev-cloud's is cut, with a note saying how to see it all
     assert "<summary>Full diff of <code>dev-trusted</code> (23 lines)</summary>" in comment
     cut = re.search(r"<summary>Full diff of <code>dev-cloud</code> \(first (\d+) of (\d+) lines\)</summary>", comment)
@@ -425,3 +425,11 @@ def test_the_pr_recording_is_what_the_current_program_records(tmp_path: Path) ->
     assert recorded.keys() == committed.keys(), "re-record: python -m tests.preview_recording"
     for name, text in recorded.items():
         assert committed[name] == text, f"{name} is stale: python -m tests.preview_recording"
+
+
+def test_a_failure_is_said_on_stderr_too(capsys: pytest.CaptureFixture[str]) -> None:
+    assert comment_for(PR)[0] == 1
+    assert capsys.readouterr().err == ("error: the preview of dev-cloud failed: preview failed: 1 mandatory policy violation "
+                                       "(details in the comment)\n")
+    assert comment_for(DRIFT, "--drift")[0] == 1
+    assert capsys.readouterr().err == "error: prod-cloud drifted from its resources (details in the comment)\n"
