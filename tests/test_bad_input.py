@@ -118,3 +118,13 @@ def test_the_reported_cloud_cidr_error_through_the_real_entry_point(tmp_path: Pa
         "dev-cloud: network.podVmSubnetCidr: 10.10.0.0/22 overlaps masterSubnetCidr (10.10.0.0/23)",
         "dev-cloud: network.podVmSubnetCidr: 10.10.0.0/22 overlaps workerSubnetCidr (10.10.2.0/23)",
     ]
+
+
+def test_what_the_messages_tell(driven) -> None:
+    _, printed, _ = driven
+    # an unknown environment lists the known ones, in every command
+    assert printed["policy-unknown-environment"] == ["staging-trusted: no stack file stacks/Pulumi.staging-trusted.yaml (environments there: dev, prod)"]
+    assert printed["up-unknown-environment"] == ["error: unknown environment 'staging': expected one of dev, prod"]
+    # the right size in the wrong case is told its spelling, not that it is no confidential size
+    assert printed["cloud-lower-case-size"] == [
+        "dev-cloud: models[0].machineType: standard_ncc40ads_h100_v5 is written in the wrong case: write Standard_NCC40ads_H100_v5"]

@@ -147,4 +147,4 @@ def test_unknown_environment_is_one_line(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == "staging-trusted: no stack file stacks/Pulumi.staging-trusted.yaml"
+    assert result.stderr.strip() == "staging-trusted: no stack file stacks/Pulumi.staging-trusted.yaml (environments there: dev, prod)"

@@ -39,11 +39,18 @@ def stack_path(stack: str, stacks_dir: Path = STACKS_DIR) -> Path:
     return stacks_dir / f"Pulumi.{stack}.yaml"
 
 
+def environments(stacks_dir: Path = STACKS_DIR) -> list[str]:
+    """Environments with both stack files, `Pulumi.<env>-trusted.yaml` and `Pulumi.<env>-cloud.yaml`, in `stacks_dir`."""
+    trusted = (p.name.removeprefix("Pulumi.").removesuffix("-trusted.yaml") for p in stacks_dir.glob("Pulumi.*-trusted.yaml"))
+    return sorted(env for env in trusted if stack_path(f"{env}-cloud", stacks_dir).is_file())
+
+
 def read_stack_file(stack: str, stacks_dir: Path = STACKS_DIR, secret_values: dict[str, str] | None = None) -> StackFile:
     """`secret_values` overrides placeholders by key path (`kubeconfig`, `kbsSecrets.ngc-api-key`)."""
     path = stack_path(stack, stacks_dir)
     if not path.is_file():
-        raise StackFileError(f"{stack}: no stack file {path.relative_to(path.parents[1])}")
+        known = ", ".join(environments(stacks_dir)) or "none"
+        raise StackFileError(f"{stack}: no stack file {path.relative_to(path.parents[1])} (environments there: {known})")
     try:
         text = path.read_text()
         if duplicate := _first_duplicate_key(yaml.compose(text, Loader=yaml.SafeLoader)):

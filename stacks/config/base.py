@@ -111,9 +111,21 @@ def confidential_size_problem(size: str) -> str | None:
     """Why `size` cannot host a peer pod VM here, or None when it is an SEV-SNP confidential size."""
     if size == CONFIDENTIAL_GPU_SIZE or _SNP_SIZE.match(size):
         return None
+    if (written := azure_spelling(size)) != size:
+        # Sizes are compared as written (instanceSizes, each model's machineType, CAA's pod annotation).
+        return confidential_size_problem(written) or f"{size} is written in the wrong case: write {written}"
     if _TDX_SIZE.match(size):
         return f"{size} is an Intel TDX size; the trusted side attests AMD SEV-SNP (az-snp-vtpm) only"
     return f"{size} is not a confidential VM size"
+
+
+def azure_spelling(size: str) -> str:
+    """A confidential size spelt as Azure lists it (`standard_dc4as_v5` -> `Standard_DC4as_v5`), else `size`."""
+    if size.lower() == CONFIDENTIAL_GPU_SIZE.lower():
+        return CONFIDENTIAL_GPU_SIZE
+    if match := re.fullmatch(r"standard_(dc|ec)(\d+)([ae]d?s)_v5", size, re.IGNORECASE):
+        return f"Standard_{match[1].upper()}{match[2]}{match[3].lower()}_v5"
+    return size
 
 
 def is_gpu_size(size: str) -> bool:

@@ -206,7 +206,8 @@ class TrustedConfig(Model):
                 yield Problem(f"kbsResources[{i}].key", f"{resource.uri} is declared more than once")
             value = self.kbs_secrets.get(resource.name)
             if value is None:
-                yield Problem("kbsSecrets", f"has no value for resource {resource.name!r}: pulumi config set --secret --path 'kbsSecrets.{resource.name}' ...")
+                yield Problem("kbsSecrets", f"has no value for resource {resource.name!r}: "
+                                            f"pulumi config set --secret --path 'kbsSecrets.{resource.name}' <value> -s {self.stack.name}")
             elif not value.get_secret_value():
                 yield Problem(f"kbsSecrets.{resource.name}", "is empty")
         for name in sorted(set(self.kbs_secrets) - set(names)):

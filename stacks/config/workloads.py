@@ -15,6 +15,7 @@ from stacks.config.base import (
     Model,
     OperatorPin,
     Problem,
+    azure_spelling,
     confidential_size_problem,
     is_gpu_size,
     matching,
@@ -103,7 +104,8 @@ class ModelSettings(Model):
         if len(self.name) > 31:
             yield Problem("name", f"{self.name} is longer than 31 characters; its Route host <name>-<namespace> must fit one DNS label")
         if reason := confidential_size_problem(self.machine_type):
-            yield Problem("machineType", f"{reason}; a NIM model needs {CONFIDENTIAL_GPU_SIZE}")
+            needs = "" if azure_spelling(self.machine_type) == CONFIDENTIAL_GPU_SIZE else f"; a NIM model needs {CONFIDENTIAL_GPU_SIZE}"
+            yield Problem("machineType", f"{reason}{needs}")
         elif not is_gpu_size(self.machine_type):
             yield Problem("machineType", f"{self.machine_type} is a confidential CPU size without a GPU; a NIM model needs {CONFIDENTIAL_GPU_SIZE}")
         elif self.gpus > GPUS_PER_SIZE[self.machine_type]:
