@@ -10,7 +10,7 @@ import pulumi_tls as tls
 
 from components.initdata import Initdata, render_initdata
 from components.kubernetes import cluster_provider
-from components.olm import OperatorInstall, OperatorInstallArgs
+from components.olm import OperatorInstall, OperatorInstallArgs, OperatorPin
 from components.tls import SelfSignedServerCertificate, ServerCertificateArgs, SigningCertificate
 from components.trustee import names, render
 from components.trustee.kbs import Kbs, KbsArgs, KbsDocuments, KbsKeys, KbsSecretResources, SecretResource
@@ -27,11 +27,17 @@ class HttpsMaterial:
 
 
 def deploy(config: TrustedConfig) -> None:
-    kubernetes = cluster_provider("trusted-cluster", secret_output(config.kubeconfig), f"{config.stack.env}-trusted")
+    kubeconfig = secret_output(config.kubeconfig)
+    kubernetes = cluster_provider("trusted-cluster", kubeconfig, f"{config.stack.env}-trusted")
     keys_provider = tls.Provider("tls")
     trustee = OperatorInstall(
         "trustee",
-        OperatorInstallArgs(namespace=names.NAMESPACE, package=names.PACKAGE, pin=config.kbs.operator),
+        OperatorInstallArgs(
+            namespace=names.NAMESPACE,
+            package=names.PACKAGE,
+            pin=OperatorPin(config.kbs.operator.channel, config.kbs.operator.source, config.kbs.operator.starting_csv),
+            kubeconfig=kubeconfig,
+        ),
         kubernetes,
     )
 
@@ -69,7 +75,7 @@ def deploy(config: TrustedConfig) -> None:
             ),
             secret_resources=workload_secrets,
             namespace=trustee.namespace_resource,
-            operator=trustee.subscription,
+            operator=trustee.installed,
         ),
         kubernetes,
     )

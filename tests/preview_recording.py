@@ -44,7 +44,7 @@ EDITS: dict[str, dict[str, Any]] = {
     },
     "dev-cloud": {
         "cluster.aro.domain": "confai-dev2",
-        "osc.proxyTimeout": "45m",
+        "osc.proxyTimeout": "8m",
     },
 }
 # ... and components/azure/aro.py drops `protect=True` from the cluster, which the pack must refuse.

@@ -290,7 +290,7 @@ def test_kbs_config_names_every_object_and_waits_for_them(dev):
     for name in referenced:
         assert name in by_name, f"KbsConfig names {name}, which the stack does not create"
         assert by_name[name].urn in kbs.depends_on
-    assert run.named("trustee-subscription").urn in kbs.depends_on
+    assert run.named("trustee-install-plan-approval").urn in kbs.depends_on, "KbsConfig waits for the pinned Trustee CSV"
     assert kbs.inputs["metadata"]["annotations"]["pulumi.com/waitFor"] == "jsonpath={.status.isReady}=true"
     keys = {name: set(by_name[name].inputs.get("data") or by_name[name].inputs["stringData"]) for name in referenced}
     assert keys[spec["kbsConfigMapName"]] == {"kbs-config.toml"}

@@ -76,7 +76,7 @@ class KbsArgs:
     secret_resources: KbsSecretResources
     namespace: k8s.core.v1.Namespace
     operator: pulumi.Resource
-    """What serves the KbsConfig CRD (the trustee-operator Subscription)."""
+    """What serves the KbsConfig CRD (the trustee-operator install, once its CSV succeeded)."""
 
 
 class Kbs(pulumi.ComponentResource):

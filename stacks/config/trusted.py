@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, Field, SecretStr
 
 from components.trustee.names import RESERVED as RESERVED_NAMES
-from stacks.config.base import DnsLabel, HttpsUrl, Model, OperatorPin, Problem, StackId, matching, nested
+from stacks import versions
+from stacks.config.base import DnsLabel, HttpsUrl, Model, OpenShiftVersion, OperatorPin, Problem, StackId, matching, nested, pin_fits
 
 # Kata agent requests (kata-containers/kata-containers src/kata-opa/allow-all.rego): the vocabulary
 # of the agent policy carried in initdata.
@@ -87,6 +88,9 @@ class KbsSettings(Model):
     url: HttpsUrl
     """Public URL of the KBS as the pod VMs reach it; its host is the Route's hostname."""
     operator: OperatorPin
+    openshift_version: OpenShiftVersion
+    """The trusted cluster's OpenShift version (`oc get clusterversion version -o jsonpath='{.status.desired.version}'`),
+    checked against the Trustee rows of the version matrix (stacks/versions.py)."""
     exposure: Literal["route", "loadBalancer"] = "route"
     """`route`: passthrough Route on the URL's host (port 443); `loadBalancer`: kbs-service as a LoadBalancer (8080)."""
     nvidia_verifier: NvidiaVerifier = NvidiaVerifier()
@@ -97,6 +101,7 @@ class KbsSettings(Model):
         return urlsplit(self.url).hostname or ""
 
     def rules(self) -> Iterator[Problem]:
+        yield from pin_fits("operator", self.operator, versions.TRUSTEE, "kbs.openshiftVersion", self.openshift_version)
         port = urlsplit(self.url).port
         if self.exposure == "route" and port not in (None, 443):
             yield Problem("url", f"a Route serves on 443, not {port}: use https://{self.hostname}")
