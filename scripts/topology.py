@@ -296,12 +296,15 @@ def render_topology(runs: list[StackRun]) -> str:
             if source is None:
                 continue
             read = [name for name in CLOUD_READS if name in source.run.outputs]
+            if not read:
+                summary.append(f"- **Between the clusters**: {source.run.stack} publishes nothing {p.run.stack} reads.")
+                continue
             edges.append(f'  {_slug(source.run.stack)} -- "{", ".join(read)}" --> {ref.id}')
             consumers = _consumers(p, source.run.outputs)
             edges += [f'  {ref.id} -- "{", ".join(names)}" --> {node_id}' for node_id, names in consumers.items()]
             summary.append(f"- **Between the clusters**: {p.run.stack} reads {_and([f'`{n}`' for n in read])} from {source.run.stack}, "
-                           "all public; " + "; ".join(f"{_and(names)} go{'es' if len(names) == 1 else ''} to {p.nodes[node_id].title}"
-                                                       for node_id, names in consumers.items()) + ".")
+                           "all public" + "".join(f"; {_and(names)} go{'es' if len(names) == 1 else ''} to {p.nodes[node_id].title}"
+                                                  for node_id, names in consumers.items()) + ".")
             kbs = source.holding(_KBS_CONFIG)
             for model in p.holding(_INFERENCE_SERVICE):
                 confidential = any(r.inputs.get("spec", {}).get("predictor", {}).get("runtimeClassName") == RUNTIME_CLASS
