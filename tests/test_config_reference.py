@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -18,8 +19,13 @@ def test_the_committed_reference_is_what_the_models_give():
     assert config_reference.REFERENCE.read_text() == config_reference.render(), REGENERATE
 
 
+@functools.cache
+def reference() -> str:
+    return config_reference.render()
+
+
 def documented_keys() -> set[str]:
-    return set(re.findall(r"^\| `([^`]+)` \|", config_reference.render(), re.M))
+    return set(re.findall(r"^\| `([^`]+)` \|", reference(), re.M))
 
 
 def key_paths(node: Any, prefix: str) -> list[str]:
@@ -37,7 +43,7 @@ def test_every_key_the_example_stacks_use_is_documented(stack_file):
     used = [p for key, value in config.items() if key.startswith("confidential-ai:")
             for p in key_paths({key.removeprefix("confidential-ai:"): value}, "")]
     keys = documented_keys()
-    maps = {k.removesuffix(".<name>") for k in keys if k.endswith(".<name>")} | {k for k in keys if f"| `{k}` | map of" in config_reference.render()}
+    maps = {k.removesuffix(".<name>") for k in keys if k.endswith(".<name>")} | {k for k in keys if f"| `{k}` | map of" in reference()}
     undocumented = [p for p in used if p not in keys and not any(p.startswith(f"{m}.") for m in maps)]
     assert undocumented == []
 
