@@ -1,4 +1,5 @@
-"""Records tests/fixtures/preview/pr from the current program: `python -m tests.preview_recording`.
+"""Records tests/fixtures/preview/pr from the current program, and the sample comment in docs/pipelines.md
+made from it: `python -m tests.preview_recording`.
 
 A pull request replayed offline. The dev stacks are planned before and after it (the real program
 under the offline mocks, `scripts.plan`), and the two plans are diffed into the `pulumi preview --json`
@@ -15,6 +16,8 @@ depends on a replaced resource's outputs shows as changed.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import sys
@@ -22,12 +25,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from scripts import preview_pr
 from scripts.offline import Registered, StackRun
 from scripts.offline.policy import POLICY_PACK, evaluate
 from scripts.plan import plan_environment
 from tests.stack_edits import DELETE, stacks_with
 
-RECORDING = Path(__file__).resolve().parent / "fixtures" / "preview" / "pr"
+ROOT = Path(__file__).resolve().parents[1]
+RECORDING = ROOT / "tests" / "fixtures" / "preview" / "pr"
+SAMPLE_PAGE = ROOT / "docs" / "pipelines.md"
 ENV = "dev"
 PACK = {"name": "confidential-ai-guardrails", "version": "0.1.0"}  # policies/__main__.py, PulumiPolicy.yaml
 TIMESTAMP = 1764547200  # 2025-12-01: fixed, so recordings are byte-identical
@@ -181,6 +187,20 @@ def record(directory: Path) -> None:
             (directory / f"{after.stack}.stderr.txt").write_text(f"error: preview failed: {mandatory} mandatory policy {noun}\n")
 
 
+def write_sample(recording: Path = RECORDING, page: Path = SAMPLE_PAGE) -> None:
+    """Put the comment `preview_pr --recorded` renders from `recording` into the page's ````markdown block."""
+    with tempfile.TemporaryDirectory(prefix="preview-sample-") as scratch:
+        out = Path(scratch) / "comment.md"
+        with contextlib.redirect_stderr(io.StringIO()):  # the recorded failure is the sample's point, not news
+            preview_pr.main(["--recorded", str(recording), "--output", str(out)])
+        comment = out.read_text()
+    text = page.read_text()
+    block = re.search(r"^````markdown\n(.*?)^````$", text, re.S | re.M)
+    assert block, f"{page} has no ````markdown block for the sample"
+    page.write_text(text[:block.start(1)] + comment + text[block.end(1):])
+
+
 if __name__ == "__main__":
     record(RECORDING)
-    print(f"recorded {RECORDING.relative_to(Path.cwd()) if RECORDING.is_relative_to(Path.cwd()) else RECORDING}")
+    write_sample()
+    print(f"recorded {RECORDING.relative_to(ROOT)} and its sample in {SAMPLE_PAGE.relative_to(ROOT)}")
