@@ -37,7 +37,6 @@ _KINDS = {
     "AroCluster": ("ARO cluster", ""),
     "PeerPods": ("peer pods", "KataConfig, CAA settings"),
     "OpenShiftAi": ("OpenShift AI", "DataScienceCluster"),
-    "KbsSecretResources": ("workload secrets", ""),
     "SelfSignedServerCertificate": ("KBS HTTPS certificate", ""),
     "SigningCertificate": ("token signing key", ""),
 }
@@ -46,7 +45,11 @@ _KINDS = {
 @dataclass
 class Node:
     id: str
-    title: str
+    top: Registered
+    """The stack's top-level resource this part belongs to."""
+    part: str | None = None
+    """Which part of a component drawn in parts (`_SPLIT`)."""
+    title: str = ""
     detail: str = ""
     resources: list[Registered] = field(default_factory=list)
 
@@ -111,8 +114,8 @@ def _metadata_name(r: Registered) -> str:
     return r.inputs.get("metadata", {}).get("name", r.name)
 
 
-def _describe(node: Node, top: Registered, part: str | None) -> None:
-    members = node.resources
+def _describe(node: Node) -> None:
+    members, top, part = node.resources, node.top, node.part
     kind = _kind(top.type)
     if part == "policies":
         node.title, node.detail = "policies", ", ".join(sorted(_metadata_name(r) for r in members if r.custom))
@@ -167,19 +170,15 @@ def picture(run: StackRun) -> Picture:
             return None  # drawn as its parts
         part = split(chain[-2]) if split else None
         node_id = _slug(role, _kind(top.type), top.name, part or "")
-        node = nodes.setdefault(node_id, Node(node_id, top.name))
+        node = nodes.setdefault(node_id, Node(node_id, top, part))
         node.resources.append(r)
         node_of[r.urn] = node_id
         return node_id
 
     for r in run.resources:
         place(r)
-    for node_id, node in nodes.items():
-        top = node.resources[0]
-        while top.parent in by_urn:
-            top = by_urn[top.parent]
-        part = node_id.removeprefix(_slug(role, _kind(top.type), top.name)).strip("_") or None
-        _describe(node, top, part)
+    for node in nodes.values():
+        _describe(node)
 
     def needs(r: Registered, seen: frozenset[str] = frozenset()) -> Iterator[str]:
         """What `r` waits for: its dependencies, and its provider's (a provider gets no node)."""
