@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 KBS_URI_PREFIX = "kbs:///"
 # Marks a Secret whose every value is a sealed secret; the policy pack refuses plaintext in it
-# (policies/rules.py KBS_RESOURCE_LABEL, README "Security model").
+# (policies/rules.py KBS_RESOURCE_LABEL, docs/security-model.md).
 KBS_RESOURCE_LABEL = "confidential-ai/kbs-resource"
 # The only algorithm CDH accepts (hub/src/secret/mod.rs validate_es256): P-256, SHA-256, raw r||s.
 ALGORITHM = "ES256"
