@@ -60,6 +60,7 @@ SEALING_KEY_PEM = ec.derive_private_key(0x5EA1ED, ec.SECP256R1()).private_bytes(
 ).decode()
 SEALED_SECRET_KEY_URI = "kbs:///default/sealed-secret-key/public-jwk"
 WORKLOAD_IMAGE = "nvcr.io/nim/meta/llama-3.1-8b-instruct@sha256:" + "ab" * 32
+MISTRAL_IMAGE = "nvcr.io/nim/mistralai/mistral-7b-instruct-v0.3@sha256:" + "cd" * 32
 KBS_RESOURCES = {
     "ngc-api-key": {"uri": NGC_API_KEY_URI, "gpuGated": True, "minGpus": 1},
     "nvcr-credentials": {"uri": NVCR_CREDENTIALS_URI, "gpuGated": False, "minGpus": 0},
@@ -68,10 +69,10 @@ KBS_RESOURCES = {
 
 
 def workload_output(
-    registry_credentials_uri: str | None = None, image: str = WORKLOAD_IMAGE, resources: tuple[str, ...] = ("ngc-api-key", "model-key"), gpus: int = 1, policy: str = "package agent_policy"
+    registry_credentials_uri: str | None = None, image: str = WORKLOAD_IMAGE, resources: tuple[str, ...] = ("ngc-api-key", "model-key"), gpus: int = 1, policy: str = ""
 ) -> dict[str, Any]:
     """One entry of the trusted stack's `workloads` output (stacks/contracts.py WORKLOAD_KEYS)."""
-    document = initdata_toml(registry_credentials_uri, policy).encode()
+    document = initdata_toml(registry_credentials_uri, f"package agent_policy\npinned_image := {json.dumps(image)}\n{policy}").encode()
     digest = hashlib.sha256(document).hexdigest()
     if registry_credentials_uri:
         resources = (*resources, "nvcr-credentials")
@@ -91,7 +92,10 @@ def trusted_outputs(registry_credentials_uri: str | None = None, **overrides: An
         "kbsUrl": KBS_URL,
         "kbsCaCert": KBS_CA_CERT,
         "kbsResources": KBS_RESOURCES,
-        "workloads": {"llama-3-1-8b": workload_output(registry_credentials_uri)},
+        "workloads": {
+            "llama-3-1-8b": workload_output(registry_credentials_uri),
+            "mistral-7b": workload_output(registry_credentials_uri, MISTRAL_IMAGE, ("ngc-api-key",)),
+        },
         "sealedSecretKeyUri": SEALED_SECRET_KEY_URI,
         **overrides,
     }

@@ -385,7 +385,7 @@ def test_dev_reference_values_affirm_a_guest_measuring_the_dev_initdata(cpu_inpu
     config, run = example_trusted
     reference = run.named("kbs-rvps-reference-values", "kubernetes:core/v1:ConfigMap").inputs["data"]["reference_value"]
     rv = {name: json.loads(base64.urlsafe_b64decode(record))["value"] for name, record in json.loads(reference).items()}
-    (workload,) = config.workloads
+    workload = config.workloads[0]
     initdata = render_initdata(InitdataArgs(config.kbs.url, run.outputs["kbsCaCert"], AgentPolicyArgs(workload.image, config.agent_policy.allow_read_stream)))
     assert initdata.pcr8 == run.outputs["workloads"][workload.name]["initdataPcr8"]
     evidence = copy.deepcopy(cpu_input)
@@ -419,3 +419,22 @@ def test_forbidden_builtin_scan_catches_a_call():
     assert FORBIDDEN_BUILTINS.findall('x := semver.compare("1.0.0", v)\ny := crypto.sha256(z)')
 
 
+
+
+def test_dev_resource_policy_gives_each_workload_only_its_own_secrets(ear, example_trusted):
+    """The dev stack's rendered resource policy: mistral-7b's pod VM gets the NGC key but never
+    llama-3-1-8b's model key, and a pod VM measuring no workload's initdata gets nothing."""
+    _, run = example_trusted
+    policy = run.named("kbs-resource-policy", "kubernetes:core/v1:ConfigMap").inputs["data"]["resource-policy.rego"]
+    workloads = run.outputs["workloads"]
+
+    def released(pcr8: str, path: list[str]) -> bool:
+        data = {"plugin": "resource", "resource-path": path, "query": {}}
+        return evaluate(policy, "data.policy.allow", edited(ear, measuring(pcr8)), data) is True
+
+    model_key, ngc_key, jwk = ["default", "model-decryption", "key.bin"], ["default", "ngc-api-key", "api-key"], ["default", "sealed-secret-key", "public-jwk"]
+    llama, mistral = workloads["llama-3-1-8b"]["initdataPcr8"], workloads["mistral-7b"]["initdataPcr8"]
+    assert released(llama, model_key) and released(llama, ngc_key) and released(llama, jwk)
+    assert released(mistral, ngc_key) and released(mistral, jwk)
+    assert not released(mistral, model_key)
+    assert not [path for path in (model_key, ngc_key, jwk) if released("ee" * 32, path)]

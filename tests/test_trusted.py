@@ -69,11 +69,13 @@ def test_outputs_are_exactly_the_contract_and_all_public(dev):
 
 def test_workloads_output_the_contract_keys(dev):
     config, run = dev
-    (workload,) = config.workloads
-    out = run.outputs["workloads"][workload.name]
-    assert tuple(out) == WORKLOAD_KEYS
-    assert (out["image"], out["resources"], out["gpus"]) == (workload.image, ["ngc-api-key", "model-key"], 1)
-    assert set(out["sealedSecrets"]) == {"ngc-api-key", "model-key"}
+    assert list(run.outputs["workloads"]) == [w.name for w in config.workloads] == ["llama-3-1-8b", "mistral-7b"]
+    for workload in config.workloads:
+        out = run.outputs["workloads"][workload.name]
+        assert tuple(out) == WORKLOAD_KEYS
+        assert (out["image"], out["resources"], out["gpus"]) == (workload.image, workload.resources, 1)
+        assert set(out["sealedSecrets"]) == set(workload.resources)
+    assert run.outputs["workloads"]["mistral-7b"]["resources"] == ["ngc-api-key"]
     assert run.outputs["sealedSecretKeyUri"] == "kbs:///default/sealed-secret-key/public-jwk"
 
 
@@ -147,7 +149,7 @@ def test_each_workload_has_its_own_initdata_policy_and_pcr8(runner):
 
 def test_initdata_render_is_pure_and_tracks_its_inputs(dev):
     config, run = dev
-    (workload,) = config.workloads
+    workload = config.workloads[0]
     args = InitdataArgs(config.kbs.url, run.outputs["kbsCaCert"], AgentPolicyArgs(workload.image, config.agent_policy.allow_read_stream))
     assert render_initdata(args).document == initdata_document(run)
     other_image = InitdataArgs(args.kbs_url, args.kbs_ca_pem, AgentPolicyArgs(workload.image.replace("bcf3", "0000"), True))
@@ -291,23 +293,27 @@ def test_reference_values_records_and_initdata_pcr8(dev):
     assert decoded["allowed_driver_versions"] == config.reference_values.allowed_driver_versions
     assert decoded["snp_min_tcb_microcode"] == config.reference_values.minimum_tcb.microcode
     recomputed = hashlib.sha256(bytes(32) + hashlib.sha256(initdata_document(run)).digest()).hexdigest()
-    assert decoded["snp_pcr08"] == [recomputed] == [run.outputs["workloads"][WORKLOAD]["initdataPcr8"]]
+    assert decoded["snp_pcr08"][0] == recomputed == run.outputs["workloads"][WORKLOAD]["initdataPcr8"]
+    # Every workload's PCR 8, in the order they are declared.
+    assert decoded["snp_pcr08"] == [w["initdataPcr8"] for w in run.outputs["workloads"].values()]
 
 
 def test_initdata_change_updates_pcr8_reference_and_resource_policy_in_the_same_run(runner, dev):
     changed = runner.example("dev-trusted", set={"agentPolicy.allowReadStream": False})
     new_pcr8 = changed.outputs["workloads"][WORKLOAD]["initdataPcr8"]
     assert new_pcr8 != dev[1].outputs["workloads"][WORKLOAD]["initdataPcr8"]
-    assert reference_value(changed, "snp_pcr08") == [new_pcr8]
-    assert {r["name"]: r["pcr08"] for r in releases(changed)}["ngc-api-key"] == [new_pcr8]
+    assert reference_value(changed, "snp_pcr08")[0] == new_pcr8
+    assert {r["name"]: r["pcr08"] for r in releases(changed)}["model-key"] == [new_pcr8]
 
 
 def test_previous_initdata_pcr8_stays_accepted_and_served_during_a_rollout(runner, dev):
     old_pcr8 = dev[1].outputs["workloads"][WORKLOAD]["initdataPcr8"]
     changed = runner.example("dev-trusted", set={"agentPolicy.allowReadStream": False, "workloads.0.retiringPcr08": [old_pcr8]})
     new_pcr8 = changed.outputs["workloads"][WORKLOAD]["initdataPcr8"]
-    assert reference_value(changed, "snp_pcr08") == [new_pcr8, old_pcr8]
-    assert {r["name"]: r["pcr08"] for r in releases(changed)}["ngc-api-key"] == sorted([new_pcr8, old_pcr8])
+    mistral = changed.outputs["workloads"]["mistral-7b"]["initdataPcr8"]
+    assert reference_value(changed, "snp_pcr08") == [new_pcr8, mistral, old_pcr8]
+    # The retiring PCR 8 keeps this workload's resources only: mistral-7b's VMs never had model-key.
+    assert {r["name"]: r["pcr08"] for r in releases(changed)}["model-key"] == sorted([new_pcr8, old_pcr8])
 
 
 def releases(run: StackRun) -> list[dict]:
@@ -318,12 +324,13 @@ def releases(run: StackRun) -> list[dict]:
 
 def test_resource_policy_declares_each_configured_resource(dev):
     _, run = dev
-    pcr8 = [run.outputs["workloads"][WORKLOAD]["initdataPcr8"]]
+    llama, mistral = (run.outputs["workloads"][w]["initdataPcr8"] for w in ("llama-3-1-8b", "mistral-7b"))
+    both = tuple(sorted([llama, mistral]))
     assert sorted((r["name"], tuple(r["path"]), r["gpus"], tuple(r["pcr08"])) for r in releases(run)) == [
-        ("model-key", ("default", "model-decryption", "key.bin"), 1, tuple(pcr8)),
-        ("ngc-api-key", ("default", "ngc-api-key", "api-key"), 1, tuple(pcr8)),
+        ("model-key", ("default", "model-decryption", "key.bin"), 1, (llama,)),
+        ("ngc-api-key", ("default", "ngc-api-key", "api-key"), 1, both),
         # The sealed secrets' verification key: public, read by every workload's pod VMs.
-        ("sealed-secret-key", ("default", "sealed-secret-key", "public-jwk"), 0, tuple(pcr8)),
+        ("sealed-secret-key", ("default", "sealed-secret-key", "public-jwk"), 0, both),
     ]
 
 
