@@ -49,7 +49,9 @@ def test_manifests_are_kubernetes_objects(planned):
         assert manifest["metadata"]["name"], path.name
         if manifest["kind"] == "Secret":
             for field in ("data", "stringData"):
-                assert set(manifest.get(field, {}).values()) <= {"[secret]"}, path.name
+                value = manifest.get(field, {})
+                # A field secret as a whole stays one "[secret]", never spelt out as keys.
+                assert value == "[secret]" or (set(value.values()) <= {"[secret]"} and "[" not in value), path.name
 
 
 def test_manifests_parse_back_to_what_the_stack_sends(planned):
