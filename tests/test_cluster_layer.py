@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from components.nim import INITDATA_ANNOTATION, MACHINE_TYPE_ANNOTATION
-from components.peerpods import CONFIG_HASH_ANNOTATION, config_hash
 from scripts.offline import Registered, StackRun
 from scripts.offline.stackfile import PLACEHOLDER_PREFIX
 from scripts.topology import render_topology
@@ -30,7 +29,6 @@ from tests.cluster_layer_fixtures import (
     trusted_outputs,
     workload_output,
 )
-from tests.conftest import example_config
 from tests.test_sealed_secret import decode
 
 ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
@@ -43,6 +41,7 @@ def with_workload(name: str, output: dict[str, Any]):
 
 
 MODEL = {"name": "m", "workload": "llama-3-1-8b", "image": "nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3", "modelCacheGi": 60}
+APPROVAL = "pulumi-python:dynamic:Resource"
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +115,7 @@ def test_peer_pods_cm_keys_and_values(run, trusted):
         "ENABLE_SECURE_BOOT": "true",
         "USE_PUBLIC_IP": "false",
         "ROOT_VOLUME_SIZE": "300",
-        "PROXY_TIMEOUT": "30m",
+        "PROXY_TIMEOUT": "10m",
         "PEERPODS_LIMIT_PER_NODE": "10",
         "VXLAN_PORT": "9000",
         "TAGS": "confidential-ai-stack=dev-cloud,environment=dev",
@@ -126,8 +125,14 @@ def test_peer_pods_cm_keys_and_values(run, trusted):
     assert k8s_object(run, "ConfigMap", "peer-pods-cm").inputs["metadata"]["namespace"] == "openshift-sandboxed-containers-operator"
 
 
-def test_feature_gate_enables_confidential_containers(run):
-    assert k8s_object(run, "ConfigMap", "osc-feature-gates").inputs["data"] == {"confidential": "true"}
+def test_feature_gates_enable_confidential_containers_and_name_the_caa_update_strategy(run, prod):
+    assert k8s_object(run, "ConfigMap", "osc-feature-gates").inputs["data"] == {"confidential": "true", "caaUpdateStrategy": "RollingUpdate"}
+    assert k8s_object(prod, "ConfigMap", "osc-feature-gates").inputs["data"] == {"confidential": "true", "caaUpdateStrategy": "OnDelete"}
+
+
+def test_nothing_patches_the_operators_caa_daemonset(run, prod):
+    for plan in (run, prod):
+        assert not [r for r in plan.resources if "DaemonSet" in r.type or r.inputs.get("kind") == "DaemonSet"]
 
 
 def test_peer_pods_secret_holds_the_identity_and_its_secret_stays_secret(run):
@@ -149,23 +154,6 @@ def test_kata_config_enables_peer_pods_and_is_awaited(run, prod):
     assert kata.inputs["metadata"]["annotations"]["pulumi.com/waitFor"] == "condition=InProgress=False"
     assert int(kata.inputs["metadata"]["annotations"]["pulumi.com/timeoutSeconds"]) >= 3600
     assert prod.of_type(KATA_CONFIG)[0].inputs["spec"]["kataConfigPoolSelector"] == {"matchLabels": {"node-role.kubernetes.io/worker": ""}}
-
-
-def caa_hash(run: StackRun) -> str:
-    patch = run.named("peer-pods-caa-restart", "kubernetes:apps/v1:DaemonSetPatch")
-    assert patch.inputs["metadata"]["name"] == "osc-caa-ds"
-    return patch.inputs["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
-
-
-def test_caa_restarts_when_and_only_when_peer_pods_cm_changes(run, trusted):
-    assert caa_hash(run) == config_hash(config_map_data(run))
-    model = json.loads(example_config("dev-cloud")[0]["confidential-ai:models"])[0]
-    unrelated = run_cluster_layer(trusted=trusted, set={"models": [{**model, "replicas": 3}]})
-    assert caa_hash(unrelated) == caa_hash(run)
-    # A workload's new initdata reaches its pods through their annotation, not CAA's config.
-    renewed = with_workload("llama-3-1-8b", workload_output(policy="# v2"))
-    assert caa_hash(run_cluster_layer(trusted=renewed)) == caa_hash(run)
-    assert caa_hash(run_cluster_layer(trusted=trusted, set={"osc.proxyTimeout": "45m"})) != caa_hash(run)
 
 
 # --- OpenShift AI -----------------------------------------------------------------------------
@@ -275,7 +263,7 @@ def test_inference_service_waits_for_kata_config_and_the_data_science_cluster_on
 
 
 def test_custom_resources_depend_on_the_operator_serving_their_crd(run):
-    subscriptions = {r.inputs["metadata"]["name"]: r.urn for r in run.of_type(SUBSCRIPTION_TYPE)}
+    subscriptions = {r.inputs["csv"].split(".")[0]: r.urn for r in run.of_type(APPROVAL)}
     assert subscriptions["sandboxed-containers-operator"] in run.of_type(KATA_CONFIG)[0].depends_on
     assert subscriptions["rhods-operator"] in run.of_type(DSC)[0].depends_on
     assert subscriptions["rhods-operator"] in run.named("openshift-ai-initialization").depends_on
@@ -283,7 +271,6 @@ def test_custom_resources_depend_on_the_operator_serving_their_crd(run):
     kata = run.of_type(KATA_CONFIG)[0].depends_on
     for kind, name in (("ConfigMap", "peer-pods-cm"), ("ConfigMap", "osc-feature-gates"), ("Secret", "peer-pods-secret")):
         assert k8s_object(run, kind, name).urn in kata, f"KataConfig must wait for {name} (and outlive it on destroy)"
-    assert run.of_type(KATA_CONFIG)[0].urn in run.named("peer-pods-caa-restart").depends_on
 
 
 def ancestors(run: StackRun, urn: str) -> set[str]:
