@@ -19,8 +19,8 @@ from components.tls import SelfSignedServerCertificate, ServerCertificateArgs, S
 from components.trustee import names, render
 from components.trustee.kbs import Kbs, KbsArgs, KbsDocuments, KbsKeys, KbsSecretResources, SecretResource
 from stacks.config import TrustedConfig
-from stacks.config.trusted import Workload
 from stacks.config.base import secret_output
+from stacks.config.trusted import Workload
 
 
 @dataclass(frozen=True)

@@ -204,12 +204,6 @@ class Workload(Model):
     """PCR 8 of this workload's previous initdata (its old `workloads.<name>.initdataPcr8` output), still
     accepted, and still given its resources, while running pod VMs restart onto the new one; empty it once they have."""
 
-    @property
-    def repository(self) -> str:
-        match = PINNED_IMAGE.match(self.image)
-        assert match
-        return match["repository"]
-
     def rules(self) -> Iterator[Problem]:
         for i, name in enumerate(self.resources):
             if name in self.resources[:i]:
