@@ -51,6 +51,9 @@ def deploy(config: TrustedConfig) -> None:
             "referenceValues.measurements is empty: the CPU policy does not check the SNP launch measurement of Azure's "
             "paravisor; list it (docs/trusted-cluster.md) and set referenceValues.requireMeasurement: true"
         )
+    for resource in config.kbs_resources:
+        if not any(resource.name in w.resources for w in config.workloads):
+            pulumi.log.warn(f"kbsResources {resource.name} is in no workload's resources: KBS holds it but releases it to no pod VM")
     https = _https_material(config, keys_provider)
     admin_key = tls.PrivateKey("kbs-admin-key", algorithm="ED25519", opts=pulumi.ResourceOptions(provider=keys_provider, protect=True))
     # The EAR token broker signs with a P-256 key (confidential-containers/trustee
