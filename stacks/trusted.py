@@ -126,7 +126,11 @@ def _workload_initdata(config: TrustedConfig, ca_pem: str) -> dict[str, Initdata
             InitdataArgs(
                 kbs_url=config.kbs.url,
                 kbs_ca_pem=ca_pem,
-                policy=AgentPolicyArgs(image=w.image, allow_read_stream=config.agent_policy.allow_read_stream),
+                policy=AgentPolicyArgs(
+                    image=w.image,
+                    allow_read_stream=config.agent_policy.allow_read_stream,
+                    args=tuple(w.args) if w.args is not None else None,
+                ),
                 registry_credentials_uri=uris[w.registry_credentials] if w.registry_credentials else None,
             )
         )

@@ -495,3 +495,13 @@ def test_prod_workload_pulls_its_image_with_kbs_registry_credentials(prod):
     _, run = prod
     cdh = tomllib.loads(tomllib.loads(initdata_document(run).decode())["data"]["cdh.toml"])
     assert cdh["image"] == {"authenticated_registry_credentials_uri": "kbs:///default/registry-auth/auth.json"}
+
+
+def test_a_workloads_pinned_command_line_is_in_its_agent_policy_only(runner):
+    args = ["/opt/nvidia/nvidia_entrypoint.sh", "/opt/nim/start_server.sh"]
+    run = runner.example("dev-trusted", set={"workloads.0.args": args})
+    pinned = {
+        name: evaluate({"policy.rego": tomllib.loads(initdata_document(run, name).decode())["data"]["policy.rego"]}, "data.agent_policy.pinned_args", {})
+        for name in run.outputs["workloads"]
+    }
+    assert pinned == {"llama-3-1-8b": args, "mistral-7b": None}

@@ -197,6 +197,9 @@ class Workload(Model):
     """kbsResources names released to a pod VM measuring this workload's initdata."""
     gpus: int = Field(default=1, ge=0, le=8)
     """GPUs the workload's pod VM attests; each resource's minGpus must fit."""
+    args: list[str] | None = Field(default=None, min_length=1)
+    """The container's full command line (the image's entrypoint and cmd, `skopeo inspect --config`), pinned in
+    the agent policy so the host cannot run the image with another command; unset: any command of the image."""
     registry_credentials: DnsLabel | None = None
     """A kbsResources name (listed in `resources`) holding the registry credentials the guest pulls
     `image` with: rendered as cdh.toml `[image] authenticated_registry_credentials_uri`."""
