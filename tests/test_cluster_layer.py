@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import pytest
@@ -314,16 +313,13 @@ def test_outputs_name_urls_runtime_class_and_referenced_resources(run):
 
 def test_topology_draws_the_confidential_flow(run, trusted):
     picture = render_topology([StackRun("dev-trusted", [], dict(trusted.values), frozenset()), run])
-    isvc = re.search(r'(\w+)\["InferenceService llama-3-1-8b/llama-3-1-8b"\]', picture)
-    assert isvc and f'-- "workloads.llama-3-1-8b.initdata: cc_init_data" --> {isvc[1]}\n' in picture
-    for model in ("llama-3-1-8b", "mistral-7b"):
-        isvc = re.search(rf'(\w+)\["InferenceService {model}/{model}"\]', picture)
-        assert isvc and f'-- "workloads.{model}.initdata: cc_init_data" --> {isvc[1]}\n' in picture
-        assert f'-- "workloads.{model}.sealedSecrets: signed pointer" -->' in picture
-    assert "INITDATA" not in picture
-    assert 'confidential VM (SEV-SNP + H100): Standard_NCC40ads_H100_v5' in picture
-    assert '-. "CPU + GPU evidence (attestation)" .-> kbs_dev_trusted' in picture
-    assert f"KBS {KBS_URL}" in picture
+    for model in ("llama_3_1_8b", "mistral_7b"):
+        # Each model's pod carries its own workload's initdata and signed pointers.
+        assert f'-- "kbsResources, workloads" --> cloud_nimmodel_model_{model}\n' in picture
+    # No default initdata in peer-pods-cm: a pod without its workload's initdata gets nothing.
+    trusted_edges = [line for line in picture.splitlines() if line.strip().startswith("cloud_stackreference_trusted_stack ")]
+    assert trusted_edges and not [line for line in trusted_edges if line.endswith("cloud_peerpods_peer_pods")]
+    assert "1 GPU, Standard_NCC40ads_H100_v5, kata-remote" in picture
 
 
 # --- the trusted stack must be there first -----------------------------------------------------
