@@ -1,7 +1,7 @@
 """Benchmark: the offline plan against the SDK floor, `python -m scripts.bench [--models 1,10,100] [--pairs N]`.
 
 For each model count it writes a copy of the environment's stack files whose cloud stack serves that
-many models (the first is the environment's own, the rest copies of it under other names), then runs,
+many models (the environment's own first, then copies of its first under other names), then runs,
 as paired A/B in fresh child processes of this one, alternating which goes first:
 
 - plan: `python -m scripts.plan ENV --stacks-dir COPY --out TMP`, the real command, files written;
@@ -57,7 +57,8 @@ def run_child(args: list[str]) -> Sample:
 
 
 def write_stacks(env: str, models: int, into: Path) -> Path:
-    """A copy of stacks/*.yaml whose ENV-cloud serves `models` models."""
+    """A copy of stacks/*.yaml whose ENV-cloud serves `models` models: the example's own first, then
+    copies of its first model under other names."""
     import yaml
 
     from scripts.offline.stackfile import STACKS_DIR, stack_path
@@ -65,13 +66,12 @@ def write_stacks(env: str, models: int, into: Path) -> Path:
     into.mkdir(parents=True)
     for path in STACKS_DIR.glob("Pulumi.*.yaml"):
         shutil.copy(path, into / path.name)
-    if models == 1:
-        return into
     cloud = stack_path(f"{env}-cloud", into)
     document = yaml.safe_load(cloud.read_text())
-    first = document["config"]["confidential-ai:models"][0]
-    copies = [{**first, "name": f"{first['name'][:24]}-{i:03d}"} for i in range(2, models + 1)]
-    document["config"]["confidential-ai:models"] = [first, *copies]
+    own = document["config"]["confidential-ai:models"]
+    first = own[0]
+    copies = [{**first, "name": f"{first['name'][:24]}-{i:03d}"} for i in range(len(own) + 1, models + 1)]
+    document["config"]["confidential-ai:models"] = [*own[:models], *copies]
     cloud.write_text(yaml.safe_dump(document, sort_keys=False))
     return into
 
