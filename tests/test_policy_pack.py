@@ -190,7 +190,7 @@ MANDATORY = {
     "critical-resources-protected",
     "cluster-trust-boundary",
 }
-ADVISORY = {"aro-api-server-private", "operator-upgrades-reviewed", "inference-in-confidential-vm"}
+ADVISORY = {"aro-api-server-private", "operator-upgrades-reviewed", "inference-in-confidential-vm", "snp-launch-measurement-pinned"}
 
 
 def test_pack_main_builds_one_pack_of_every_policy(monkeypatch):
@@ -479,6 +479,7 @@ TARGETS: dict[str, tuple[str, Callable[[StackRun], list[Registered]]]] = {
     "kbs-config": ("trusted", lambda run: [r for r in run.of_type(CONFIGMAP) if rules.KBS_CONFIG_KEY in (r.inputs.get("data") or {})]),
     "kbs-route": ("trusted", lambda run: [r for r in run.of_type(ROUTE) if rules.dig(r.inputs, "spec", "to", "name") == rules.KBS_SERVICE]),
     "kbs-keys": ("trusted", lambda run: run.of_type(rules.PRIVATE_KEY)),
+    "kbs-reference-values": ("trusted", lambda run: [r for r in run.of_type(CONFIGMAP) if rules.REFERENCE_VALUES_KEY in (r.inputs.get("data") or {})]),
 }
 
 
@@ -513,7 +514,7 @@ def test_policy_targets_exist_in_plan(plan, role):
     env, runs = plan
     run = runs[role]
     missing = [t for t in required_targets(env, role) if not TARGETS[t][1](run)]
-    assert missing == [], f"{run.stack} registers no {missing}: the pack's contract (README 'Security model') names them"
+    assert missing == [], f"{run.stack} registers no {missing}: the pack's contract (docs/security-model.md) names them"
 
 
 def _edit(r: Registered, change: Callable[[dict[str, Any]], None]) -> None:
@@ -555,6 +556,15 @@ def _bind_to_other_side(run: StackRun, target: Registered) -> None:
     target.provider = intruder.urn
 
 
+def _drop_reference_value(name: str) -> Callable[[dict[str, Any]], None]:
+    def change(inputs: dict[str, Any]) -> None:
+        records = json.loads(inputs["data"][rules.REFERENCE_VALUES_KEY])
+        records.pop(name, None)
+        inputs["data"][rules.REFERENCE_VALUES_KEY] = json.dumps(records)
+
+    return change
+
+
 def _unprotect(run: StackRun, target: Registered) -> None:
     target.protect = False
 
@@ -574,6 +584,7 @@ MUTATIONS: dict[str, tuple[str, str, Callable[[StackRun, Registered], None], str
     "aro-unprotected": ("cloud", "aro-cluster", _unprotect, "critical-resources-protected", True),
     "cloud-object-on-trusted-provider": ("cloud", "peer-pods-cm", _bind_to_other_side, "cluster-trust-boundary", True),
     "trusted-object-on-cloud-provider": ("trusted", "kbs-config", _bind_to_other_side, "cluster-trust-boundary", True),
+    "measurement-unpinned": ("trusted", "kbs-reference-values", lambda run, r: _edit(r, _drop_reference_value(rules.MEASUREMENT_REFERENCE)), "snp-launch-measurement-pinned", True),
     "aro-public-api": ("cloud", "aro-cluster", lambda run, r: _edit(r, lambda i: i.setdefault("apiserverProfile", {}).update(visibility="Public")), "aro-api-server-private", True),
 }
 
@@ -593,6 +604,15 @@ def test_each_policy_fires_on_its_violation_in_the_plan(env, mutation):
     assert {v.level for v in fired} == {POLICIES[policy].enforcement_level.value}
     if on_target:
         assert victim.urn in {v.urn for v in fired}
+
+
+def test_unpinned_launch_measurement_is_one_advisory_for_that_stack():
+    """dev pins no SNP launch measurement, prod does (and requires it)."""
+    for env, expected in (("dev", 1), ("prod", 0)):
+        for run in planned(env).values():
+            fired = [v for v in evaluate(run, rules.POLICIES) if v.policy == "snp-launch-measurement-pinned"]
+            assert len(fired) == (expected if run.stack.endswith("-trusted") else 0), run.stack
+            assert all(v.level == "advisory" and "referenceValues.measurements" in v.message for v in fired)
 
 
 def test_every_policy_has_a_plan_level_demonstration():
