@@ -2,8 +2,8 @@
 
 Drawn from the plan's data: the top-level resources of each stack, the trusted outputs the cloud
 stack's StackReference reads, and, where the cloud stack serves models, the confidential flow:
-initdata into peer-pods-cm and each InferenceService, KBS URIs into sealed secrets, each NIM pod in
-its confidential VM, and the attestation back to KBS that releases the secrets.
+each workload's initdata into its InferenceService, its signed sealed pointers into Secrets, each NIM
+pod in its confidential VM, and the attestation back to KBS that releases that workload's secrets.
 """
 
 from __future__ import annotations
@@ -50,10 +50,9 @@ def _confidential_flow(run: StackRun, ref: Registered, source: StackRun, nodes: 
     ref_id = _node_id(ref.urn)
     kbs = f"kbs_{_subgraph_id(source.stack)}"
     nodes[source.stack].append(f'    {kbs}(["KBS {source.outputs.get("kbsUrl", "")}<br/><small>attestation, resource policy</small>"])')
-    for cm in run.of_type("kubernetes:core/v1:ConfigMap"):
-        if "INITDATA" in (cm.inputs.get("data") or {}):
-            nodes[run.stack].append(f'    {_node_id(cm.urn)}["{_object(cm)}"]')
-            edges.append(f'  {ref_id} -- "initdata: INITDATA" --> {_node_id(cm.urn)}')
+    workloads = source.outputs.get("workloads") or {}
+    by_initdata = {w.get("initdata"): name for name, w in workloads.items()}
+    by_sealed = {v: name for name, w in workloads.items() for v in (w.get("sealedSecrets") or {}).values()}
     pods_by_namespace: dict[str, list[str]] = defaultdict(list)
     for isvc in run.of_type(_INFERENCE_SERVICE):
         predictor = isvc.inputs.get("spec", {}).get("predictor", {})
@@ -61,7 +60,8 @@ def _confidential_flow(run: StackRun, ref: Registered, source: StackRun, nodes: 
         isvc_id = _node_id(isvc.urn)
         nodes[run.stack].append(f'    {isvc_id}["{_object(isvc)}"]')
         if INITDATA_ANNOTATION in annotations:
-            edges.append(f'  {ref_id} -- "initdata: cc_init_data" --> {isvc_id}')
+            workload = by_initdata.get(annotations[INITDATA_ANNOTATION], "?")
+            edges.append(f'  {ref_id} -- "workloads.{workload}.initdata: cc_init_data" --> {isvc_id}')
         if predictor.get("runtimeClassName") != RUNTIME_CLASS:
             continue
         pod = f"pod_{isvc_id}"
@@ -74,15 +74,15 @@ def _confidential_flow(run: StackRun, ref: Registered, source: StackRun, nodes: 
         edges += [
             f"  {isvc_id} --> {pod}",
             f'  {pod} -. "CPU + GPU evidence (attestation)" .-> {kbs}',
-            f'  {kbs} -. "secrets, only after attestation" .-> {pod}',
+            f'  {kbs} -. "secrets of its workload, only to its PCR 8" .-> {pod}',
         ]
     for secret in run.of_type("kubernetes:core/v1:Secret"):
-        values = (secret.inputs.get("stringData") or {}).values()
-        if not any(isinstance(v, str) and v.startswith("sealed.") for v in values):
+        sealed = [v for v in (secret.inputs.get("stringData") or {}).values() if isinstance(v, str) and v.startswith("sealed.")]
+        if not sealed:
             continue
         secret_id = _node_id(secret.urn)
         nodes[run.stack].append(f'    {secret_id}["sealed secret {_object(secret)}"]')
-        edges.append(f'  {ref_id} -- "kbsResources: URI" --> {secret_id}')
+        edges.append(f'  {ref_id} -- "workloads.{by_sealed.get(sealed[0], "?")}.sealedSecrets: signed pointer" --> {secret_id}')
         edges += [f'  {secret_id} -- "pointer, unsealed in the TEE" --> {pod}' for pod in pods_by_namespace[secret.inputs["metadata"].get("namespace", "")]]
     return edges
 

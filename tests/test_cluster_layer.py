@@ -24,8 +24,10 @@ from tests.cluster_layer_fixtures import (
     POD_VM_NSG_ID,
     POD_VM_SUBNET_ID,
     SUBSCRIPTION,
+    WORKLOAD_IMAGE,
     run_cluster_layer,
     trusted_outputs,
+    workload_output,
 )
 from tests.conftest import example_config
 from tests.test_sealed_secret import decode
@@ -34,6 +36,7 @@ ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 KATA_CONFIG = "kubernetes:kataconfiguration.openshift.io/v1:KataConfig"
 DSC = "kubernetes:datasciencecluster.opendatahub.io/v2:DataScienceCluster"
 SUBSCRIPTION_TYPE = "kubernetes:operators.coreos.com/v1alpha1:Subscription"
+MODEL = {"name": "m", "workload": "llama-3-1-8b", "image": "nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3", "modelCacheGi": 60}
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +114,9 @@ def test_peer_pods_cm_keys_and_values(run, trusted):
         "PEERPODS_LIMIT_PER_NODE": "10",
         "VXLAN_PORT": "9000",
         "TAGS": "confidential-ai-stack=dev-cloud,environment=dev",
-        "INITDATA": trusted.values["initdata"],
     }
+    # No default initdata: a pod without its workload's annotation measures no workload's PCR 8.
+    assert "INITDATA" not in config_map_data(run)
     assert k8s_object(run, "ConfigMap", "peer-pods-cm").inputs["metadata"]["namespace"] == "openshift-sandboxed-containers-operator"
 
 
@@ -152,11 +156,10 @@ def test_caa_restarts_when_and_only_when_peer_pods_cm_changes(run, trusted):
     model = json.loads(example_config("dev-cloud")[0]["confidential-ai:models"])[0]
     unrelated = run_cluster_layer(trusted=trusted, set={"models": [{**model, "replicas": 3}]})
     assert caa_hash(unrelated) == caa_hash(run)
-    for changed in (
-        run_cluster_layer(trusted=trusted, set={"osc.proxyTimeout": "45m"}),
-        run_cluster_layer(trusted=trusted_outputs(initdata="H4sIAAAAAAAA/ytJLS4BAEmv3eAEAAAA")),
-    ):
-        assert caa_hash(changed) != caa_hash(run)
+    # A workload's new initdata reaches its pods through their annotation, not CAA's config.
+    renewed = trusted_outputs(workloads={"llama-3-1-8b": workload_output(policy="package agent_policy\n# v2")})
+    assert caa_hash(run_cluster_layer(trusted=renewed)) == caa_hash(run)
+    assert caa_hash(run_cluster_layer(trusted=trusted, set={"osc.proxyTimeout": "45m"})) != caa_hash(run)
 
 
 # --- OpenShift AI -----------------------------------------------------------------------------
@@ -185,7 +188,7 @@ def test_inference_service_runs_in_a_confidential_gpu_vm(run, trusted):
     assert predictor["runtimeClassName"] == "kata-remote"
     assert predictor["annotations"] == {
         MACHINE_TYPE_ANNOTATION: "Standard_NCC40ads_H100_v5",
-        INITDATA_ANNOTATION: trusted.values["initdata"],
+        INITDATA_ANNOTATION: trusted.values["workloads"]["llama-3-1-8b"]["initdata"],
     }
     # The peer-pods webhook turns the GPU request (not the limit) into the pod VM's default_gpus.
     assert predictor["model"]["resources"] == {"limits": {"nvidia.com/gpu": "1"}, "requests": {"nvidia.com/gpu": "1"}}
@@ -195,10 +198,11 @@ def test_inference_service_runs_in_a_confidential_gpu_vm(run, trusted):
     assert isvc["metadata"]["annotations"]["pulumi.com/waitFor"] == "condition=Ready"
 
 
-def test_nim_runtime_reads_its_key_from_a_sealed_secret_and_reports_readiness(run):
+def test_nim_runtime_reads_its_key_from_a_sealed_secret_and_reports_readiness(run, trusted):
     runtime = k8s_object(run, "ServingRuntime", "llama-3-1-8b-nim").inputs["spec"]
     container = runtime["containers"][0]
-    assert container["image"] == "nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3"
+    # The workload's pinned digest runs; the model's tag names the release only.
+    assert container["image"] == WORKLOAD_IMAGE
     assert container["readinessProbe"]["httpGet"] == {"path": "/v1/health/ready", "port": 8000}
     # The Route odh-model-controller creates targets the predictor Service port named "http".
     assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
@@ -207,6 +211,8 @@ def test_nim_runtime_reads_its_key_from_a_sealed_secret_and_reports_readiness(ru
     assert env["NGC_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "llama-3-1-8b-ngc-api-key", "key": "NGC_API_KEY"}}
     sealed = k8s_object(run, "Secret", "llama-3-1-8b-ngc-api-key").inputs
     assert sealed["metadata"]["namespace"] == "llama-3-1-8b"
+    # The trusted side's signed pointer, verbatim: the cloud side cannot sign one.
+    assert sealed["stringData"]["NGC_API_KEY"] == trusted.values["workloads"]["llama-3-1-8b"]["sealedSecrets"]["ngc-api-key"]
     assert decode(sealed["stringData"]["NGC_API_KEY"])["name"] == NGC_API_KEY_URI
     assert {"name": "nim-cache", "emptyDir": {"sizeLimit": "60Gi"}} in runtime["volumes"]
 
@@ -299,10 +305,10 @@ def test_outputs_name_urls_runtime_class_and_referenced_resources(run):
 
 def test_topology_draws_the_confidential_flow(run, trusted):
     picture = render_topology([StackRun("dev-trusted", [], dict(trusted.values), frozenset()), run])
-    config_map = re.search(r'(\w+)\["ConfigMap openshift-sandboxed-containers-operator/peer-pods-cm"\]', picture)
-    assert config_map and f'-- "initdata: INITDATA" --> {config_map[1]}\n' in picture
-    assert '"initdata: cc_init_data" -->' in picture
-    assert '"kbsResources: URI" -->' in picture
+    isvc = re.search(r'(\w+)\["InferenceService llama-3-1-8b/llama-3-1-8b"\]', picture)
+    assert isvc and f'-- "workloads.llama-3-1-8b.initdata: cc_init_data" --> {isvc[1]}\n' in picture
+    assert '"workloads.llama-3-1-8b.sealedSecrets: signed pointer" -->' in picture
+    assert "INITDATA" not in picture
     assert 'confidential VM (SEV-SNP + H100): Standard_NCC40ads_H100_v5' in picture
     assert '-. "CPU + GPU evidence (attestation)" .-> kbs_dev_trusted' in picture
     assert f"KBS {KBS_URL}" in picture
@@ -315,8 +321,8 @@ def test_undeployed_trusted_stack_stops_before_any_resource():
     with pytest.raises(ConfigError) as err:
         run_cluster_layer(trusted=None)
     assert err.value.lines() == [
-        "dev-cloud: trustedStack: organization/confidential-ai/dev-trusted has no output kbsUrl, kbsCaCert, initdata, "
-        "initdataDigest, kbsResources (deploy it first: pulumi up -s dev-trusted)"
+        "dev-cloud: trustedStack: organization/confidential-ai/dev-trusted has no output kbsUrl, kbsCaCert, kbsResources, "
+        "workloads, sealedSecretKeyUri (deploy it first: pulumi up -s dev-trusted)"
     ]
     assert [r.type for r in err.value.registered] == ["pulumi:pulumi:StackReference"]
 
@@ -325,8 +331,13 @@ def test_undeployed_trusted_stack_stops_before_any_resource():
     ("trusted", "set", "line"),
     [
         (trusted_outputs(kbsCaCert=None), {}, "trustedStack: organization/confidential-ai/dev-trusted has no output kbsCaCert (deploy it first: pulumi up -s dev-trusted)"),
-        (trusted_outputs(), {"models": [{"name": "m", "image": "nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3", "modelCacheGi": 60, "ngcApiKeyResource": "hf-token"}]}, "models[0].ngcApiKeyResource: hf-token is not a KBS resource of organization/confidential-ai/dev-trusted (it publishes: model-key, ngc-api-key, nvcr-credentials)"),
-        (trusted_outputs(), {"imagePull": {"mode": "kbs"}, "nvcrPullKey": None}, "imagePull.mode: kbs needs the trusted initdata's cdh.toml to set [image] authenticated_registry_credentials_uri = 'kbs:///default/nvcr/credentials'"),
+        (trusted_outputs(), {"models": [{**MODEL, "ngcApiKeyResource": "hf-token"}]}, "models[0].ngcApiKeyResource: hf-token is not a KBS resource of organization/confidential-ai/dev-trusted (it publishes: model-key, ngc-api-key, nvcr-credentials)"),
+        (trusted_outputs(), {"models": [{**MODEL, "ngcApiKeyResource": "nvcr-credentials"}]}, "models[0].ngcApiKeyResource: workload llama-3-1-8b may not receive nvcr-credentials (its resources: ngc-api-key, model-key)"),
+        (trusted_outputs(), {"models": [{**MODEL, "workload": "mistral-7b"}]}, "models[0].workload: mistral-7b is not a workload of organization/confidential-ai/dev-trusted (it exports: llama-3-1-8b)"),
+        (trusted_outputs(), {"models": [{**MODEL, "image": "nvcr.io/nim/meta/llama-3.1-70b-instruct:1.3.3"}]}, "models[0].image: nvcr.io/nim/meta/llama-3.1-70b-instruct is not the repository of workload llama-3-1-8b's pinned image " + WORKLOAD_IMAGE),
+        (trusted_outputs(workloads={"llama-3-1-8b": workload_output(gpus=2)}), {}, "models[0].gpus: workload llama-3-1-8b is declared with 2 GPUs; the model asks for 1"),
+        (trusted_outputs(workloads={"llama-3-1-8b": {"image": WORKLOAD_IMAGE}}), {}, "trustedStack: organization/confidential-ai/dev-trusted output workloads.llama-3-1-8b lacks initdata, initdataDigest, initdataPcr8, resources, gpus, sealedSecrets (update the trusted stack first)"),
+        (trusted_outputs(), {"imagePull": {"mode": "kbs"}, "nvcrPullKey": None}, "models[0].workload: imagePull.mode kbs needs workload llama-3-1-8b to set registryCredentials: nvcr-credentials on organization/confidential-ai/dev-trusted (its cdh.toml has no authenticated_registry_credentials_uri = 'kbs:///default/nvcr/credentials')"),
     ],
 )
 def test_what_the_cloud_side_needs_from_the_trusted_stack_is_checked(trusted, set, line):
@@ -347,7 +358,7 @@ def test_gpu_gated_key_needs_a_model_with_enough_gpus():
 def test_trusted_outputs_the_cloud_reads_must_be_public():
     from scripts.offline.fakes import StackOutputs
 
-    leaky = StackOutputs(trusted_outputs().values, frozenset({"initdata"}))
+    leaky = StackOutputs(trusted_outputs().values, frozenset({"workloads"}))
     with pytest.raises(ConfigError) as err:
         run_cluster_layer(trusted=leaky)
-    assert err.value.lines() == ["dev-cloud: trustedStack: organization/confidential-ai/dev-trusted exports initdata as secret; the cloud side reads only public values"]
+    assert err.value.lines() == ["dev-cloud: trustedStack: organization/confidential-ai/dev-trusted exports workloads as secret; the cloud side reads only public values"]

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from regopy import Interpreter
 
-from components.initdata import render_agent_policy, render_initdata
+from components.initdata import AgentPolicyArgs, InitdataArgs, render_agent_policy, render_initdata
 from components.trustee import render
-from stacks.config.trusted import KbsResource, ReferenceValues
+from stacks.config.trusted import ReferenceValues
 from tests.conftest import SHARED
 from tests.trusted_stack import example_trusted as run_example
 
@@ -65,7 +65,7 @@ def reference_values(cpu_input) -> ReferenceValues:
 
 def rvps_data(values: ReferenceValues, pcr8: str) -> dict[str, Any]:
     """`data.rv` for the shim: the values of the rendered RVPS document, decoded as RVPS would."""
-    records = json.loads(render.reference_values_document(values, pcr8))
+    records = json.loads(render.reference_values_document(values, [pcr8]))
     return {name: json.loads(base64.urlsafe_b64decode(record))["value"] for name, record in records.items()}
 
 
@@ -186,6 +186,14 @@ def test_gpu_genuine_h100_affirms(gpu_claims):
     assert gpu_claims() == AFFIRMING_GPU
 
 
+def test_gpu_policy_reads_only_claims_nras_sends(gpu_input):
+    """A claim NRAS never emits (e.g. `x-nvidia-device-type`) would make every real GPU fail."""
+    policy = "\n".join(line for line in render.gpu_policy().splitlines() if not line.lstrip().startswith("#"))
+    read = set(re.findall(r'claims\["([a-z0-9-]+)"\]', policy)) | set(re.findall(r"claims\.([a-z_]+)\b", policy))
+    assert read, "the scan found no claim reads"
+    assert read <= set(gpu_input["nvidia"]), f"the GPU policy reads claims NRAS does not send: {read - set(gpu_input['nvidia'])}"
+
+
 def test_gpu_vbios_versions_compare_case_insensitively(gpu_claims):
     # The reference lists 96.00.9f.00.04; NRAS reports 96.00.9F.00.04.
     assert gpu_claims()["configuration"] == 2
@@ -236,19 +244,32 @@ def test_gpu_unverified_report_is_unrecognised_hardware(gpu_claims, edit):
 
 # --- Resource policy (KBS release decision) --------------------------------------------------
 
+# PCR 8 of the example EAR's pod VM (shared/attestation-examples/ear_cpu_gpu.json, cpu0 tpm.pcr08): the
+# measured initdata of workload A; workload B is another initdata.
+WORKLOAD_A = "3ecb4fec478b0b9272109c6184a93f5535908294ff059d882da7cce1cd5362de"
+WORKLOAD_B = "5d1b0e0fbb1c3f7a9e4a6c2d8b0f1e3a5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e4f"
 RESOURCES = [
-    KbsResource(name="ngc-api-key", secret="ngc-api-key", key="api-key", gpu_gated=True),
-    KbsResource(name="registry", secret="registry-auth", key="auth.json", gpu_gated=False),
-    KbsResource(name="big-model-key", secret="big-model", key="key", gpu_gated=True, min_gpus=2),
+    render.Release("ngc-api-key", ("default", "ngc-api-key", "api-key"), 1, [WORKLOAD_A, WORKLOAD_B]),
+    render.Release("registry", ("default", "registry-auth", "auth.json"), 0, [WORKLOAD_A]),
+    render.Release("big-model-key", ("default", "big-model", "key"), 2, [WORKLOAD_A]),
+    render.Release("b-model-key", ("default", "b-model", "key"), 1, [WORKLOAD_B]),
 ]
 GPU_PATH = ["default", "ngc-api-key", "api-key"]
 CPU_PATH = ["default", "registry-auth", "auth.json"]
 TWO_GPU_PATH = ["default", "big-model", "key"]
+B_PATH = ["default", "b-model", "key"]
 
 
 def allowed(token: dict[str, Any], path: list[str], resources=RESOURCES, plugin: str = "resource") -> bool:
     data = {"plugin": plugin, "resource-path": path, "query": {}}
     return evaluate(render.resource_policy(resources), "data.policy.allow", token, data) is True
+
+
+def measuring(pcr8: str):
+    def edit(submods):
+        submods["cpu0"]["ear.veraison.annotated-evidence"]["az-snp-vtpm"]["tpm"]["pcr08"] = pcr8
+
+    return edit
 
 
 def edited(ear: dict[str, Any], edit) -> dict[str, Any]:
@@ -326,6 +347,31 @@ def test_gpu_submodule_without_nvidia_evidence_does_not_count(ear):
     assert not allowed(edited(ear, no_nvidia), GPU_PATH)
 
 
+def test_workload_a_vm_cannot_get_workload_b_secret(ear):
+    """Perfect CPU and GPU evidence, but the initdata of workload A: B's secret stays in KBS."""
+    assert ear["submods"]["cpu0"]["ear.veraison.annotated-evidence"]["az-snp-vtpm"]["tpm"]["pcr08"] == WORKLOAD_A
+    assert not allowed(ear, B_PATH)
+    assert allowed(edited(ear, measuring(WORKLOAD_B)), B_PATH)
+
+
+def test_a_shared_resource_goes_to_each_workload_allowed_it(ear):
+    assert allowed(ear, GPU_PATH)
+    assert allowed(edited(ear, measuring(WORKLOAD_B)), GPU_PATH)
+    assert not allowed(edited(ear, measuring(WORKLOAD_B)), CPU_PATH)
+
+
+def test_a_pod_vm_measuring_no_workload_gets_nothing(ear):
+    other = edited(ear, measuring("ee" * 32))
+    assert not [path for path in (GPU_PATH, CPU_PATH, TWO_GPU_PATH, B_PATH) if allowed(other, path)]
+
+
+def test_missing_pcr8_claim_denies(ear):
+    def no_pcr8(submods):
+        del submods["cpu0"]["ear.veraison.annotated-evidence"]["az-snp-vtpm"]["tpm"]["pcr08"]
+
+    assert not allowed(edited(ear, no_pcr8), GPU_PATH)
+
+
 def test_resource_needing_two_gpus(ear):
     assert not allowed(ear, TWO_GPU_PATH)
     assert allowed(edited(ear, lambda s: s.update(gpu1=copy.deepcopy(s["gpu0"]))), TWO_GPU_PATH)
@@ -339,7 +385,9 @@ def test_dev_reference_values_affirm_a_guest_measuring_the_dev_initdata(cpu_inpu
     config, run = example_trusted
     reference = run.named("kbs-rvps-reference-values", "kubernetes:core/v1:ConfigMap").inputs["data"]["reference_value"]
     rv = {name: json.loads(base64.urlsafe_b64decode(record))["value"] for name, record in json.loads(reference).items()}
-    initdata = render_initdata(config.kbs.url, run.outputs["kbsCaCert"], config.agent_policy.denied_requests)
+    (workload,) = config.workloads
+    initdata = render_initdata(InitdataArgs(config.kbs.url, run.outputs["kbsCaCert"], AgentPolicyArgs(workload.image, config.agent_policy.allow_read_stream)))
+    assert initdata.pcr8 == run.outputs["workloads"][workload.name]["initdataPcr8"]
     evidence = copy.deepcopy(cpu_input)
     tpm = evidence["az-snp-vtpm"]["tpm"]
     for n in ("03", "09", "11", "12"):
@@ -358,7 +406,7 @@ def shipped_policies(example_trusted) -> dict[str, str]:
         name: next(iter(run.named(f"kbs-{name}", "kubernetes:core/v1:ConfigMap").inputs["data"].values()))
         for name in ("attestation-policy-cpu", "attestation-policy-gpu", "resource-policy")
     }
-    policies["agent-policy"] = render_agent_policy(config.agent_policy.denied_requests)
+    policies["agent-policy"] = render_agent_policy(AgentPolicyArgs(config.workloads[0].image))
     return policies
 
 
