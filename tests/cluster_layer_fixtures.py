@@ -22,7 +22,8 @@ from scripts.offline import StackRun, run_stack
 from scripts.offline.fakes import StackOutputs, fake_pem
 from stacks.config import CloudConfig, load_from_pulumi
 from stacks.cloud_cluster import deploy_cluster_layer, read_trusted_stack
-from stacks.contracts import AzureLayer
+from stacks.contracts import AzureLayer, ModelStorageHandOff
+from stacks.encrypted_models import plan_encrypted_models
 from tests.conftest import example_config
 
 KBS_URL = "https://kbs.trusted-dev.example.com"
@@ -36,6 +37,7 @@ POD_VM_NSG_ID = f"{RESOURCE_GROUP}/providers/Microsoft.Network/networkSecurityGr
 POD_VM_IMAGE_ID = f"{RESOURCE_GROUP}/providers/Microsoft.Compute/galleries/PodVMGallery/images/podvm-gpu/versions/1.0.0"
 PEER_PODS_CLIENT_ID = "5b1e2c3d-4f5a-4b6c-8d7e-9f0a1b2c3d4e"
 PEER_PODS_CLIENT_SECRET = "azure-client-secret:peer-pods:dev"
+MODEL_STORAGE_SAS = "sv=2022-11-02&sr=c&sp=r&spr=https&se=2027-06-30T00:00:00Z&sig=model-storage-sas:dev"
 
 
 def _toml_str(value: str) -> str:
@@ -68,7 +70,8 @@ KBS_RESOURCES = {
 
 
 def workload_output(
-    registry_credentials_uri: str | None = None, image: str = WORKLOAD_IMAGE, resources: tuple[str, ...] = ("ngc-api-key", "model-key"), gpus: int = 1, policy: str = "package agent_policy"
+    registry_credentials_uri: str | None = None, image: str = WORKLOAD_IMAGE, resources: tuple[str, ...] = ("ngc-api-key", "model-key"), gpus: int = 1, policy: str = "package agent_policy",
+    encrypted_model: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """One entry of the trusted stack's `workloads` output (stacks/contracts.py WORKLOAD_KEYS)."""
     document = initdata_toml(registry_credentials_uri, policy).encode()
@@ -83,6 +86,7 @@ def workload_output(
         "resources": list(resources),
         "gpus": gpus,
         "sealedSecrets": {name: sealed_secret(KBS_RESOURCES[name]["uri"], SEALING_KEY_PEM, SEALED_SECRET_KEY_URI) for name in resources},
+        **({"encryptedModel": encrypted_model} if encrypted_model else {}),
     }
 
 
@@ -111,6 +115,10 @@ def azure_layer(config: CloudConfig) -> AzureLayer:
         pod_vm_image_id=POD_VM_IMAGE_ID,
         peer_pods_client_id=PEER_PODS_CLIENT_ID,
         peer_pods_client_secret=pulumi.Output.secret(PEER_PODS_CLIENT_SECRET),
+        model_storage=ModelStorageHandOff(
+            f"https://{config.model_storage.account_name}.blob.core.windows.net/{config.model_storage.container_name}",
+            pulumi.Output.secret(MODEL_STORAGE_SAS),
+        ) if config.model_storage else None,
     )
 
 
@@ -118,7 +126,7 @@ def cluster_layer_program() -> None:
     config = load_from_pulumi()
     assert isinstance(config, CloudConfig)
     trusted = read_trusted_stack(config)
-    deploy_cluster_layer(config, azure_layer(config), trusted)
+    deploy_cluster_layer(config, azure_layer(config), trusted, plan_encrypted_models(config, trusted.workloads))
 
 
 def run_cluster_layer(stack: str = "dev-cloud", trusted: StackOutputs | None = None, set: dict[str, Any] | None = None, delete: tuple[str, ...] = ()) -> StackRun:
