@@ -66,7 +66,8 @@ def kubernetes_manifests(run: StackRun) -> list[tuple[str, dict[str, Any]]]:
         if manifest["kind"] == "Secret":
             for field in ("data", "stringData"):
                 if field in manifest:
-                    manifest[field] = {key: SECRET for key in manifest[field]}
+                    # A Secret whose values come from a Pulumi secret is secret as a whole, keys included.
+                    manifest[field] = {key: SECRET for key in manifest[field]} if isinstance(manifest[field], dict) else SECRET
         metadata = manifest.get("metadata", {})
         scope = metadata.get("namespace", "cluster")
         filename = f"{scope}--{manifest['kind']}--{metadata.get('name', r.name)}.yaml".lower()

@@ -10,6 +10,7 @@ import base64
 import gzip
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -65,8 +66,21 @@ WORKLOAD_IMAGE = "nvcr.io/nim/meta/llama-3.1-8b-instruct@sha256:" + "ab" * 32
 KBS_RESOURCES = {
     "ngc-api-key": {"uri": NGC_API_KEY_URI, "gpuGated": True, "minGpus": 1},
     "nvcr-credentials": {"uri": NVCR_CREDENTIALS_URI, "gpuGated": False, "minGpus": 0},
-    "model-key": {"uri": "kbs:///default/model/key", "gpuGated": True, "minGpus": 1},
+    "model-key": {"uri": "kbs:///default/model-decryption/key.bin", "gpuGated": True, "minGpus": 1},
 }
+# The prod example's encrypted model (stacks/Pulumi.prod-*.yaml, stacks/models/prod/llama-ft/manifest.json).
+ENCRYPTED_WORKLOAD = "llama-ft"
+ENCRYPTED_WORKLOAD_IMAGE = "nvcr.io/nim/nvidia/llm-nim@sha256:" + "5d" * 32
+DECRYPTOR_IMAGE = "registry.example.com/confidential-ai/model-decryptor@sha256:" + "0c" * 32
+PROD_MANIFEST = Path(__file__).resolve().parents[1] / "stacks" / "models" / "prod" / "llama-ft" / "manifest.json"
+
+
+def encrypted_model_output(manifest_sha256: str | None = None) -> dict[str, str]:
+    return {
+        "decryptorImage": DECRYPTOR_IMAGE,
+        "keyUri": KBS_RESOURCES["model-key"]["uri"],
+        "manifestSha256": manifest_sha256 or hashlib.sha256(PROD_MANIFEST.read_bytes()).hexdigest(),
+    }
 
 
 def workload_output(
@@ -90,12 +104,23 @@ def workload_output(
     }
 
 
-def trusted_outputs(registry_credentials_uri: str | None = None, **overrides: Any) -> StackOutputs:
+def encrypted_workload_output(registry_credentials_uri: str | None = None, **encrypted: str) -> dict[str, Any]:
+    """The prod example's llama-ft workload: an encrypted model, its own initdata."""
+    return workload_output(
+        registry_credentials_uri, ENCRYPTED_WORKLOAD_IMAGE, ("model-key",), policy="package agent_policy\n# llama-ft",
+        encrypted_model=encrypted_model_output(**encrypted),
+    )
+
+
+def trusted_outputs(registry_credentials_uri: str | None = None, encrypted_workload: bool = False, **overrides: Any) -> StackOutputs:
     values = {
         "kbsUrl": KBS_URL,
         "kbsCaCert": KBS_CA_CERT,
         "kbsResources": KBS_RESOURCES,
-        "workloads": {"llama-3-1-8b": workload_output(registry_credentials_uri)},
+        "workloads": {
+            "llama-3-1-8b": workload_output(registry_credentials_uri),
+            **({ENCRYPTED_WORKLOAD: encrypted_workload_output(registry_credentials_uri)} if encrypted_workload else {}),
+        },
         "sealedSecretKeyUri": SEALED_SECRET_KEY_URI,
         **overrides,
     }

@@ -50,8 +50,8 @@ def run(trusted) -> StackRun:
 
 
 @pytest.fixture(scope="module")
-def prod(trusted) -> StackRun:
-    return run_cluster_layer("prod-cloud", trusted=trusted)
+def prod() -> StackRun:
+    return run_cluster_layer("prod-cloud", trusted=trusted_outputs(encrypted_workload=True))
 
 
 def k8s_object(run: StackRun, kind: str, name: str) -> Registered:

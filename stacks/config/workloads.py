@@ -12,7 +12,6 @@ from stacks.config.base import (
     CONFIDENTIAL_GPU_SIZE,
     DnsLabel,
     Hostname,
-    HttpsUrl,
     Model,
     OperatorPin,
     Problem,
@@ -73,13 +72,17 @@ class OpenShiftAiSettings(Model):
     derived from cluster.aro.domain when the stack creates the cluster."""
 
 
+# What the decryptor's agent policy accepts as the ciphertext's place (components/initdata.py template).
+BlobUrl = Annotated[str, matching(r"^https://[a-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~%/-]*)?$", "an https URL without query (like https://<account>.blob.core.windows.net/<container>/<model>)")]
+
+
 class EncryptedSource(Model):
     """An encrypted model (`python -m scripts.encrypt_model` output): where its ciphertext is, which manifest describes it."""
 
     manifest: str = Field(min_length=1)
     """Path of the model's manifest.json, relative to the project root: the plan sizes the pod's memory
     volume from it and checks it is the manifest the model's workload pins on the trusted side."""
-    url: HttpsUrl | None = None
+    url: BlobUrl | None = None
     """Base URL of the uploaded ciphertext (its manifest.json.jwe and *.jwe); default
     `<modelStorage container URL>/<model name>`, read with the stack's SAS."""
 
