@@ -57,11 +57,18 @@ KBS_RESOURCE_LABEL = "confidential-ai/kbs-resource"
 # Keys whose values the toolkit keeps in KBS, whatever Secret or container env they appear in.
 DEFAULT_KBS_MANAGED_KEYS = ("NGC_API_KEY", "NGC_CLI_API_KEY", "api_key")
 # guest-components confidential-data-hub docs/SEALED_SECRET.md: sealed.<header>.<b64url JSON>.<signature>.
-_SEALED = re.compile(r"^sealed\.[A-Za-z0-9_-]*\.(?P<payload>[A-Za-z0-9_-]+=*)\.[A-Za-z0-9_-]*$")
+_SEALED = re.compile(r"^sealed\.(?P<header>[A-Za-z0-9_-]*)\.(?P<payload>[A-Za-z0-9_-]+=*)\.(?P<signature>[A-Za-z0-9_-]*)$")
+# From guest-components v0.18.0 CDH verifies each one: header `alg` ES256 with a `kid`, a raw 64-byte
+# r||s signature (confidential-data-hub hub/src/secret/mod.rs); unsigned ones are rejected.
+_ES256_SIGNATURE_BYTES = 64
 
 # Mounted file name the trustee operator expects (openshift/trustee-operator internal/controller).
 KBS_CONFIG_KEY = "kbs-config.toml"
 KBS_SERVICE = "kbs-service"
+REFERENCE_VALUES_KEY = "reference_value"
+# Reference value holding the accepted SNP launch measurements (confidential-containers/trustee
+# attestation-service/src/ear_token/ear_default_policy_cpu.rego queries the same name).
+MEASUREMENT_REFERENCE = "measurement"
 
 ARO_CLUSTER = "azure-native:redhatopenshift:OpenShiftCluster"
 PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
@@ -274,7 +281,24 @@ def sealed_secret_problem(value: Any) -> str | None:
         return "is a sealed secret whose payload is not base64url JSON"
     if not isinstance(document, dict) or document.get("provider") != "kbs" or not str(document.get("name", "")).startswith("kbs:///"):
         return "is a sealed secret that does not point into KBS (provider kbs, name kbs:///...)"
+    header, signature = _b64url_json(match["header"]), _b64url_bytes(match["signature"])
+    if not isinstance(header, dict) or header.get("alg") != "ES256" or not header.get("kid") or len(signature or b"") != _ES256_SIGNATURE_BYTES:
+        return "is an unsigned sealed secret (needs an ES256 header with a kid and a 64-byte signature, made on the trusted side)"
     return None
+
+
+def _b64url_bytes(part: str) -> bytes | None:
+    try:
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _b64url_json(part: str) -> Any:
+    try:
+        return json.loads(_b64url_bytes(part) or b"")
+    except ValueError:
+        return None
 
 
 def kbs_secrets_sealed(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
@@ -342,6 +366,29 @@ def kbs_route_passthrough(args: ResourceValidationArgs, report_violation: Report
         report_violation(f"Route {dig(args.props, 'metadata', 'name')} tls.termination is {termination!r}: it must be \"passthrough\" so TLS ends in KBS", None)
     if dig(args.props, "spec", "tls", "insecureEdgeTerminationPolicy") == "Allow":
         report_violation("Route tls.insecureEdgeTerminationPolicy must not be \"Allow\": KBS is never reached over plain HTTP", None)
+
+
+def launch_measurement_pinned(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type != "kubernetes:core/v1:ConfigMap" or role_of(args.urn) != "trusted":
+        return
+    text = _mapping(args.props.get("data")).get(REFERENCE_VALUES_KEY)
+    if text is None:
+        return
+    if not _reference_value(str(text), MEASUREMENT_REFERENCE):
+        report_violation(
+            f"{REFERENCE_VALUES_KEY} pins no SNP launch measurement: any paravisor firmware passes CPU attestation; "
+            "set referenceValues.measurements (and requireMeasurement) to the value read from a running confidential VM",
+            None,
+        )
+
+
+def _reference_value(document: str, name: str) -> Any:
+    """The value of one RVPS record ({name: URL-safe base64 of {"value": ...}}), or None when absent or unreadable."""
+    try:
+        record = json.loads(document).get(name)
+        return json.loads(base64.urlsafe_b64decode(str(record))).get("value") if record else None
+    except (AttributeError, binascii.Error, ValueError):
+        return None
 
 
 # --- Policy: critical resources are protected -------------------------------------------------
@@ -495,6 +542,12 @@ POLICIES = [
         description="Operator subscriptions pin a CSV and approve install plans manually (advisory).",
         enforcement_level=ADVISORY,
         validate=operator_upgrades_reviewed,
+    ),
+    ResourceValidationPolicy(
+        name="snp-launch-measurement-pinned",
+        description="The trusted side's reference values pin the SNP launch measurement (advisory: no published list exists; read it from a running confidential VM).",
+        enforcement_level=ADVISORY,
+        validate=launch_measurement_pinned,
     ),
     ResourceValidationPolicy(
         name="inference-in-confidential-vm",

@@ -66,7 +66,7 @@ def kubernetes_manifests(run: StackRun) -> list[tuple[str, dict[str, Any]]]:
         if manifest["kind"] == "Secret":
             for field in ("data", "stringData"):
                 if field in manifest:
-                    # A Secret whose values come from a Pulumi secret is secret as a whole, keys included.
+                    # Each value hidden; a field secret as a whole is already "[secret]".
                     manifest[field] = {key: SECRET for key in manifest[field]} if isinstance(manifest[field], dict) else SECRET
         metadata = manifest.get("metadata", {})
         scope = metadata.get("namespace", "cluster")
@@ -168,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for run in runs:
         print(render_tree(run))
+        for warning in run.warnings:
+            print(f"warning: {run.stack}: {warning}", file=sys.stderr)
     print(f"\nwrote {args.out}/ ({', '.join(run.stack for run in runs)}, topology.md)")
     return 0
 

@@ -52,7 +52,7 @@ def _confidential_flow(run: StackRun, ref: Registered, source: StackRun, nodes: 
     nodes[source.stack].append(f'    {kbs}(["KBS {source.outputs.get("kbsUrl", "")}<br/><small>attestation, resource policy</small>"])')
     workloads = source.outputs.get("workloads") or {}
     by_initdata = {w.get("initdata"): name for name, w in workloads.items()}
-    by_sealed = {v: name for name, w in workloads.items() for v in (w.get("sealedSecrets") or {}).values()}
+    workload_by_namespace: dict[str, str] = {}
     pods_by_namespace: dict[str, list[str]] = defaultdict(list)
     for isvc in run.of_type(_INFERENCE_SERVICE):
         predictor = isvc.inputs.get("spec", {}).get("predictor", {})
@@ -61,6 +61,7 @@ def _confidential_flow(run: StackRun, ref: Registered, source: StackRun, nodes: 
         nodes[run.stack].append(f'    {isvc_id}["{_object(isvc)}"]')
         if INITDATA_ANNOTATION in annotations:
             workload = by_initdata.get(annotations[INITDATA_ANNOTATION], "?")
+            workload_by_namespace[isvc.inputs["metadata"].get("namespace", "")] = workload
             edges.append(f'  {ref_id} -- "workloads.{workload}.initdata: cc_init_data" --> {isvc_id}')
         if predictor.get("runtimeClassName") != RUNTIME_CLASS:
             continue
@@ -82,8 +83,9 @@ def _confidential_flow(run: StackRun, ref: Registered, source: StackRun, nodes: 
             continue
         secret_id = _node_id(secret.urn)
         nodes[run.stack].append(f'    {secret_id}["sealed secret {_object(secret)}"]')
-        edges.append(f'  {ref_id} -- "workloads.{by_sealed.get(sealed[0], "?")}.sealedSecrets: signed pointer" --> {secret_id}')
-        edges += [f'  {secret_id} -- "pointer, unsealed in the TEE" --> {pod}' for pod in pods_by_namespace[secret.inputs["metadata"].get("namespace", "")]]
+        namespace = secret.inputs["metadata"].get("namespace", "")
+        edges.append(f'  {ref_id} -- "workloads.{workload_by_namespace.get(namespace, "?")}.sealedSecrets: signed pointer" --> {secret_id}')
+        edges += [f'  {secret_id} -- "pointer, unsealed in the TEE" --> {pod}' for pod in pods_by_namespace[namespace]]
     return edges
 
 

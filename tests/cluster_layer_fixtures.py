@@ -63,6 +63,7 @@ SEALING_KEY_PEM = ec.derive_private_key(0x5EA1ED, ec.SECP256R1()).private_bytes(
 ).decode()
 SEALED_SECRET_KEY_URI = "kbs:///default/sealed-secret-key/public-jwk"
 WORKLOAD_IMAGE = "nvcr.io/nim/meta/llama-3.1-8b-instruct@sha256:" + "ab" * 32
+MISTRAL_IMAGE = "nvcr.io/nim/mistralai/mistral-7b-instruct-v0.3@sha256:" + "cd" * 32
 KBS_RESOURCES = {
     "ngc-api-key": {"uri": NGC_API_KEY_URI, "gpuGated": True, "minGpus": 1},
     "nvcr-credentials": {"uri": NVCR_CREDENTIALS_URI, "gpuGated": False, "minGpus": 0},
@@ -84,11 +85,11 @@ def encrypted_model_output(manifest_sha256: str | None = None) -> dict[str, str]
 
 
 def workload_output(
-    registry_credentials_uri: str | None = None, image: str = WORKLOAD_IMAGE, resources: tuple[str, ...] = ("ngc-api-key", "model-key"), gpus: int = 1, policy: str = "package agent_policy",
+    registry_credentials_uri: str | None = None, image: str = WORKLOAD_IMAGE, resources: tuple[str, ...] = ("ngc-api-key", "model-key"), gpus: int = 1, policy: str = "",
     encrypted_model: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """One entry of the trusted stack's `workloads` output (stacks/contracts.py WORKLOAD_KEYS)."""
-    document = initdata_toml(registry_credentials_uri, policy).encode()
+    document = initdata_toml(registry_credentials_uri, f"package agent_policy\npinned_image := {json.dumps(image)}\n{policy}").encode()
     digest = hashlib.sha256(document).hexdigest()
     if registry_credentials_uri:
         resources = (*resources, "nvcr-credentials")
@@ -107,7 +108,7 @@ def workload_output(
 def encrypted_workload_output(registry_credentials_uri: str | None = None, **encrypted: str) -> dict[str, Any]:
     """The prod example's llama-ft workload: an encrypted model, its own initdata."""
     return workload_output(
-        registry_credentials_uri, ENCRYPTED_WORKLOAD_IMAGE, ("model-key",), policy="package agent_policy\n# llama-ft",
+        registry_credentials_uri, ENCRYPTED_WORKLOAD_IMAGE, ("model-key",),
         encrypted_model=encrypted_model_output(**encrypted),
     )
 
@@ -119,6 +120,7 @@ def trusted_outputs(registry_credentials_uri: str | None = None, encrypted_workl
         "kbsResources": KBS_RESOURCES,
         "workloads": {
             "llama-3-1-8b": workload_output(registry_credentials_uri),
+            "mistral-7b": workload_output(registry_credentials_uri, MISTRAL_IMAGE, ("ngc-api-key",)),
             **({ENCRYPTED_WORKLOAD: encrypted_workload_output(registry_credentials_uri)} if encrypted_workload else {}),
         },
         "sealedSecretKeyUri": SEALED_SECRET_KEY_URI,
@@ -128,8 +130,10 @@ def trusted_outputs(registry_credentials_uri: str | None = None, encrypted_workl
 
 
 def azure_layer(config: CloudConfig) -> AzureLayer:
+    kubeconfig = pulumi.Output.secret("apiVersion: v1\nkind: Config\n")
     return AzureLayer(
-        kubernetes=cluster_provider("cloud-cluster", pulumi.Output.secret("apiVersion: v1\nkind: Config\n"), config.stack.name),
+        kubernetes=cluster_provider("cloud-cluster", kubeconfig, config.stack.name),
+        kubeconfig=kubeconfig,
         cluster_ready=[],
         subscription_id=SUBSCRIPTION,
         tenant_id=config.azure.tenant_id,

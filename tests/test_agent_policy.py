@@ -3,8 +3,8 @@
 CreateContainerRequest inputs come from kata-containers' genpolicy test data (tests/fixtures/kata-genpolicy,
 provenance in its SOURCES.md); only the guest-pulled image is changed. Each request is evaluated as the
 agent does: `data.agent_policy.<Request>` must be exactly `true` (kata-containers
-src/agent/policy/src/policy.rs `allow_request`), with regopy (rego-cpp) and, when installed, regorus,
-the engine the agent embeds.
+src/agent/policy/src/policy.rs `allow_request`), with regorus, the engine the agent embeds, and regopy
+(rego-cpp), which must agree (tests/rego_engines.py).
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from regopy import Interpreter
-
 from components.initdata import AGENT_REQUESTS, DENIED_REQUESTS, AgentPolicyArgs, render_agent_policy
+from tests.rego_engines import evaluate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kata-genpolicy"
 REPOSITORY = "nvcr.io/nim/meta/llama-3.1-8b-instruct"
@@ -27,56 +26,22 @@ IMAGE = f"{REPOSITORY}@{DIGEST}"
 IMAGE_ANNOTATIONS = ("io.kubernetes.cri.image-name", "io.kubernetes.cri-o.ImageName")
 
 
-class Regopy:
-    def __init__(self, policy: str):
-        self.policy = policy
+class Policy:
+    """One workload's rendered agent policy, decided as the agent asks: by both engines, which must agree."""
+
+    def __init__(self, **args: Any):
+        self.modules = {"policy.rego": render_agent_policy(AgentPolicyArgs(IMAGE, **args))}
 
     def decide(self, request: str, input_: dict[str, Any]) -> Any:
-        interpreter = Interpreter()
-        interpreter.add_module("policy.rego", self.policy)
-        interpreter.set_input(input_)
-        output = interpreter.query(f"result := data.agent_policy.{request}")
-        assert output.ok(), str(output)
-        bindings = json.loads(str(output))
-        return bindings["bindings"]["result"] if isinstance(bindings, dict) else None
+        return evaluate(self.modules, f"data.agent_policy.{request}", input_)
 
 
-class Regorus:
-    def __init__(self, policy: str):
-        import regorus
-
-        self.engine = regorus.Engine()
-        self.engine.add_policy("policy.rego", policy)
-
-    def decide(self, request: str, input_: dict[str, Any]) -> Any:
-        self.engine.set_input_json(json.dumps(input_))
-        return self.engine.eval_rule(f"data.agent_policy.{request}")
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    return Policy()
 
 
-def _engine_names() -> list[Any]:
-    try:
-        import regorus  # noqa: F401
-    except ImportError:
-        return ["regopy", pytest.param("regorus", marks=pytest.mark.skip(reason="celine-regorus is not installed"))]
-    return ["regopy", "regorus"]
-
-
-@pytest.fixture(params=_engine_names())
-def engine(request):
-    engines = {"regopy": Regopy, "regorus": Regorus}
-
-    def make(**args: Any):
-        return engines[request.param](render_agent_policy(AgentPolicyArgs(IMAGE, **args)))
-
-    return make
-
-
-@pytest.fixture
-def policy(engine):
-    return engine()
-
-
-def allows(policy, request: str, input_: dict[str, Any]) -> bool:
+def allows(policy: Policy, request: str, input_: dict[str, Any]) -> bool:
     return policy.decide(request, input_) is True
 
 
@@ -201,10 +166,10 @@ def test_copies_outside_the_shared_directory_are_refused(policy, request_):
     assert not allows(policy, "CopyFileRequest", request_)
 
 
-def test_read_stream_is_allowed_by_default_and_configurable(engine):
+def test_read_stream_is_allowed_by_default_and_configurable(policy):
     logs = {"container_id": "c" * 64, "exec_id": "", "len": 4096}
-    assert allows(engine(), "ReadStreamRequest", logs)
-    assert not allows(engine(allow_read_stream=False), "ReadStreamRequest", logs)
+    assert allows(policy, "ReadStreamRequest", logs)
+    assert not allows(Policy(allow_read_stream=False), "ReadStreamRequest", logs)
 
 
 def test_every_agent_request_is_decided(policy):

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from components.nim import INITDATA_ANNOTATION, MACHINE_TYPE_ANNOTATION
-from components.peerpods import CONFIG_HASH_ANNOTATION, config_hash
 from scripts.offline import Registered, StackRun
 from scripts.offline.stackfile import PLACEHOLDER_PREFIX
 from scripts.topology import render_topology
@@ -24,19 +23,25 @@ from tests.cluster_layer_fixtures import (
     POD_VM_NSG_ID,
     POD_VM_SUBNET_ID,
     SUBSCRIPTION,
+    MISTRAL_IMAGE,
     WORKLOAD_IMAGE,
     run_cluster_layer,
     trusted_outputs,
     workload_output,
 )
-from tests.conftest import example_config
 from tests.test_sealed_secret import decode
 
 ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 KATA_CONFIG = "kubernetes:kataconfiguration.openshift.io/v1:KataConfig"
 DSC = "kubernetes:datasciencecluster.opendatahub.io/v2:DataScienceCluster"
 SUBSCRIPTION_TYPE = "kubernetes:operators.coreos.com/v1alpha1:Subscription"
+def with_workload(name: str, output: dict[str, Any]):
+    """The fixture's trusted outputs with one workload's entry replaced."""
+    return trusted_outputs(workloads={**trusted_outputs().values["workloads"], name: output})
+
+
 MODEL = {"name": "m", "workload": "llama-3-1-8b", "image": "nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3", "modelCacheGi": 60}
+APPROVAL = "pulumi-python:dynamic:Resource"
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +115,7 @@ def test_peer_pods_cm_keys_and_values(run, trusted):
         "ENABLE_SECURE_BOOT": "true",
         "USE_PUBLIC_IP": "false",
         "ROOT_VOLUME_SIZE": "300",
-        "PROXY_TIMEOUT": "30m",
+        "PROXY_TIMEOUT": "10m",
         "PEERPODS_LIMIT_PER_NODE": "10",
         "VXLAN_PORT": "9000",
         "TAGS": "confidential-ai-stack=dev-cloud,environment=dev",
@@ -120,8 +125,14 @@ def test_peer_pods_cm_keys_and_values(run, trusted):
     assert k8s_object(run, "ConfigMap", "peer-pods-cm").inputs["metadata"]["namespace"] == "openshift-sandboxed-containers-operator"
 
 
-def test_feature_gate_enables_confidential_containers(run):
-    assert k8s_object(run, "ConfigMap", "osc-feature-gates").inputs["data"] == {"confidential": "true"}
+def test_feature_gates_enable_confidential_containers_and_name_the_caa_update_strategy(run, prod):
+    assert k8s_object(run, "ConfigMap", "osc-feature-gates").inputs["data"] == {"confidential": "true", "caaUpdateStrategy": "RollingUpdate"}
+    assert k8s_object(prod, "ConfigMap", "osc-feature-gates").inputs["data"] == {"confidential": "true", "caaUpdateStrategy": "OnDelete"}
+
+
+def test_nothing_patches_the_operators_caa_daemonset(run, prod):
+    for plan in (run, prod):
+        assert not [r for r in plan.resources if "DaemonSet" in r.type or r.inputs.get("kind") == "DaemonSet"]
 
 
 def test_peer_pods_secret_holds_the_identity_and_its_secret_stays_secret(run):
@@ -143,23 +154,6 @@ def test_kata_config_enables_peer_pods_and_is_awaited(run, prod):
     assert kata.inputs["metadata"]["annotations"]["pulumi.com/waitFor"] == "condition=InProgress=False"
     assert int(kata.inputs["metadata"]["annotations"]["pulumi.com/timeoutSeconds"]) >= 3600
     assert prod.of_type(KATA_CONFIG)[0].inputs["spec"]["kataConfigPoolSelector"] == {"matchLabels": {"node-role.kubernetes.io/worker": ""}}
-
-
-def caa_hash(run: StackRun) -> str:
-    patch = run.named("peer-pods-caa-restart", "kubernetes:apps/v1:DaemonSetPatch")
-    assert patch.inputs["metadata"]["name"] == "osc-caa-ds"
-    return patch.inputs["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
-
-
-def test_caa_restarts_when_and_only_when_peer_pods_cm_changes(run, trusted):
-    assert caa_hash(run) == config_hash(config_map_data(run))
-    model = json.loads(example_config("dev-cloud")[0]["confidential-ai:models"])[0]
-    unrelated = run_cluster_layer(trusted=trusted, set={"models": [{**model, "replicas": 3}]})
-    assert caa_hash(unrelated) == caa_hash(run)
-    # A workload's new initdata reaches its pods through their annotation, not CAA's config.
-    renewed = trusted_outputs(workloads={"llama-3-1-8b": workload_output(policy="package agent_policy\n# v2")})
-    assert caa_hash(run_cluster_layer(trusted=renewed)) == caa_hash(run)
-    assert caa_hash(run_cluster_layer(trusted=trusted, set={"osc.proxyTimeout": "45m"})) != caa_hash(run)
 
 
 # --- OpenShift AI -----------------------------------------------------------------------------
@@ -196,6 +190,18 @@ def test_inference_service_runs_in_a_confidential_gpu_vm(run, trusted):
     assert predictor["imagePullSecrets"] == [{"name": "llama-3-1-8b-nvcr-pull"}]
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
     assert isvc["metadata"]["annotations"]["pulumi.com/waitFor"] == "condition=Ready"
+
+
+def test_each_model_runs_its_own_workload_image_and_initdata(run, trusted):
+    workloads = trusted.values["workloads"]
+    seen = {}
+    for isvc in run.of_type(ISVC):
+        name = isvc.inputs["metadata"]["name"]
+        seen[name] = isvc.inputs["spec"]["predictor"]["annotations"][INITDATA_ANNOTATION]
+        runtime = k8s_object(run, "ServingRuntime", f"{name}-nim").inputs["spec"]
+        assert runtime["containers"][0]["image"] == workloads[name]["image"]
+    assert seen == {name: w["initdata"] for name, w in workloads.items()}
+    assert len(set(seen.values())) == 2
 
 
 def test_nim_runtime_reads_its_key_from_a_sealed_secret_and_reports_readiness(run, trusted):
@@ -257,7 +263,7 @@ def test_inference_service_waits_for_kata_config_and_the_data_science_cluster_on
 
 
 def test_custom_resources_depend_on_the_operator_serving_their_crd(run):
-    subscriptions = {r.inputs["metadata"]["name"]: r.urn for r in run.of_type(SUBSCRIPTION_TYPE)}
+    subscriptions = {r.inputs["csv"].split(".")[0]: r.urn for r in run.of_type(APPROVAL)}
     assert subscriptions["sandboxed-containers-operator"] in run.of_type(KATA_CONFIG)[0].depends_on
     assert subscriptions["rhods-operator"] in run.of_type(DSC)[0].depends_on
     assert subscriptions["rhods-operator"] in run.named("openshift-ai-initialization").depends_on
@@ -265,7 +271,6 @@ def test_custom_resources_depend_on_the_operator_serving_their_crd(run):
     kata = run.of_type(KATA_CONFIG)[0].depends_on
     for kind, name in (("ConfigMap", "peer-pods-cm"), ("ConfigMap", "osc-feature-gates"), ("Secret", "peer-pods-secret")):
         assert k8s_object(run, kind, name).urn in kata, f"KataConfig must wait for {name} (and outlive it on destroy)"
-    assert run.of_type(KATA_CONFIG)[0].urn in run.named("peer-pods-caa-restart").depends_on
 
 
 def ancestors(run: StackRun, urn: str) -> set[str]:
@@ -295,7 +300,11 @@ def test_outputs_name_urls_runtime_class_and_referenced_resources(run):
         "llama-3-1-8b": {
             "inClusterUrl": "http://llama-3-1-8b-predictor.llama-3-1-8b.svc.cluster.local",
             "externalUrl": "https://llama-3-1-8b-llama-3-1-8b.apps.confai-dev.eastus2.aroapp.io",
-        }
+        },
+        "mistral-7b": {
+            "inClusterUrl": "http://mistral-7b-predictor.mistral-7b.svc.cluster.local",
+            "externalUrl": "https://mistral-7b-mistral-7b.apps.confai-dev.eastus2.aroapp.io",
+        },
     }
     assert run.outputs["runtimeClass"] == "kata-remote"
     assert run.outputs["kbsResourcesReferenced"] == [NGC_API_KEY_URI]
@@ -307,7 +316,10 @@ def test_topology_draws_the_confidential_flow(run, trusted):
     picture = render_topology([StackRun("dev-trusted", [], dict(trusted.values), frozenset()), run])
     isvc = re.search(r'(\w+)\["InferenceService llama-3-1-8b/llama-3-1-8b"\]', picture)
     assert isvc and f'-- "workloads.llama-3-1-8b.initdata: cc_init_data" --> {isvc[1]}\n' in picture
-    assert '"workloads.llama-3-1-8b.sealedSecrets: signed pointer" -->' in picture
+    for model in ("llama-3-1-8b", "mistral-7b"):
+        isvc = re.search(rf'(\w+)\["InferenceService {model}/{model}"\]', picture)
+        assert isvc and f'-- "workloads.{model}.initdata: cc_init_data" --> {isvc[1]}\n' in picture
+        assert f'-- "workloads.{model}.sealedSecrets: signed pointer" -->' in picture
     assert "INITDATA" not in picture
     assert 'confidential VM (SEV-SNP + H100): Standard_NCC40ads_H100_v5' in picture
     assert '-. "CPU + GPU evidence (attestation)" .-> kbs_dev_trusted' in picture
@@ -333,11 +345,12 @@ def test_undeployed_trusted_stack_stops_before_any_resource():
         (trusted_outputs(kbsCaCert=None), {}, "trustedStack: organization/confidential-ai/dev-trusted has no output kbsCaCert (deploy it first: pulumi up -s dev-trusted)"),
         (trusted_outputs(), {"models": [{**MODEL, "ngcApiKeyResource": "hf-token"}]}, "models[0].ngcApiKeyResource: hf-token is not a KBS resource of organization/confidential-ai/dev-trusted (it publishes: model-key, ngc-api-key, nvcr-credentials)"),
         (trusted_outputs(), {"models": [{**MODEL, "ngcApiKeyResource": "nvcr-credentials"}]}, "models[0].ngcApiKeyResource: workload llama-3-1-8b may not receive nvcr-credentials (its resources: ngc-api-key, model-key)"),
-        (trusted_outputs(), {"models": [{**MODEL, "workload": "mistral-7b"}]}, "models[0].workload: mistral-7b is not a workload of organization/confidential-ai/dev-trusted (it exports: llama-3-1-8b)"),
+        (trusted_outputs(), {"models": [{**MODEL, "workload": "phi-3"}]}, "models[0].workload: phi-3 is not a workload of organization/confidential-ai/dev-trusted (it exports: llama-3-1-8b, mistral-7b)"),
+        (trusted_outputs(), {"models": [{**MODEL, "workload": "mistral-7b"}]}, "models[0].image: nvcr.io/nim/meta/llama-3.1-8b-instruct is not the repository of workload mistral-7b's pinned image " + MISTRAL_IMAGE),
         (trusted_outputs(), {"models": [{**MODEL, "image": "nvcr.io/nim/meta/llama-3.1-70b-instruct:1.3.3"}]}, "models[0].image: nvcr.io/nim/meta/llama-3.1-70b-instruct is not the repository of workload llama-3-1-8b's pinned image " + WORKLOAD_IMAGE),
-        (trusted_outputs(workloads={"llama-3-1-8b": workload_output(gpus=2)}), {}, "models[0].gpus: workload llama-3-1-8b is declared with 2 GPUs; the model asks for 1"),
-        (trusted_outputs(workloads={"llama-3-1-8b": {"image": WORKLOAD_IMAGE}}), {}, "trustedStack: organization/confidential-ai/dev-trusted output workloads.llama-3-1-8b lacks initdata, initdataDigest, initdataPcr8, resources, gpus, sealedSecrets (update the trusted stack first)"),
-        (trusted_outputs(), {"imagePull": {"mode": "kbs"}, "nvcrPullKey": None}, "models[0].workload: imagePull.mode kbs needs workload llama-3-1-8b to set registryCredentials: nvcr-credentials on organization/confidential-ai/dev-trusted (its cdh.toml has no authenticated_registry_credentials_uri = 'kbs:///default/nvcr/credentials')"),
+        (with_workload("llama-3-1-8b", workload_output(gpus=2)), {}, "models[0].gpus: workload llama-3-1-8b is declared with 2 GPUs; the model asks for 1"),
+        (with_workload("llama-3-1-8b", {"image": WORKLOAD_IMAGE}), {}, "trustedStack: organization/confidential-ai/dev-trusted output workloads.llama-3-1-8b lacks initdata, initdataDigest, initdataPcr8, resources, gpus, sealedSecrets (update the trusted stack first)"),
+        (with_workload("mistral-7b", workload_output(NVCR_CREDENTIALS_URI, MISTRAL_IMAGE, ("ngc-api-key",))), {"imagePull": {"mode": "kbs"}, "nvcrPullKey": None}, "models[0].workload: imagePull.mode kbs needs workload llama-3-1-8b to set registryCredentials: nvcr-credentials on organization/confidential-ai/dev-trusted (its cdh.toml has no authenticated_registry_credentials_uri = 'kbs:///default/nvcr/credentials')"),
     ],
 )
 def test_what_the_cloud_side_needs_from_the_trusted_stack_is_checked(trusted, set, line):
@@ -352,7 +365,7 @@ def test_gpu_gated_key_needs_a_model_with_enough_gpus():
     gated = trusted_outputs(kbsResources={"ngc-api-key": {"uri": NGC_API_KEY_URI, "gpuGated": True, "minGpus": 2}})
     with pytest.raises(ConfigError) as err:
         run_cluster_layer(trusted=gated)
-    assert err.value.lines() == ["dev-cloud: models[0].gpus: KBS releases ngc-api-key only to pod VMs attesting 2 GPUs; the model asks for 1"]
+    assert err.value.lines() == [f"dev-cloud: models[{i}].gpus: KBS releases ngc-api-key only to pod VMs attesting 2 GPUs; the model asks for 1" for i in (0, 1)]
 
 
 def test_trusted_outputs_the_cloud_reads_must_be_public():

@@ -31,7 +31,8 @@ def test_model_machine_type_must_be_a_confidential_gpu_size(size, message):
 def test_model_machine_type_must_be_an_allowed_instance_size():
     lines = problems("dev-cloud", set={"peerPods.instanceSizes": ["Standard_DC4as_v5"]})
     assert lines == [
-        "dev-cloud: models[0].machineType: Standard_NCC40ads_H100_v5 is not in peerPods.instanceSizes (Standard_DC4as_v5); CAA refuses sizes not listed there"
+        f"dev-cloud: models[{i}].machineType: Standard_NCC40ads_H100_v5 is not in peerPods.instanceSizes (Standard_DC4as_v5); CAA refuses sizes not listed there"
+        for i in (0, 1)
     ]
 
 
@@ -63,7 +64,7 @@ def test_model_image_is_a_pinned_nim_image(image, message):
 
 def test_root_volume_must_hold_image_and_model_cache():
     assert problems("dev-cloud", set={"osc.rootVolumeSizeGb": 90}) == [
-        "dev-cloud: osc.rootVolumeSizeGb: 90 GB cannot hold model llama-3-1-8b: image 30 GiB + cache 60 GiB"
+        "dev-cloud: osc.rootVolumeSizeGb: 90 GB cannot hold model llama-3-1-8b: image 30 GiB + cache 60 GiB + NIM scratch 6 GiB"
     ]
 
 
@@ -107,7 +108,7 @@ def test_cluster_settings_name_the_bad_key(key, value, message):
 
 def test_red_hat_csv_names_without_v_are_accepted():
     config, _ = example_config("dev-cloud")
-    assert json.loads(config["confidential-ai:openshiftAi"])["operator"]["startingCSV"] == "rhods-operator.3.4.0"
+    assert json.loads(config["confidential-ai:openshiftAi"])["operator"]["startingCSV"] == "rhods-operator.3.4.3"
     assert problems("dev-cloud", set={"openshiftAi.operator.startingCSV": "rhods-operator"}) == [
         "dev-cloud: openshiftAi.operator.startingCSV: 'rhods-operator' is not a CSV name like operator-name.v1.2.3"
     ]

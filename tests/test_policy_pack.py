@@ -51,10 +51,18 @@ SUBSCRIPTION = "kubernetes:operators.coreos.com/v1alpha1:Subscription"
 # --- Contract-shaped resources (what the stacks register, per the contracts the policies inspect) ---
 
 
-def sealed(uri: str = "kbs:///default/ngc/api-key", provider: str = "kbs") -> str:
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def sealed(uri: str = "kbs:///default/ngc/api-key", provider: str = "kbs", signed: bool = True) -> str:
+    """A sealed secret shaped as CDH parses it; the policy checks its form, not the signature itself."""
     document = {"version": "0.1.0", "type": "vault", "name": uri, "provider": provider, "provider_settings": {}, "annotations": {}}
-    payload = base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
-    return f"sealed.fakejwsheader.{payload}.fakesignature"
+    payload = _b64url(json.dumps(document).encode())
+    if not signed:
+        return f"sealed.fakejwsheader.{payload}.fakesignature"
+    header = _b64url(json.dumps({"alg": "ES256", "kid": "kbs:///default/sealed-secret-key/public-jwk"}).encode())
+    return f"sealed.{header}.{payload}.{_b64url(bytes(range(64)))}"
 
 
 def peer_pods_cm(**data: str) -> dict[str, Any]:
@@ -190,7 +198,7 @@ MANDATORY = {
     "critical-resources-protected",
     "cluster-trust-boundary",
 }
-ADVISORY = {"aro-api-server-private", "operator-upgrades-reviewed", "inference-in-confidential-vm"}
+ADVISORY = {"aro-api-server-private", "operator-upgrades-reviewed", "inference-in-confidential-vm", "snp-launch-measurement-pinned"}
 
 
 def test_pack_main_builds_one_pack_of_every_policy(monkeypatch):
@@ -322,6 +330,7 @@ def test_pod_vm_sizes_must_be_listed_in_peer_pods_cm():
         (kbs_secret(sealed(provider="vault")), "dev-cloud", ["does not point into KBS"]),
         (kbs_secret("sealed.h.!!!.s"), "dev-cloud", ["is not a sealed secret"]),
         (kbs_secret("sealed.h.bm90LWpzb24.s"), "dev-cloud", ["payload is not base64url JSON"]),
+        (kbs_secret(sealed(signed=False)), "dev-cloud", ["is an unsigned sealed secret"]),
     ],
 )
 def test_kbs_managed_values_reach_the_cloud_only_sealed(props, stack, expected):
@@ -479,6 +488,7 @@ TARGETS: dict[str, tuple[str, Callable[[StackRun], list[Registered]]]] = {
     "kbs-config": ("trusted", lambda run: [r for r in run.of_type(CONFIGMAP) if rules.KBS_CONFIG_KEY in (r.inputs.get("data") or {})]),
     "kbs-route": ("trusted", lambda run: [r for r in run.of_type(ROUTE) if rules.dig(r.inputs, "spec", "to", "name") == rules.KBS_SERVICE]),
     "kbs-keys": ("trusted", lambda run: run.of_type(rules.PRIVATE_KEY)),
+    "kbs-reference-values": ("trusted", lambda run: [r for r in run.of_type(CONFIGMAP) if rules.REFERENCE_VALUES_KEY in (r.inputs.get("data") or {})]),
 }
 
 
@@ -555,6 +565,15 @@ def _bind_to_other_side(run: StackRun, target: Registered) -> None:
     target.provider = intruder.urn
 
 
+def _drop_reference_value(name: str) -> Callable[[dict[str, Any]], None]:
+    def change(inputs: dict[str, Any]) -> None:
+        records = json.loads(inputs["data"][rules.REFERENCE_VALUES_KEY])
+        records.pop(name, None)
+        inputs["data"][rules.REFERENCE_VALUES_KEY] = json.dumps(records)
+
+    return change
+
+
 def _unprotect(run: StackRun, target: Registered) -> None:
     target.protect = False
 
@@ -574,6 +593,7 @@ MUTATIONS: dict[str, tuple[str, str, Callable[[StackRun, Registered], None], str
     "aro-unprotected": ("cloud", "aro-cluster", _unprotect, "critical-resources-protected", True),
     "cloud-object-on-trusted-provider": ("cloud", "peer-pods-cm", _bind_to_other_side, "cluster-trust-boundary", True),
     "trusted-object-on-cloud-provider": ("trusted", "kbs-config", _bind_to_other_side, "cluster-trust-boundary", True),
+    "measurement-unpinned": ("trusted", "kbs-reference-values", lambda run, r: _edit(r, _drop_reference_value(rules.MEASUREMENT_REFERENCE)), "snp-launch-measurement-pinned", True),
     "aro-public-api": ("cloud", "aro-cluster", lambda run, r: _edit(r, lambda i: i.setdefault("apiserverProfile", {}).update(visibility="Public")), "aro-api-server-private", True),
 }
 
@@ -593,6 +613,15 @@ def test_each_policy_fires_on_its_violation_in_the_plan(env, mutation):
     assert {v.level for v in fired} == {POLICIES[policy].enforcement_level.value}
     if on_target:
         assert victim.urn in {v.urn for v in fired}
+
+
+def test_unpinned_launch_measurement_is_one_advisory_for_that_stack():
+    """dev pins no SNP launch measurement, prod does (and requires it)."""
+    for env, expected in (("dev", 1), ("prod", 0)):
+        for run in planned(env).values():
+            fired = [v for v in evaluate(run, rules.POLICIES) if v.policy == "snp-launch-measurement-pinned"]
+            assert len(fired) == (expected if run.stack.endswith("-trusted") else 0), run.stack
+            assert all(v.level == "advisory" and "referenceValues.measurements" in v.message for v in fired)
 
 
 def test_every_policy_has_a_plan_level_demonstration():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import gzip
 import hashlib
 import json
@@ -12,13 +13,13 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from jwcrypto import jwk, jws
-from regopy import Interpreter
 
 from components.initdata import AgentPolicyArgs, InitdataArgs, render_initdata
 from components.trustee import names
 from scripts.offline import SECRET, Registered, StackRun
 from scripts.plan import kubernetes_manifests
 from stacks.contracts import TRUSTED_OUTPUTS, WORKLOAD_KEYS
+from tests.rego_engines import evaluate
 from tests.trusted_stack import example_trusted
 
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
@@ -69,11 +70,13 @@ def test_outputs_are_exactly_the_contract_and_all_public(dev):
 
 def test_workloads_output_the_contract_keys(dev):
     config, run = dev
-    (workload,) = config.workloads
-    out = run.outputs["workloads"][workload.name]
-    assert tuple(out) == WORKLOAD_KEYS
-    assert (out["image"], out["resources"], out["gpus"]) == (workload.image, ["ngc-api-key", "model-key"], 1)
-    assert set(out["sealedSecrets"]) == {"ngc-api-key", "model-key"}
+    assert list(run.outputs["workloads"]) == [w.name for w in config.workloads] == ["llama-3-1-8b", "mistral-7b"]
+    for workload in config.workloads:
+        out = run.outputs["workloads"][workload.name]
+        assert tuple(out) == WORKLOAD_KEYS
+        assert (out["image"], out["resources"], out["gpus"]) == (workload.image, workload.resources, 1)
+        assert set(out["sealedSecrets"]) == set(workload.resources)
+    assert run.outputs["workloads"]["mistral-7b"]["resources"] == ["ngc-api-key"]
     assert run.outputs["sealedSecretKeyUri"] == "kbs:///default/sealed-secret-key/public-jwk"
 
 
@@ -138,16 +141,13 @@ def test_each_workload_has_its_own_initdata_policy_and_pcr8(runner):
     assert out["a"]["initdataPcr8"] != out["b"]["initdataPcr8"]
     for name, workload in out.items():
         policy = tomllib.loads(initdata_document(run, name).decode())["data"]["policy.rego"]
-        interpreter = Interpreter()
-        interpreter.add_module("policy.rego", policy)
-        pinned = json.loads(str(interpreter.query("result := data.agent_policy.pinned_image")))["bindings"]["result"]
-        assert pinned == workload["image"]
+        assert evaluate({"policy.rego": policy}, "data.agent_policy.pinned_image", {}) == workload["image"]
     assert reference_value(run, "snp_pcr08") == [out["a"]["initdataPcr8"], out["b"]["initdataPcr8"]]
 
 
 def test_initdata_render_is_pure_and_tracks_its_inputs(dev):
     config, run = dev
-    (workload,) = config.workloads
+    workload = config.workloads[0]
     args = InitdataArgs(config.kbs.url, run.outputs["kbsCaCert"], AgentPolicyArgs(workload.image, config.agent_policy.allow_read_stream))
     assert render_initdata(args).document == initdata_document(run)
     other_image = InitdataArgs(args.kbs_url, args.kbs_ca_pem, AgentPolicyArgs(workload.image.replace("bcf3", "0000"), True))
@@ -291,39 +291,42 @@ def test_reference_values_records_and_initdata_pcr8(dev):
     assert decoded["allowed_driver_versions"] == config.reference_values.allowed_driver_versions
     assert decoded["snp_min_tcb_microcode"] == config.reference_values.minimum_tcb.microcode
     recomputed = hashlib.sha256(bytes(32) + hashlib.sha256(initdata_document(run)).digest()).hexdigest()
-    assert decoded["snp_pcr08"] == [recomputed] == [run.outputs["workloads"][WORKLOAD]["initdataPcr8"]]
+    assert decoded["snp_pcr08"][0] == recomputed == run.outputs["workloads"][WORKLOAD]["initdataPcr8"]
+    # Every workload's PCR 8, in the order they are declared.
+    assert decoded["snp_pcr08"] == [w["initdataPcr8"] for w in run.outputs["workloads"].values()]
 
 
 def test_initdata_change_updates_pcr8_reference_and_resource_policy_in_the_same_run(runner, dev):
     changed = runner.example("dev-trusted", set={"agentPolicy.allowReadStream": False})
     new_pcr8 = changed.outputs["workloads"][WORKLOAD]["initdataPcr8"]
     assert new_pcr8 != dev[1].outputs["workloads"][WORKLOAD]["initdataPcr8"]
-    assert reference_value(changed, "snp_pcr08") == [new_pcr8]
-    assert {r["name"]: r["pcr08"] for r in releases(changed)}["ngc-api-key"] == [new_pcr8]
+    assert reference_value(changed, "snp_pcr08")[0] == new_pcr8
+    assert {r["name"]: r["pcr08"] for r in releases(changed)}["model-key"] == [new_pcr8]
 
 
 def test_previous_initdata_pcr8_stays_accepted_and_served_during_a_rollout(runner, dev):
     old_pcr8 = dev[1].outputs["workloads"][WORKLOAD]["initdataPcr8"]
     changed = runner.example("dev-trusted", set={"agentPolicy.allowReadStream": False, "workloads.0.retiringPcr08": [old_pcr8]})
     new_pcr8 = changed.outputs["workloads"][WORKLOAD]["initdataPcr8"]
-    assert reference_value(changed, "snp_pcr08") == [new_pcr8, old_pcr8]
-    assert {r["name"]: r["pcr08"] for r in releases(changed)}["ngc-api-key"] == sorted([new_pcr8, old_pcr8])
+    mistral = changed.outputs["workloads"]["mistral-7b"]["initdataPcr8"]
+    assert reference_value(changed, "snp_pcr08") == [new_pcr8, mistral, old_pcr8]
+    # The retiring PCR 8 keeps this workload's resources only: mistral-7b's VMs never had model-key.
+    assert {r["name"]: r["pcr08"] for r in releases(changed)}["model-key"] == sorted([new_pcr8, old_pcr8])
 
 
 def releases(run: StackRun) -> list[dict]:
-    interpreter = Interpreter()
-    interpreter.add_module("policy.rego", config_map_value(run, names.RESOURCE_POLICY))
-    return json.loads(str(interpreter.query("result := data.policy.releases")))["bindings"]["result"]
+    return evaluate({"policy.rego": config_map_value(run, names.RESOURCE_POLICY)}, "data.policy.releases", {})
 
 
 def test_resource_policy_declares_each_configured_resource(dev):
     _, run = dev
-    pcr8 = [run.outputs["workloads"][WORKLOAD]["initdataPcr8"]]
+    llama, mistral = (run.outputs["workloads"][w]["initdataPcr8"] for w in ("llama-3-1-8b", "mistral-7b"))
+    both = tuple(sorted([llama, mistral]))
     assert sorted((r["name"], tuple(r["path"]), r["gpus"], tuple(r["pcr08"])) for r in releases(run)) == [
-        ("model-key", ("default", "model-decryption", "key.bin"), 1, tuple(pcr8)),
-        ("ngc-api-key", ("default", "ngc-api-key", "api-key"), 1, tuple(pcr8)),
+        ("model-key", ("default", "model-decryption", "key.bin"), 1, (llama,)),
+        ("ngc-api-key", ("default", "ngc-api-key", "api-key"), 1, both),
         # The sealed secrets' verification key: public, read by every workload's pod VMs.
-        ("sealed-secret-key", ("default", "sealed-secret-key", "public-jwk"), 0, tuple(pcr8)),
+        ("sealed-secret-key", ("default", "sealed-secret-key", "public-jwk"), 0, both),
     ]
 
 
@@ -351,7 +354,7 @@ def test_kbs_config_names_every_object_and_waits_for_them(dev):
     for name in referenced:
         assert name in by_name, f"KbsConfig names {name}, which the stack does not create"
         assert by_name[name].urn in kbs.depends_on
-    assert run.named("trustee-subscription").urn in kbs.depends_on
+    assert run.named("trustee-install-plan-approval").urn in kbs.depends_on, "KbsConfig waits for the pinned Trustee CSV"
     assert kbs.inputs["metadata"]["annotations"]["pulumi.com/waitFor"] == "jsonpath={.status.isReady}=true"
     keys = {name: set(by_name[name].inputs.get("data") or by_name[name].inputs["stringData"]) for name in referenced}
     assert keys[spec["kbsConfigMapName"]] == {"kbs-config.toml"}
@@ -362,6 +365,50 @@ def test_kbs_config_names_every_object_and_waits_for_them(dev):
     assert keys[spec["kbsAuthSecretName"]] == {"publicKey"}
     assert keys[spec["kbsHttpsKeySecretName"]] == {"privateKey"}
     assert keys[spec["kbsAttestationKeySecretName"]] == {"token.key"}
+
+
+# --- Rotation: a changed workload secret restarts KBS in the same run ------------------------
+
+
+def revision(run: StackRun) -> str:
+    return run.named(f"kbs-{names.RESOURCE_POLICY}", CONFIG_MAP).inputs["metadata"]["annotations"][names.SECRETS_REVISION_ANNOTATION]
+
+
+def test_rotated_secret_restarts_kbs_and_changes_nothing_else(runner, dev):
+    """KBS copies secret resources only at pod start; the operator restarts it when a ConfigMap it mounts changes."""
+    _, before = dev
+    after = runner.example("dev-trusted", set={"kbsSecrets.ngc-api-key": "nvapi-rotated-value"})
+    old, new = {r.urn: r for r in before.resources}, {r.urn: r for r in after.resources}
+    assert old.keys() == new.keys() and before.outputs == after.outputs
+    changed = sorted(new[urn].name for urn in new if (old[urn].inputs, old[urn].depends_on) != (new[urn].inputs, new[urn].depends_on))
+    assert changed == ["kbs-resource-policy", "kbs-resources-ngc-api-key", "kbs-resources-revision"]
+    assert revision(after) != revision(before)
+    policy_before, policy_after = (copy.deepcopy(run.named("kbs-resource-policy", CONFIG_MAP).inputs) for run in (before, after))
+    for inputs in (policy_before, policy_after):
+        del inputs["metadata"]["annotations"][names.SECRETS_REVISION_ANNOTATION]
+    assert policy_before == policy_after, "only the restart trigger changes on the ConfigMap"
+    kbs_config = after.named("kbs-kbsconfig").inputs["spec"]
+    assert kbs_config["kbsResourcePolicyConfigMapName"] == names.RESOURCE_POLICY, "the trigger must be on a ConfigMap the operator tracks"
+
+
+def test_restart_trigger_follows_the_secrets_and_reveals_nothing(dev):
+    _, run = dev
+    config_map = run.named(f"kbs-{names.RESOURCE_POLICY}", CONFIG_MAP)
+    secrets = {r.urn for r in run.of_type(SECRET_TYPE) if r.name.startswith("kbs-resources-")}
+    assert secrets and secrets <= set(config_map.depends_on), "KBS must restart after the new values are in place"
+    trigger = run.named("kbs-resources-revision", "random:index/randomId:RandomId")
+    assert trigger.provider == run.named("random", "pulumi:providers:random").urn
+    # The verification JWK too: KBS copies it at start like any resource, so a new key restarts KBS.
+    assert set(trigger.inputs["keepers"]) == {"ngc-api-key/api-key", "model-decryption/key.bin", "sealed-secret-key/public-jwk"}
+    assert trigger.is_secret("keepers") or all(trigger.is_secret("keepers", k) for k in trigger.inputs["keepers"])
+    assert "keepers" in trigger.additional_secret_outputs
+    # The offline stand-in is a digest of the keepers, so the plan must show it only as a secret.
+    assert config_map.is_secret("metadata", "annotations", names.SECRETS_REVISION_ANNOTATION)
+
+
+def test_unpinned_launch_measurement_is_one_warning(dev, prod):
+    assert [w for w in dev[1].warnings if "referenceValues.measurements is empty" in w] == dev[1].warnings and len(dev[1].warnings) == 1
+    assert prod[1].warnings == []
 
 
 def test_config_objects_wait_for_the_namespace_only(dev):

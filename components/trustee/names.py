@@ -26,6 +26,12 @@ SEALED_SECRET_KEY = "sealed-secret-key"
 SEALED_SECRET_KEY_ENTRY = "public-jwk"
 SEALED_SECRET_KEY_URI = f"kbs:///default/{SEALED_SECRET_KEY}/{SEALED_SECRET_KEY_ENTRY}"
 
+# On the resource-policy ConfigMap: a random value replaced whenever a workload secret's value changes.
+# KBS copies its secret resources only when its pod starts; the operator restarts the pod when one
+# of the five ConfigMaps it mounts changes, and any change bumps the ConfigMap's resourceVersion
+# (openshift/trustee-operator v1.2.1 kbsconfig_controller.go getConfigMapVersionAnnotations).
+SECRETS_REVISION_ANNOTATION = "confidential-ai/secret-resources-revision"
+
 # Names a workload secret may not take: they hold Trustee's own configuration.
 RESERVED = frozenset(
     {
