@@ -380,11 +380,11 @@ def test_key_forms_kbs_may_serve():
 
 
 @pytest.mark.parametrize("value, problem", [
-    (b"\xff" * 32, "is binary"),
-    (jwk.base64url_encode(os.urandom(16)).encode(), "is 16 bytes; A256KW needs 32"),
-    (b"not a key!", "neither base64url text nor JWK JSON"),
-    (jwk.JWK.generate(kty="EC", crv="P-256").export().encode(), "kty 'oct'"),
-    (b"{not json", "not a valid JWK JSON"),
+    pytest.param(b"\xff" * 32, "is binary", id="raw-bytes"),
+    pytest.param(jwk.base64url_encode(bytes(range(16))).encode(), "is 16 bytes; A256KW needs 32", id="128-bit"),
+    pytest.param(b"not a key!", "neither base64url text nor JWK JSON", id="garbage"),
+    pytest.param(jwk.JWK.generate(kty="EC", crv="P-256").export().encode(), "kty 'oct'", id="ec-jwk"),
+    pytest.param(b"{not json", "not a valid JWK JSON", id="broken-json"),
 ])
 def test_keys_that_cannot_be_model_keys(value, problem):
     with pytest.raises(jwe.KeyFormatError, match=problem.replace("(", r"\(").replace(")", r"\)")):
