@@ -113,7 +113,7 @@ def encrypted_workload_output(registry_credentials_uri: str | None = None, **enc
     )
 
 
-def trusted_outputs(registry_credentials_uri: str | None = None, encrypted_workload: bool = False, **overrides: Any) -> StackOutputs:
+def trusted_outputs(registry_credentials_uri: str | None = None, encrypted_workload: bool = True, **overrides: Any) -> StackOutputs:
     values = {
         "kbsUrl": KBS_URL,
         "kbsCaCert": KBS_CA_CERT,

@@ -11,7 +11,8 @@ import pytest
 
 from components import encrypted_model
 from components.initdata import AgentPolicyArgs, DecryptorPolicy, render_agent_policy
-from tests.test_agent_policy import IMAGE, Regopy, Regorus, _engine_names, allows, container, fixture
+from tests.rego_engines import evaluate
+from tests.test_agent_policy import IMAGE, allows, container, fixture
 
 DECRYPTOR = "ghcr.io/example/model-decryptor@sha256:" + "12" * 32
 KEY_URI = "kbs:///default/model-decryption/key.bin"
@@ -20,19 +21,23 @@ SOURCE = "https://caiprodmodels.blob.core.windows.net/models/llama-ft"
 PINNED = DecryptorPolicy(DECRYPTOR, KEY_URI, MANIFEST)
 
 
-@pytest.fixture(params=_engine_names())
-def engine(request):
-    engines = {"regopy": Regopy, "regorus": Regorus}
+class RenderedPolicy:
+    """An agent policy's text, decided as the agent asks, by both Rego engines (which must agree)."""
 
-    def make(decryptor: DecryptorPolicy | None = PINNED):
-        return engines[request.param](render_agent_policy(AgentPolicyArgs(IMAGE, decryptor=decryptor)))
+    def __init__(self, text: str):
+        self.modules = {"policy.rego": text}
 
-    return make
+    def decide(self, request: str, input_: dict[str, Any]) -> Any:
+        return evaluate(self.modules, f"data.agent_policy.{request}", input_)
 
 
-@pytest.fixture
-def policy(engine):
-    return engine()
+def workload_policy(decryptor: DecryptorPolicy | None = PINNED) -> RenderedPolicy:
+    return RenderedPolicy(render_agent_policy(AgentPolicyArgs(IMAGE, decryptor=decryptor)))
+
+
+@pytest.fixture(scope="module")
+def policy() -> RenderedPolicy:
+    return workload_policy()
 
 
 def decryptor_request(image: str = DECRYPTOR, args: list[str] | None = None, env: list[str] = (), mounts: list[dict[str, Any]] = ()) -> dict[str, Any]:
@@ -106,5 +111,5 @@ def test_the_decryptor_process_needs_the_decryptor_image(policy, image):
     assert allowed is (image == IMAGE)
 
 
-def test_a_workload_without_an_encrypted_model_never_runs_the_decryptor(engine):
-    assert not allows(engine(decryptor=None), "CreateContainerRequest", decryptor_request())
+def test_a_workload_without_an_encrypted_model_never_runs_the_decryptor():
+    assert not allows(workload_policy(decryptor=None), "CreateContainerRequest", decryptor_request())

@@ -25,8 +25,8 @@ from tests.cluster_layer_fixtures import (
 )
 from tests.conftest import Runner
 from tests.test_config import problems
-from tests.test_agent_policy import Regopy, allows
-from tests.test_decryptor_policy import decryptor_request
+from tests.test_agent_policy import allows
+from tests.test_decryptor_policy import RenderedPolicy, decryptor_request
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY_URI = "kbs:///default/model-decryption/key.bin"
@@ -106,11 +106,11 @@ def test_the_trusted_policy_runs_exactly_the_init_container_the_cloud_plans(plan
     """End to end: the container the cloud stack asks for, as the agent sees it, under the real policy."""
     trusted, cloud = plan
     (init,) = _object(cloud, "InferenceService", MODEL).inputs["spec"]["predictor"]["initContainers"]
-    engine = Regopy(_policy(trusted, MODEL))
+    engine = RenderedPolicy(_policy(trusted, MODEL))
     request = decryptor_request(image=init["image"], args=[*init["command"], *init["args"]], env=["AZURE_STORAGE_SAS_TOKEN=sv=x"])
     assert allows(engine, "CreateContainerRequest", request)
     # The other workload's policy does not.
-    assert not allows(Regopy(_policy(trusted, "llama-3-1-8b")), "CreateContainerRequest", request)
+    assert not allows(RenderedPolicy(_policy(trusted, "llama-3-1-8b")), "CreateContainerRequest", request)
 
 
 def test_the_model_key_goes_only_to_the_encrypted_workloads_measurement(plan):
