@@ -24,6 +24,7 @@ from components.openshift_ai import OpenShiftAi, OpenShiftAiArgs
 from components.peerpods import OSC_NAMESPACE, PeerPods, PeerPodsArgs
 from components.sealed_secret import KBS_URI_PREFIX
 from stacks.config import CloudConfig, ConfigError
+from stacks.config.workloads import ModelSettings
 from stacks import versions
 from stacks.config.base import OperatorPin as OperatorPinSettings
 from stacks.config.base import Problem, secret_output
@@ -148,15 +149,8 @@ def _model_problems(config: CloudConfig, trusted: TrustedSide) -> Iterator[Probl
         if model.gpus != workload.gpus:
             yield Problem(f"models[{i}].gpus", f"workload {model.workload} is declared with {workload.gpus} GPUs; the model asks for {model.gpus}")
         # An encrypted model is served locally, without NGC (stacks/encrypted_models.py checks it).
-        resource = trusted.kbs_resources.get(model.ngc_api_key_resource)
-        if model.source == "encrypted":
-            pass
-        elif resource is None:
-            yield Problem(f"models[{i}].ngcApiKeyResource", f"{model.ngc_api_key_resource} is not a KBS resource of {trusted.stack} (it publishes: {published})")
-        elif model.ngc_api_key_resource not in workload.sealed_secrets:
-            yield Problem(f"models[{i}].ngcApiKeyResource", f"workload {model.workload} may not receive {model.ngc_api_key_resource} (its resources: {', '.join(workload.resources) or 'none'})")
-        elif resource.gpu_gated and model.gpus < resource.min_gpus:
-            yield Problem(f"models[{i}].gpus", f"KBS releases {model.ngc_api_key_resource} only to pod VMs attesting {resource.min_gpus} GPUs; the model asks for {model.gpus}")
+        if model.source == "ngc":
+            yield from _ngc_key_problems(i, model, workload, trusted)
         if config.image_pull.mode == "kbs":
             credentials = trusted.kbs_resources.get(config.image_pull.kbs_resource)
             if credentials is not None and registry_credentials_uri(workload.initdata) != credentials.uri:
@@ -167,6 +161,17 @@ def _model_problems(config: CloudConfig, trusted: TrustedSide) -> Iterator[Probl
                 )
     if config.image_pull.mode == "kbs" and config.image_pull.kbs_resource not in trusted.kbs_resources:
         yield Problem("imagePull.kbsResource", f"{config.image_pull.kbs_resource} is not a KBS resource of {trusted.stack} (it publishes: {published})")
+
+
+def _ngc_key_problems(i: int, model: ModelSettings, workload: TrustedWorkload, trusted: TrustedSide) -> Iterator[Problem]:
+    resource = trusted.kbs_resources.get(model.ngc_api_key_resource)
+    if resource is None:
+        published = ", ".join(sorted(trusted.kbs_resources)) or "none"
+        yield Problem(f"models[{i}].ngcApiKeyResource", f"{model.ngc_api_key_resource} is not a KBS resource of {trusted.stack} (it publishes: {published})")
+    elif model.ngc_api_key_resource not in workload.sealed_secrets:
+        yield Problem(f"models[{i}].ngcApiKeyResource", f"workload {model.workload} may not receive {model.ngc_api_key_resource} (its resources: {', '.join(workload.resources) or 'none'})")
+    elif resource.gpu_gated and model.gpus < resource.min_gpus:
+        yield Problem(f"models[{i}].gpus", f"KBS releases {model.ngc_api_key_resource} only to pod VMs attesting {resource.min_gpus} GPUs; the model asks for {model.gpus}")
 
 
 def registry_credentials_uri(initdata: str) -> str | None:
