@@ -92,6 +92,8 @@ class AgentPolicyArgs:
     image: str
     """The one application image the pod VM may run, `repo@sha256:<digest>`."""
     allow_read_stream: bool = True
+    args: tuple[str, ...] | None = None
+    """The only command line (entrypoint and arguments) the container may run, or None: any."""
     decryptor: DecryptorPolicy | None = None
     """The init container that decrypts the workload's encrypted model, or None."""
 
@@ -136,6 +138,7 @@ def render_agent_policy(args: AgentPolicyArgs) -> str:
         image=args.image,
         repository=match["repository"],
         digest=match["digest"],
+        args=list(args.args) if args.args is not None else None,
         shared_dir=SHARED_CONTAINERS_DIR,
         decryptor=_decryptor_values(args.decryptor) if args.decryptor else None,
     )

@@ -48,7 +48,6 @@ class TrustedWorkload:
     image: str
     """`repo@sha256:<digest>`: the only application image the workload's agent policy runs."""
     initdata: str
-    initdata_digest: str
     resources: tuple[str, ...]
     gpus: int
     sealed_secrets: dict[str, str]
@@ -126,7 +125,6 @@ def _workloads(stack: str, raw: Any) -> tuple[dict[str, TrustedWorkload], list[P
         workloads[name] = TrustedWorkload(
             image=entry["image"],
             initdata=entry["initdata"],
-            initdata_digest=entry["initdataDigest"],
             resources=tuple(entry["resources"]),
             gpus=int(entry["gpus"]),
             sealed_secrets=dict(entry["sealedSecrets"]),

@@ -19,8 +19,8 @@ from components.tls import SelfSignedServerCertificate, ServerCertificateArgs, S
 from components.trustee import names, render
 from components.trustee.kbs import Kbs, KbsArgs, KbsDocuments, KbsKeys, KbsSecretResources, SecretResource
 from stacks.config import TrustedConfig
-from stacks.config.trusted import Workload
 from stacks.config.base import secret_output
+from stacks.config.trusted import Workload
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,9 @@ def deploy(config: TrustedConfig) -> None:
             "referenceValues.measurements is empty: the CPU policy does not check the SNP launch measurement of Azure's "
             "paravisor; list it (docs/trusted-cluster.md) and set referenceValues.requireMeasurement: true"
         )
+    for resource in config.kbs_resources:
+        if not any(resource.name in w.resources for w in config.workloads):
+            pulumi.log.warn(f"kbsResources {resource.name} is in no workload's resources: KBS holds it but releases it to no pod VM")
     https = _https_material(config, keys_provider)
     admin_key = tls.PrivateKey("kbs-admin-key", algorithm="ED25519", opts=pulumi.ResourceOptions(provider=keys_provider, protect=True))
     # The EAR token broker signs with a P-256 key (confidential-containers/trustee
@@ -126,6 +129,7 @@ def _workload_initdata(config: TrustedConfig, ca_pem: str) -> dict[str, Initdata
                 policy=AgentPolicyArgs(
                     image=w.image,
                     allow_read_stream=config.agent_policy.allow_read_stream,
+                    args=tuple(w.args) if w.args is not None else None,
                     decryptor=_decryptor_policy(w, uris),
                 ),
                 registry_credentials_uri=uris[w.registry_credentials] if w.registry_credentials else None,

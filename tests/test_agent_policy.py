@@ -185,3 +185,15 @@ def test_every_agent_request_is_decided(policy):
 def test_only_a_pinned_image_renders():
     with pytest.raises(ValueError, match="is not pinned by digest"):
         render_agent_policy(AgentPolicyArgs(f"{REPOSITORY}:1.3.3"))
+
+
+def test_a_pinned_command_line_refuses_any_other(policy):
+    """Pinned, the host cannot run the workload's own image with a command that prints its secrets."""
+    entrypoint = fixture("container")["OCI"]["Process"]["Args"]
+    pinned = Policy(args=tuple(entrypoint))
+    assert allows(pinned, "CreateContainerRequest", container(IMAGE))
+    exfiltrate = container(IMAGE)
+    exfiltrate["OCI"]["Process"]["Args"] = ["/bin/sh", "-c", "echo $NGC_API_KEY"]
+    assert not allows(pinned, "CreateContainerRequest", exfiltrate)
+    assert allows(policy, "CreateContainerRequest", exfiltrate), "unpinned: any command of the pinned image"
+    assert allows(pinned, "CreateContainerRequest", fixture("sandbox")), "the pause container keeps its own command"

@@ -484,3 +484,24 @@ def test_every_kubernetes_resource_uses_the_trusted_cluster_provider(dev, prod):
         assert kubernetes and all(r.provider.endswith("::trusted-cluster") for r in kubernetes)
         keys: list[Registered] = [r for r in run.resources if r.type.startswith("tls:")]
         assert keys and all(r.provider.endswith("pulumi:providers:tls::tls") for r in keys)
+
+
+def test_a_resource_no_workload_may_receive_is_one_warning(runner):
+    run = runner.example("prod-trusted", set={"workloads.0.resources": ["ngc-api-key", "model-key"]}, delete=("workloads.0.registryCredentials",))
+    assert run.warnings == ["kbsResources registry-credentials is in no workload's resources: KBS holds it but releases it to no pod VM"]
+
+
+def test_prod_workload_pulls_its_image_with_kbs_registry_credentials(prod):
+    _, run = prod
+    cdh = tomllib.loads(tomllib.loads(initdata_document(run).decode())["data"]["cdh.toml"])
+    assert cdh["image"] == {"authenticated_registry_credentials_uri": "kbs:///default/registry-auth/auth.json"}
+
+
+def test_a_workloads_pinned_command_line_is_in_its_agent_policy_only(runner):
+    args = ["/opt/nvidia/nvidia_entrypoint.sh", "/opt/nim/start_server.sh"]
+    run = runner.example("dev-trusted", set={"workloads.0.args": args})
+    pinned = {
+        name: evaluate({"policy.rego": tomllib.loads(initdata_document(run, name).decode())["data"]["policy.rego"]}, "data.agent_policy.pinned_args", {})
+        for name in run.outputs["workloads"]
+    }
+    assert pinned == {"llama-3-1-8b": args, "mistral-7b": None}

@@ -166,6 +166,7 @@ def workload(**fields) -> list[dict]:
         (workload(registryCredentials="model-key"), "workloads[0].registryCredentials: 'model-key' is not in this workload's resources; list it there so KBS releases it to the workload"),
         (workload(resources=["ngc-api-key", "ngc-api-key"]), "workloads[0].resources[1]: 'ngc-api-key' is listed twice"),
         (workload() + workload(), "workloads[1].name: 'llama-3-1-8b' is declared more than once"),
+        (workload(args=[]), "workloads[0].args: List should have at least 1 item after validation, not 0"),
         (workload(retiringPcr08=["ABC"]), "workloads[0].retiringPcr08[0]: 'ABC' is not a PCR value (64 lowercase hex characters, SHA-256 bank)"),
     ],
 )

@@ -211,6 +211,9 @@ class Workload(Model):
     """kbsResources names released to a pod VM measuring this workload's initdata."""
     gpus: int = Field(default=1, ge=0, le=8)
     """GPUs the workload's pod VM attests; each resource's minGpus must fit."""
+    args: list[str] | None = Field(default=None, min_length=1)
+    """The container's full command line (the image's entrypoint and cmd, `skopeo inspect --config`), pinned in
+    the agent policy so the host cannot run the image with another command; unset: any command of the image."""
     registry_credentials: DnsLabel | None = None
     """A kbsResources name (listed in `resources`) holding the registry credentials the guest pulls
     `image` with: rendered as cdh.toml `[image] authenticated_registry_credentials_uri`."""
@@ -219,12 +222,6 @@ class Workload(Model):
     accepted, and still given its resources, while running pod VMs restart onto the new one; empty it once they have."""
     encrypted_model: EncryptedModel | None = None
     """Set when the workload serves a model encrypted at source instead of one NIM downloads."""
-
-    @property
-    def repository(self) -> str:
-        match = PINNED_IMAGE.match(self.image)
-        assert match
-        return match["repository"]
 
     def rules(self) -> Iterator[Problem]:
         for i, name in enumerate(self.resources):
