@@ -221,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     except DecryptError as err:
         print(f"{PROG}: error: {err}; nothing was left in {args.target}", file=sys.stderr)
         return 1
+    except OSError as err:  # the target itself: not writable, full
+        print(f"{PROG}: error: {args.target}: {err.strerror or err}{f' ({err.filename})' if err.filename else ''}; nothing was left in {args.target}", file=sys.stderr)
+        return 1
     seconds = max(time.monotonic() - started, 1e-9)
     mib = manifest.total_size / 2**20
     print(f"{PROG}: {len(manifest.files)} files, {mib:.1f} MiB verified into {args.target} in {seconds:.1f} s ({mib / seconds:.0f} MiB/s)")

@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None, stacks_dir: Path = STACKS_DIR) -> int:
     except (CannotEncrypt, EncryptError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # reading the model or writing the output failed midway; the output was removed
+        print(f"{PROG}: error: {err.filename or args.out}: {err.strerror or err}; nothing was left in {args.out}", file=sys.stderr)
+        return 1
     seconds = max(time.monotonic() - started, 1e-9)
     mib = manifest.total_size / 2**20
     print(f"encrypted {len(manifest.files)} files, {mib:.1f} MiB in {seconds:.2f} s ({mib / seconds:.0f} MiB/s) into {args.out}")

@@ -272,6 +272,23 @@ def test_plaintext_goes_only_to_tmpfs(small_model, tmp_path, monkeypatch, capsys
     assert not [p for p in served.requests if p.startswith("/models/")]
 
 
+def test_a_full_memory_volume_is_one_line_and_cleans_up(small_model, target, monkeypatch, capsys):
+    _, encrypted, key_text, sha = small_model
+    real, calls = jwe.decrypt, []
+
+    def filling(source, sink, key, max_size=None):
+        calls.append(1)
+        if len(calls) == 4:  # the manifest and two files decrypt; the third file hits a full tmpfs
+            raise OSError(28, "No space left on device")
+        return real(source, sink, key, max_size)
+
+    monkeypatch.setattr(jwe, "decrypt", filling)
+    code, _ = _run_init(encrypted, key_text.encode(), sha, target, monkeypatch=monkeypatch)
+    assert code == 1
+    assert "c-tokenizer.json.jwe: download or write failed (No space left on device)" in _one_line(capsys.readouterr().err)
+    assert _tree(target) == []
+
+
 def test_leftovers_of_a_killed_run_are_replaced(small_model, target, monkeypatch, capsys):
     _, encrypted, key_text, sha = small_model
     (target / ".b-weights.safetensors.partial").write_bytes(b"half")
@@ -464,6 +481,14 @@ def test_encrypt_refuses_in_one_line(tmp_path, capsys, monkeypatch, extra, setup
     assert err.count("\n") == 1 and problem in err, err
     if setup not in ("nonempty-out",):
         assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_failed_encryption_is_one_line(tmp_path, capsys, monkeypatch):
+    src = _write_model(tmp_path / "src", {"a.bin": b"a", "b.bin": b"b"})
+    monkeypatch.setattr(jwe, "encrypt", lambda source, sink, key: (_ for _ in ()).throw(OSError(28, "No space left on device", str(tmp_path / "out" / "a.bin.jwe"))))
+    code, err = _cli([str(src), "--env", "prod", "--workload", "llama-ft", "--out", str(tmp_path / "out")], capsys, jwe.new_key_text().encode(), monkeypatch)
+    assert code == 1 and err.count("\n") == 1 and "a.bin.jwe: No space left on device; nothing was left in" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_failed_encryption_leaves_no_partial_output(tmp_path, monkeypatch):
