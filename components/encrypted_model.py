@@ -16,7 +16,9 @@ MODEL_DIR = "/mnt/models"
 """Where the plaintext model lives in the pod: the init container's target, NIM's NIM_MODEL_PATH."""
 VOLUME = "decrypted-model"
 INIT_CONTAINER = "decrypt-model"
-COMMAND = ("python3", "-I", "-m", "model_crypto.decrypt")
+# Absolute: PATH (host-controlled environment) must not choose the interpreter. The UBI Python image
+# keeps its virtualenv at /opt/app-root (images/model-decryptor/Containerfile).
+COMMAND = ("/opt/app-root/bin/python3", "-I", "-m", "model_crypto.decrypt")
 SAS_ENV = "AZURE_STORAGE_SAS_TOKEN"
 SAS_SECRET_KEY = "sas"
 _GIB = 2**30

@@ -48,6 +48,11 @@ def key_resource_uri(env: str, workload: str, resource: str, stacks_dir: Path = 
     if resource not in declared:
         names = ", ".join(sorted(declared)) or "none"
         raise CannotEncrypt(f"--key-resource: {stack} declares no kbsResources entry {resource!r} (declared: {names})")
+    workloads = {w.name: w for w in config.workloads}
+    if workload not in workloads:
+        raise CannotEncrypt(f"--workload: {stack} declares no workload {workload!r} (declared: {', '.join(sorted(workloads)) or 'none'}); declare it first")
+    if resource not in workloads[workload].resources:
+        raise CannotEncrypt(f"--key-resource: workload {workload} may not receive {resource!r} (its resources: {', '.join(workloads[workload].resources) or 'none'}); KBS would never release the key to it")
     return declared[resource].uri
 
 

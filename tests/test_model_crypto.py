@@ -26,7 +26,7 @@ from model_crypto import decrypt, jwe, manifest
 from scripts import encrypt_model
 from tests.model_server import Served, serve
 
-KEY_RESOURCE = "kbs:///default/model-decryption/key.bin"  # kbsResources model-key of dev-trusted
+KEY_RESOURCE = "kbs:///default/model-decryption/key.bin"  # kbsResources model-key of prod-trusted, workload llama-ft
 SAS = "sv=2022-11-02&sr=c&sp=rl&sig=c2lnbmF0dXJl"
 _BLOCK = os.urandom(1 << 20)
 
@@ -46,7 +46,7 @@ def _encrypt(src: Path, out: Path, key_text: str) -> str:
     from contextlib import redirect_stdout
 
     with redirect_stdout(stdout):
-        assert encrypt_model.main([str(src), "--env", "dev", "--workload", "llama-ft", "--out", str(out), "--key-file", str(key_file)]) == 0
+        assert encrypt_model.main([str(src), "--env", "prod", "--workload", "llama-ft", "--out", str(out), "--key-file", str(key_file)]) == 0
     line = next(line for line in stdout.getvalue().splitlines() if line.startswith("manifest sha256: "))
     return line.removeprefix("manifest sha256: ")
 
@@ -158,7 +158,7 @@ def test_the_output_holds_only_ciphertext_and_the_manifest(big_model):
             assert key_text.encode() not in data and config not in data and b"LlamaForCausalLM" not in data, path.name
     document = json.loads((encrypted / "manifest.json").read_bytes())
     assert hashlib.sha256((encrypted / "manifest.json").read_bytes()).hexdigest() == sha
-    assert document["keyResource"] == KEY_RESOURCE and document["env"] == "dev" and document["workload"] == "llama-ft"
+    assert document["keyResource"] == KEY_RESOURCE and document["env"] == "prod" and document["workload"] == "llama-ft"
     big = next(f for f in document["files"] if f["path"] == "model-00001-of-00002.safetensors")
     assert big["size"] == 64 * 2**20 + 4097 > 64 * 2**20
     assert big["sha256"] == _sha256(src / "model-00001-of-00002.safetensors")
@@ -441,22 +441,24 @@ def _cli(args: list[str], capsys, stdin: bytes | None = None, monkeypatch=None) 
 def test_key_on_stdin_and_a_new_key_file(tmp_path, capsys, monkeypatch):
     src = _write_model(tmp_path / "src", {"w.bin": b"w" * 1000})
     key_text = jwe.new_key_text()
-    code, err = _cli([str(src), "--env", "dev", "--workload", "w", "--out", str(tmp_path / "a")], capsys, key_text.encode(), monkeypatch)
+    code, err = _cli([str(src), "--env", "prod", "--workload", "llama-ft", "--out", str(tmp_path / "a")], capsys, key_text.encode(), monkeypatch)
     assert code == 0, err
     plaintext = joserfc_jwe.decrypt_compact((tmp_path / "a" / "w.bin.jwe").read_bytes(), OctKey.import_key({"kty": "oct", "k": key_text})).plaintext
     assert plaintext == b"w" * 1000
     new_key = tmp_path / "model.key"
-    code, err = _cli([str(src), "--env", "dev", "--workload", "w", "--out", str(tmp_path / "b"), "--new-key", str(new_key)], capsys)
+    code, err = _cli([str(src), "--env", "prod", "--workload", "llama-ft", "--out", str(tmp_path / "b"), "--new-key", str(new_key)], capsys)
     assert code == 0, err
     assert stat.S_IMODE(new_key.stat().st_mode) == 0o600
     jwe.parse_key(new_key.read_bytes())
-    code, err = _cli([str(src), "--env", "dev", "--workload", "w", "--out", str(tmp_path / "c"), "--new-key", str(new_key)], capsys)
+    code, err = _cli([str(src), "--env", "prod", "--workload", "llama-ft", "--out", str(tmp_path / "c"), "--new-key", str(new_key)], capsys)
     assert code == 2 and "--new-key: cannot create" in err and "must not exist yet" in err
     assert not (tmp_path / "c").exists()
 
 
 @pytest.mark.parametrize("extra, setup, problem", [
-    (["--key-resource", "nope"], None, "dev-trusted declares no kbsResources entry 'nope' (declared: model-key, ngc-api-key)"),
+    (["--key-resource", "nope"], None, "prod-trusted declares no kbsResources entry 'nope' (declared: model-key, ngc-api-key, registry-credentials)"),
+    (["--key-resource", "ngc-api-key"], None, "workload llama-ft may not receive 'ngc-api-key' (its resources: model-key); KBS would never release the key to it"),
+    (["--workload", "phi-3"], None, "--workload: prod-trusted declares no workload 'phi-3' (declared: llama-3-1-8b, llama-ft); declare it first"),
     ([], "nonempty-out", "exists and is not an empty directory"),
     ([], "out-in-src", "overlaps the model directory"),
     ([], "short-key", "the key is 16 bytes; A256KW needs 32"),
@@ -474,7 +476,7 @@ def test_encrypt_refuses_in_one_line(tmp_path, capsys, monkeypatch, extra, setup
         key_text = jwk.base64url_encode(os.urandom(16))
     elif setup == "no-src":
         src = tmp_path / "missing"
-    code, err = _cli([str(src), "--env", "dev", "--workload", "w", "--out", str(out), *extra], capsys, key_text.encode(), monkeypatch)
+    code, err = _cli([str(src), "--env", "prod", "--workload", "llama-ft", "--out", str(out), *extra], capsys, key_text.encode(), monkeypatch)
     assert code == 2
     assert err.count("\n") == 1 and problem in err, err
     if setup not in ("nonempty-out",):
