@@ -207,7 +207,9 @@ class ModelStorageSettings(Model):
     """An Azure Storage account and private container for encrypted models (components/azure/model_storage.py)."""
 
     account_name: Annotated[str, matching(r"^[a-z0-9]{3,24}$", "a storage account name (3-24 lowercase letters and digits, globally unique)")]
+    """The storage account to create (globally unique in Azure)."""
     container_name: Annotated[str, matching(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$", "a blob container name (3-63 lowercase letters, digits, single '-')")] = "models"
+    """Its private container; each model's ciphertext goes under `<container>/<model name>/`."""
     sas_expiry: Annotated[str, matching(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$", "a UTC instant like 2027-06-30T00:00:00Z")]
     """When the pods' read-only SAS stops working: renew it (change this, pulumi up) before then."""
 
