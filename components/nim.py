@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import encrypted_model
+from components.encrypted_model import EncryptedModelArgs
 from components.sealed_secret import KBS_RESOURCE_LABEL
 
 NIM_PORT = 8000
@@ -55,8 +57,9 @@ class NimModelArgs:
     runtime_class: str
     initdata: str
     """gzip+base64 initdata of the model's workload, from the trusted stack (public)."""
-    ngc_api_key_sealed: str
-    """The signed sealed pointer to the NGC API key in KBS, made by the trusted stack (public)."""
+    ngc_api_key_sealed: str | None
+    """The signed sealed pointer to the NGC API key in KBS, made by the trusted stack (public); None for
+    an encrypted model, which NIM serves from a local directory without NGC."""
     pull_secret: pulumi.Output[str] | None
     """A dockerconfigjson for nvcr.io (a Pulumi secret), or None when the guest gets it from KBS."""
     ingress_domain: str
@@ -64,6 +67,10 @@ class NimModelArgs:
     """Creates the runtime class and CAA the pod runs with."""
     data_science_cluster: pulumi.Resource
     """Deploys KServe, which serves the ServingRuntime and InferenceService CRDs."""
+    encrypted: EncryptedModelArgs | None = None
+    """An encrypted model: decrypted by an init container inside the pod VM into a memory volume."""
+    model_sas: pulumi.Output[str] | None = None
+    """Read SAS of the encrypted model's blob container (a Pulumi secret), when the stack made the storage."""
 
 
 class NimModel(pulumi.ComponentResource):
@@ -77,15 +84,31 @@ class NimModel(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self, provider=provider)
         namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": args.namespace}, opts=child)
         in_namespace = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[namespace]))
-        # Not secret: a pointer the confidential data hub resolves inside the TEE after attestation.
-        ngc_key = k8s.core.v1.Secret(
-            f"{name}-ngc-api-key",
-            metadata={"name": f"{args.name}-ngc-api-key", "namespace": args.namespace, "labels": {KBS_RESOURCE_LABEL: "true"}},
-            type="Opaque",
-            string_data={"NGC_API_KEY": args.ngc_api_key_sealed},
-            opts=in_namespace,
-        )
-        secrets: list[pulumi.Resource] = [ngc_key]
+        secrets: list[pulumi.Resource] = []
+        env: list[dict] = [{"name": "NIM_CACHE_PATH", "value": NIM_CACHE_PATH}]
+        if args.ngc_api_key_sealed is not None:
+            # Not secret: a pointer the confidential data hub resolves inside the TEE after attestation.
+            secrets.append(
+                k8s.core.v1.Secret(
+                    f"{name}-ngc-api-key",
+                    metadata={"name": f"{args.name}-ngc-api-key", "namespace": args.namespace, "labels": {KBS_RESOURCE_LABEL: "true"}},
+                    type="Opaque",
+                    string_data={"NGC_API_KEY": args.ngc_api_key_sealed},
+                    opts=in_namespace,
+                )
+            )
+            env.append({"name": "NGC_API_KEY", "valueFrom": {"secretKeyRef": {"name": f"{args.name}-ngc-api-key", "key": "NGC_API_KEY"}}})
+        if args.model_sas is not None:
+            # A cloud-side credential that reads ciphertext only.
+            secrets.append(
+                k8s.core.v1.Secret(
+                    f"{name}-model-sas",
+                    metadata={"name": f"{args.name}-model-sas", "namespace": args.namespace},
+                    type="Opaque",
+                    string_data={encrypted_model.SAS_SECRET_KEY: args.model_sas},
+                    opts=in_namespace,
+                )
+            )
         pull_secrets: list[dict[str, str]] = []
         if args.pull_secret is not None:
             secrets.append(
@@ -127,10 +150,7 @@ class NimModel(pulumi.ComponentResource):
                         # router (odh-model-controller kserve_raw_route_reconciler.go setRouteTargetPort;
                         # openshift/router pkg/router/template/router.go endpointsForAlias).
                         "ports": [{"name": HTTP_PORT_NAME, "containerPort": NIM_PORT, "protocol": "TCP"}],
-                        "env": [
-                            {"name": "NIM_CACHE_PATH", "value": NIM_CACHE_PATH},
-                            {"name": "NGC_API_KEY", "valueFrom": {"secretKeyRef": {"name": f"{args.name}-ngc-api-key", "key": "NGC_API_KEY"}}},
-                        ],
+                        "env": env,
                         "readinessProbe": {"httpGet": {"path": READY_PATH, "port": NIM_PORT}, "periodSeconds": 10, "failureThreshold": 3},
                         "livenessProbe": {"httpGet": {"path": LIVE_PATH, "port": NIM_PORT}, "periodSeconds": 30, "failureThreshold": 3},
                         "startupProbe": {"httpGet": {"path": READY_PATH, "port": NIM_PORT}, "periodSeconds": 30, "failureThreshold": 120},
@@ -142,6 +162,30 @@ class NimModel(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=[namespace, args.data_science_cluster])),
         )
         gpu = str(args.gpus)
+        model_spec: dict = {
+            "modelFormat": {"name": model_name, "version": model_version},
+            "runtime": runtime_name,
+            # CAA's peer-pods webhook reads the GPU *request* into default_gpus, then replaces every
+            # container's resources with kata.peerpods.io/vm (cloud-api-adaptor
+            # src/webhook/pkg/mutating-webhook/remove-resourcespec.go): both are set, equal.
+            "resources": {"limits": {"nvidia.com/gpu": gpu}, "requests": {"nvidia.com/gpu": gpu}},
+        }
+        predictor: dict = {
+            "minReplicas": args.replicas,
+            "maxReplicas": args.replicas,
+            "runtimeClassName": args.runtime_class,
+            # Predictor annotations go onto the pod, where the kata-remote runtime reads them.
+            "annotations": {MACHINE_TYPE_ANNOTATION: args.machine_type, INITDATA_ANNOTATION: args.initdata},
+            "imagePullSecrets": pull_secrets,
+            "model": model_spec,
+        }
+        if args.encrypted is not None:
+            # KServe merges predictor.model into the runtime's container and the predictor's pod fields
+            # (initContainers, volumes) into the pod (serving.kserve.io_inferenceservices.yaml, predictor).
+            predictor["initContainers"] = [encrypted_model.init_container(args.encrypted)]
+            predictor["volumes"] = [encrypted_model.memory_volume(args.encrypted)]
+            model_spec["env"] = encrypted_model.nim_env()
+            model_spec["volumeMounts"] = [encrypted_model.nim_volume_mount()]
         k8s.apiextensions.CustomResource(
             f"{name}-inference-service",
             api_version="serving.kserve.io/v1beta1",
@@ -157,24 +201,7 @@ class NimModel(pulumi.ComponentResource):
                     "pulumi.com/timeoutSeconds": _READY_WAIT_SECONDS,
                 },
             },
-            spec={
-                "predictor": {
-                    "minReplicas": args.replicas,
-                    "maxReplicas": args.replicas,
-                    "runtimeClassName": args.runtime_class,
-                    # Predictor annotations go onto the pod, where the kata-remote runtime reads them.
-                    "annotations": {MACHINE_TYPE_ANNOTATION: args.machine_type, INITDATA_ANNOTATION: args.initdata},
-                    "imagePullSecrets": pull_secrets,
-                    "model": {
-                        "modelFormat": {"name": model_name, "version": model_version},
-                        "runtime": runtime_name,
-                        # CAA's peer-pods webhook reads the GPU *request* into default_gpus, then replaces every
-                        # container's resources with kata.peerpods.io/vm (cloud-api-adaptor
-                        # src/webhook/pkg/mutating-webhook/remove-resourcespec.go): both are set, equal.
-                        "resources": {"limits": {"nvidia.com/gpu": gpu}, "requests": {"nvidia.com/gpu": gpu}},
-                    },
-                }
-            },
+            spec={"predictor": predictor},
             opts=pulumi.ResourceOptions.merge(
                 in_namespace, pulumi.ResourceOptions(depends_on=[namespace, runtime, *secrets, args.kata_config, args.data_science_cluster])
             ),
