@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scripts.offline.stackfile import PLACEHOLDER_PREFIX, STACKS_DIR
-from scripts.plan import kubernetes_manifests, main, plan_environment, write_plan
+from scripts import plan
+from scripts.plan import dump_manifest, kubernetes_manifests, main, plan_environment, write_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -168,3 +171,36 @@ def test_unknown_environment_is_one_line(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "staging-trusted: no stack file stacks/Pulumi.staging-trusted.yaml (environments there: dev, prod)"
+
+
+# Text that trips YAML emitters: indicators, quotes, blank lines, tabs, non-ASCII, control characters.
+_YAML_TEXT = st.text(alphabet=st.sampled_from(list("ab Z09:#-?*&!|>'\"%@`{}[],.=~\n\t") + ["é", "\x85", "\u2028", "\x00", "\ufeff"]), max_size=40)
+_YAML_VALUES = st.recursive(
+    st.one_of(_YAML_TEXT, st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_YAML_TEXT, inner, max_size=4)),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_YAML_TEXT, _YAML_VALUES, min_size=1, max_size=5))
+def test_manifests_are_the_same_bytes_whichever_yaml_emitter_writes_them(document):
+    # dump_manifest hands libyaml only what it writes exactly as PyYAML does; the rest goes to PyYAML.
+    python = yaml.dump(document, Dumper=plan._ManifestDumper, sort_keys=False, width=120)
+    assert dump_manifest(document) == python
+    if plan._libyaml_safe(document):
+        assert yaml.dump(document, Dumper=plan._CManifestDumper, sort_keys=False, width=120) == python
+
+
+def test_libyaml_writes_every_example_manifest_but_those_with_tabs(example_plan):
+    def strings(value):
+        if isinstance(value, dict):
+            return [s for k, v in value.items() for s in (k, *strings(v))]
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return [value] if isinstance(value, str) else []
+
+    for run in example_plan("dev"):
+        for filename, manifest in kubernetes_manifests(run):
+            # Rego indents with tabs; everything else in a plan is printable ASCII.
+            assert plan._libyaml_safe(manifest) == (not any("\t" in s for s in strings(manifest))), filename
