@@ -28,6 +28,8 @@ NIM_SCRATCH_DIRS = {
     "nim-dot-config": "/opt/nim/.config",
     "nim-dot-triton": "/opt/nim/.triton",
 }
+WRITABLE_DIRS = (NIM_CACHE_PATH, *NIM_SCRATCH_DIRS.values())
+"""Where NIM's container has emptyDirs: the only volumes its workload's agent policy allows under /opt."""
 # Scratch directories hold generated configs and small caches; bounded so none can fill the pod VM disk.
 SCRATCH_DIR_GI = 1
 SCRATCH_GI = SCRATCH_DIR_GI * len(NIM_SCRATCH_DIRS)
@@ -85,19 +87,18 @@ class NimModel(pulumi.ComponentResource):
         namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": args.namespace}, opts=child)
         in_namespace = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[namespace]))
         secrets: list[pulumi.Resource] = []
-        env: list[dict] = [{"name": "NIM_CACHE_PATH", "value": NIM_CACHE_PATH}]
+        ngc_secret = f"{args.name}-ngc-api-key" if args.ngc_api_key_sealed is not None else None
         if args.ngc_api_key_sealed is not None:
             # Not secret: a pointer the confidential data hub resolves inside the TEE after attestation.
             secrets.append(
                 k8s.core.v1.Secret(
                     f"{name}-ngc-api-key",
-                    metadata={"name": f"{args.name}-ngc-api-key", "namespace": args.namespace, "labels": {KBS_RESOURCE_LABEL: "true"}},
+                    metadata={"name": ngc_secret, "namespace": args.namespace, "labels": {KBS_RESOURCE_LABEL: "true"}},
                     type="Opaque",
                     string_data={"NGC_API_KEY": args.ngc_api_key_sealed},
                     opts=in_namespace,
                 )
             )
-            env.append({"name": "NGC_API_KEY", "valueFrom": {"secretKeyRef": {"name": f"{args.name}-ngc-api-key", "key": "NGC_API_KEY"}}})
         if args.model_sas is not None:
             # A cloud-side credential that reads ciphertext only.
             secrets.append(
@@ -150,14 +151,14 @@ class NimModel(pulumi.ComponentResource):
                         # router (odh-model-controller kserve_raw_route_reconciler.go setRouteTargetPort;
                         # openshift/router pkg/router/template/router.go endpointsForAlias).
                         "ports": [{"name": HTTP_PORT_NAME, "containerPort": NIM_PORT, "protocol": "TCP"}],
-                        "env": env,
+                        "env": container_env(ngc_secret),
                         "readinessProbe": {"httpGet": {"path": READY_PATH, "port": NIM_PORT}, "periodSeconds": 10, "failureThreshold": 3},
                         "livenessProbe": {"httpGet": {"path": LIVE_PATH, "port": NIM_PORT}, "periodSeconds": 30, "failureThreshold": 3},
                         "startupProbe": {"httpGet": {"path": READY_PATH, "port": NIM_PORT}, "periodSeconds": 30, "failureThreshold": 120},
-                        "volumeMounts": _volume_mounts(),
+                        "volumeMounts": volume_mounts(),
                     }
                 ],
-                "volumes": _volumes(args.model_cache_gi),
+                "volumes": volumes(args.model_cache_gi),
             },
             opts=pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=[namespace, args.data_science_cluster])),
         )
@@ -213,13 +214,21 @@ class NimModel(pulumi.ComponentResource):
         self.register_outputs({"inClusterUrl": self.in_cluster_url, "externalUrl": self.external_url})
 
 
-def _volume_mounts() -> list[dict[str, str]]:
+def container_env(ngc_secret: str | None) -> list[dict]:
+    """NIM's environment in the ServingRuntime: its model cache and, unless the model is encrypted, the NGC key's sealed pointer."""
+    env: list[dict] = [{"name": "NIM_CACHE_PATH", "value": NIM_CACHE_PATH}]
+    if ngc_secret is not None:
+        env.append({"name": "NGC_API_KEY", "valueFrom": {"secretKeyRef": {"name": ngc_secret, "key": "NGC_API_KEY"}}})
+    return env
+
+
+def volume_mounts() -> list[dict[str, str]]:
     """The model cache, /dev/shm and every writable directory NIM 2.x needs."""
     mounts = [{"name": "nim-cache", "mountPath": NIM_CACHE_PATH}, {"name": "shm", "mountPath": "/dev/shm"}]
     return mounts + [{"name": name, "mountPath": path} for name, path in NIM_SCRATCH_DIRS.items()]
 
 
-def _volumes(model_cache_gi: int) -> list[dict[str, object]]:
+def volumes(model_cache_gi: int) -> list[dict[str, object]]:
     volumes: list[dict[str, object]] = [
         {"name": "nim-cache", "emptyDir": {"sizeLimit": f"{model_cache_gi}Gi"}},
         {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE_LIMIT}},

@@ -12,6 +12,7 @@ import pulumi_random as random
 import pulumi_tls as tls
 
 from components.initdata import AgentPolicyArgs, DecryptorPolicy, Initdata, InitdataArgs, render_initdata
+from components import nim
 from components.kubernetes import cluster_provider
 from components.olm import OperatorInstall, OperatorInstallArgs, OperatorPin
 from components.sealed_secret import public_jwk, sealed_secret
@@ -131,6 +132,8 @@ def _workload_initdata(config: TrustedConfig, ca_pem: str) -> dict[str, Initdata
                     allow_read_stream=config.agent_policy.allow_read_stream,
                     args=tuple(w.args) if w.args is not None else None,
                     decryptor=_decryptor_policy(w, uris),
+                    image_env=tuple(w.image_env),
+                    writable_dirs=nim.WRITABLE_DIRS,
                 ),
                 registry_credentials_uri=uris[w.registry_credentials] if w.registry_credentials else None,
             )
