@@ -242,24 +242,33 @@ def _volume_mount(mount: dict[str, Any], volume: dict[str, Any], request: dict[s
     return {"destination": mount["mountPath"], "options": ["rbind", "rprivate", "ro" if mount.get("readOnly") else "rw"], "source": source, "type_": "bind"}
 
 
-def nim_container(encrypted: bool = False, env: list[str] = (), mounts: list[dict[str, Any]] = ()) -> dict[str, Any]:
-    """The predictor's kserve-container, as components/nim.py renders it, in the request the agent receives."""
+def pod_container(spec: dict[str, Any], volumes: list[dict[str, Any]], image_env: tuple[str, ...] = NIM_IMAGE_ENV) -> dict[str, Any]:
+    """A pod's container (its Kubernetes spec, the pod's volumes) in the CreateContainerRequest the agent receives."""
     request = container(IMAGE)
     oci = request["OCI"]
-    oci["Annotations"]["io.kubernetes.cri.container-name"] = "kserve-container"
-    env_specs = nim.container_env(None if encrypted else "llama-ngc-api-key") + (encrypted_model.nim_env() if encrypted else [])
-    rendered = [f"{e['name']}={e['value'] if 'value' in e else SEALED}" for e in env_specs]
+    oci["Annotations"]["io.kubernetes.cri.container-name"] = spec["name"]
+    rendered = [f"{e['name']}={e['value'] if 'value' in e else SEALED}" for e in spec.get("env", [])]
     services = ["LLAMA_PREDICTOR_SERVICE_HOST=172.30.12.7", "LLAMA_PREDICTOR_SERVICE_PORT=80", "LLAMA_PREDICTOR_PORT=tcp://172.30.12.7:80",
                 "LLAMA_PREDICTOR_PORT_80_TCP=tcp://172.30.12.7:80", "LLAMA_PREDICTOR_PORT_80_TCP_PROTO=tcp"]
-    oci["Process"]["Env"] = [*NIM_IMAGE_ENV, *oci["Process"]["Env"][1:], *services, *rendered, "INFERENCE_SERVICE_NAME=llama", *env]
-    volumes = {v["name"]: v for v in nim.volumes(40)}
-    volume_mounts = nim.volume_mounts()
-    if encrypted:
-        volumes[encrypted_model.VOLUME] = {"name": encrypted_model.VOLUME, "emptyDir": {"medium": "Memory"}}
-        volume_mounts.append(encrypted_model.nim_volume_mount())
+    oci["Process"]["Env"] = [*image_env, *oci["Process"]["Env"][1:], *services, *rendered, "INFERENCE_SERVICE_NAME=llama"]
+    by_name = {v["name"]: v for v in volumes}
     # A volume at /dev/shm replaces the sandbox's (containerd CRI adds that one only when none is mounted there).
     oci["Mounts"] = [m for m in oci["Mounts"] if m["destination"] != "/dev/shm"]
-    oci["Mounts"] += [_volume_mount(m, volumes[m["name"]], request) for m in volume_mounts] + list(mounts)
+    oci["Mounts"] += [_volume_mount(m, by_name[m["name"]], request) for m in spec.get("volumeMounts", [])]
+    return request
+
+
+def nim_container(encrypted: bool = False, env: list[str] = (), mounts: list[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The predictor's kserve-container, as components/nim.py renders it, in the request the agent receives."""
+    spec = {"name": "kserve-container", "env": nim.container_env(None if encrypted else "llama-ngc-api-key"), "volumeMounts": nim.volume_mounts()}
+    volumes = nim.volumes(40)
+    if encrypted:
+        spec["env"] += encrypted_model.nim_env()
+        spec["volumeMounts"].append(encrypted_model.nim_volume_mount())
+        volumes.append({"name": encrypted_model.VOLUME, "emptyDir": {"medium": "Memory"}})
+    request = pod_container(spec, volumes)
+    request["OCI"]["Process"]["Env"] += list(env)
+    request["OCI"]["Mounts"] += list(mounts)
     return request
 
 

@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from jwcrypto import jwk, jws
 
+from components import nim
 from components.initdata import AgentPolicyArgs, InitdataArgs, render_initdata
 from components.trustee import names
 from scripts.offline import SECRET, Registered, StackRun
@@ -148,7 +149,8 @@ def test_each_workload_has_its_own_initdata_policy_and_pcr8(runner):
 def test_initdata_render_is_pure_and_tracks_its_inputs(dev):
     config, run = dev
     workload = config.workloads[0]
-    args = InitdataArgs(config.kbs.url, run.outputs["kbsCaCert"], AgentPolicyArgs(workload.image, config.agent_policy.allow_read_stream))
+    policy = AgentPolicyArgs(workload.image, config.agent_policy.allow_read_stream, writable_dirs=nim.WRITABLE_DIRS)
+    args = InitdataArgs(config.kbs.url, run.outputs["kbsCaCert"], policy)
     assert render_initdata(args).document == initdata_document(run)
     other_image = InitdataArgs(args.kbs_url, args.kbs_ca_pem, AgentPolicyArgs(workload.image.replace("bcf3", "0000"), True))
     assert render_initdata(other_image).pcr8 != run.outputs["workloads"][WORKLOAD]["initdataPcr8"]
@@ -505,3 +507,11 @@ def test_a_workloads_pinned_command_line_is_in_its_agent_policy_only(runner):
         for name in run.outputs["workloads"]
     }
     assert pinned == {"llama-3-1-8b": args, "mistral-7b": None}
+
+
+def test_a_workloads_image_env_and_nims_writable_dirs_are_in_its_agent_policy(runner):
+    image_env = ["PYTHONPATH=/opt/nim/llm", "LD_LIBRARY_PATH=/opt/hpcx/ompi/lib"]
+    run = runner.example("dev-trusted", set={"workloads.0.imageEnv": image_env})
+    policies = {name: {"policy.rego": tomllib.loads(initdata_document(run, name).decode())["data"]["policy.rego"]} for name in run.outputs["workloads"]}
+    assert {name: evaluate(p, "data.agent_policy.image_env", {}) for name, p in policies.items()} == {"llama-3-1-8b": image_env, "mistral-7b": []}
+    assert evaluate(policies["mistral-7b"], "data.agent_policy.writable_dirs", {}) == list(nim.WRITABLE_DIRS)
