@@ -330,11 +330,16 @@ def test_a_volume_over_the_images_code_is_refused(workload_policy, mount):
 
 
 def test_host_files_elsewhere_are_data_not_code(workload_policy):
-    """A ConfigMap outside the code directories is allowed (what remains: docs/security-model.md), but not as the working directory."""
+    """A ConfigMap outside the code directories is allowed (what remains: docs/security-model.md), but not as the working or home directory."""
     request = nim_container(mounts=[host_volume("/config")])
     assert allows(workload_policy, "CreateContainerRequest", request)
+    home = copy.deepcopy(request)
     request["OCI"]["Process"]["Cwd"] = "/config"
     assert not allows(workload_policy, "CreateContainerRequest", request)
+    home["OCI"]["Process"]["Env"].append("HOME=/config/user")
+    assert not allows(workload_policy, "CreateContainerRequest", home)
+    home["OCI"]["Process"]["Env"][-1] = "HOME=/opt/nim"
+    assert allows(workload_policy, "CreateContainerRequest", home)
 
 
 def test_the_host_cannot_copy_into_a_volume_the_pod_vm_created(policy):
