@@ -1,8 +1,10 @@
-"""Shared fixtures: run a stack program under fresh mocks, example configs, upstream CRD schemas."""
+"""Shared fixtures: run a stack program under fresh mocks, example configs and plans, upstream CRD schemas."""
 
 from __future__ import annotations
 
 import json
+import pickle
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import yaml
 from scripts.offline import StackRun, run_stack
 from scripts.offline.fakes import StackOutputs
 from scripts.offline.stackfile import read_stack_file
+from scripts.plan import plan_environment
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CRDS = SHARED / "crds"
@@ -51,10 +54,23 @@ def _walk(tree: dict[str, Any], path: str, create: bool) -> tuple[Any, str | int
 
 
 class Runner:
-    """Runs one stack under fresh mocks per call (new event loop, settings, root resource)."""
+    """Runs one stack under fresh mocks per call (new event loop, settings, root resource).
+
+    A run with the same stack, config, secret keys and stack outputs as an earlier one in this worker
+    runs once (`memo`); every call returns its own copy, so a test cannot change what another sees.
+    """
+
+    def __init__(self, memo: dict[str, bytes] | None = None):
+        self.memo = memo
 
     def __call__(self, stack: str, config: dict[str, str], secret_keys: tuple[str, ...] = (), stack_outputs: dict[str, StackOutputs] | None = None) -> StackRun:
-        return run_stack(stack, config, secret_keys, stack_outputs)
+        if self.memo is None:
+            return run_stack(stack, config, secret_keys, stack_outputs)
+        references = {name: [outputs.values, sorted(outputs.secret_names)] for name, outputs in (stack_outputs or {}).items()}
+        key = json.dumps([stack, config, sorted(secret_keys), references], sort_keys=True, default=str)
+        if key not in self.memo:
+            self.memo[key] = pickle.dumps(run_stack(stack, config, secret_keys, stack_outputs))
+        return pickle.loads(self.memo[key])
 
     def example(self, stack: str, set: dict[str, Any] | None = None, delete: tuple[str, ...] = (), stack_outputs: dict[str, StackOutputs] | None = None) -> StackRun:
         config, secret_keys = example_config(stack, set, delete)
@@ -64,9 +80,33 @@ class Runner:
         return self(stack, config, secret_keys, stack_outputs)
 
 
+@pytest.fixture(scope="session")
+def _runs_memo() -> dict[str, bytes]:
+    return {}
+
+
 @pytest.fixture
-def runner() -> Runner:
-    return Runner()
+def runner(request: pytest.FixtureRequest, _runs_memo: dict[str, bytes]) -> Runner:
+    # What a test monkeypatches may change the run: such a test runs every stack afresh.
+    return Runner(None if "monkeypatch" in request.fixturenames else _runs_memo)
+
+
+_PLANS: dict[str, bytes] = {}
+
+
+def plan_once(env: str, secret_values: dict[str, dict[str, str]] | None = None) -> list[StackRun]:
+    """`plan_environment` of the example stack files, planned once per worker session and shared.
+    Each call returns its own copy (a read-only baseline)."""
+    key = json.dumps([env, secret_values], sort_keys=True)
+    if key not in _PLANS:
+        _PLANS[key] = pickle.dumps(plan_environment(env, secret_values=secret_values))
+    return pickle.loads(_PLANS[key])
+
+
+@pytest.fixture(scope="session")
+def example_plan() -> Callable[..., list[StackRun]]:
+    """`example_plan(env, secret_values=None)`: `plan_once` as a fixture."""
+    return plan_once
 
 
 def _without_nulls(schema: Any) -> Any:
@@ -78,20 +118,53 @@ def _without_nulls(schema: Any) -> Any:
     return schema
 
 
-@pytest.fixture(scope="session")
-def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
-    """(apiVersion, kind) -> openAPIV3Schema of every upstream CRD version in shared/crds."""
-    if not CRDS.is_dir():
-        pytest.skip(f"upstream CRDs not found at {CRDS} (clone outside the workspace)")
-    schemas: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in CRDS.glob("*.yaml"):
+class CrdSchemas(Mapping[tuple[str, str], dict[str, Any]]):
+    """(apiVersion, kind) -> openAPIV3Schema of the upstream CRDs in `directory`, each file parsed the first
+    time one of its kinds is asked for (5 MB of YAML, most of it for kinds no test reads).
+
+    Files are named `<group>_<plural>.yaml`: a lookup reads its group's files, the kind's own first, and
+    every other file before it answers that a kind is missing.
+    """
+
+    def __init__(self, directory: Path):
+        self._unread = sorted(directory.glob("*.yaml"))
+        self._schemas: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def _read(self, path: Path) -> None:
+        self._unread.remove(path)
         for doc in yaml.load_all(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
             if not doc or doc.get("kind") != "CustomResourceDefinition":
                 continue
             spec = doc["spec"]
             for version in spec["versions"]:
-                schemas[(f"{spec['group']}/{version['name']}", spec["names"]["kind"])] = version["schema"]["openAPIV3Schema"]
-    return schemas
+                self._schemas[(f"{spec['group']}/{version['name']}", spec["names"]["kind"])] = version["schema"]["openAPIV3Schema"]
+
+    def __getitem__(self, key: tuple[str, str]) -> dict[str, Any]:
+        api_version, kind = key
+        group = api_version.rsplit("/", 1)[0]
+        same_group = [p for p in self._unread if p.name.startswith(f"{group}_")]
+        likeliest = sorted(same_group, key=lambda p: not p.stem.split("_", 1)[1].startswith(kind.lower()))
+        for path in [*likeliest, *(p for p in self._unread if p not in same_group)]:
+            if key in self._schemas:
+                break
+            self._read(path)
+        return self._schemas[key]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for path in list(self._unread):
+            self._read(path)
+        return iter(self._schemas)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+@pytest.fixture(scope="session")
+def crd_schemas() -> CrdSchemas:
+    """(apiVersion, kind) -> openAPIV3Schema of every upstream CRD version in shared/crds."""
+    if not CRDS.is_dir():
+        pytest.skip(f"upstream CRDs not found at {CRDS} (clone outside the workspace)")
+    return CrdSchemas(CRDS)
 
 
 @pytest.fixture(scope="session")

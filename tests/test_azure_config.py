@@ -103,6 +103,8 @@ def test_aro_needs_master_subnet_and_a_fresh_cluster_resource_group():
     "edit, expected",
     [
         ({"cluster.aro.version": "4.16"}, "dev-cloud: cluster.aro.version: '4.16' is not an OpenShift version like 4.20.15"),
+        # Field patterns run on Python's re (search): \Z, unlike $, refuses a trailing newline.
+        ({"azure.resourceGroup": "confidential-ai-dev\n"}, "dev-cloud: azure.resourceGroup: String should match pattern '^[-\\w._()]{1,89}[-\\w_()]\\Z'"),
         ({"cluster.aro.workerCount": 2}, "dev-cloud: cluster.aro.workerCount: Input should be greater than or equal to 3"),
         ({"cluster.aro.resourceProviderObjectId": "f1dd0a37"}, "dev-cloud: cluster.aro.resourceProviderObjectId: 'f1dd0a37' is not a GUID (lowercase, 8-4-4-4-12)"),
         ({"cluster.aro.apiVisibility": "Internal"}, "dev-cloud: cluster.aro.apiVisibility: Input should be 'Public' or 'Private'"),

@@ -30,8 +30,8 @@ ASSIGNMENT = "azure-native:authorization:RoleAssignment"
 
 
 @pytest.fixture(scope="module")
-def runner() -> Runner:
-    return Runner()
+def runner(_runs_memo) -> Runner:
+    return Runner(_runs_memo)
 
 
 @pytest.fixture(scope="module")

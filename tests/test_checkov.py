@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.plan import plan_environment, write_plan
+from scripts.plan import write_plan
+from tests.conftest import plan_once
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
@@ -17,7 +18,7 @@ CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 @pytest.mark.skipif(not CHECKOV.exists(), reason="checkov is not installed (.ci/run makes .venv-checkov from requirements-checkov.txt)")
 def test_checkov_reports_no_failure_on_either_environments_manifests(tmp_path):
     for env in ("dev", "prod"):
-        write_plan(plan_environment(env), tmp_path)
+        write_plan(plan_once(env), tmp_path)
     manifests = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("*/manifests/*.yaml"))
     assert "dev-cloud/manifests/llama-3-1-8b--servingruntime--llama-3-1-8b-nim.yaml" in manifests
     assert not [m for m in manifests if "--daemonset--" in m], "nothing patches the operator's DaemonSets"

@@ -19,14 +19,16 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scripts.offline import StackRun, run_stack
+from scripts.offline import StackRun
 from scripts.offline.fakes import StackOutputs
 from scripts.offline.stackfile import stack_path
 from scripts.plan import main as plan_main
 from stacks.config import ConfigError
-from tests.conftest import example_config
+from tests.conftest import Runner, example_config
 
 STACKS = ["dev-trusted", "dev-cloud", "prod-trusted", "prod-cloud"]
+# Derandomized draws repeat some configs exactly: each distinct run runs once (copies returned).
+RUNS = Runner(memo={})
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 WRONG_TYPES = st.one_of(
@@ -126,7 +128,7 @@ def as_config(tree: dict[str, Any]) -> dict[str, str]:
 @functools.cache
 def trusted_outputs(stack: str) -> StackOutputs:
     config, secret_keys = example_config(stack)
-    return run_stack(stack, config, secret_keys).stack_outputs
+    return RUNS(stack, config, secret_keys).stack_outputs
 
 
 def assert_plans_or_fails_cleanly(stack: str, config: dict[str, str], secret_keys: tuple[str, ...]) -> StackRun | ConfigError:
@@ -135,7 +137,7 @@ def assert_plans_or_fails_cleanly(stack: str, config: dict[str, str], secret_key
         trusted = stack.rsplit("-", 1)[0] + "-trusted"
         references = {trusted: trusted_outputs(trusted)}
     try:
-        return run_stack(stack, config, secret_keys, references)
+        return RUNS(stack, config, secret_keys, references)
     except ConfigError as err:
         assert err.registered == [], f"resources registered before the config error: {[r.urn for r in err.registered]}"
         assert_clean_lines(stack, err.lines())
@@ -184,7 +186,8 @@ def test_known_bad_values_fail_cleanly(stack, edits):
 
 @settings(FUZZ, max_examples=12)
 @given(data=st.data())
-def test_cli_exits_2_with_one_line_per_problem(data, tmp_path_factory, capsys):
+def test_cli_exits_2_with_one_line_per_problem(data, tmp_path_factory, capsys, monkeypatch):
+    monkeypatch.setattr("scripts.plan.run_stack", RUNS)
     stacks_dir: Path = tmp_path_factory.mktemp("stacks")
     stack = data.draw(st.sampled_from(["dev-trusted", "dev-cloud"]), label="stack")
     for name in ("dev-trusted", "dev-cloud"):

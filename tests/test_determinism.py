@@ -43,19 +43,18 @@ def tree(out: Path) -> dict[str, bytes]:
 _PLAN_BOTH = "import sys; from pathlib import Path; from scripts.plan import plan_environment, write_plan\nfor env in ('dev', 'prod'): write_plan(plan_environment(env), Path(sys.argv[1]) / env)"
 
 
-def test_plans_are_byte_identical_across_processes_and_hash_seeds(tmp_path):
-    """Set or dict-order dependence on str hashing shows up only between processes with different seeds."""
-    trees = []
-    for seed in ("1", "2"):
-        out = tmp_path / f"seed-{seed}"
-        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)}
-        subprocess.run([sys.executable, "-c", _PLAN_BOTH, str(out)], cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
-        trees.append(tree(out))
+def test_plans_are_byte_identical_across_processes_and_hash_seeds(tmp_path, example_plan):
+    """Set or dict-order dependence on str hashing shows up only between processes with different seeds:
+    this one's (random unless PYTHONHASHSEED is set) and a child's with another fixed seed."""
+    seed = "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"
+    out = tmp_path / f"seed-{seed}"
+    env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", _PLAN_BOTH, str(out)], cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
     in_process = tmp_path / "in-process"
     for name in ("dev", "prod"):
-        write_plan(plan_environment(name), in_process / name)
-    assert trees[0] == trees[1] == tree(in_process)
-    assert any(name.endswith("resources.json") for name in trees[0])
+        write_plan(example_plan(name), in_process / name)
+    assert tree(out) == tree(in_process)
+    assert any(name.endswith("resources.json") for name in tree(out))
 
 
 # --- One value changed ------------------------------------------------------------------------
@@ -122,12 +121,12 @@ def _set(node: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
-def plan_with(env: str, change: Change, stacks_dir: Path) -> tuple[list[StackRun], list[StackRun]]:
-    """The environment's plan before and after the change."""
+def plan_with(env: str, change: Change, stacks_dir: Path, example_plan: Callable[..., list[StackRun]]) -> tuple[list[StackRun], list[StackRun]]:
+    """The environment's plan before (the session's baseline) and after the change."""
     stack = f"{env}-{change.stack_role}"
     if change.secret:
         secrets = canaries_for(env)
-        base = plan_environment(env, secret_values=secrets)
+        base = example_plan(env, secret_values=secrets)
         secrets[stack][change.key] = change.value
         return base, plan_environment(env, secret_values=secrets)
     shutil.copytree(STACKS_DIR, stacks_dir, ignore=shutil.ignore_patterns("*.py", "config", "__pycache__"))
@@ -139,7 +138,7 @@ def plan_with(env: str, change: Change, stacks_dir: Path) -> tuple[list[StackRun
     else:
         config[f"confidential-ai:{top}"] = change.value
     stack_path(stack, stacks_dir).write_text(yaml.safe_dump(document, sort_keys=False))
-    return plan_environment(env), plan_environment(env, stacks_dir)
+    return example_plan(env), plan_environment(env, stacks_dir)
 
 
 def entries(runs: list[StackRun]) -> dict[str, Any]:
@@ -200,9 +199,9 @@ def _marker(value: Any) -> str:
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
 @pytest.mark.parametrize("name", sorted(CHANGES))
-def test_a_value_changes_only_what_depends_on_it(env, name, tmp_path):
+def test_a_value_changes_only_what_depends_on_it(env, name, tmp_path, example_plan):
     change = CHANGES[name]
-    before_runs, after_runs = plan_with(env, change, tmp_path / "stacks")
+    before_runs, after_runs = plan_with(env, change, tmp_path / "stacks", example_plan)
     changed, unexpected = unexpected_changes(before_runs, after_runs, change)
     assert unexpected == [], f"changing {change.key} changed resources that do not depend on it"
     must = [r.urn for run in after_runs if run.stack.endswith(change.stack_role) for r in run.resources if change.must_change(r)]

@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
-def planned(request, tmp_path_factory) -> tuple[str, Path]:
+def planned(request, tmp_path_factory, example_plan) -> tuple[str, Path]:
     out = tmp_path_factory.mktemp(f"plan-{request.param}")
-    write_plan(plan_environment(request.param), out)
+    write_plan(example_plan(request.param), out)
     return request.param, out
 
 
@@ -84,9 +84,9 @@ def test_secret_manifests_keep_their_key_names_with_redacted_values(planned):
         assert keys and all(SECRET_KEY_NAME.match(key) for key in keys), f"{path.name}: {keys}"
 
 
-def test_manifests_parse_back_to_what_the_stack_sends(planned):
+def test_manifests_parse_back_to_what_the_stack_sends(planned, example_plan):
     env, out = planned
-    for run in plan_environment(env):
+    for run in example_plan(env):
         for filename, manifest in kubernetes_manifests(run):
             assert yaml.safe_load((out / run.stack / "manifests" / filename).read_text()) == manifest, filename
 
@@ -101,6 +101,19 @@ def test_plan_is_byte_identical_across_runs(planned, tmp_path):
     env, out = planned
     write_plan(plan_environment(env), tmp_path)
     assert written_files(tmp_path) == written_files(out)
+
+
+def test_rewriting_a_plan_deletes_manifests_of_objects_gone_and_rewrites_the_rest(planned, tmp_path, example_plan):
+    env, out = planned
+    target = tmp_path / "out"
+    shutil.copytree(out, target)
+    gone = target / f"{env}-cloud" / "manifests" / "gone--configmap--removed.yaml"
+    gone.write_text("kind: ConfigMap\n")
+    edited = sorted(target.rglob("manifests/*.yaml"))[0]
+    edited.write_text("edited by hand\n")
+    write_plan(example_plan(env), target)
+    assert not gone.exists()
+    assert written_files(target) == written_files(out)
 
 
 def test_secret_placeholders_never_written(planned):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import functools
 import json
 import re
 import runpy
@@ -36,8 +35,8 @@ from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 from policies import rules
 from scripts.offline import PROJECT, Registered, StackRun
 from scripts.offline.policy import Violation, evaluate
-from scripts.plan import plan_environment
 from stacks.config import base as config_base
+from tests.conftest import plan_once
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = {p.name: p for p in rules.POLICIES}
@@ -497,9 +496,9 @@ def required_targets(env: str, role: str) -> list[str]:
     return [t for t, (side, _) in TARGETS.items() if side == role and not (t == "aro-cluster" and env != "dev")]
 
 
-@functools.cache
 def planned(env: str) -> dict[str, StackRun]:
-    return {run.stack.rsplit("-", 1)[1]: run for run in plan_environment(env)}
+    """The environment's plan by role: the session's shared plan, a copy per call."""
+    return {run.stack.rsplit("-", 1)[1]: run for run in plan_once(env)}
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
@@ -605,7 +604,7 @@ MUTATIONS: dict[str, tuple[str, str, Callable[[StackRun, Registered], None], str
 )
 def test_each_policy_fires_on_its_violation_in_the_plan(env, mutation):
     side, target, mutate, policy, on_target = MUTATIONS[mutation]
-    run = copy.deepcopy(planned(env)[side])
+    run = planned(env)[side]
     victim = TARGETS[target][1](run)[0]
     mutate(run, victim)
     fired = [v for v in evaluate(run, rules.POLICIES) if v.policy == policy]
@@ -629,13 +628,13 @@ def test_every_policy_has_a_plan_level_demonstration():
     assert demonstrated >= MANDATORY, f"no mutated plan demonstrates {MANDATORY - demonstrated}"
 
 
-def test_offline_policy_command_exits_1_on_a_mandatory_violation(monkeypatch, capsys):
+def test_offline_policy_command_exits_1_on_a_mandatory_violation(monkeypatch, capsys, example_plan):
     from scripts.offline import policy as offline_policy
 
     assert offline_policy.main(["dev"]) == 0
     # advisories are listed but not counted as violations
     assert re.search(r"^dev-cloud: \d+ resources, 0 mandatory violations, [1-9]\d* advisor(y|ies)$", capsys.readouterr().out, re.M)
-    runs = plan_environment("dev")
+    runs = example_plan("dev")
     cloud = runs[1]
     _edit(TARGETS["peer-pods-cm"][1](cloud)[0], _set_data(DISABLECVM="true"))
     monkeypatch.setattr("scripts.plan.plan_environment", lambda env: runs)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from scripts import topology
-from scripts.plan import plan_environment
 from scripts.topology import picture, render_topology
 from stacks.contracts import CLOUD_READS
+from tests.conftest import plan_once
 
 ROOT = Path(__file__).resolve().parents[1]
 MERMAID = ROOT / "tests" / "mermaid"
@@ -26,7 +26,7 @@ EDGE = re.compile(r'^\s+(\w+) (?:-- "([^"]*)" -->|-\. "([^"]*)" \.->|-->) (\w+)$
 
 @pytest.fixture(scope="module")
 def topologies() -> dict[str, tuple[list, str]]:
-    return {env: (runs, render_topology(runs)) for env in ("dev", "prod") for runs in [plan_environment(env)]}
+    return {env: (runs, render_topology(runs)) for env in ("dev", "prod") for runs in [plan_once(env)]}
 
 
 @pytest.fixture(params=["dev", "prod"])

@@ -26,7 +26,7 @@ import pytest
 
 from scripts.offline import StackRun, run_stack
 from scripts.offline.stackfile import PLACEHOLDER_PREFIX, read_stack_file
-from scripts.plan import ROLES, plan_environment, write_plan
+from scripts.plan import ROLES, write_plan
 from stacks.contracts import TRUSTED_OUTPUTS
 
 Canaries = dict[str, dict[str, str]]
@@ -104,9 +104,9 @@ def written_files(out: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
-def canary_plan(request, tmp_path_factory) -> tuple[list[StackRun], Canaries, dict[str, str]]:
+def canary_plan(request, tmp_path_factory, example_plan) -> tuple[list[StackRun], Canaries, dict[str, str]]:
     canaries = canaries_for(request.param)
-    runs = plan_environment(request.param, secret_values=canaries)
+    runs = example_plan(request.param, secret_values=canaries)
     out = tmp_path_factory.mktemp(f"canary-{request.param}")
     write_plan(runs, out)
     return runs, canaries, written_files(out)

@@ -7,17 +7,21 @@ fresh event loop, fresh runtime settings and a fresh root resource, so runs neve
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import resource as pulumi_resource
 from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.proto.source_pb2 import StackTrace
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_pulumi_func
 
@@ -225,28 +229,29 @@ def run_stack(
     thread_loops: list[asyncio.AbstractEventLoop] = []
     executor = ThreadPoolExecutor(thread_name_prefix=f"mock-monitor-{stack}", initializer=_thread_event_loop, initargs=(thread_loops,))
     loop.set_default_executor(executor)
-    try:
-        pulumi_settings.set_root_resource(None)
-        set_all_config({full(k): v for k, v in config.items()}, [full(k) for k in secret_keys])
-        mocks = OfflineMocks(stack_outputs or {})
-        monitor = RecordingMonitor(mocks)
-        warnings = _WarningRecorder()
-        logger = logging.Logger(f"{PROJECT}.offline.{stack}")
-        logger.addHandler(warnings)
-        pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=logger, monitor=monitor)
+    with collector_paused(), _without_stack_traces():
         try:
-            loop.run_until_complete(run_pulumi_func(program))
-        except Exception as err:
-            err.registered = list(monitor.registrations)  # type: ignore[attr-defined]
-            raise
-        outputs, secret_names = loop.run_until_complete(_resolve_outputs())
-    finally:
-        pulumi_settings.set_root_resource(None)
-        set_all_config({}, [])
-        executor.shutdown(wait=True)
-        for each in (*thread_loops, loop):
-            _close(each)
-        asyncio.set_event_loop(None)
+            pulumi_settings.set_root_resource(None)
+            set_all_config({full(k): v for k, v in config.items()}, [full(k) for k in secret_keys])
+            mocks = OfflineMocks(stack_outputs or {})
+            monitor = RecordingMonitor(mocks)
+            warnings = _WarningRecorder()
+            logger = logging.Logger(f"{PROJECT}.offline.{stack}")
+            logger.addHandler(warnings)
+            pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=logger, monitor=monitor)
+            try:
+                loop.run_until_complete(run_pulumi_func(program))
+            except Exception as err:
+                err.registered = list(monitor.registrations)  # type: ignore[attr-defined]
+                raise
+            outputs, secret_names = loop.run_until_complete(_resolve_outputs())
+        finally:
+            pulumi_settings.set_root_resource(None)
+            set_all_config({}, [])
+            executor.shutdown(wait=True)
+            for each in (*thread_loops, loop):
+                _close(each)
+            asyncio.set_event_loop(None)
     resources = sorted(monitor.registrations, key=lambda r: r.urn)
     return StackRun(stack, resources, outputs, frozenset(secret_names), warnings.messages)
 
@@ -265,6 +270,35 @@ def _close(loop: asyncio.AbstractEventLoop) -> None:
     if pending:
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     loop.close()
+
+
+@contextmanager
+def _without_stack_traces() -> Iterator[None]:
+    """Registrations carry no stack trace: the engine uses it to point errors at the program's source
+    lines and the offline monitor reads none, while the SDK walks the whole Python stack for each
+    resource to build it (pulumi/pulumi sdk/python/lib/pulumi/runtime/resource.py `_get_stack_trace`;
+    scripts.bench: about 3% of a plan). An empty trace is what the SDK itself sends when it finds none."""
+    original = pulumi_resource._get_stack_trace
+    pulumi_resource._get_stack_trace = StackTrace
+    try:
+        yield
+    finally:
+        pulumi_resource._get_stack_trace = original
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No garbage-collector passes inside: a run allocates tens of thousands of objects that live until
+    it ends, so each pass during registration rescans them and frees almost nothing (scripts.bench:
+    about a tenth of a plan's CPU). The pass after it ends collects the run's cycles once."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 async def _resolve_outputs() -> tuple[dict[str, Any], set[str]]:

@@ -53,13 +53,15 @@ def read_stack_file(stack: str, stacks_dir: Path = STACKS_DIR, secret_values: di
         raise StackFileError(f"{stack}: no stack file {path.relative_to(path.parents[1])} (environments there: {known})")
     try:
         text = path.read_text()
-        if duplicate := _first_duplicate_key(yaml.compose(text, Loader=yaml.SafeLoader)):
-            raise StackFileError(f"{stack}: {path.name}: {duplicate}")
-        document = yaml.safe_load(text) or {}
     except (OSError, UnicodeDecodeError) as err:
         raise StackFileError(f"{stack}: cannot read {path.name}: {getattr(err, 'strerror', None) or err}") from None
+    try:
+        node, document = _parse(text)
     except yaml.YAMLError as err:
         raise StackFileError(f"{stack}: {path.name} is not valid YAML: {_yaml_problem(err)}") from None
+    if duplicate := _first_duplicate_key(node):
+        raise StackFileError(f"{stack}: {path.name}: {duplicate}")
+    document = document or {}
     if not isinstance(document, dict):
         raise StackFileError(f"{stack}: {path.name} must be a mapping with a 'config' section")
     raw = document.get("config") or {}
@@ -87,6 +89,16 @@ def read_stack_file(stack: str, stacks_dir: Path = STACKS_DIR, secret_values: di
             secret_keys.add(key)
         config[key] = _as_config_string(resolved)
     return StackFile(stack, config, frozenset(secret_keys))
+
+
+def _parse(text: str) -> tuple[yaml.Node | None, Any]:
+    """The document's node tree and its value: libyaml's parser when it is there (a tenth of the
+    time), PyYAML's own when it fails, for its words of what is wrong."""
+    fast = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return yaml.compose(text, Loader=fast), yaml.load(text, Loader=fast)
+    except yaml.YAMLError:
+        return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
 
 
 def _first_duplicate_key(node: yaml.Node | None, path: str = "") -> str | None:

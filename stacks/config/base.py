@@ -36,7 +36,11 @@ class Model(BaseModel):
         extra="forbid",
         frozen=True,
         hide_input_in_errors=True,
-        use_attribute_docstrings=True,  # field docstrings document each key (docs/configuration.md)
+        # Field docstrings document each key: scripts/config_reference.py reads them from source, not
+        # pydantic's use_attribute_docstrings, which parses every model's source at each import.
+        # Python's re compiles Field patterns in a fraction of the Rust engine's time (its Unicode
+        # \w classes dominate the config import); pydantic searches with them, so they end in \Z.
+        regex_engine="python-re",
     )
 
     def rules(self) -> Iterator[Problem]:

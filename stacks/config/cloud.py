@@ -42,8 +42,8 @@ ImageVersionId = Annotated[
 ApiUrl = Annotated[str, matching(re.compile(r"^https://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$"), "an https://host[:port] URL")]
 # An ARO domain: a DNS label (cluster at <label>.<region>.aroapp.io) or a custom DNS name you own.
 AroDomain = Annotated[str, matching(re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"), "a DNS label or DNS name (lowercase)")]
-ResourceGroupName = Annotated[str, Field(pattern=r"^[-\w._()]{1,89}[-\w_()]$")]
-VmSize = Annotated[str, Field(pattern=r"^Standard_[A-Za-z0-9_]+$")]
+ResourceGroupName = Annotated[str, Field(pattern=r"^[-\w._()]{1,89}[-\w_()]\Z")]
+VmSize = Annotated[str, Field(pattern=r"^Standard_[A-Za-z0-9_]+\Z")]
 
 # vCPU counts of the AMD SEV-SNP confidential sizes that exist (MicrosoftDocs azure-compute-docs,
 # dcasv5-dcadsv5-series.md and ecasv5-ecadsv5-series.md): a size matching the naming scheme but not
@@ -173,8 +173,8 @@ class PodVmImageSettings(Model):
     """The gallery image definition this stack creates when it hosts the pod VM image (OSC's image job defaults)."""
 
     host_gallery: bool = False
-    gallery_name: str = Field(default="PodVMGallery", pattern=r"^[A-Za-z0-9][\w.]{0,78}[A-Za-z0-9]$")
-    definition: str = Field(default="podvm-image", pattern=r"^[A-Za-z0-9][-\w.]{0,78}[A-Za-z0-9]$")
+    gallery_name: str = Field(default="PodVMGallery", pattern=r"^[A-Za-z0-9][\w.]{0,78}[A-Za-z0-9]\Z")
+    definition: str = Field(default="podvm-image", pattern=r"^[A-Za-z0-9][-\w.]{0,78}[A-Za-z0-9]\Z")
     publisher: str = "RedHat"
     offer: str = "OSC-PodVM"
     sku: str = "OSC-PodVM"
