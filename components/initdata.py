@@ -123,9 +123,9 @@ UNSAFE_ENV = (
     "BASH_ENV", "ENV", "SHELLOPTS", "PS4",
     "CUDA_INJECTION64_PATH", "NCCL_NET_PLUGIN", "NCCL_TUNER_PLUGIN", "NCCL_PROFILER_PLUGIN",
 )
-# Where an image's code, interpreter and libraries live (NIM's under /opt/nim, its entrypoint under /opt/nvidia,
-# its libraries under /opt and /usr): no volume may be mounted at, above or under them, except a volume the
-# agent creates in the pod VM at one of the container's `writable_dirs`. The runtime's own files under /etc
+# Where an image's code, interpreter and libraries live (NIM's under /opt/nim, its libraries under /opt and
+# /usr): no volume may be mounted at, above or under them, except a volume the agent creates in the pod VM
+# at one of the container's `writable_dirs`. The runtime's own files under /etc
 # (kata-containers genpolicy testdata createcontainer/gid mounts) are single files the host writes anyway.
 CODE_DIRS = ("/opt", "/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc")
 RUNTIME_ETC_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")

@@ -11,8 +11,8 @@ import pulumi
 import pulumi_random as random
 import pulumi_tls as tls
 
-from components.initdata import AgentPolicyArgs, DecryptorPolicy, Initdata, InitdataArgs, render_initdata
 from components import nim
+from components.initdata import AgentPolicyArgs, DecryptorPolicy, Initdata, InitdataArgs, render_initdata
 from components.kubernetes import cluster_provider
 from components.olm import OperatorInstall, OperatorInstallArgs, OperatorPin
 from components.sealed_secret import public_jwk, sealed_secret

@@ -329,6 +329,16 @@ def test_a_volume_over_the_images_code_is_refused(workload_policy, mount):
     assert not allows(workload_policy, "CreateContainerRequest", nim_container(mounts=[mount]))
 
 
+@pytest.mark.parametrize("driver", ["local", "ephemeral"])
+def test_host_files_passed_off_as_an_emptydir_are_refused(workload_policy, driver):
+    """The storages are the host's word too: one that names a ConfigMap's copy as its mount point is no emptyDir."""
+    configmap = host_volume("/opt/nim/workspace")
+    request = nim_container()
+    request["OCI"]["Mounts"] = [m for m in request["OCI"]["Mounts"] if m["destination"] != "/opt/nim/workspace"] + [configmap]
+    request["storages"].append({"driver": driver, "driver_options": [], "fs_group": None, "fstype": driver, "mount_point": configmap["source"], "options": [], "source": driver})
+    assert not allows(workload_policy, "CreateContainerRequest", request)
+
+
 def test_host_files_elsewhere_are_data_not_code(workload_policy):
     """A ConfigMap outside the code directories is allowed (what remains: docs/security-model.md), but not as the working or home directory."""
     request = nim_container(mounts=[host_volume("/config")])
