@@ -55,6 +55,12 @@ def deploy(config: TrustedConfig) -> None:
     for resource in config.kbs_resources:
         if not any(resource.name in w.resources for w in config.workloads):
             pulumi.log.warn(f"kbsResources {resource.name} is in no workload's resources: KBS holds it but releases it to no pod VM")
+    for i, workload in enumerate(config.workloads):
+        if workload.resources and workload.args is None:
+            pulumi.log.warn(
+                f"workloads[{i}].args is unset: the host chooses the process workload {workload.name}'s image runs with its "
+                "secrets in reach; pin the image's entrypoint and cmd (docs/security-model.md)"
+            )
     https = _https_material(config, keys_provider)
     admin_key = tls.PrivateKey("kbs-admin-key", algorithm="ED25519", opts=pulumi.ResourceOptions(provider=keys_provider, protect=True))
     # The EAR token broker signs with a P-256 key (confidential-containers/trustee
