@@ -58,7 +58,8 @@ def run_child(args: list[str]) -> Sample:
 
 def write_stacks(env: str, models: int, into: Path) -> Path:
     """A copy of stacks/*.yaml whose ENV-cloud serves `models` models: the example's own first, then
-    copies of its first model under other names."""
+    copies of its first model under other names, each with its own copy of that model's workload on
+    ENV-trusted (one initdata and one serving certificate per model, as a real deployment has)."""
     import yaml
 
     from scripts.offline.stackfile import STACKS_DIR, stack_path
@@ -66,13 +67,19 @@ def write_stacks(env: str, models: int, into: Path) -> Path:
     into.mkdir(parents=True)
     for path in STACKS_DIR.glob("Pulumi.*.yaml"):
         shutil.copy(path, into / path.name)
-    cloud = stack_path(f"{env}-cloud", into)
-    document = yaml.safe_load(cloud.read_text())
-    own = document["config"]["confidential-ai:models"]
+    cloud_path, trusted_path = stack_path(f"{env}-cloud", into), stack_path(f"{env}-trusted", into)
+    cloud, trusted = yaml.safe_load(cloud_path.read_text()), yaml.safe_load(trusted_path.read_text())
+    own = cloud["config"]["confidential-ai:models"]
+    workloads = trusted["config"]["confidential-ai:workloads"]
     first = own[0]
-    copies = [{**first, "name": f"{first['name'][:24]}-{i:03d}"} for i in range(len(own) + 1, models + 1)]
-    document["config"]["confidential-ai:models"] = [*own[:models], *copies]
-    cloud.write_text(yaml.safe_dump(document, sort_keys=False))
+    workload = next(w for w in workloads if w["name"] == first["workload"])
+    # The Route host is <model>-<namespace>.<ingress domain>, the namespace named after the model.
+    domain = workload["servingHostnames"][0].split(".", 1)[1]
+    copies = [f"{first['name'][:24]}-{i:03d}" for i in range(len(own) + 1, models + 1)]
+    cloud["config"]["confidential-ai:models"] = [*own[:models], *({**first, "name": name, "workload": name} for name in copies)]
+    workloads += [{**workload, "name": name, "servingHostnames": [f"{name}-{name}.{domain}"]} for name in copies]
+    cloud_path.write_text(yaml.safe_dump(cloud, sort_keys=False))
+    trusted_path.write_text(yaml.safe_dump(trusted, sort_keys=False))
     return into
 
 

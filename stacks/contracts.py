@@ -16,12 +16,18 @@ import pulumi_kubernetes as k8s
 #   workload serving an encrypted model, "encryptedModel": {"decryptorImage" (pinned), "keyUri" (the
 #   model key's kbs:/// URI), "manifestSha256"}: the init container its agent policy runs.
 # - `sealedSecretKeyUri`: the kbs:/// URI of the public JWK the sealed secrets name as `kid`.
-TRUSTED_OUTPUTS = ("kbsUrl", "kbsCaCert", "kbsResources", "workloads", "sealedSecretKeyUri")
+# - `inferenceCaCert`: PEM of the inference CA, what model clients trust (scripts/verify_endpoint.py).
+#   A workload that serves a model also has "servingCertificate" (PEM, issued by that CA
+#   for its servingHostnames) and "servingKeyResource" (the kbsResources name of its TLS key, bound to
+#   its PCR 8; the signed pointer to it is in its "sealedSecrets").
+# - `inferenceClientCaCert`, only when models require client certificates: that CA's PEM.
+TRUSTED_OUTPUTS = ("kbsUrl", "kbsCaCert", "kbsResources", "workloads", "sealedSecretKeyUri", "inferenceCaCert")
+OPTIONAL_TRUSTED_OUTPUTS = ("inferenceClientCaCert",)
 WORKLOAD_KEYS = ("image", "initdata", "initdataDigest", "initdataPcr8", "resources", "gpus", "sealedSecrets")
 # Present only for the workloads they concern.
 OPTIONAL_WORKLOAD_KEYS = ("encryptedModel",)
-# What the cloud stack reads (all of it).
-CLOUD_READS = TRUSTED_OUTPUTS
+# What the cloud stack needs; model clients, not the cloud stack, read `inferenceCaCert`.
+CLOUD_READS = ("kbsUrl", "kbsCaCert", "kbsResources", "workloads", "sealedSecretKeyUri")
 
 
 @dataclass(frozen=True)

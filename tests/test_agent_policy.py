@@ -207,7 +207,9 @@ def test_a_pinned_command_line_refuses_any_other(policy):
 # pkg/controller/v1beta1/inferenceservice/components/predictor.go, commit aaac4e29), service links of the
 # namespace (genpolicy-settings.json allow_env_regex shapes), and each volume as the kata runtime hands it
 # to the agent (kata-containers src/runtime/virtcontainers/kata_agent.go handleLocalStorage,
-# handleEphemeralStorage at 7c6ba40c): an emptyDir is a storage the agent creates in the pod VM.
+# handleEphemeralStorage at 7c6ba40c): an emptyDir is a storage the agent creates in the pod VM; a Secret or
+# ConfigMap (the TLS key and certificate) is files the runtime copies into the shared directory, named
+# <container id>-<random>-<mount path's last element> (fs_share_linux.go shareFileName, no file sharing in peer pods).
 # NVIDIA publishes no Dockerfile for NIM; these entries follow the NIM image's Env as a third party copied
 # it (Clarifai/clarifai-python PR #444, clarifai/runners/dockerfile_template/Dockerfile.nim): PYTHONPATH and
 # LD_LIBRARY_PATH under /opt. A workload lists its image's real ones in `imageEnv`.
@@ -233,6 +235,10 @@ def workload_policy() -> Policy:
 def _volume_mount(mount: dict[str, Any], volume: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
     """One pod volumeMount as the agent receives it; an emptyDir adds the storage the agent creates."""
     name = volume["name"]
+    if "emptyDir" not in volume:
+        assert {"secret", "configMap"} & volume.keys(), volume
+        copied = f"{SHARED}gid-0123456789abcdef-{mount['mountPath'].rsplit('/', 1)[-1]}"
+        return {"destination": mount["mountPath"], "options": ["rbind", "rprivate", "ro" if mount.get("readOnly") else "rw"], "source": copied, "type_": "bind"}
     memory = volume["emptyDir"].get("medium") == "Memory"
     source = f"/run/kata-containers/sandbox/ephemeral/{name}" if memory else f"{SHARED}{SANDBOX_ID}/rootfs/local/{name}"
     request["storages"].append(
@@ -258,10 +264,10 @@ def pod_container(spec: dict[str, Any], volumes: list[dict[str, Any]], image_env
     return request
 
 
-def nim_container(encrypted: bool = False, env: list[str] = (), mounts: list[dict[str, Any]] = ()) -> dict[str, Any]:
+def nim_container(encrypted: bool = False, mutual: bool = False, env: list[str] = (), mounts: list[dict[str, Any]] = ()) -> dict[str, Any]:
     """The predictor's kserve-container, as components/nim.py renders it, in the request the agent receives."""
-    spec = {"name": "kserve-container", "env": nim.container_env(None if encrypted else "llama-ngc-api-key"), "volumeMounts": nim.volume_mounts()}
-    volumes = nim.volumes(40)
+    spec = {"name": "kserve-container", "env": nim.container_env(None if encrypted else "llama-ngc-api-key", mutual), "volumeMounts": nim.volume_mounts()}
+    volumes = nim.volumes("llama", 40)
     if encrypted:
         spec["env"] += encrypted_model.nim_env()
         spec["volumeMounts"].append(encrypted_model.nim_volume_mount())
@@ -277,11 +283,13 @@ def host_volume(destination: str, name: str = "evil") -> dict[str, Any]:
     return {"destination": destination, "options": ["rbind", "rprivate", "ro"], "source": f"{SHARED}watchable/kserve-container-0123456789abcdef-{name}", "type_": "bind"}
 
 
-@pytest.mark.parametrize("encrypted", [False, True], ids=["ngc-model", "encrypted-model"])
-def test_the_nim_container_runs_as_kserve_starts_it(workload_policy, encrypted):
-    request = nim_container(encrypted)
+@pytest.mark.parametrize("encrypted, mutual", [(False, False), (True, False), (False, True)], ids=["ngc-model", "encrypted-model", "mutual-tls"])
+def test_the_nim_container_runs_as_kserve_starts_it(workload_policy, encrypted, mutual):
+    """With its TLS settings, the sealed key's Secret and the certificate's ConfigMap: data outside the code directories."""
+    request = nim_container(encrypted, mutual)
     destinations = {m["destination"] for m in request["OCI"]["Mounts"]}
-    assert {"/opt/nim/.cache", "/opt/nim/workspace", "/dev/termination-log", "/var/run/secrets/kubernetes.io/serviceaccount"} <= destinations
+    assert {"/opt/nim/.cache", "/opt/nim/workspace", "/dev/termination-log", "/var/run/secrets/kubernetes.io/serviceaccount", nim.TLS_KEY_DIR, nim.TLS_CERT_DIR} <= destinations
+    assert {"NIM_SSL_MODE=MTLS" if mutual else "NIM_SSL_MODE=TLS", f"NIM_SSL_KEY_PATH={nim.TLS_KEY_DIR}/{nim.TLS_KEY_FILE}"} <= set(request["OCI"]["Process"]["Env"])
     assert allows(workload_policy, "CreateContainerRequest", request)
     assert allows(workload_policy, "CreateContainerRequest", fixture("sandbox"))
 
@@ -320,6 +328,7 @@ def test_environment_that_loads_code_is_refused_in_the_workload(workload_policy,
         pytest.param(host_volume("/opt/nvidia"), id="configmap-over-the-entrypoint"),
         pytest.param(host_volume("/usr/lib/python3/dist-packages"), id="configmap-over-usr"),
         pytest.param(host_volume("/etc/ld.so.preload"), id="configmap-at-ld-so-preload"),
+        pytest.param(host_volume("/etc/nim-tls/key", "key"), id="secret-under-etc"),
         pytest.param(host_volume("/"), id="configmap-at-root"),
         pytest.param(host_volume("/opt/nim/workspace"), id="configmap-at-a-writable-dir"),
         pytest.param({"destination": "/opt/nim/llm", "options": ["rbind"], "source": "/run/kata-containers/sandbox/ephemeral/nim-workspace", "type_": "bind"}, id="guest-volume-over-nim-code"),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from components import encrypted_model
+from components import encrypted_model, nim
 from model_crypto import manifest as manifests
 from scripts.offline import StackRun
 from stacks.config import ConfigError
@@ -64,7 +64,7 @@ def test_the_trusted_side_binds_key_and_decryptor_to_the_workload(plan):
     out = trusted.outputs["workloads"][MODEL]
     assert out["encryptedModel"] == {"decryptorImage": out["encryptedModel"]["decryptorImage"], "keyUri": KEY_URI, "manifestSha256": MANIFEST_SHA256}
     assert "@sha256:" in out["encryptedModel"]["decryptorImage"]
-    assert out["resources"] == ["model-key"]
+    assert out["resources"] == ["model-key", f"{MODEL}-tls-key"]  # and its TLS serving key
     # The NGC model's workload no longer receives the model key.
     assert "model-key" not in trusted.outputs["workloads"]["llama-3-1-8b"]["resources"]
     # Its agent policy runs the decryptor, for this manifest only.
@@ -96,9 +96,9 @@ def test_the_pod_decrypts_in_its_vm_into_memory_and_nim_serves_it_without_ngc(pl
     assert predictor["model"]["volumeMounts"] == [{"name": "decrypted-model", "mountPath": "/mnt/models", "readOnly": True}]
     assert predictor["annotations"]["io.katacontainers.config.hypervisor.cc_init_data"] == trusted.outputs["workloads"][MODEL]["initdata"]
     runtime = _object(cloud, "ServingRuntime", f"{MODEL}-nim").inputs
-    assert [e["name"] for e in runtime["spec"]["containers"][0]["env"]] == ["NIM_CACHE_PATH"]
+    assert [e["name"] for e in runtime["spec"]["containers"][0]["env"]] == ["NIM_CACHE_PATH", "NIM_SSL_MODE", "NIM_SSL_KEY_PATH", "NIM_SSL_CERTS_PATH"]
     secrets = {r.inputs["metadata"]["name"] for r in cloud.resources if r.inputs.get("kind") == "Secret" and r.inputs["metadata"].get("namespace") == MODEL}
-    assert secrets == {f"{MODEL}-model-sas", f"{MODEL}-nvcr-pull"}  # the pull secret stays, no NGC key
+    assert secrets == {f"{MODEL}-model-sas", f"{MODEL}-nvcr-pull", f"{MODEL}-tls-key"}  # the pull secret stays, no NGC key
     assert KEY_URI in cloud.outputs["kbsResourcesReferenced"]
 
 
@@ -126,6 +126,9 @@ def test_the_trusted_policy_runs_the_nim_container_the_cloud_plans(plan, model):
     # The example pins an image without listing its environment; the request carries only Kubernetes' and ours.
     request = pod_container(spec, volumes, image_env=("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",))
     request["storages"][0]["source"] = trusted.outputs["workloads"][model]["image"]
+    # NIM serves TLS inside the pod VM: its settings, the sealed key's Secret and the certificate's ConfigMap.
+    assert {nim.TLS_KEY_DIR, nim.TLS_CERT_DIR} <= {m["destination"] for m in request["OCI"]["Mounts"]}
+    assert "NIM_SSL_MODE=TLS" in request["OCI"]["Process"]["Env"]
     engine = RenderedPolicy(_policy(trusted, model))
     assert allows(engine, "CreateContainerRequest", request)
     request["OCI"]["Process"]["Env"].append("LD_PRELOAD=/var/run/secrets/kubernetes.io/serviceaccount/x.so")
@@ -163,7 +166,8 @@ def test_a_missing_manifest_file_is_one_line():
 
 
 def test_a_workload_without_encrypted_model_cannot_serve_one():
-    (line,) = _error(set={"models.1.workload": "llama-3-1-8b", "models.1.image": "nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3"})
+    (line,) = _error(set={"models.1.workload": "llama-3-1-8b", "models.1.image": "nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3",
+                          "models.1.hostname": "llama-3-1-8b-llama-3-1-8b.apps.ocp-prod.example.com"})
     assert line.startswith("prod-cloud: models[1].source: is encrypted but workload llama-3-1-8b declares no encryptedModel")
 
 
