@@ -96,21 +96,37 @@ class AgentPolicyArgs:
     """The only command line (entrypoint and arguments) the container may run, or None: any."""
     decryptor: DecryptorPolicy | None = None
     """The init container that decrypts the workload's encrypted model, or None."""
+    image_env: tuple[str, ...] = ()
+    """`NAME=value` entries of the image's own config Env, allowed verbatim even when NAME is in UNSAFE_ENV."""
+    writable_dirs: tuple[str, ...] = ()
+    """Directories under CODE_DIRS where the container may have a volume created inside the pod VM."""
 
 
-# Environment variables through which a process loads code or configuration that can load code: glibc's
-# list of variables it drops for setuid programs (glibc sysdeps/generic/unsecvars.h UNSECURE_ENVVARS,
-# all `LD_*` among them) and OpenSSL's configuration and module paths (OpenSSL doc/man7/openssl-env.pod).
-# The decryptor runs `python3 -I`, which ignores every PYTHON* variable already.
-UNSAFE_ENV_PREFIXES = ("LD_",)
+# Environment variables through which a process loads code, or configuration that can load code; refused
+# for every container unless the image itself sets the entry (AgentPolicyArgs.image_env):
+# - glibc's list of variables it drops for setuid programs (glibc sysdeps/generic/unsecvars.h
+#   UNSECURE_ENVVARS, all `LD_*` among them);
+# - OpenSSL's configuration and module paths (OpenSSL doc/man7/openssl-env.pod);
+# - CPython's that add import paths, run a file or import a named module (Doc/using/cmdline.rst,
+#   "Environment variables"), which the decryptor's `python3 -I` ignores but NIM's interpreter reads;
+# - bash's that source a file or define functions before a script runs (bash(1): BASH_ENV, ENV,
+#   SHELLOPTS with xtrace and PS4's command substitution, exported `BASH_FUNC_<name>%%` functions);
+# - CUDA's injection library (CUDA_INJECTION64_PATH, read by libcuda at initialisation) and NCCL's
+#   plugin libraries (NCCL environment variables: NCCL_NET_PLUGIN, NCCL_TUNER_PLUGIN, NCCL_PROFILER_PLUGIN).
+UNSAFE_ENV_PREFIXES = ("LD_", "BASH_FUNC_")
 UNSAFE_ENV = (
     "GCONV_PATH", "GETCONF_DIR", "GLIBC_TUNABLES", "HOSTALIASES", "LOCALDOMAIN", "LOCPATH", "MALLOC_TRACE",
     "NIS_PATH", "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "TMPDIR", "TZDIR",
     "OPENSSL_CONF", "OPENSSL_ENGINES", "OPENSSL_MODULES", "SSL_CERT_FILE", "SSL_CERT_DIR",
+    "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "PYTHONPLATLIBDIR", "PYTHONPYCACHEPREFIX",
+    "PYTHONBREAKPOINT", "PYTHONWARNINGS",
+    "BASH_ENV", "ENV", "SHELLOPTS", "PS4",
+    "CUDA_INJECTION64_PATH", "NCCL_NET_PLUGIN", "NCCL_TUNER_PLUGIN", "NCCL_PROFILER_PLUGIN",
 )
-# Where the decryptor's code, interpreter and libraries live: no volume may be mounted at, above or under
-# them. The runtime's own files under /etc (kata-containers genpolicy testdata createcontainer/gid mounts)
-# are single files the host writes anyway.
+# Where an image's code, interpreter and libraries live (NIM's under /opt/nim, its libraries under /opt and
+# /usr): no volume may be mounted at, above or under them, except a volume the agent creates in the pod VM
+# at one of the container's `writable_dirs`. The runtime's own files under /etc
+# (kata-containers genpolicy testdata createcontainer/gid mounts) are single files the host writes anyway.
 CODE_DIRS = ("/opt", "/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc")
 RUNTIME_ETC_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
 _SOURCE_PLACEHOLDER = "https://source.invalid/"
@@ -139,7 +155,13 @@ def render_agent_policy(args: AgentPolicyArgs) -> str:
         repository=match["repository"],
         digest=match["digest"],
         args=list(args.args) if args.args is not None else None,
+        image_env=args.image_env,
+        writable_dirs=args.writable_dirs,
         shared_dir=SHARED_CONTAINERS_DIR,
+        unsafe_env=UNSAFE_ENV,
+        unsafe_env_prefixes=UNSAFE_ENV_PREFIXES,
+        code_dirs=CODE_DIRS,
+        runtime_etc_files=RUNTIME_ETC_FILES,
         decryptor=_decryptor_values(args.decryptor) if args.decryptor else None,
     )
 
@@ -156,10 +178,6 @@ def _decryptor_values(decryptor: DecryptorPolicy) -> dict[str, object]:
         # key and checked against the pinned manifest, so the host choosing it only chooses failure.
         "process": process,
         "source_index": process.index(_SOURCE_PLACEHOLDER),
-        "unsafe_env": UNSAFE_ENV,
-        "unsafe_env_prefixes": UNSAFE_ENV_PREFIXES,
-        "code_dirs": CODE_DIRS,
-        "runtime_etc_files": RUNTIME_ETC_FILES,
     }
 
 

@@ -32,8 +32,14 @@ PREDICTOR_POD_LABELS = ("serving.kserve.io/inferenceservice", "component")
 # NIM_SSL_KEY_PATH, NIM_SSL_CERTS_PATH and NIM_SSL_CA_CERTS_PATH (NVIDIA NIM for LLMs configuration
 # reference; names listed in docs.nvidia.com/nim/large-language-models/2.0.1/genindex.html, mode values
 # per the 1.x configuration page: check them against the pinned NIM release).
-TLS_KEY_DIR = "/etc/nim-tls/key"
-TLS_CERT_DIR = "/etc/nim-tls/cert"
+# Host-delivered files (a Secret and a ConfigMap volume), so outside the code directories the workload's agent
+# policy refuses volumes over (components/initdata.py CODE_DIRS): here they are data NIM reads, never code.
+# The agent unseals the key wherever it is mounted: it picks Secret copies by their source under the shared
+# directory, named after the mount path's last element, which must not be one it skips such as `hosts`
+# (kata-containers src/agent/src/rpc.rs is_sealed_secret_path; src/runtime/virtcontainers/fs_share_linux.go
+# shareFileName, commit 7c6ba40c).
+TLS_KEY_DIR = "/run/nim-tls/key"
+TLS_CERT_DIR = "/run/nim-tls/cert"
 TLS_KEY_FILE = "tls.key"
 TLS_CERT_FILE = "tls.crt"
 CLIENT_CA_FILE = "client-ca.crt"
@@ -52,6 +58,8 @@ NIM_SCRATCH_DIRS = {
     "nim-dot-config": "/opt/nim/.config",
     "nim-dot-triton": "/opt/nim/.triton",
 }
+WRITABLE_DIRS = (NIM_CACHE_PATH, *NIM_SCRATCH_DIRS.values())
+"""Where NIM's container has emptyDirs: the only volumes its workload's agent policy allows under /opt."""
 # Scratch directories hold generated configs and small caches; bounded so none can fill the pod VM disk.
 SCRATCH_DIR_GI = 1
 SCRATCH_GI = SCRATCH_DIR_GI * len(NIM_SCRATCH_DIRS)
@@ -120,19 +128,18 @@ class NimModel(pulumi.ComponentResource):
         namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": args.namespace, "labels": confidential}, opts=child)
         in_namespace = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[namespace]))
         secrets: list[pulumi.Resource] = []
-        env: list[dict] = [{"name": "NIM_CACHE_PATH", "value": NIM_CACHE_PATH}]
+        ngc_secret = f"{args.name}-ngc-api-key" if args.ngc_api_key_sealed is not None else None
         if args.ngc_api_key_sealed is not None:
             # Not secret: a pointer the confidential data hub resolves inside the TEE after attestation.
             secrets.append(
                 k8s.core.v1.Secret(
                     f"{name}-ngc-api-key",
-                    metadata={"name": f"{args.name}-ngc-api-key", "namespace": args.namespace, "labels": {KBS_RESOURCE_LABEL: "true"}},
+                    metadata={"name": ngc_secret, "namespace": args.namespace, "labels": {KBS_RESOURCE_LABEL: "true"}},
                     type="Opaque",
                     string_data={"NGC_API_KEY": args.ngc_api_key_sealed},
                     opts=in_namespace,
                 )
             )
-            env.append({"name": "NGC_API_KEY", "valueFrom": {"secretKeyRef": {"name": f"{args.name}-ngc-api-key", "key": "NGC_API_KEY"}}})
         if args.model_sas is not None:
             # A cloud-side credential that reads ciphertext only.
             secrets.append(
@@ -198,14 +205,14 @@ class NimModel(pulumi.ComponentResource):
                         "image": args.image,
                         # The only port, and it speaks TLS: nothing in plaintext leaves the pod VM.
                         "ports": [{"name": TLS_PORT_NAME, "containerPort": NIM_PORT, "protocol": "TCP"}],
-                        "env": [*env, *_tls_env(mutual)],
+                        "env": container_env(ngc_secret, mutual),
                         "readinessProbe": _probe(READY_PATH, mutual, period=10, failures=3),
                         "livenessProbe": _probe(LIVE_PATH, mutual, period=30, failures=3),
                         "startupProbe": _probe(READY_PATH, mutual, period=30, failures=120),
-                        "volumeMounts": _volume_mounts(),
+                        "volumeMounts": volume_mounts(),
                     }
                 ],
-                "volumes": _volumes(args),
+                "volumes": volumes(args.name, args.model_cache_gi),
             },
             opts=pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=[namespace, args.data_science_cluster])),
         )
@@ -292,6 +299,15 @@ class NimModel(pulumi.ComponentResource):
         )
 
 
+def container_env(ngc_secret: str | None, mutual: bool) -> list[dict]:
+    """NIM's environment in the ServingRuntime: its model cache, unless the model is encrypted the NGC key's
+    sealed pointer, and its TLS settings."""
+    env: list[dict] = [{"name": "NIM_CACHE_PATH", "value": NIM_CACHE_PATH}]
+    if ngc_secret is not None:
+        env.append({"name": "NGC_API_KEY", "valueFrom": {"secretKeyRef": {"name": ngc_secret, "key": "NGC_API_KEY"}}})
+    return env + _tls_env(mutual)
+
+
 def _tls_env(mutual: bool) -> list[dict[str, str]]:
     env = [
         {"name": "NIM_SSL_MODE", "value": "MTLS" if mutual else "TLS"},
@@ -310,7 +326,7 @@ def _probe(path: str, mutual: bool, period: int, failures: int) -> dict[str, obj
     return {**check, "periodSeconds": period, "failureThreshold": failures}
 
 
-def _volume_mounts() -> list[dict[str, object]]:
+def volume_mounts() -> list[dict[str, object]]:
     """The model cache, /dev/shm, every writable directory NIM 2.x needs, and the TLS key and certificate."""
     mounts: list[dict[str, object]] = [{"name": "nim-cache", "mountPath": NIM_CACHE_PATH}, {"name": "shm", "mountPath": "/dev/shm"}]
     mounts += [{"name": name, "mountPath": path} for name, path in NIM_SCRATCH_DIRS.items()]
@@ -320,13 +336,14 @@ def _volume_mounts() -> list[dict[str, object]]:
     ]
 
 
-def _volumes(args: NimModelArgs) -> list[dict[str, object]]:
+def volumes(model: str, model_cache_gi: int) -> list[dict[str, object]]:
+    """emptyDirs for the model cache, /dev/shm and the writable directories; the TLS key (sealed) and certificate."""
     volumes: list[dict[str, object]] = [
-        {"name": "nim-cache", "emptyDir": {"sizeLimit": f"{args.model_cache_gi}Gi"}},
+        {"name": "nim-cache", "emptyDir": {"sizeLimit": f"{model_cache_gi}Gi"}},
         {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE_LIMIT}},
     ]
     volumes += [{"name": name, "emptyDir": {"sizeLimit": f"{SCRATCH_DIR_GI}Gi"}} for name in NIM_SCRATCH_DIRS]
     return volumes + [
-        {"name": "tls-key", "secret": {"secretName": f"{args.name}-tls-key"}},
-        {"name": "tls-certificate", "configMap": {"name": f"{args.name}-tls"}},
+        {"name": "tls-key", "secret": {"secretName": f"{model}-tls-key"}},
+        {"name": "tls-certificate", "configMap": {"name": f"{model}-tls"}},
     ]

@@ -11,6 +11,7 @@ import pulumi
 import pulumi_random as random
 import pulumi_tls as tls
 
+from components import nim
 from components.initdata import AgentPolicyArgs, DecryptorPolicy, Initdata, InitdataArgs, render_initdata
 from components.kubernetes import cluster_provider
 from components.olm import OperatorInstall, OperatorInstallArgs, OperatorPin
@@ -54,6 +55,12 @@ def deploy(config: TrustedConfig) -> None:
     for resource in config.kbs_resources:
         if not any(resource.name in w.resources for w in config.workloads):
             pulumi.log.warn(f"kbsResources {resource.name} is in no workload's resources: KBS holds it but releases it to no pod VM")
+    for i, workload in enumerate(config.workloads):
+        if workload.resources and workload.args is None:
+            pulumi.log.warn(
+                f"workloads[{i}].args is unset: the host chooses the process workload {workload.name}'s image runs with its "
+                "secrets in reach; pin the image's entrypoint and cmd (docs/security-model.md)"
+            )
     https = _https_material(config, keys_provider)
     admin_key = tls.PrivateKey("kbs-admin-key", algorithm="ED25519", opts=pulumi.ResourceOptions(provider=keys_provider, protect=True))
     # The EAR token broker signs with a P-256 key (confidential-containers/trustee
@@ -157,6 +164,8 @@ def _workload_initdata(config: TrustedConfig, ca_pem: str) -> dict[str, Initdata
                     allow_read_stream=config.agent_policy.allow_read_stream,
                     args=tuple(w.args) if w.args is not None else None,
                     decryptor=_decryptor_policy(w, uris),
+                    image_env=tuple(w.image_env),
+                    writable_dirs=nim.WRITABLE_DIRS,
                 ),
                 registry_credentials_uri=uris[w.registry_credentials] if w.registry_credentials else None,
             )

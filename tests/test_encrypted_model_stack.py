@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from components import encrypted_model
+from components import encrypted_model, nim
 from model_crypto import manifest as manifests
 from scripts.offline import StackRun
 from stacks.config import ConfigError
@@ -25,7 +25,7 @@ from tests.cluster_layer_fixtures import (
 )
 from tests.conftest import Runner
 from tests.test_config import problems
-from tests.test_agent_policy import allows
+from tests.test_agent_policy import allows, pod_container
 from tests.test_decryptor_policy import RenderedPolicy, decryptor_request
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,6 +111,28 @@ def test_the_trusted_policy_runs_exactly_the_init_container_the_cloud_plans(plan
     assert allows(engine, "CreateContainerRequest", request)
     # The other workload's policy does not.
     assert not allows(RenderedPolicy(_policy(trusted, "llama-3-1-8b")), "CreateContainerRequest", request)
+
+
+@pytest.mark.parametrize("model", [MODEL, "llama-3-1-8b"])
+def test_the_trusted_policy_runs_the_nim_container_the_cloud_plans(plan, model):
+    """End to end: KServe's container for each model (the runtime's, merged with the predictor's model fields,
+    in the predictor's pod), as the agent sees it, under its workload's policy; with a code-loading variable, not."""
+    trusted, cloud = plan
+    (runtime_container,) = _object(cloud, "ServingRuntime", f"{model}-nim").inputs["spec"]["containers"]
+    predictor = _object(cloud, "InferenceService", model).inputs["spec"]["predictor"]
+    spec = {**runtime_container, "env": [*runtime_container["env"], *predictor["model"].get("env", [])],
+            "volumeMounts": [*runtime_container["volumeMounts"], *predictor["model"].get("volumeMounts", [])]}
+    volumes = [*_object(cloud, "ServingRuntime", f"{model}-nim").inputs["spec"]["volumes"], *predictor.get("volumes", [])]
+    # The example pins an image without listing its environment; the request carries only Kubernetes' and ours.
+    request = pod_container(spec, volumes, image_env=("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",))
+    request["storages"][0]["source"] = trusted.outputs["workloads"][model]["image"]
+    # NIM serves TLS inside the pod VM: its settings, the sealed key's Secret and the certificate's ConfigMap.
+    assert {nim.TLS_KEY_DIR, nim.TLS_CERT_DIR} <= {m["destination"] for m in request["OCI"]["Mounts"]}
+    assert "NIM_SSL_MODE=TLS" in request["OCI"]["Process"]["Env"]
+    engine = RenderedPolicy(_policy(trusted, model))
+    assert allows(engine, "CreateContainerRequest", request)
+    request["OCI"]["Process"]["Env"].append("LD_PRELOAD=/var/run/secrets/kubernetes.io/serviceaccount/x.so")
+    assert not allows(engine, "CreateContainerRequest", request)
 
 
 def test_the_model_key_goes_only_to_the_encrypted_workloads_measurement(plan):

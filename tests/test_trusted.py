@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from jwcrypto import jwk, jws
 
+from components import nim
 from components.initdata import AgentPolicyArgs, InitdataArgs, render_initdata
 from components.trustee import names
 from scripts.offline import SECRET, Registered, StackRun
@@ -199,7 +200,8 @@ def test_each_workload_has_its_own_initdata_policy_and_pcr8(runner):
 def test_initdata_render_is_pure_and_tracks_its_inputs(dev):
     config, run = dev
     workload = config.workloads[0]
-    args = InitdataArgs(config.kbs.url, run.outputs["kbsCaCert"], AgentPolicyArgs(workload.image, config.agent_policy.allow_read_stream))
+    policy = AgentPolicyArgs(workload.image, config.agent_policy.allow_read_stream, writable_dirs=nim.WRITABLE_DIRS)
+    args = InitdataArgs(config.kbs.url, run.outputs["kbsCaCert"], policy)
     assert render_initdata(args).document == initdata_document(run)
     other_image = InitdataArgs(args.kbs_url, args.kbs_ca_pem, AgentPolicyArgs(workload.image.replace("bcf3", "0000"), True))
     assert render_initdata(other_image).pcr8 != run.outputs["workloads"][WORKLOAD]["initdataPcr8"]
@@ -462,9 +464,22 @@ def test_restart_trigger_follows_the_secrets_and_reveals_nothing(dev):
     assert config_map.is_secret("metadata", "annotations", names.SECRETS_REVISION_ANNOTATION)
 
 
+def _warnings_besides_unpinned_processes(run) -> list[str]:
+    return [w for w in run.warnings if not w.startswith("workloads[")]
+
+
 def test_unpinned_launch_measurement_is_one_warning(dev, prod):
-    assert [w for w in dev[1].warnings if "referenceValues.measurements is empty" in w] == dev[1].warnings and len(dev[1].warnings) == 1
-    assert prod[1].warnings == []
+    warnings = _warnings_besides_unpinned_processes(dev[1])
+    assert len(warnings) == 1 and "referenceValues.measurements is empty" in warnings[0]
+    assert _warnings_besides_unpinned_processes(prod[1]) == []
+
+
+def test_each_workload_with_secrets_and_no_pinned_process_is_one_warning(runner):
+    run = runner.example("dev-trusted", set={"workloads.0.args": ["/opt/nim/start_server.sh"]})
+    assert [w for w in run.warnings if w.startswith("workloads[")] == [
+        "workloads[1].args is unset: the host chooses the process workload mistral-7b's image runs with its secrets in reach; "
+        "pin the image's entrypoint and cmd (docs/security-model.md)"
+    ]
 
 
 def test_config_objects_wait_for_the_namespace_only(dev):
@@ -545,7 +560,7 @@ def test_every_kubernetes_resource_uses_the_trusted_cluster_provider(dev, prod):
 
 def test_a_resource_no_workload_may_receive_is_one_warning(runner):
     run = runner.example("prod-trusted", set={"workloads.0.resources": ["ngc-api-key", "model-key"]}, delete=("workloads.0.registryCredentials",))
-    assert run.warnings == ["kbsResources registry-credentials is in no workload's resources: KBS holds it but releases it to no pod VM"]
+    assert _warnings_besides_unpinned_processes(run) == ["kbsResources registry-credentials is in no workload's resources: KBS holds it but releases it to no pod VM"]
 
 
 def test_prod_workload_pulls_its_image_with_kbs_registry_credentials(prod):
@@ -562,3 +577,11 @@ def test_a_workloads_pinned_command_line_is_in_its_agent_policy_only(runner):
         for name in run.outputs["workloads"]
     }
     assert pinned == {"llama-3-1-8b": args, "mistral-7b": None}
+
+
+def test_a_workloads_image_env_and_nims_writable_dirs_are_in_its_agent_policy(runner):
+    image_env = ["PYTHONPATH=/opt/nim/llm", "LD_LIBRARY_PATH=/opt/hpcx/ompi/lib"]
+    run = runner.example("dev-trusted", set={"workloads.0.imageEnv": image_env})
+    policies = {name: {"policy.rego": tomllib.loads(initdata_document(run, name).decode())["data"]["policy.rego"]} for name in run.outputs["workloads"]}
+    assert {name: evaluate(p, "data.agent_policy.image_env", {}) for name, p in policies.items()} == {"llama-3-1-8b": image_env, "mistral-7b": []}
+    assert evaluate(policies["mistral-7b"], "data.agent_policy.writable_dirs", {}) == list(nim.WRITABLE_DIRS)

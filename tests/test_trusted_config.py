@@ -53,6 +53,10 @@ def with_resource(**fields) -> list[dict]:
             "dev-trusted: referenceValues.expiration: '2027-01-01' is not a UTC timestamp like 2027-01-01T00:00:00Z",
         ),
         (
+            {"set": {"workloads.0.imageEnv": ["LD_PRELOAD"]}},
+            "dev-trusted: workloads[0].imageEnv[0]: 'LD_PRELOAD' is not an environment entry NAME=value as the image's config lists it",
+        ),
+        (
             {"set": {"agentPolicy.deniedRequests": ["ExecProcessRequest"]}},
             "dev-trusted: agentPolicy.deniedRequests: unknown key",
         ),

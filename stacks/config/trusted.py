@@ -186,6 +186,7 @@ def _pinned_image(value: str) -> str:
 
 
 PinnedImage = Annotated[str, AfterValidator(_pinned_image)]
+ImageEnvEntry = Annotated[str, matching(r"^[A-Za-z_][A-Za-z0-9_]*=[^\n]*\Z", "an environment entry NAME=value as the image's config lists it")]
 Sha256Hex = Annotated[str, matching(r"^[0-9a-f]{64}$", "a sha256 (64 lowercase hex characters)")]
 
 
@@ -216,6 +217,11 @@ class Workload(Model):
     args: list[str] | None = Field(default=None, min_length=1)
     """The container's full command line (the image's entrypoint and cmd, `skopeo inspect --config`), pinned in
     the agent policy so the host cannot run the image with another command; unset: any command of the image."""
+    image_env: list[ImageEnvEntry] = []
+    """The image's own `NAME=value` environment entries (`skopeo inspect --config docker://<image>`, `.config.Env`)
+    that the agent policy would otherwise refuse: the runtime passes the image's environment to the container,
+    and NIM's sets PYTHONPATH and LD_LIBRARY_PATH. Allowed verbatim; any other entry naming a variable through
+    which a process loads code (components/initdata.py UNSAFE_ENV) is refused."""
     registry_credentials: DnsLabel | None = None
     """A kbsResources name (listed in `resources`) holding the registry credentials the guest pulls
     `image` with: rendered as cdh.toml `[image] authenticated_registry_credentials_uri`."""
