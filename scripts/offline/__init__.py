@@ -236,7 +236,8 @@ def run_stack(
             mocks = OfflineMocks(stack_outputs or {})
             monitor = RecordingMonitor(mocks)
             warnings = _WarningRecorder()
-            logger = logging.Logger(f"{PROJECT}.offline.{stack}")
+            # A level of its own: the SDK's debug lines are then dropped before a record is made.
+            logger = logging.Logger(f"{PROJECT}.offline.{stack}", logging.WARNING)
             logger.addHandler(warnings)
             pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=logger, monitor=monitor)
             try:
