@@ -1,11 +1,14 @@
-"""The offline runtime's shortcuts (no collector passes, no stack traces) last only as long as a run."""
+"""The offline runtime's shortcuts (no collector passes, no stack traces, the mock monitor called on the
+program's thread) last only as long as a run, and give what the SDK's own mock runtime gives."""
 
 from __future__ import annotations
 
 import gc
 
 import pulumi
+import pulumi_tls as tls
 import pytest
+from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import resource as pulumi_resource
 
 from scripts.offline import run_stack
@@ -22,7 +25,7 @@ def _fails() -> None:
 
 @pytest.mark.parametrize("program", [_registers_one, _fails], ids=["completes", "raises"])
 def test_a_run_leaves_the_sdk_and_the_collector_as_it_found_them(program):
-    stack_trace = pulumi_resource._get_stack_trace
+    stack_trace, sync_await = pulumi_resource._get_stack_trace, pulumi_mocks._sync_await
     assert gc.isenabled()
     try:
         run = run_stack("dev-cloud", {}, program=program)
@@ -30,4 +33,23 @@ def test_a_run_leaves_the_sdk_and_the_collector_as_it_found_them(program):
     except RuntimeError as err:
         assert [r.name for r in err.registered] == ["probe"]
     assert pulumi_resource._get_stack_trace is stack_trace
+    assert pulumi_mocks._sync_await is sync_await
     assert gc.isenabled()
+
+
+def _holds_a_resource_reference() -> None:
+    provider = tls.Provider("tls")
+    key = tls.PrivateKey("key", algorithm="ED25519", opts=pulumi.ResourceOptions(provider=provider))
+    holder = pulumi.CustomResource("confidential-ai:test:Holder", "holder", {"key": key, "name": "x"})
+    pulumi.export("holder", holder.urn)
+
+
+def test_a_state_holding_a_resource_reference_is_serialized_by_the_sdk_on_the_programs_thread():
+    """The monitor's state holds the key rehydrated as a resource, whose URN must be awaited: the one
+    kind of serialization that waits, which the run hands to the SDK's own `_sync_await`."""
+    run = run_stack("dev-cloud", {}, program=_holds_a_resource_reference)
+    key_urn = "urn:pulumi:dev-cloud::confidential-ai::tls:index/privateKey:PrivateKey::key"
+    holder = run.named("holder")
+    assert holder.inputs == {"key": key_urn, "name": "x"}
+    assert isinstance(holder.outputs["key"], tls.PrivateKey)
+    assert run.outputs == {"holder": "urn:pulumi:dev-cloud::confidential-ai::confidential-ai:test:Holder::holder"}
