@@ -224,15 +224,18 @@ def _reduced(edges: set[tuple[str, str]]) -> set[tuple[str, str]]:
 # --- what crosses ----------------------------------------------------------------------------------
 
 
-def _strings(value: Any) -> Iterator[str]:
+def _strings(value: Any, found: list[str] | None = None) -> list[str]:
+    """Every string in `value`, depth first (appended to `found`, without a generator per level)."""
+    found = [] if found is None else found
     if isinstance(value, str):
-        yield value
+        found.append(value)
     elif isinstance(value, dict):
         for v in value.values():
-            yield from _strings(v)
+            _strings(v, found)
     elif isinstance(value, list):
         for v in value:
-            yield from _strings(v)
+            _strings(v, found)
+    return found
 
 
 def _readable(value: Any) -> Iterator[str]:
@@ -250,13 +253,16 @@ def _readable(value: Any) -> Iterator[str]:
 def _consumers(cloud: Picture, outputs: dict[str, Any]) -> dict[str, list[str]]:
     """Per cloud part, which of the read trusted outputs its resources' inputs hold."""
     found: dict[str, list[str]] = {}
+    # Each output's strings once, not once per part: an output may hold every model's values.
+    reads = {name: [v for v in _strings(outputs.get(name)) if len(v) >= 8] for name in CLOUD_READS}
     for node in cloud.ordered():
         if any(r.type == _STACK_REFERENCE for r in node.resources):
             continue
         texts = [t for r in node.resources for t in _readable(r.inputs)]
-        for name in CLOUD_READS:
-            values = [v for v in _strings(outputs.get(name)) if len(v) >= 8]
-            if values and any(v in t for v in values for t in texts):
+        # One search per value in all the part's strings, NUL-separated (a value holding NUL searches each).
+        joined = "\x00".join(texts)
+        for name, values in reads.items():
+            if any(v in joined if "\x00" not in v else any(v in t for t in texts) for v in values):
                 found.setdefault(node.id, []).append(name)
     return found
 
