@@ -11,6 +11,7 @@ import pytest
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import resource as pulumi_resource
 
+import scripts.offline as offline
 from scripts.offline import run_stack
 
 
@@ -53,3 +54,26 @@ def test_a_state_holding_a_resource_reference_is_serialized_by_the_sdk_on_the_pr
     assert holder.inputs == {"key": key_urn, "name": "x"}
     assert isinstance(holder.outputs["key"], tls.PrivateKey)
     assert run.outputs == {"holder": "urn:pulumi:dev-cloud::confidential-ai::confidential-ai:test:Holder::holder"}
+
+
+def _echoes() -> None:
+    plain = pulumi.CustomResource("confidential-ai:test:Echo", "plain", {"count": 3, "ratio": 0.5, "items": ["a", {"on": True, "off": None}], "empty": {}})
+    secret = pulumi.CustomResource("confidential-ai:test:Echo", "secret", {"data": {"key": pulumi.Output.secret("value")}, "name": "s"})
+    for name in ("count", "ratio", "items", "empty"):
+        pulumi.export(f"plain.{name}", getattr(plain, name))
+    pulumi.export("secret.data", secret.data)  # type: ignore[attr-defined]
+    pulumi.export("secret.name", secret.name)  # type: ignore[attr-defined]
+
+
+def test_a_state_echoing_plain_inputs_is_answered_as_the_sdk_would_serialize_it(monkeypatch):
+    """The monitor answers a state equal to plain inputs with the request's own Struct instead of
+    serializing it again: the program must see the same outputs either way, secrets included."""
+    shortcut = run_stack("dev-cloud", {}, program=_echoes)
+    monkeypatch.setattr(offline, "_plain_wire", lambda value: False)
+    serialized = run_stack("dev-cloud", {}, program=_echoes)
+    assert shortcut.outputs == serialized.outputs == {
+        "plain.count": 3, "plain.empty": {}, "plain.items": ["a", {"on": True}], "plain.ratio": 0.5,
+        "secret.data": {"key": "value"}, "secret.name": "s",
+    }
+    assert shortcut.secret_outputs == serialized.secret_outputs == {"secret.data"}
+    assert [(r.name, r.raw_inputs, r.outputs) for r in shortcut.resources] == [(r.name, r.raw_inputs, r.outputs) for r in serialized.resources]
