@@ -231,4 +231,10 @@ if __name__ == "__main__":
     # A one-shot process: what it allocates lives until it exits, so collector passes would only
     # rescan it (scripts.bench: a tenth of the plan's CPU). Not in main(), which tests call in-process.
     gc.disable()
-    sys.exit(main())
+    status = main()
+    # Shutting down, the interpreter still runs a full collection (collector disabled or not), which
+    # rescans all that is left and frees the modules' cycles object by object. Frozen objects are out
+    # of its reach; the process's memory goes back at once (scripts.bench: a quarter of the CPU of a
+    # one-model plan). Output is flushed and files closed as before.
+    gc.freeze()
+    sys.exit(status)
