@@ -591,7 +591,8 @@ def run(args: argparse.Namespace, source: Source) -> tuple[str, list[str]]:
 
 
 def error_text(error: str | None) -> str:
-    return (error or "").removeprefix("error: ")
+    """The CLI's error line without its `error: ` and `preview failed: ` lead-ins, which the comment says itself."""
+    return (error or "").removeprefix("error: ").removeprefix("preview failed: ")
 
 
 def main(argv: Sequence[str] | None = None, root: Path = REPO_ROOT) -> int:

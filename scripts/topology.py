@@ -39,6 +39,8 @@ _KINDS = {
     "OpenShiftAi": ("OpenShift AI", "DataScienceCluster"),
     "SelfSignedServerCertificate": ("KBS HTTPS certificate", ""),
     "SigningCertificate": ("token signing key", ""),
+    "InferenceCertificates": ("inference certificates", "CA, each model's TLS serving certificate"),
+    "ModelStorage": ("encrypted model storage", "storage account, private container"),
 }
 
 

@@ -58,7 +58,7 @@ def deploy(config: TrustedConfig) -> None:
     for i, workload in enumerate(config.workloads):
         if workload.resources and workload.args is None:
             pulumi.log.warn(
-                f"workloads[{i}].args is unset: the host chooses the process workload {workload.name}'s image runs with its "
+                f"workloads[{i}].args is unset: the host chooses which process workload {workload.name}'s image runs, with its "
                 "secrets in reach; pin the image's entrypoint and cmd (docs/security-model.md)"
             )
     https = _https_material(config, keys_provider)

@@ -138,3 +138,19 @@ def test_trusted_stack_reference_must_be_fully_qualified():
     assert problems("dev-cloud", set={"trustedStack": "dev-trusted"}) == [
         "dev-cloud: trustedStack: 'dev-trusted' is not a stack name like <org>/confidential-ai/<env>-trusted"
     ]
+
+
+@pytest.mark.parametrize(
+    ("stack", "path", "value", "problem"),
+    [
+        ("dev-trusted", "referenceValues.pcrs.pcr03", ["a" * 64 + "\n"], "referenceValues.pcrs.pcr03[0]: '" + "a" * 64 + "\\n' is not a PCR value"),
+        ("dev-cloud", "azure.subscriptionId", "3f2c8a1e-6b4d-4e2a-9c7f-1d5e8b0a4c21\n", "azure.subscriptionId: '3f2c8a1e-6b4d-4e2a-9c7f-1d5e8b0a4c21\\n' is not a GUID"),
+    ],
+)
+def test_a_value_with_a_trailing_newline_is_refused(stack, path, value, problem):
+    # A pasted value often ends in a newline; it would be written into the PCR list or the Azure scope as is.
+    config, secret_keys = example_config(stack, set={path: value})
+    raw = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("confidential-ai:")}
+    with pytest.raises(ConfigError) as error:
+        load(stack, raw, [k.split(":", 1)[1] for k in secret_keys])
+    assert any(line.startswith(f"{stack}: {problem}") for line in str(error.value).splitlines()), str(error.value)

@@ -142,7 +142,7 @@ def test_plan_prints_a_tree_per_stack_and_the_programs_warnings(capsys, tmp_path
         "warning: dev-trusted: referenceValues.measurements is empty: the CPU policy does not check the SNP launch "
         "measurement of Azure's paravisor; list it (docs/trusted-cluster.md) and set referenceValues.requireMeasurement: true",
         *(
-            f"warning: dev-trusted: workloads[{i}].args is unset: the host chooses the process workload {name}'s image runs "
+            f"warning: dev-trusted: workloads[{i}].args is unset: the host chooses which process workload {name}'s image runs, "
             "with its secrets in reach; pin the image's entrypoint and cmd (docs/security-model.md)"
             for i, name in enumerate(["llama-3-1-8b", "mistral-7b"])
         ),

@@ -159,7 +159,7 @@ def test_policy_violations_list_mandatory_first(pr_comment: str) -> None:
     rows = table_rows(section(pr_comment, "dev-cloud"), "#### Policy findings")
     assert rows[0][:3] == ["**mandatory**", "`critical-resources-protected` (confidential-ai-guardrails)", "`aro`"]
     assert [r[0] for r in rows[1:]] == ["**advisory**"] * (len(read_event_log((PR / "dev-cloud.events.jsonl").read_text())) - 1)
-    assert "> The preview failed: preview failed: 1 mandatory policy violation" in section(pr_comment, "dev-cloud")
+    assert "> The preview failed: 1 mandatory policy violation" in section(pr_comment, "dev-cloud")
 
 
 def test_summary_counts_come_from_the_change_summary(pr_comment: str) -> None:
@@ -435,7 +435,7 @@ def test_the_pr_recording_is_what_the_current_program_records(tmp_path: Path) ->
 
 def test_a_failure_is_said_on_stderr_too(capsys: pytest.CaptureFixture[str]) -> None:
     assert comment_for(PR)[0] == 1
-    assert capsys.readouterr().err == ("error: the preview of dev-cloud failed: preview failed: 1 mandatory policy violation "
+    assert capsys.readouterr().err == ("error: the preview of dev-cloud failed: 1 mandatory policy violation "
                                        "(details in the comment)\n")
     assert comment_for(DRIFT, "--drift")[0] == 1
     assert capsys.readouterr().err == "error: prod-cloud drifted from its resources (details in the comment)\n"

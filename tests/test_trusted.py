@@ -477,7 +477,7 @@ def test_unpinned_launch_measurement_is_one_warning(dev, prod):
 def test_each_workload_with_secrets_and_no_pinned_process_is_one_warning(runner):
     run = runner.example("dev-trusted", set={"workloads.0.args": ["/opt/nim/start_server.sh"]})
     assert [w for w in run.warnings if w.startswith("workloads[")] == [
-        "workloads[1].args is unset: the host chooses the process workload mistral-7b's image runs with its secrets in reach; "
+        "workloads[1].args is unset: the host chooses which process workload mistral-7b's image runs, with its secrets in reach; "
         "pin the image's entrypoint and cmd (docs/security-model.md)"
     ]
 

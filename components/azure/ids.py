@@ -44,6 +44,9 @@ class _AnyOf:
     def match(self, value: str) -> re.Match[str] | None:
         return next((m for p in self.patterns if (m := p.match(value))), None)
 
+    def fullmatch(self, value: str) -> re.Match[str] | None:
+        return next((m for p in self.patterns if (m := p.fullmatch(value))), None)
+
 
 IMAGE_VERSION_ID = _AnyOf(GALLERY_IMAGE_VERSION_ID, COMMUNITY_IMAGE_VERSION_ID)
 

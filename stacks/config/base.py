@@ -139,15 +139,15 @@ def is_gpu_size(size: str) -> bool:
 
 
 class _Pattern(Protocol):
-    def match(self, value: str) -> object: ...
+    def fullmatch(self, value: str) -> object: ...
 
 
 def matching(pattern: str | _Pattern, expected: str) -> AfterValidator:
-    """Validator: the value matches `pattern` (anchor it), else `'<value>' is not <expected>`."""
+    """Validator: the whole value matches `pattern`, else `'<value>' is not <expected>`."""
     compiled = re.compile(pattern) if isinstance(pattern, str) else pattern
 
     def check(value: str) -> str:
-        if not compiled.match(value):
+        if not compiled.fullmatch(value):  # `$` alone would let a trailing newline through
             raise ValueError(f"{value!r} is not {expected}")
         return value
 
