@@ -1,0 +1,421 @@
+"""Check a model's endpoint before sending it anything: `python -m scripts.verify_endpoint ENV MODEL [--prompt TEXT]`.
+
+The model's TLS key is a KBS resource released only to a pod VM that attested the model's workload
+(CPU, GPUs, PCR 8), and its certificate is issued by the trusted stack's inference CA. So a handshake
+that verifies against that CA alone, for the model's host name, with the certificate the trusted
+stack published for the workload, is a handshake with such a pod VM. With --prompt, one
+OpenAI-compatible chat completion goes over that same verified connection.
+
+Exit status: 0 verified (and answered), 1 the endpoint failed a check (or did not answer),
+2 could not run (unknown environment or model, stack outputs unavailable or malformed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import http.client
+import json
+import socket
+import ssl
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.x509.oid import NameOID
+
+from scripts.cli import ArgumentParser, environment
+from scripts.offline.stackfile import STACKS_DIR, StackFileError, read_stack_file
+from scripts.pulumi_cli import AutomationPulumi, Pulumi, PulumiError
+from scripts.up import environments, stack_name
+
+CONNECT_SECONDS = 10.0
+ANSWER_SECONDS = 300.0  # a first completion on a cold model can take minutes
+MAX_TOKENS = 512
+# The OpenShift ingress operator's own CA signs the router's default certificate as
+# `ingress-operator@<unix time>` (openshift/cluster-ingress-operator pkg/operator/controller/certificate/ca.go).
+ROUTER_CA_PREFIX = "ingress-operator@"
+
+
+class CannotRun(Exception):
+    """Bad input or missing outputs: one line, exit status 2."""
+
+
+class Failed(Exception):
+    """The endpoint failed a check or did not answer: one line, exit status 1."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the trusted stack published about one workload's serving key (all public)."""
+
+    name: str
+    certificate: x509.Certificate
+    key_resource: str
+    key_uri: str
+    pcr8: str
+    image: str
+    gpu_gated: bool
+    min_gpus: int
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    model: str
+    url: str
+    host: str
+    port: int
+    trusted_stack: str
+    ca_pem: str
+    ca: x509.Certificate
+    workloads: dict[str, Workload]
+    workload: str | None
+    """The workload the cloud stack says the model runs, when it says so."""
+
+
+@dataclass(frozen=True)
+class Verified:
+    endpoint: Endpoint
+    workload: Workload
+    tls_version: str
+
+
+# --- Reading the stacks' outputs ---------------------------------------------------------------
+
+
+def configured_models(env: str, stacks_dir: Path = STACKS_DIR) -> list[str]:
+    """Model names in the cloud stack file, read before anything is contacted."""
+    stack = stack_name(env, "cloud")
+    raw = read_stack_file(stack, stacks_dir).config.get("confidential-ai:models", "[]")
+    try:
+        models = json.loads(raw)
+    except json.JSONDecodeError:
+        models = None
+    if not isinstance(models, list):
+        raise CannotRun(f"{stack}: confidential-ai:models is not a list of models")
+    return [str(m.get("name")) for m in models if isinstance(m, dict) and m.get("name")]
+
+
+def read_outputs_file(option: str, path: Path) -> dict[str, Any]:
+    try:
+        outputs = json.loads(path.read_text())
+    except OSError as err:
+        raise CannotRun(f"{option} {path}: {err.strerror or err}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CannotRun(f"{option} {path} is not JSON: {err}") from None
+    if not isinstance(outputs, dict):
+        raise CannotRun(f"{option} {path} is not a JSON object of stack outputs (like out/<env>-<side>/outputs.json)")
+    return outputs
+
+
+def stack_outputs(pulumi: Pulumi, stack: str) -> dict[str, Any]:
+    outputs = pulumi.outputs(stack)
+    if not outputs:
+        raise CannotRun(f"{stack} has not been deployed (no outputs): run `python -m scripts.up {stack.rsplit('-', 1)[0]}` first")
+    return outputs
+
+
+def _certificate(pem: Any, what: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(str(pem).encode())
+    except ValueError:
+        raise CannotRun(f"{what} is not a PEM certificate") from None
+
+
+def endpoint_from_outputs(model: str, trusted_stack: str, trusted: Mapping[str, Any], cloud_stack: str, cloud: Mapping[str, Any]) -> Endpoint:
+    entry = (cloud.get("models") or {}).get(model) if isinstance(cloud.get("models"), dict) else None
+    if not isinstance(entry, dict) or not entry.get("externalUrl"):
+        raise CannotRun(f"{cloud_stack} outputs have no models.{model}.externalUrl: deploy the cloud stack with this model")
+    url = str(entry["externalUrl"])
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise Failed(f"{model}: {url} is not an https:// URL: prompts would leave the client unencrypted")
+    ca_pem = trusted.get("inferenceCaCert")
+    if not ca_pem:
+        raise CannotRun(f"{trusted_stack} outputs have no inferenceCaCert: deploy the trusted stack with its inference CA first")
+    resources = trusted.get("kbsResources") if isinstance(trusted.get("kbsResources"), dict) else {}
+    workloads: dict[str, Workload] = {}
+    for name, published in (trusted.get("workloads") or {}).items() if isinstance(trusted.get("workloads"), dict) else ():
+        if not isinstance(published, dict) or not published.get("servingCertificate"):
+            continue
+        key_resource = str(published.get("servingKeyResource") or "")
+        resource = resources.get(key_resource)
+        if not isinstance(resource, dict):
+            raise CannotRun(f"{trusted_stack} outputs: workloads.{name}.servingKeyResource {key_resource!r} is not in kbsResources")
+        workloads[name] = Workload(
+            name=name,
+            certificate=_certificate(published["servingCertificate"], f"{trusted_stack} output workloads.{name}.servingCertificate"),
+            key_resource=key_resource,
+            key_uri=str(resource.get("uri", "")),
+            pcr8=str(published.get("initdataPcr8", "")),
+            image=str(published.get("image", "")),
+            gpu_gated=bool(resource.get("gpuGated", False)),
+            min_gpus=int(resource.get("minGpus", 0)),
+        )
+    if not workloads:
+        raise CannotRun(f"{trusted_stack} outputs publish no workload serving certificate (workloads.<name>.servingCertificate)")
+    workload = entry.get("workload")
+    if workload is not None and workload not in workloads:
+        raise CannotRun(f"{cloud_stack} says {model} runs workload {workload!r}, for which {trusted_stack} publishes no serving certificate")
+    return Endpoint(
+        model=model,
+        url=url,
+        host=parts.hostname,
+        port=parts.port or 443,
+        trusted_stack=trusted_stack,
+        ca_pem=str(ca_pem),
+        ca=_certificate(ca_pem, f"{trusted_stack} output inferenceCaCert"),
+        workloads=workloads,
+        workload=None if workload is None else str(workload),
+    )
+
+
+# --- Verifying the endpoint ----------------------------------------------------------------------
+
+
+def _context(ca_pem: str) -> ssl.SSLContext:
+    """Trust the inference CA and nothing else; check the host name."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_verify_locations(cadata=ca_pem)
+    return context
+
+
+def _connect(endpoint: Endpoint, context: ssl.SSLContext, address: str | None, timeout: float) -> ssl.SSLSocket:
+    raw = socket.create_connection((address or endpoint.host, endpoint.port), timeout=timeout)
+    try:
+        return context.wrap_socket(raw, server_hostname=endpoint.host)
+    except BaseException:
+        raw.close()
+        raise
+
+
+def connect(endpoint: Endpoint, address: str | None = None, timeout: float = CONNECT_SECONDS) -> tuple[http.client.HTTPSConnection, Verified]:
+    """An HTTPS connection whose handshake passed every check; `address` overrides DNS (tests, curl --resolve)."""
+    where = f"{endpoint.host}:{endpoint.port}"
+    try:
+        tls = _connect(endpoint, _context(endpoint.ca_pem), address, timeout)
+    except ssl.SSLCertVerificationError as err:
+        raise Failed(why_not_verified(endpoint, presented_certificate(endpoint, address, timeout), err)) from None
+    except (OSError, ssl.SSLError) as err:
+        raise Failed(f"{where}: cannot connect: {getattr(err, 'strerror', None) or err}") from None
+    der = tls.getpeercert(binary_form=True)
+    assert der is not None  # a verified handshake has a peer certificate
+    try:
+        workload = served_workload(endpoint, x509.load_der_x509_certificate(der))
+    except Failed:
+        tls.close()
+        raise
+    connection = http.client.HTTPSConnection(endpoint.host, endpoint.port, timeout=timeout)
+    connection.sock = tls  # the verified socket: http.client sends on it instead of dialling again
+    return connection, Verified(endpoint, workload, tls.version() or "TLS")
+
+
+def presented_certificate(endpoint: Endpoint, address: str | None, timeout: float) -> x509.Certificate | None:
+    """The certificate the server shows, read without verifying it, only to explain a failure."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with _connect(endpoint, context, address, timeout) as tls:
+            der = tls.getpeercert(binary_form=True)
+    except (OSError, ssl.SSLError):
+        return None
+    return None if der is None else x509.load_der_x509_certificate(der)
+
+
+def issued_by(certificate: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        certificate.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _names(certificate: x509.Certificate) -> list[str]:
+    try:
+        return [str(n) for n in certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)]
+    except x509.ExtensionNotFound:
+        return [str(a.value) for a in certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+
+
+def _common_name(name: x509.Name) -> str:
+    values = [str(a.value) for a in name.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return values[0] if values else name.rfc4514_string()
+
+
+def _covers(pattern: str, host: str) -> bool:
+    if pattern.startswith("*."):
+        head, _, rest = host.partition(".")
+        return bool(head) and rest == pattern[2:]
+    return pattern == host
+
+
+def why_not_verified(endpoint: Endpoint, certificate: x509.Certificate | None, err: ssl.SSLCertVerificationError) -> str:
+    where = f"{endpoint.host}:{endpoint.port}"
+    if certificate is None:
+        return f"{where}: the certificate does not verify ({err.verify_message})"
+    names = ", ".join(_names(certificate)) or "no name"
+    issuer = _common_name(certificate.issuer)
+    if not issued_by(certificate, endpoint.ca):
+        if issuer.startswith(ROUTER_CA_PREFIX) or any(n.startswith("*.") and _covers(n, endpoint.host) for n in _names(certificate)):
+            return (
+                f"{where}: TLS ends at the cluster's router, not in the TEE (certificate for {names} issued by {issuer}): "
+                "the model is exposed through an edge or re-encrypt Route; do not send it prompts"
+            )
+        return (
+            f"{where}: the certificate (for {names}) is issued by {issuer}, not by the inference CA of "
+            f"{endpoint.trusted_stack} ({_common_name(endpoint.ca.subject)}): wrong CA or wrong server"
+        )
+    if not any(_covers(n, endpoint.host) for n in _names(certificate)):
+        return f"{where}: the certificate from the inference CA is for {names}, not for {endpoint.host}: wrong host"
+    return f"{where}: the certificate from the inference CA does not verify: {err.verify_message}"
+
+
+def served_workload(endpoint: Endpoint, certificate: x509.Certificate) -> Workload:
+    """The workload whose published serving certificate the server presented."""
+    where = f"{endpoint.host}:{endpoint.port}"
+    matches = [w for w in endpoint.workloads.values() if w.certificate == certificate]
+    if not matches:
+        raise Failed(
+            f"{where}: the certificate (serial {certificate.serial_number:x}) is from the inference CA but is not the serving "
+            f"certificate {endpoint.trusted_stack} publishes for any workload: re-read the trusted outputs, or the key was re-issued"
+        )
+    workload = matches[0]
+    if endpoint.workload is not None and workload.name != endpoint.workload:
+        raise Failed(f"{where}: serves workload {workload.name}'s certificate, but {endpoint.model} runs workload {endpoint.workload}")
+    return workload
+
+
+# --- Report and prompt ---------------------------------------------------------------------------
+
+
+def _when(moment: datetime.datetime) -> str:
+    return moment.strftime("%Y-%m-%d")
+
+
+def report(verified: Verified) -> str:
+    endpoint, workload = verified.endpoint, verified.workload
+    cert = workload.certificate
+    gpus = f"{workload.min_gpus} attested GPU{'s' if workload.min_gpus != 1 else ''}" if workload.gpu_gated else "no GPU evidence"
+    rows = [
+        ("certificate", f"for {', '.join(_names(cert))}, valid {_when(cert.not_valid_before_utc)} to {_when(cert.not_valid_after_utc)}"),
+        ("signed by", f"{_common_name(endpoint.ca.subject)} (inferenceCaCert of {endpoint.trusted_stack})"),
+        ("key", f"KBS resource {workload.key_resource} ({workload.key_uri})"),
+        ("bound to", f"workload {workload.name}: PCR 8 = {workload.pcr8}"),
+        ("image", workload.image or "(not published)"),
+        ("released after", f"CPU attestation (SEV-SNP vTPM, PCR 8 as above) and {gpus}"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    lines = [f"{endpoint.model}: {endpoint.url} verified ({verified.tls_version})"]
+    lines += [f"  {label:<{width}}  {value}" for label, value in rows]
+    return "\n".join(lines)
+
+
+def _json(connection: http.client.HTTPSConnection, method: str, path: str, body: Any = None) -> Any:
+    headers = {"Accept": "application/json"}
+    payload = None
+    if body is not None:
+        payload = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    try:
+        connection.request(method, path, body=payload, headers=headers)
+        response = connection.getresponse()
+        data = response.read()
+    except (OSError, http.client.HTTPException) as err:
+        raise Failed(f"{method} {path}: no answer: {getattr(err, 'strerror', None) or err or type(err).__name__}") from None
+    if response.status != 200:
+        text = data.decode("utf-8", "replace").strip().splitlines()
+        raise Failed(f"{method} {path}: the model answered {response.status} {response.reason}: {(text or [''])[0][:200]}")
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise Failed(f"{method} {path}: the answer is not JSON") from None
+
+
+def ask(connection: http.client.HTTPSConnection, prompt: str) -> str:
+    """One chat completion (OpenAI-compatible API that NIM serves: GET /v1/models, POST /v1/chat/completions)."""
+    models = _json(connection, "GET", "/v1/models")
+    served = [m.get("id") for m in (models.get("data") or []) if isinstance(m, dict) and m.get("id")] if isinstance(models, dict) else []
+    if not served:
+        raise Failed("GET /v1/models: the endpoint serves no model")
+    completion = _json(
+        connection,
+        "POST",
+        "/v1/chat/completions",
+        {"model": served[0], "messages": [{"role": "user", "content": prompt}], "max_tokens": MAX_TOKENS},
+    )
+    try:
+        return str(completion["choices"][0]["message"]["content"])
+    except (KeyError, IndexError, TypeError):
+        raise Failed("POST /v1/chat/completions: the answer has no choices[0].message.content") from None
+
+
+# --- Command line --------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = ArgumentParser(prog="python -m scripts.verify_endpoint", description=__doc__.splitlines()[0])
+    parser.add_argument("env", type=environment, help="environment: reads stacks ENV-trusted and ENV-cloud")
+    parser.add_argument("model", help="a model name of the cloud stack (confidential-ai:models)")
+    parser.add_argument("--prompt", help="after verifying, send this as one chat completion and print the answer")
+    parser.add_argument("--trusted-outputs", type=Path, help="JSON of the trusted stack outputs (e.g. out/ENV-trusted/outputs.json); default: pulumi stack output")
+    parser.add_argument("--cloud-outputs", type=Path, help="JSON of the cloud stack outputs (e.g. out/ENV-cloud/outputs.json); default: pulumi stack output")
+    parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def load_endpoint(args: argparse.Namespace, make_pulumi: Callable[[], Pulumi]) -> Endpoint:
+    known = environments(args.stacks_dir.parent)
+    if args.env not in known:
+        raise CannotRun(f"unknown environment {args.env!r}: expected one of {', '.join(known) or '(none in stacks/)'}")
+    models = configured_models(args.env, args.stacks_dir)
+    if args.model not in models:
+        raise CannotRun(f"unknown model {args.model!r} in {stack_name(args.env, 'cloud')}: expected one of {', '.join(models) or '(none configured)'}")
+    trusted_stack, cloud_stack = stack_name(args.env, "trusted"), stack_name(args.env, "cloud")
+    pulumi: Pulumi | None = None
+
+    def outputs(option: str, path: Path | None, stack: str) -> dict[str, Any]:
+        nonlocal pulumi
+        if path is not None:
+            return read_outputs_file(option, path)
+        pulumi = pulumi or make_pulumi()
+        return stack_outputs(pulumi, stack)
+
+    trusted = outputs("--trusted-outputs", args.trusted_outputs, trusted_stack)
+    cloud = outputs("--cloud-outputs", args.cloud_outputs, cloud_stack)
+    return endpoint_from_outputs(args.model, trusted_stack, trusted, cloud_stack, cloud)
+
+
+def main(argv: Sequence[str] | None = None, make_pulumi: Callable[[], Pulumi] = AutomationPulumi, address: str | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        endpoint = load_endpoint(args, make_pulumi)
+    except (CannotRun, StackFileError, PulumiError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Failed as err:
+        print(f"FAILED: {err}", file=sys.stderr)
+        return 1
+    try:
+        connection, verified = connect(endpoint, address)
+        try:
+            print(report(verified))
+            if args.prompt is not None:
+                connection.sock.settimeout(ANSWER_SECONDS)
+                print(f"\n{ask(connection, args.prompt)}")
+        finally:
+            connection.close()
+    except Failed as err:
+        print(f"FAILED: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""`python -m scripts.verify_endpoint`: real TLS on 127.0.0.1, certificates made by the offline plan's pulumi-tls fakes.
+
+Each server below presents one certificate: the workload's serving certificate from the inference CA,
+one from another CA, and an OpenShift router's wildcard certificate (what an edge Route shows). A
+tiny OpenAI-compatible handler answers behind them, so the --prompt path runs end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pulumi.runtime import MockResourceArgs
+
+from scripts import verify_endpoint
+from scripts.offline.fakes import RESOURCE_FAKES
+
+MODEL = "llama-3-1-8b"  # a model of stacks/Pulumi.dev-cloud.yaml
+HOST = f"{MODEL}-{MODEL}.apps.confai-dev.eastus2.aroapp.test"
+SERVED_MODEL = "meta/llama-3.1-8b-instruct"
+PCR8 = "5f1c6b3e" * 8
+KEY_RESOURCE = "llama-serving-key"
+KEY_URI = "kbs:///default/inference-llama/tls.key"
+TEN_YEARS = 87600  # hours: the fakes' certificates start 2026-01-01
+
+
+def _fake(token: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    _, state = RESOURCE_FAKES[token](MockResourceArgs(token, name, inputs))
+    return state
+
+
+def private_key(name: str) -> str:
+    return _fake("tls:index/privateKey:PrivateKey", name, {"algorithm": "ECDSA", "ecdsaCurve": "P256"})["privateKeyPem"]
+
+
+def ca(name: str, common_name: str) -> tuple[str, str]:
+    key = private_key(f"{name}-key")
+    cert = _fake(
+        "tls:index/selfSignedCert:SelfSignedCert",
+        f"{name}-cert",
+        {"privateKeyPem": key, "subject": {"commonName": common_name}, "isCaCertificate": True,
+         "validityPeriodHours": TEN_YEARS, "allowedUses": ["cert_signing", "crl_signing"]},
+    )["certPem"]
+    return cert, key
+
+
+def server_certificate(name: str, issuer: tuple[str, str], dns_names: list[str]) -> tuple[str, str]:
+    key = private_key(f"{name}-key")
+    request = _fake("tls:index/certRequest:CertRequest", f"{name}-request", {"privateKeyPem": key, "subject": {"commonName": dns_names[0]}, "dnsNames": dns_names})
+    cert = _fake(
+        "tls:index/locallySignedCert:LocallySignedCert",
+        f"{name}-cert",
+        {"certRequestPem": request["certRequestPem"], "caCertPem": issuer[0], "caPrivateKeyPem": issuer[1],
+         "validityPeriodHours": TEN_YEARS, "allowedUses": ["digital_signature", "key_encipherment", "server_auth"]},
+    )["certPem"]
+    return cert, key
+
+
+@dataclass
+class Server:
+    port: int
+    requests: list[tuple[int, str, str, Any]] = field(default_factory=list)
+    """(client port, method, path, JSON body) of every request the model handler saw."""
+
+
+class OpenAiHandler(BaseHTTPRequestHandler):
+    """GET /v1/models and POST /v1/chat/completions, as NIM serves them; the answer echoes the prompt."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive: both requests travel on the verified connection
+    server: Any
+
+    def _send(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self.server.record.append((self.client_address[1], "GET", self.path, None))
+        if self.path != "/v1/models":
+            return self._send(404, {"error": "not found"})
+        self._send(200, {"object": "list", "data": [{"id": SERVED_MODEL, "object": "model"}]})
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.record.append((self.client_address[1], "POST", self.path, body))
+        if self.path != "/v1/chat/completions" or body.get("model") != SERVED_MODEL:
+            return self._send(400, {"error": "unknown model"})
+        prompt = body["messages"][-1]["content"]
+        self._send(200, {"object": "chat.completion", "model": SERVED_MODEL,
+                         "choices": [{"index": 0, "message": {"role": "assistant", "content": f"You said: {prompt}"}, "finish_reason": "stop"}]})
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> dict[str, Any]:
+    inference_ca = ca("inference-ca", "Confidential AI inference CA")
+    other_ca = ca("other-ca", "Some other CA")
+    router_ca = ca("router-ca", "ingress-operator@1764547200")
+    return {
+        "ca": inference_ca,
+        "serving": server_certificate("inference-llama", inference_ca, [HOST]),
+        "reissued": server_certificate("inference-llama-reissued", inference_ca, [HOST]),
+        "other": server_certificate("other", other_ca, [HOST]),
+        "router": server_certificate("router", router_ca, ["*.apps.confai-dev.eastus2.aroapp.test"]),
+        "dir": tmp_path_factory.mktemp("pki"),
+    }
+
+
+@pytest.fixture(scope="module")
+def servers(pki) -> Iterator[dict[str, Server]]:
+    running = []
+    found: dict[str, Server] = {}
+    for name in ("serving", "reissued", "other", "router"):
+        cert, key = pki[name]
+        (pki["dir"] / f"{name}.pem").write_text(cert + key)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(pki["dir"] / f"{name}.pem")
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), OpenAiHandler)
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+        httpd.record = []  # type: ignore[attr-defined]
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        thread.start()
+        running.append((httpd, thread))
+        found[name] = Server(httpd.server_address[1], httpd.record)  # type: ignore[attr-defined]
+    yield found
+    for httpd, thread in running:
+        httpd.shutdown()
+        thread.join(timeout=5)
+        httpd.server_close()
+
+
+def trusted_outputs(pki: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "kbsUrl": "https://kbs.trusted-dev.example.com",
+        "inferenceCaCert": pki["ca"][0],
+        "kbsResources": {KEY_RESOURCE: {"uri": KEY_URI, "gpuGated": True, "minGpus": 1}},
+        "workloads": {
+            "llama": {
+                "image": "nvcr.io/nim/meta/llama-3.1-8b-instruct@sha256:" + "ab" * 32,
+                "initdataPcr8": PCR8,
+                "servingCertificate": pki["serving"][0],
+                "servingKeyResource": KEY_RESOURCE,
+            }
+        },
+    }
+
+
+def run(tmp_path: Path, trusted: dict[str, Any], url: str, *extra: str, workload: str | None = "llama") -> int:
+    (tmp_path / "trusted.json").write_text(json.dumps(trusted))
+    model = {"externalUrl": url, **({"workload": workload} if workload else {})}
+    (tmp_path / "cloud.json").write_text(json.dumps({"models": {MODEL: model}}))
+    argv = ["dev", MODEL, "--trusted-outputs", str(tmp_path / "trusted.json"), "--cloud-outputs", str(tmp_path / "cloud.json"), *extra]
+    return verify_endpoint.main(argv, make_pulumi=no_pulumi, address="127.0.0.1")
+
+
+def no_pulumi() -> Any:
+    raise AssertionError("outputs come from the files")
+
+
+def failure(capsys) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    assert captured.out == ""
+    return lines[0]
+
+
+# --- Verification -------------------------------------------------------------------------------
+
+
+def test_the_serving_certificate_verifies_and_the_report_says_what_bound_the_key(pki, servers, tmp_path, capsys):
+    port = servers["serving"].port
+    assert run(tmp_path, trusted_outputs(pki), f"https://{HOST}:{port}") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{MODEL}: https://{HOST}:{port} verified (TLSv1.")
+    report = {line.split()[0]: line for line in out[1:]}
+    assert "Confidential AI inference CA (inferenceCaCert of dev-trusted)" in report["signed"]
+    assert f"for {HOST}, valid 2026-01-01 to 2035-12-30" in report["certificate"]
+    assert f"KBS resource {KEY_RESOURCE} ({KEY_URI})" in report["key"]
+    assert f"workload llama: PCR 8 = {PCR8}" in report["bound"]
+    assert "CPU attestation (SEV-SNP vTPM, PCR 8 as above) and 1 attested GPU" in report["released"]
+    assert servers["serving"].requests == []  # without --prompt nothing is sent
+
+
+def test_the_workload_is_found_by_its_certificate_when_the_cloud_stack_does_not_name_it(pki, servers, tmp_path, capsys):
+    assert run(tmp_path, trusted_outputs(pki), f"https://{HOST}:{servers['serving'].port}", workload=None) == 0
+    assert "workload llama: PCR 8" in capsys.readouterr().out
+
+
+def test_a_certificate_from_another_ca_is_refused(pki, servers, tmp_path, capsys):
+    port = servers["other"].port
+    assert run(tmp_path, trusted_outputs(pki), f"https://{HOST}:{port}", "--prompt", "my diagnosis") == 1
+    assert failure(capsys) == (
+        f"FAILED: {HOST}:{port}: the certificate (for {HOST}) is issued by Some other CA, not by the inference CA of "
+        "dev-trusted (Confidential AI inference CA): wrong CA or wrong server"
+    )
+    assert servers["other"].requests == []
+
+
+def test_trusting_the_wrong_ca_refuses_the_genuine_server(pki, servers, tmp_path, capsys):
+    trusted = trusted_outputs(pki) | {"inferenceCaCert": ca("other-ca", "Some other CA")[0]}
+    assert run(tmp_path, trusted, f"https://{HOST}:{servers['serving'].port}") == 1
+    assert "is issued by Confidential AI inference CA, not by the inference CA of dev-trusted (Some other CA)" in failure(capsys)
+
+
+def test_a_certificate_for_another_host_is_refused(pki, servers, tmp_path, capsys):
+    port = servers["serving"].port
+    other = "mistral-mistral.apps.confai-dev.eastus2.aroapp.test"
+    assert run(tmp_path, trusted_outputs(pki), f"https://{other}:{port}", "--prompt", "my diagnosis") == 1
+    assert failure(capsys) == f"FAILED: {other}:{port}: the certificate from the inference CA is for {HOST}, not for {other}: wrong host"
+    assert servers["serving"].requests == []
+
+
+def test_an_edge_route_shows_the_router_certificate_and_is_refused(pki, servers, tmp_path, capsys):
+    port = servers["router"].port
+    assert run(tmp_path, trusted_outputs(pki), f"https://{HOST}:{port}", "--prompt", "my diagnosis") == 1
+    assert failure(capsys) == (
+        f"FAILED: {HOST}:{port}: TLS ends at the cluster's router, not in the TEE (certificate for "
+        "*.apps.confai-dev.eastus2.aroapp.test issued by ingress-operator@1764547200): the model is exposed through an "
+        "edge or re-encrypt Route; do not send it prompts"
+    )
+    assert servers["router"].requests == []
+
+
+def test_a_certificate_the_trusted_stack_did_not_publish_is_refused(pki, servers, tmp_path, capsys):
+    """Issued by the inference CA for the right host, but not the workload's serving certificate (e.g. an old key)."""
+    port = servers["reissued"].port
+    assert run(tmp_path, trusted_outputs(pki), f"https://{HOST}:{port}") == 1
+    assert "is from the inference CA but is not the serving certificate dev-trusted publishes for any workload" in failure(capsys)
+
+
+def test_another_workloads_certificate_is_refused(pki, servers, tmp_path, capsys):
+    trusted = trusted_outputs(pki)
+    trusted["workloads"]["mistral"] = {**trusted["workloads"]["llama"], "servingCertificate": pki["reissued"][0]}
+    assert run(tmp_path, trusted, f"https://{HOST}:{servers['serving'].port}", workload="mistral") == 1
+    assert failure(capsys).endswith(f"serves workload llama's certificate, but {MODEL} runs workload mistral")
+
+
+def test_plain_http_is_refused_without_connecting(pki, tmp_path, capsys):
+    assert run(tmp_path, trusted_outputs(pki), f"http://{HOST}:1") == 1
+    assert failure(capsys) == f"FAILED: {MODEL}: http://{HOST}:1 is not an https:// URL: prompts would leave the client unencrypted"
+
+
+def test_nothing_listening_is_one_line(pki, tmp_path, capsys):
+    with __import__("socket").socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert run(tmp_path, trusted_outputs(pki), f"https://{HOST}:{port}") == 1
+    assert failure(capsys).startswith(f"FAILED: {HOST}:{port}: cannot connect: ")
+
+
+# --- --prompt ------------------------------------------------------------------------------------
+
+
+def test_the_prompt_goes_over_the_verified_connection_and_the_answer_is_printed(pki, servers, tmp_path, capsys):
+    server = servers["serving"]
+    server.requests.clear()
+    assert run(tmp_path, trusted_outputs(pki), f"https://{HOST}:{server.port}", "--prompt", "Is this private?") == 0
+    out = capsys.readouterr().out
+    assert out.endswith("\n\nYou said: Is this private?\n")
+    (models, completion) = server.requests
+    assert models[1:3] == ("GET", "/v1/models")
+    assert completion[1:3] == ("POST", "/v1/chat/completions")
+    assert completion[3]["model"] == SERVED_MODEL and completion[3]["messages"] == [{"role": "user", "content": "Is this private?"}]
+    assert models[0] == completion[0]  # same client port: one connection, the verified one
+
+
+def test_a_model_error_is_one_line(pki, servers, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(verify_endpoint, "ask", lambda connection, prompt: verify_endpoint._json(connection, "GET", "/v1/nothing"))
+    assert run(tmp_path, trusted_outputs(pki), f"https://{HOST}:{servers['serving'].port}", "--prompt", "hi") == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == ['FAILED: GET /v1/nothing: the model answered 404 Not Found: {"error": "not found"}']
+
+
+# --- Bad input: exit 2, one line, nothing contacted ----------------------------------------------
+
+
+class Outputs:
+    def __init__(self, stacks: dict[str, dict[str, Any] | None]):
+        self.stacks = stacks
+        self.asked: list[str] = []
+
+    def outputs(self, stack: str) -> dict[str, Any] | None:
+        self.asked.append(stack)
+        return self.stacks.get(stack)
+
+
+def test_an_unknown_environment_exits_2(capsys):
+    assert verify_endpoint.main(["staging", MODEL], make_pulumi=no_pulumi) == 2
+    assert failure(capsys) == "error: unknown environment 'staging': expected one of dev, prod"
+
+
+def test_an_unknown_model_exits_2(capsys):
+    assert verify_endpoint.main(["dev", "gpt-9"], make_pulumi=no_pulumi) == 2
+    assert failure(capsys) == f"error: unknown model 'gpt-9' in dev-cloud: expected one of {MODEL}"
+
+
+def test_an_environment_that_is_no_stack_name_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exited:
+        verify_endpoint.main(["../dev", MODEL])
+    assert exited.value.code == 2
+    assert failure(capsys).startswith("python -m scripts.verify_endpoint: error: argument env: '../dev' is not an environment name")
+
+
+def test_outputs_come_from_the_stacks_through_the_adapter(pki, servers, capsys):
+    port = servers["serving"].port
+    pulumi = Outputs({"dev-trusted": trusted_outputs(pki), "dev-cloud": {"models": {MODEL: {"externalUrl": f"https://{HOST}:{port}"}}}})
+    assert verify_endpoint.main(["dev", MODEL], make_pulumi=lambda: pulumi, address="127.0.0.1") == 0
+    assert pulumi.asked == ["dev-trusted", "dev-cloud"]
+    assert "verified" in capsys.readouterr().out
+
+
+def test_an_undeployed_stack_exits_2(pki, capsys):
+    pulumi = Outputs({"dev-trusted": trusted_outputs(pki)})
+    assert verify_endpoint.main(["dev", MODEL], make_pulumi=lambda: pulumi) == 2
+    assert failure(capsys) == "error: dev-cloud has not been deployed (no outputs): run `python -m scripts.up dev` first"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda o: o.pop("inferenceCaCert"), "error: dev-trusted outputs have no inferenceCaCert: deploy the trusted stack with its inference CA first"),
+        (lambda o: o["workloads"].clear(), "error: dev-trusted outputs publish no workload serving certificate (workloads.<name>.servingCertificate)"),
+        (lambda o: o["kbsResources"].clear(), f"error: dev-trusted outputs: workloads.llama.servingKeyResource '{KEY_RESOURCE}' is not in kbsResources"),
+        (lambda o: o.update(inferenceCaCert="not a PEM"), "error: dev-trusted output inferenceCaCert is not a PEM certificate"),
+    ],
+    ids=["no-ca", "no-serving-certificate", "key-resource-unpublished", "ca-not-pem"],
+)
+def test_incomplete_trusted_outputs_exit_2(pki, tmp_path, capsys, edit, message):
+    outputs = trusted_outputs(pki)
+    edit(outputs)
+    assert run(tmp_path, outputs, f"https://{HOST}:1") == 2
+    assert failure(capsys) == message
+
+
+def test_a_model_missing_from_the_cloud_outputs_exits_2(pki, tmp_path, capsys):
+    (tmp_path / "trusted.json").write_text(json.dumps(trusted_outputs(pki)))
+    (tmp_path / "cloud.json").write_text(json.dumps({"models": {}}))
+    argv = ["dev", MODEL, "--trusted-outputs", str(tmp_path / "trusted.json"), "--cloud-outputs", str(tmp_path / "cloud.json")]
+    assert verify_endpoint.main(argv, make_pulumi=no_pulumi) == 2
+    assert failure(capsys) == f"error: dev-cloud outputs have no models.{MODEL}.externalUrl: deploy the cloud stack with this model"
+
+
+def test_a_bad_outputs_file_exits_2(tmp_path, capsys):
+    (tmp_path / "trusted.json").write_text("{not json")
+    assert verify_endpoint.main(["dev", MODEL, "--trusted-outputs", str(tmp_path / "trusted.json")], make_pulumi=no_pulumi) == 2
+    assert failure(capsys).startswith(f"error: --trusted-outputs {tmp_path / 'trusted.json'} is not JSON: ")
