@@ -80,6 +80,19 @@ POD_TEMPLATE_OWNERS = {
     "kubernetes:batch/v1:CronJob": ("spec", "jobTemplate", "spec", "template"),
 }
 INFERENCE_SERVICE = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
+NAMESPACE = "kubernetes:core/v1:Namespace"
+SERVICE = "kubernetes:core/v1:Service"
+ROUTE = "kubernetes:route.openshift.io/v1:Route"
+INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+# A Namespace or InferenceService carrying this label holds a confidential model: TLS must end inside
+# its pod VM, so nothing in the namespace may terminate TLS in front of it (components/nim.py sets it).
+CONFIDENTIAL_MODEL_LABEL = "confidential-ai/confidential-model"
+# odh-model-controller creates an edge-terminated Route for an InferenceService with this label
+# (opendatahub-io/odh-model-controller internal/controller/serving/reconcilers/kserve_raw_route_reconciler.go).
+KSERVE_VISIBILITY_LABEL = "networking.kserve.io/visibility"
+# The container port a confidential model serves TLS on, by name (components/nim.py): a LoadBalancer
+# or NodePort Service may only forward to it, never to a plaintext port.
+TLS_PORT_NAME = "https"
 # KServe components that run pods; each inlines a PodSpec plus `annotations` propagated to its pods
 # (kserve/kserve config/crd/full/serving.kserve.io_inferenceservices.yaml).
 INFERENCE_COMPONENTS = ("predictor", "transformer", "explainer")
@@ -333,7 +346,7 @@ def kbs_config_hardened(args: ResourceValidationArgs, report_violation: ReportVi
 
 
 def kbs_route_passthrough(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type != "kubernetes:route.openshift.io/v1:Route":
+    if args.resource_type != ROUTE:
         return
     if role_of(args.urn) != "trusted" and dig(args.props, "spec", "to", "name") != KBS_SERVICE:
         return
@@ -342,6 +355,62 @@ def kbs_route_passthrough(args: ResourceValidationArgs, report_violation: Report
         report_violation(f"Route {dig(args.props, 'metadata', 'name')} tls.termination is {termination!r}: it must be \"passthrough\" so TLS ends in KBS", None)
     if dig(args.props, "spec", "tls", "insecureEdgeTerminationPolicy") == "Allow":
         report_violation("Route tls.insecureEdgeTerminationPolicy must not be \"Allow\": KBS is never reached over plain HTTP", None)
+
+
+# --- Policy: a confidential model's TLS ends in its pod VM -------------------------------------
+
+
+def _namespace_of(props: Mapping[str, Any]) -> str:
+    return str(dig(props, "metadata", "namespace") or "default")
+
+
+def _labelled_confidential(props: Mapping[str, Any]) -> bool:
+    return str(_mapping(dig(props, "metadata", "labels")).get(CONFIDENTIAL_MODEL_LABEL, "")).lower() == "true"
+
+
+def confidential_namespaces(resources: Sequence[Any]) -> set[str]:
+    """Namespaces marked as holding a confidential model: the Namespace itself, or an InferenceService in it."""
+    found = set()
+    for r in resources:
+        if r.resource_type == NAMESPACE and _labelled_confidential(r.props):
+            found.add(str(dig(r.props, "metadata", "name") or r.name))
+        elif r.resource_type == INFERENCE_SERVICE and _labelled_confidential(r.props):
+            found.add(_namespace_of(r.props))
+    return found
+
+
+def exposure_problem(resource_type: str, props: Mapping[str, Any]) -> str | None:
+    """Why this object would end a confidential model's TLS outside its pod VM, or None."""
+    name = dig(props, "metadata", "name")
+    if resource_type == INFERENCE_SERVICE:
+        if str(_mapping(dig(props, "metadata", "labels")).get(KSERVE_VISIBILITY_LABEL, "")) == "exposed":
+            return (f"InferenceService {name} is labelled {KSERVE_VISIBILITY_LABEL}=exposed: OpenShift AI would create an edge Route, "
+                    "ending TLS at the cloud's router; expose it through a passthrough Route instead")
+    elif resource_type == ROUTE:
+        termination = dig(props, "spec", "tls", "termination")
+        if termination is None:
+            return f"Route {name} has no TLS: prompts would cross the cloud's network in plain HTTP; use tls.termination passthrough"
+        if termination != "passthrough":
+            return f"Route {name} tls.termination is {termination!r}: TLS would end at the cloud's router, not in the pod VM; use passthrough"
+        if dig(props, "spec", "tls", "insecureEdgeTerminationPolicy") == "Allow":
+            return f"Route {name} allows plain HTTP (insecureEdgeTerminationPolicy Allow)"
+    elif resource_type == SERVICE and dig(props, "spec", "type") in ("LoadBalancer", "NodePort"):
+        plain = [str(port.get("name") or port.get("port")) for port in _items(dig(props, "spec", "ports"))
+                 if isinstance(port, Mapping) and str(port.get("targetPort")) != TLS_PORT_NAME]
+        if plain:
+            return (f"Service {name} of type {dig(props, 'spec', 'type')} forwards port {', '.join(plain)} to something other than "
+                    f"the model's TLS port {TLS_PORT_NAME!r}: a plain-HTTP port outside the cluster")
+    elif resource_type == INGRESS:
+        return f"Ingress {name}: an ingress controller terminates TLS outside the pod VM; use a passthrough Route"
+    return None
+
+
+def confidential_model_exposure(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    confidential = confidential_namespaces(args.resources)
+    for r in args.resources:
+        if r.resource_type in (INFERENCE_SERVICE, ROUTE, SERVICE, INGRESS) and _namespace_of(r.props) in confidential:
+            if problem := exposure_problem(r.resource_type, r.props):
+                report_violation(f"{problem} (namespace {_namespace_of(r.props)} holds a confidential model)", r.urn)
 
 
 # --- Policy: critical resources are protected -------------------------------------------------
@@ -470,6 +539,12 @@ POLICIES = [
         description="The Route exposing KBS uses TLS passthrough and never allows plain HTTP.",
         enforcement_level=MANDATORY,
         validate=kbs_route_passthrough,
+    ),
+    StackValidationPolicy(
+        name="confidential-model-tls-in-tee",
+        description="A confidential model is never exposed through an edge or re-encrypt Route, a plain-HTTP LoadBalancer or NodePort Service, or an Ingress.",
+        enforcement_level=MANDATORY,
+        validate=confidential_model_exposure,
     ),
     ResourceValidationPolicy(
         name="critical-resources-protected",

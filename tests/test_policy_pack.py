@@ -189,6 +189,7 @@ MANDATORY = {
     "kbs-route-passthrough",
     "critical-resources-protected",
     "cluster-trust-boundary",
+    "confidential-model-tls-in-tee",
 }
 ADVISORY = {"aro-api-server-private", "operator-upgrades-reviewed", "inference-in-confidential-vm"}
 
@@ -375,6 +376,79 @@ def test_kbs_route_is_passthrough(props, stack, expected):
     assert_messages(found, expected)
 
 
+# --- A confidential model's TLS ends in its pod VM ----------------------------------------------
+
+SERVICE = rules.SERVICE
+INGRESS = rules.INGRESS
+
+
+def model_namespace(confidential: bool = True, name: str = "llm") -> dict[str, Any]:
+    labels = {rules.CONFIDENTIAL_MODEL_LABEL: "true"} if confidential else {}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+
+def model_route(termination: str | None = "passthrough", namespace: str = "llm", **tls: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"host": "llm-llm.apps.example.com", "to": {"kind": "Service", "name": "llm-predictor"}, "port": {"targetPort": "https"}}
+    if termination:
+        spec["tls"] = {"termination": termination, **tls}
+    return {"apiVersion": "route.openshift.io/v1", "kind": "Route", "metadata": {"name": "llm", "namespace": namespace}, "spec": spec}
+
+
+def model_service(type_: str = "LoadBalancer", target_port: Any = "https", namespace: str = "llm") -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "llm-external", "namespace": namespace},
+            "spec": {"type": type_, "selector": {"app": "llm"}, "ports": [{"name": "api", "port": 443, "targetPort": target_port}]}}
+
+
+def model_ingress() -> dict[str, Any]:
+    rule = {"host": "llm.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "llm-predictor", "port": {"number": 80}}}}]}}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "llm", "namespace": "llm"}, "spec": {"rules": [rule]}}
+
+
+def exposed_inference_service(confidential_label: bool = False) -> dict[str, Any]:
+    props = inference_service()
+    labels = {rules.KSERVE_VISIBILITY_LABEL: "exposed", **({rules.CONFIDENTIAL_MODEL_LABEL: "true"} if confidential_label else {})}
+    props["metadata"] = {**props["metadata"], "namespace": "llm", "labels": labels}
+    return props
+
+
+@pytest.mark.parametrize(
+    "exposure, expected",
+    [
+        ((ROUTE, model_route()), []),
+        ((ROUTE, model_route(insecureEdgeTerminationPolicy="Redirect")), []),
+        ((ROUTE, model_route("edge")), ["Route llm tls.termination is 'edge': TLS would end at the cloud's router"]),
+        ((ROUTE, model_route("reencrypt")), ["tls.termination is 'reencrypt'"]),
+        ((ROUTE, model_route(None)), ["Route llm has no TLS"]),
+        ((ROUTE, model_route(insecureEdgeTerminationPolicy="Allow")), ["allows plain HTTP"]),
+        ((SERVICE, model_service()), []),
+        ((SERVICE, model_service(target_port=8000)), ["Service llm-external of type LoadBalancer forwards port api to something other than the model's TLS port 'https'"]),
+        ((SERVICE, model_service(target_port="http")), ["a plain-HTTP port outside the cluster"]),
+        ((SERVICE, model_service("NodePort", target_port="http")), ["of type NodePort"]),
+        ((SERVICE, model_service("ClusterIP", target_port="http")), []),
+        ((INGRESS, model_ingress()), ["Ingress llm: an ingress controller terminates TLS outside the pod VM"]),
+        ((rules.INFERENCE_SERVICE, exposed_inference_service()), ["labelled networking.kserve.io/visibility=exposed: OpenShift AI would create an edge Route"]),
+    ],
+    ids=["passthrough", "passthrough-redirect", "edge", "reencrypt", "plain-http-route", "allow-http", "lb-to-tls", "lb-to-8000",
+         "lb-to-http", "nodeport-to-http", "clusterip", "ingress", "kserve-exposed"],
+)
+def test_a_confidential_model_is_exposed_only_with_tls_ending_in_its_pod_vm(exposure, expected):
+    found = check_stack("confidential-model-tls-in-tee", [(rules.NAMESPACE, model_namespace()), exposure])
+    assert_messages([message for message, _ in found], expected)
+    assert all(u == urn("dev-cloud", exposure[0], "r1") and "(namespace llm holds a confidential model)" in m for m, u in found)
+
+
+def test_exposure_rules_apply_only_to_namespaces_holding_a_confidential_model():
+    exposures = [(ROUTE, model_route("edge")), (SERVICE, model_service(target_port=8000)), (INGRESS, model_ingress()), (rules.INFERENCE_SERVICE, exposed_inference_service())]
+    assert check_stack("confidential-model-tls-in-tee", [(rules.NAMESPACE, model_namespace(confidential=False)), *exposures]) == []
+    # An edge Route elsewhere does not matter; the model's own namespace does.
+    assert check_stack("confidential-model-tls-in-tee", [(rules.NAMESPACE, model_namespace()), (ROUTE, model_route("edge", namespace="other"))]) == []
+
+
+def test_a_confidential_label_on_the_inference_service_marks_its_namespace():
+    found = check_stack("confidential-model-tls-in-tee", [(rules.INFERENCE_SERVICE, exposed_inference_service(confidential_label=True)), (ROUTE, model_route("edge"))])
+    assert_messages([m for m, _ in found], ["InferenceService llm is labelled", "Route llm tls.termination is 'edge'"])
+
+
 @pytest.mark.parametrize(
     "type_, stack, protect, config, fires",
     [
@@ -479,6 +553,8 @@ TARGETS: dict[str, tuple[str, Callable[[StackRun], list[Registered]]]] = {
     "kbs-config": ("trusted", lambda run: [r for r in run.of_type(CONFIGMAP) if rules.KBS_CONFIG_KEY in (r.inputs.get("data") or {})]),
     "kbs-route": ("trusted", lambda run: [r for r in run.of_type(ROUTE) if rules.dig(r.inputs, "spec", "to", "name") == rules.KBS_SERVICE]),
     "kbs-keys": ("trusted", lambda run: run.of_type(rules.PRIVATE_KEY)),
+    "model-namespace": ("cloud", lambda run: [r for r in run.of_type(rules.NAMESPACE) if any(
+        rules.dig(i.inputs, "metadata", "namespace") == rules.dig(r.inputs, "metadata", "name") for i in run.of_type(rules.INFERENCE_SERVICE))]),
 }
 
 
@@ -559,6 +635,13 @@ def _unprotect(run: StackRun, target: Registered) -> None:
     target.protect = False
 
 
+def _edge_route_to_model(run: StackRun, namespace: Registered) -> None:
+    """Mark the model's namespace confidential and put an edge Route in it, bound to the cluster's own provider."""
+    _edit(namespace, lambda i: i["metadata"].setdefault("labels", {}).update({rules.CONFIDENTIAL_MODEL_LABEL: "true"}))
+    route = model_route("edge", namespace=rules.dig(namespace.inputs, "metadata", "name"))
+    run.resources.append(registered(run.stack, ROUTE, "model-edge-route", route, provider_urn=namespace.provider))
+
+
 # name -> (side, target, mutation of the target, policy that must fire, on the target's URN?)
 MUTATIONS: dict[str, tuple[str, str, Callable[[StackRun, Registered], None], str, bool]] = {
     "disable-cvm": ("cloud", "peer-pods-cm", lambda run, r: _edit(r, _set_data(DISABLECVM="true")), "peer-pods-confidential-vms", True),
@@ -574,6 +657,7 @@ MUTATIONS: dict[str, tuple[str, str, Callable[[StackRun, Registered], None], str
     "aro-unprotected": ("cloud", "aro-cluster", _unprotect, "critical-resources-protected", True),
     "cloud-object-on-trusted-provider": ("cloud", "peer-pods-cm", _bind_to_other_side, "cluster-trust-boundary", True),
     "trusted-object-on-cloud-provider": ("trusted", "kbs-config", _bind_to_other_side, "cluster-trust-boundary", True),
+    "confidential-model-edge-route": ("cloud", "model-namespace", _edge_route_to_model, "confidential-model-tls-in-tee", False),
     "aro-public-api": ("cloud", "aro-cluster", lambda run, r: _edit(r, lambda i: i.setdefault("apiserverProfile", {}).update(visibility="Public")), "aro-api-server-private", True),
 }
 
