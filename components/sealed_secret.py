@@ -12,7 +12,7 @@ import json
 
 KBS_URI_PREFIX = "kbs:///"
 # Marks a Secret whose every value is a sealed secret; the policy pack refuses plaintext in it
-# (policies/rules.py KBS_RESOURCE_LABEL, README "Security model").
+# (policies/rules.py KBS_RESOURCE_LABEL, docs/security-model.md).
 KBS_RESOURCE_LABEL = "confidential-ai/kbs-resource"
 
 

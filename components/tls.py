@@ -10,7 +10,7 @@ import pulumi_tls as tls
 ALGORITHM = "ECDSA"
 CURVE = "P256"
 # Replacing a key invalidates every certificate and token it made: deleting one is a deliberate act
-# (policy `critical-resources-protected`, README "Security model").
+# (policy `critical-resources-protected`, docs/security-model.md).
 PROTECTED = pulumi.ResourceOptions(protect=True)
 
 

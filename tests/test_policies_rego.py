@@ -186,6 +186,14 @@ def test_gpu_genuine_h100_affirms(gpu_claims):
     assert gpu_claims() == AFFIRMING_GPU
 
 
+def test_gpu_policy_reads_only_claims_nras_sends(gpu_input):
+    """A claim NRAS never emits (e.g. `x-nvidia-device-type`) would make every real GPU fail."""
+    policy = "\n".join(line for line in render.gpu_policy().splitlines() if not line.lstrip().startswith("#"))
+    read = set(re.findall(r'claims\["([a-z0-9-]+)"\]', policy)) | set(re.findall(r"claims\.([a-z_]+)\b", policy))
+    assert read, "the scan found no claim reads"
+    assert read <= set(gpu_input["nvidia"]), f"the GPU policy reads claims NRAS does not send: {read - set(gpu_input['nvidia'])}"
+
+
 def test_gpu_vbios_versions_compare_case_insensitively(gpu_claims):
     # The reference lists 96.00.9f.00.04; NRAS reports 96.00.9F.00.04.
     assert gpu_claims()["configuration"] == 2

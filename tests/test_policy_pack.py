@@ -589,7 +589,7 @@ def test_policy_targets_exist_in_plan(plan, role):
     env, runs = plan
     run = runs[role]
     missing = [t for t in required_targets(env, role) if not TARGETS[t][1](run)]
-    assert missing == [], f"{run.stack} registers no {missing}: the pack's contract (README 'Security model') names them"
+    assert missing == [], f"{run.stack} registers no {missing}: the pack's contract (docs/security-model.md) names them"
 
 
 def _edit(r: Registered, change: Callable[[dict[str, Any]], None]) -> None:

@@ -391,12 +391,11 @@ def test_unknown_base_is_one_line(repo: Path, capsys: pytest.CaptureFixture[str]
     assert err.startswith("error: cannot diff against nope: fatal: ") and err.count("\n") == 1
 
 
-# --- the README sample -------------------------------------------------------------------------
+# --- the documented sample ---------------------------------------------------------------------
 
 
-def test_readme_sample_is_the_tools_output_for_the_pr_fixture() -> None:
-    readme = (ROOT / "README.md").read_text()
-    pipelines = readme[readme.index("## Pipelines"):]
+def test_pipelines_doc_sample_is_the_tools_output_for_the_pr_fixture() -> None:
+    pipelines = (ROOT / "docs" / "pipelines.md").read_text()
     sample = re.search(r"^````markdown\n(.*?)^````$", pipelines, re.S | re.M)
-    assert sample, "README's Pipelines section has no ````markdown sample"
+    assert sample, "docs/pipelines.md has no ````markdown sample"
     assert sample[1] == comment_for(PR)[1], "regenerate: python -m scripts.preview_pr --recorded tests/fixtures/preview/pr"

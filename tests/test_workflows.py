@@ -1,4 +1,4 @@
-"""The GitHub workflows: linted by actionlint, audited by zizmor, and wired as the README says."""
+"""The GitHub workflows: linted by actionlint, audited by zizmor, and wired as docs/pipelines.md says."""
 
 from __future__ import annotations
 
