@@ -15,6 +15,23 @@ HTTP_PORT_NAME = "http"
 READY_PATH = "/v1/health/ready"
 LIVE_PATH = "/v1/health/live"
 NIM_CACHE_PATH = "/opt/nim/.cache"
+# NIM 2.x's image is read-only under /opt/nim; OpenShift AI's own NIM ServingRuntime template mounts a
+# writable emptyDir at each of these (opendatahub-io/odh-model-controller
+# internal/controller/utils/nim.go, commit 9a598c16). NIM_CACHE_PATH is the model cache, sized per model.
+NIM_SCRATCH_DIRS = {
+    "nim-workspace": "/opt/nim/workspace",
+    "nim-home-cache": "/.cache",
+    "nim-nginx": "/opt/nim/nginx",
+    "nim-generated-configs": "/opt/nim/generated_configs",
+    "nim-dot-config": "/opt/nim/.config",
+    "nim-dot-triton": "/opt/nim/.triton",
+}
+# Scratch directories hold generated configs and small caches; bounded so none can fill the pod VM disk.
+SCRATCH_DIR_GI = 1
+SCRATCH_GI = SCRATCH_DIR_GI * len(NIM_SCRATCH_DIRS)
+"""Pod VM disk the scratch directories may fill, at most (GiB)."""
+# /dev/shm is RAM of the pod VM (320 GiB on Standard_NCC40ads_H100_v5): bounded, as NCCL/Triton need some.
+SHM_SIZE_LIMIT = "16Gi"
 # Pod annotations the kata-remote runtime reads: the VM size CAA creates the pod VM with, and the
 # initdata the guest measures (cloud-api-adaptor src/cloud-providers/util.go; kata-containers annotations).
 MACHINE_TYPE_ANNOTATION = "io.katacontainers.config.hypervisor.machine_type"
@@ -116,13 +133,10 @@ class NimModel(pulumi.ComponentResource):
                         "readinessProbe": {"httpGet": {"path": READY_PATH, "port": NIM_PORT}, "periodSeconds": 10, "failureThreshold": 3},
                         "livenessProbe": {"httpGet": {"path": LIVE_PATH, "port": NIM_PORT}, "periodSeconds": 30, "failureThreshold": 3},
                         "startupProbe": {"httpGet": {"path": READY_PATH, "port": NIM_PORT}, "periodSeconds": 30, "failureThreshold": 120},
-                        "volumeMounts": [{"name": "nim-cache", "mountPath": NIM_CACHE_PATH}, {"name": "shm", "mountPath": "/dev/shm"}],
+                        "volumeMounts": _volume_mounts(),
                     }
                 ],
-                "volumes": [
-                    {"name": "nim-cache", "emptyDir": {"sizeLimit": f"{args.model_cache_gi}Gi"}},
-                    {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}},
-                ],
+                "volumes": _volumes(args.model_cache_gi),
             },
             opts=pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=[namespace, args.data_science_cluster])),
         )
@@ -169,3 +183,17 @@ class NimModel(pulumi.ComponentResource):
         # The Route's default host is <route name>-<namespace>.<ingress domain>.
         self.external_url = f"https://{args.name}-{args.namespace}.{args.ingress_domain}"
         self.register_outputs({"inClusterUrl": self.in_cluster_url, "externalUrl": self.external_url})
+
+
+def _volume_mounts() -> list[dict[str, str]]:
+    """The model cache, /dev/shm and every writable directory NIM 2.x needs."""
+    mounts = [{"name": "nim-cache", "mountPath": NIM_CACHE_PATH}, {"name": "shm", "mountPath": "/dev/shm"}]
+    return mounts + [{"name": name, "mountPath": path} for name, path in NIM_SCRATCH_DIRS.items()]
+
+
+def _volumes(model_cache_gi: int) -> list[dict[str, object]]:
+    volumes: list[dict[str, object]] = [
+        {"name": "nim-cache", "emptyDir": {"sizeLimit": f"{model_cache_gi}Gi"}},
+        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE_LIMIT}},
+    ]
+    return volumes + [{"name": name, "emptyDir": {"sizeLimit": f"{SCRATCH_DIR_GI}Gi"}} for name in NIM_SCRATCH_DIRS]

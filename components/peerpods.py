@@ -1,11 +1,10 @@
-"""Peer pods on Azure: OSC's feature gate, peer-pods-cm/-secret, the KataConfig, and CAA restarts."""
+"""Peer pods on Azure: OSC's feature gates, peer-pods-cm/-secret and the KataConfig."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -13,10 +12,7 @@ import pulumi_kubernetes as k8s
 OSC_NAMESPACE = "openshift-sandboxed-containers-operator"
 RUNTIME_CLASS = "kata-remote"
 KATA_CONFIG = "cluster-kataconfig"
-# The cloud-api-adaptor DaemonSet OSC creates for peer pods, reading peer-pods-cm and peer-pods-secret
-# as environment (openshift/sandboxed-containers-operator controllers/peerpods.go, caaDsName).
-CAA_DAEMONSET = "osc-caa-ds"
-CONFIG_HASH_ANNOTATION = "confidential-ai.io/peer-pods-cm-sha256"
+FEATURE_GATES = "osc-feature-gates"
 # KataConfig reports progress in its InProgress condition: True while installing (MachineConfig
 # rollout, node reboots), reset to False when done (controllers/kataconfig_conditions.go,
 # resetInProgressCondition). The condition is absent until installation starts.
@@ -34,21 +30,19 @@ class PeerPodsArgs:
     """matchLabels of the workers running CAA; None selects every worker."""
     operator: pulumi.Resource
     """The OSC Subscription: KataConfig's CRD exists only once it settled."""
+    caa_update_strategy: Literal["RollingUpdate", "OnDelete"]
+    """How OSC rolls its CAA DaemonSet (osc-caa-ds) when peer-pods-cm changes: RollingUpdate restarts CAA
+    at once, which can strand running peer pods; OnDelete applies the change only as CAA pods are deleted."""
     pod_vm_ready: Sequence[pulumi.Resource] = ()
     """Azure resources CAA needs to create pod VMs (identity roles, pod-VM network, image gallery)."""
-
-
-def config_hash(data: Mapping[str, str]) -> str:
-    """sha256 of peer-pods-cm data, independent of key order."""
-    return hashlib.sha256(json.dumps(dict(data), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 class PeerPods(pulumi.ComponentResource):
     """Everything OSC needs to run pods in Azure confidential VMs, awaited until `kata-remote` exists.
 
-    A change of peer-pods-cm changes a pod-template annotation of CAA's DaemonSet, so CAA restarts with
-    it (CAA reads the ConfigMap only at start). Restarting CAA disconnects running peer pods
-    (openshift/sandboxed-containers-operator PR 1917): it happens only when the data changed.
+    CAA's DaemonSet belongs to the operator, which rewrites it on every reconcile and rolls CAA itself
+    when peer-pods-cm changes (openshift/sandboxed-containers-operator controllers/peerpods.go, PR 1950):
+    this component never touches it. `caaUpdateStrategy` in osc-feature-gates says how that roll happens.
     """
 
     kata_config: k8s.apiextensions.CustomResource
@@ -58,8 +52,8 @@ class PeerPods(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[args.operator])
         feature_gates = k8s.core.v1.ConfigMap(
             f"{name}-feature-gates",
-            metadata={"name": "osc-feature-gates", "namespace": OSC_NAMESPACE},
-            data={"confidential": "true"},
+            metadata={"name": FEATURE_GATES, "namespace": OSC_NAMESPACE},
+            data={"confidential": "true", "caaUpdateStrategy": args.caa_update_strategy},
             opts=child,
         )
         config_map = k8s.core.v1.ConfigMap(
@@ -97,14 +91,6 @@ class PeerPods(pulumi.ComponentResource):
                     custom_timeouts=pulumi.CustomTimeouts(delete="90m"),
                 ),
             ),
-        )
-        # A server-side apply patch of the operator's DaemonSet, forced because the operator owns its
-        # template (pulumi-kubernetes Patch resources; "pulumi.com/patchForce").
-        k8s.apps.v1.DaemonSetPatch(
-            f"{name}-caa-restart",
-            metadata={"name": CAA_DAEMONSET, "namespace": OSC_NAMESPACE, "annotations": {"pulumi.com/patchForce": "true"}},
-            spec={"template": {"metadata": {"annotations": {CONFIG_HASH_ANNOTATION: pulumi.Output.all(**dict(args.config)).apply(config_hash)}}}},
-            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[self.kata_config]),
         )
         self.runtime_class = RUNTIME_CLASS
         self.register_outputs({"runtimeClass": RUNTIME_CLASS, "kataConfig": KATA_CONFIG})

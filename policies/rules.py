@@ -62,6 +62,10 @@ _SEALED = re.compile(r"^sealed\.[A-Za-z0-9_-]*\.(?P<payload>[A-Za-z0-9_-]+=*)\.[
 # Mounted file name the trustee operator expects (openshift/trustee-operator internal/controller).
 KBS_CONFIG_KEY = "kbs-config.toml"
 KBS_SERVICE = "kbs-service"
+REFERENCE_VALUES_KEY = "reference_value"
+# Reference value holding the accepted SNP launch measurements (confidential-containers/trustee
+# attestation-service/src/ear_token/ear_default_policy_cpu.rego queries the same name).
+MEASUREMENT_REFERENCE = "measurement"
 
 ARO_CLUSTER = "azure-native:redhatopenshift:OpenShiftCluster"
 PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
@@ -357,6 +361,29 @@ def kbs_route_passthrough(args: ResourceValidationArgs, report_violation: Report
         report_violation("Route tls.insecureEdgeTerminationPolicy must not be \"Allow\": KBS is never reached over plain HTTP", None)
 
 
+def launch_measurement_pinned(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type != "kubernetes:core/v1:ConfigMap" or role_of(args.urn) != "trusted":
+        return
+    text = _mapping(args.props.get("data")).get(REFERENCE_VALUES_KEY)
+    if text is None:
+        return
+    if not _reference_value(str(text), MEASUREMENT_REFERENCE):
+        report_violation(
+            f"{REFERENCE_VALUES_KEY} pins no SNP launch measurement: any paravisor firmware passes CPU attestation; "
+            "set referenceValues.measurements (and requireMeasurement) to the value read from a running confidential VM",
+            None,
+        )
+
+
+def _reference_value(document: str, name: str) -> Any:
+    """The value of one RVPS record ({name: URL-safe base64 of {"value": ...}}), or None when absent or unreadable."""
+    try:
+        record = json.loads(document).get(name)
+        return json.loads(base64.urlsafe_b64decode(str(record))).get("value") if record else None
+    except (AttributeError, binascii.Error, ValueError):
+        return None
+
+
 # --- Policy: a confidential model's TLS ends in its pod VM -------------------------------------
 
 
@@ -570,6 +597,12 @@ POLICIES = [
         description="Operator subscriptions pin a CSV and approve install plans manually (advisory).",
         enforcement_level=ADVISORY,
         validate=operator_upgrades_reviewed,
+    ),
+    ResourceValidationPolicy(
+        name="snp-launch-measurement-pinned",
+        description="The trusted side's reference values pin the SNP launch measurement (advisory: no published list exists; read it from a running confidential VM).",
+        enforcement_level=ADVISORY,
+        validate=launch_measurement_pinned,
     ),
     ResourceValidationPolicy(
         name="inference-in-confidential-vm",

@@ -27,6 +27,7 @@ from components.azure import ids
 from scripts.cli import ArgumentParser, environment
 from scripts.offline.stackfile import STACKS_DIR, StackFileError, read_stack_file
 from stacks.config import CloudConfig, ConfigError, load
+from stacks import versions
 from stacks.config.base import CONFIDENTIAL_GPU_SIZE
 
 MANAGEMENT_SCOPE = "https://management.azure.com/.default"
@@ -52,6 +53,8 @@ class AzureClients:
     """azure.mgmt.compute.ComputeManagementClient"""
     resources: Any
     """azure.mgmt.resource.resources.ResourceManagementClient"""
+    openshift: Any = None
+    """azure.mgmt.redhatopenshift.AzureRedHatOpenShiftClient (read for `cluster.mode: aro` only)"""
 
 
 class CannotRun(Exception):
@@ -61,6 +64,7 @@ class CannotRun(Exception):
 def live_clients(config: CloudConfig, credential: Any = None) -> AzureClients:
     from azure.identity import DefaultAzureCredential
     from azure.mgmt.compute import ComputeManagementClient
+    from azure.mgmt.redhatopenshift import AzureRedHatOpenShiftClient
     from azure.mgmt.resource.resources import ResourceManagementClient
 
     # DefaultAzureCredential logs every credential it tried; the one line below says what to do.
@@ -74,7 +78,11 @@ def live_clients(config: CloudConfig, credential: Any = None) -> AzureClients:
             "(DefaultAzureCredential found none)"
         ) from None
     subscription = config.azure.subscription_id
-    return AzureClients(ComputeManagementClient(credential, subscription), ResourceManagementClient(credential, subscription))
+    return AzureClients(
+        ComputeManagementClient(credential, subscription),
+        ResourceManagementClient(credential, subscription),
+        AzureRedHatOpenShiftClient(credential, subscription),
+    )
 
 
 # --- Checks ----------------------------------------------------------------------------------
@@ -140,6 +148,17 @@ def aro_quota(skus: dict[str, Any], usages: dict[str, Any], config: CloudConfig)
         needs[family] = needs.get(family, 0) + vcpus
     needs["cores"] = sum(needs.values()) + ARO_BOOTSTRAP_VCPUS
     return quota(usages, check, needs, config.azure.location)
+
+
+def aro_version_offered(openshift: Any, version: str, region: str) -> Result:
+    """The ARO install version is offered in the region now (`az aro get-versions -l <region>`)."""
+    check = f"ARO {version} offered in {region}"
+    offered = sorted({v.version for v in openshift.open_shift_versions.list(region)}, key=versions.parse)
+    missing = [v for v in offered if v not in versions.ARO_INSTALL_VERSIONS]
+    table = f"; stacks/versions.py ARO_INSTALL_VERSIONS lacks {', '.join(missing)}" if missing else ""
+    if version not in offered:
+        return Result(check, False, f"offered: {', '.join(offered) or 'none'}", f"set cluster.aro.version to an offered version (add it to ARO_INSTALL_VERSIONS){table}")
+    return Result(check, True, f"offered ({', '.join(offered)}){table}")
 
 
 def provider_registered(resources: Any, namespace: str) -> Result:
@@ -263,6 +282,9 @@ def run_checks(config: CloudConfig, clients: AzureClients, trusted: dict[str, An
             results.append(aro_quota(skus, usages, config))
     else:
         results.append(listing)
+    if config.cluster.aro:
+        version = config.cluster.aro.version
+        results.append(_guarded(f"ARO {version} offered in {region}", lambda: aro_version_offered(clients.openshift, version, region)))
     namespaces = ["Microsoft.Compute", "Microsoft.Network"] + (["Microsoft.RedHatOpenShift"] if config.cluster.aro else [])
     results += [_guarded(f"{ns} provider registered", lambda ns=ns: provider_registered(clients.resources, ns)) for ns in namespaces]
     results.append(_guarded("pod VM image definition", lambda: image_definition(clients.compute, peer_pods.image_id, region)))

@@ -148,6 +148,7 @@ def deploy_azure_layer(config: CloudConfig) -> AzureLayer:
     pulumi.export("podVmImageId", config.peer_pods.image_id)
     return AzureLayer(
         kubernetes=kubernetes,
+        kubeconfig=pulumi.Output.secret(kubeconfig),
         cluster_ready=[cluster.cluster] if cluster else [],
         subscription_id=azure.subscription_id,
         tenant_id=azure.tenant_id,

@@ -18,11 +18,13 @@ import pulumi
 from pulumi.runtime.sync_await import _sync_await
 
 from components.nim import NimModel, NimModelArgs
-from components.olm import OperatorInstall, OperatorInstallArgs
+from components.olm import OperatorInstall, OperatorInstallArgs, OperatorPin
 from components.openshift_ai import OpenShiftAi, OpenShiftAiArgs
 from components.peerpods import OSC_NAMESPACE, PeerPods, PeerPodsArgs
 from components.sealed_secret import KBS_URI_PREFIX
 from stacks.config import CloudConfig, ConfigError
+from stacks import versions
+from stacks.config.base import OperatorPin as OperatorPinSettings
 from stacks.config.base import Problem, secret_output
 from stacks.contracts import CLOUD_READS, AzureLayer
 
@@ -136,6 +138,10 @@ def peer_pods_config(config: CloudConfig, azure: AzureLayer, trusted: TrustedSid
     }
 
 
+def operator_pin(pin: OperatorPinSettings) -> OperatorPin:
+    return OperatorPin(channel=pin.channel, source=pin.source, starting_csv=pin.starting_csv)
+
+
 def nvcr_pull_secret(key: pulumi.Output[str]) -> pulumi.Output[str]:
     """A dockerconfigjson for nvcr.io; NGC keys authenticate as user `$oauthtoken`."""
 
@@ -153,13 +159,19 @@ def deploy_cluster_layer(config: CloudConfig, azure: AzureLayer, trusted: Truste
     # Operators install in parallel; each custom resource waits only for the operator serving its CRD.
     osc = OperatorInstall(
         "sandboxed-containers",
-        OperatorInstallArgs(namespace=OSC_NAMESPACE, package="sandboxed-containers-operator", pin=config.osc.operator),
+        OperatorInstallArgs(namespace=OSC_NAMESPACE, package="sandboxed-containers-operator", pin=operator_pin(config.osc.operator), kubeconfig=azure.kubeconfig),
         provider,
         after_cluster,
     )
     rhoai = OperatorInstall(
         "openshift-ai",
-        OperatorInstallArgs(namespace="redhat-ods-operator", package="rhods-operator", pin=config.openshift_ai.operator, own_namespace=False),
+        OperatorInstallArgs(
+            namespace="redhat-ods-operator",
+            package="rhods-operator",
+            pin=operator_pin(config.openshift_ai.operator),
+            kubeconfig=azure.kubeconfig,
+            own_namespace=False,
+        ),
         provider,
         after_cluster,
     )
@@ -174,12 +186,15 @@ def deploy_cluster_layer(config: CloudConfig, azure: AzureLayer, trusted: Truste
                 "AZURE_SUBSCRIPTION_ID": azure.subscription_id,
             },
             pool_selector=config.osc.kata_config_pool_selector,
-            operator=osc.subscription,
+            operator=osc.installed,
+            caa_update_strategy=config.osc.caa_update_strategy,
             pod_vm_ready=azure.pod_vm_ready,
         ),
         provider,
     )
-    openshift_ai = OpenShiftAi("openshift-ai", OpenShiftAiArgs(operator=rhoai.subscription), provider)
+    dsc_api = versions.openshift_ai_line(config.openshift_ai.operator.starting_csv).dsc_api
+    assert dsc_api is not None
+    openshift_ai = OpenShiftAi("openshift-ai", OpenShiftAiArgs(operator=rhoai.installed, api_version=dsc_api), provider)
     pull_secret = None
     if config.image_pull.mode == "pullSecret" and config.nvcr_pull_key is not None:
         pull_secret = nvcr_pull_secret(secret_output(config.nvcr_pull_key))

@@ -20,6 +20,8 @@ class AzureLayer:
 
     kubernetes: k8s.Provider
     """Explicit provider for the cloud cluster (ARO admin kubeconfig, or the one you bring)."""
+    kubeconfig: pulumi.Output[str]
+    """That kubeconfig, a Pulumi secret: the OLM InstallPlan approvals reach the API server with it."""
     cluster_ready: list[pulumi.Resource]
     """What must exist before anything runs on the cluster (the ARO cluster; empty for `existing`)."""
     subscription_id: str

@@ -6,11 +6,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_random as random
 import pulumi_tls as tls
 
 from components.initdata import Initdata, render_initdata
 from components.kubernetes import cluster_provider
-from components.olm import OperatorInstall, OperatorInstallArgs
+from components.olm import OperatorInstall, OperatorInstallArgs, OperatorPin
 from components.tls import SelfSignedServerCertificate, ServerCertificateArgs, SigningCertificate
 from components.trustee import names, render
 from components.trustee.kbs import Kbs, KbsArgs, KbsDocuments, KbsKeys, KbsSecretResources, SecretResource
@@ -27,14 +28,25 @@ class HttpsMaterial:
 
 
 def deploy(config: TrustedConfig) -> None:
-    kubernetes = cluster_provider("trusted-cluster", secret_output(config.kubeconfig), f"{config.stack.env}-trusted")
+    kubeconfig = secret_output(config.kubeconfig)
+    kubernetes = cluster_provider("trusted-cluster", kubeconfig, f"{config.stack.env}-trusted")
     keys_provider = tls.Provider("tls")
     trustee = OperatorInstall(
         "trustee",
-        OperatorInstallArgs(namespace=names.NAMESPACE, package=names.PACKAGE, pin=config.kbs.operator),
+        OperatorInstallArgs(
+            namespace=names.NAMESPACE,
+            package=names.PACKAGE,
+            pin=OperatorPin(config.kbs.operator.channel, config.kbs.operator.source, config.kbs.operator.starting_csv),
+            kubeconfig=kubeconfig,
+        ),
         kubernetes,
     )
 
+    if not config.reference_values.measurements:
+        pulumi.log.warn(
+            "referenceValues.measurements is empty: the CPU policy does not check the SNP launch measurement of Azure's "
+            "paravisor; list it (docs/trusted-cluster.md) and set referenceValues.requireMeasurement: true"
+        )
     https = _https_material(config, keys_provider)
     admin_key = tls.PrivateKey("kbs-admin-key", algorithm="ED25519", opts=pulumi.ResourceOptions(provider=keys_provider, protect=True))
     # The EAR token broker signs with a P-256 key (confidential-containers/trustee
@@ -47,7 +59,9 @@ def deploy(config: TrustedConfig) -> None:
         lambda ca_pem: render_initdata(config.kbs.url, ca_pem, config.agent_policy.denied_requests)
     )
 
-    workload_secrets = KbsSecretResources("kbs-resources", _secret_resources(config), trustee.namespace_resource, kubernetes)
+    workload_secrets = KbsSecretResources(
+        "kbs-resources", _secret_resources(config), trustee.namespace_resource, kubernetes, random.Provider("random")
+    )
     Kbs(
         "kbs",
         KbsArgs(
@@ -55,7 +69,7 @@ def deploy(config: TrustedConfig) -> None:
             exposure=config.kbs.exposure,
             documents=KbsDocuments(
                 kbs_config=render.kbs_config(config.kbs.nvidia_verifier),
-                cpu_policy=render.cpu_policy(),
+                cpu_policy=render.cpu_policy(config.reference_values),
                 gpu_policy=render.gpu_policy(),
                 resource_policy=render.resource_policy(config.kbs_resources),
                 reference_values=initdata.apply(lambda i: render.reference_values_document(config.reference_values, i.pcr8)),
@@ -69,7 +83,7 @@ def deploy(config: TrustedConfig) -> None:
             ),
             secret_resources=workload_secrets,
             namespace=trustee.namespace_resource,
-            operator=trustee.subscription,
+            operator=trustee.installed,
         ),
         kubernetes,
     )

@@ -71,8 +71,10 @@ def trusted_outputs(registry_credentials_uri: str | None = None, **overrides: An
 
 
 def azure_layer(config: CloudConfig) -> AzureLayer:
+    kubeconfig = pulumi.Output.secret("apiVersion: v1\nkind: Config\n")
     return AzureLayer(
-        kubernetes=cluster_provider("cloud-cluster", pulumi.Output.secret("apiVersion: v1\nkind: Config\n"), config.stack.name),
+        kubernetes=cluster_provider("cloud-cluster", kubeconfig, config.stack.name),
+        kubeconfig=kubeconfig,
         cluster_ready=[],
         subscription_id=SUBSCRIPTION,
         tenant_id=config.azure.tenant_id,

@@ -94,7 +94,7 @@ def test_aro_needs_master_subnet_and_a_fresh_cluster_resource_group():
 @pytest.mark.parametrize(
     "edit, expected",
     [
-        ({"cluster.aro.version": "4.16"}, "dev-cloud: cluster.aro.version: String should match pattern '^4\\.\\d{1,2}\\.\\d{1,3}$'"),
+        ({"cluster.aro.version": "4.16"}, "dev-cloud: cluster.aro.version: '4.16' is not an OpenShift version like 4.20.15"),
         ({"cluster.aro.workerCount": 2}, "dev-cloud: cluster.aro.workerCount: Input should be greater than or equal to 3"),
         ({"cluster.aro.resourceProviderObjectId": "f1dd0a37"}, "dev-cloud: cluster.aro.resourceProviderObjectId: 'f1dd0a37' is not a GUID (lowercase, 8-4-4-4-12)"),
         ({"cluster.aro.apiVisibility": "Internal"}, "dev-cloud: cluster.aro.apiVisibility: Input should be 'Public' or 'Private'"),

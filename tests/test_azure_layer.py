@@ -100,7 +100,7 @@ def test_aro_cluster_inputs(dev):
     assert inputs["resourceName"] == "confidential-ai-dev"
     assert inputs["resourceGroupName"] == "confidential-ai-dev"
     profile = inputs["clusterProfile"]
-    assert (profile["version"], profile["domain"], profile["fipsValidatedModules"]) == ("4.16.30", "confai-dev", "Disabled")
+    assert (profile["version"], profile["domain"], profile["fipsValidatedModules"]) == ("4.20.15", "confai-dev", "Disabled")
     # ARO creates this group itself; it must be another group than the one holding the cluster resource.
     assert profile["resourceGroupId"] == f"/subscriptions/{SUB}/resourceGroups/aro-confai-dev"
     assert inputs["servicePrincipalProfile"]["clientId"] == "5b8e2c1d-7f3a-4e6b-9d2c-8a1f0e3b7c64"

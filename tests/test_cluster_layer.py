@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from components.nim import INITDATA_ANNOTATION, MACHINE_TYPE_ANNOTATION
-from components.peerpods import CONFIG_HASH_ANNOTATION, config_hash
 from scripts.offline import Registered, StackRun
 from scripts.offline.stackfile import PLACEHOLDER_PREFIX
 from scripts.topology import render_topology
@@ -27,13 +26,13 @@ from tests.cluster_layer_fixtures import (
     run_cluster_layer,
     trusted_outputs,
 )
-from tests.conftest import example_config
 from tests.test_sealed_secret import decode
 
 ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 KATA_CONFIG = "kubernetes:kataconfiguration.openshift.io/v1:KataConfig"
 DSC = "kubernetes:datasciencecluster.opendatahub.io/v2:DataScienceCluster"
 SUBSCRIPTION_TYPE = "kubernetes:operators.coreos.com/v1alpha1:Subscription"
+APPROVAL = "pulumi-python:dynamic:Resource"
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +106,7 @@ def test_peer_pods_cm_keys_and_values(run, trusted):
         "ENABLE_SECURE_BOOT": "true",
         "USE_PUBLIC_IP": "false",
         "ROOT_VOLUME_SIZE": "300",
-        "PROXY_TIMEOUT": "30m",
+        "PROXY_TIMEOUT": "10m",
         "PEERPODS_LIMIT_PER_NODE": "10",
         "VXLAN_PORT": "9000",
         "TAGS": "confidential-ai-stack=dev-cloud,environment=dev",
@@ -116,8 +115,14 @@ def test_peer_pods_cm_keys_and_values(run, trusted):
     assert k8s_object(run, "ConfigMap", "peer-pods-cm").inputs["metadata"]["namespace"] == "openshift-sandboxed-containers-operator"
 
 
-def test_feature_gate_enables_confidential_containers(run):
-    assert k8s_object(run, "ConfigMap", "osc-feature-gates").inputs["data"] == {"confidential": "true"}
+def test_feature_gates_enable_confidential_containers_and_name_the_caa_update_strategy(run, prod):
+    assert k8s_object(run, "ConfigMap", "osc-feature-gates").inputs["data"] == {"confidential": "true", "caaUpdateStrategy": "RollingUpdate"}
+    assert k8s_object(prod, "ConfigMap", "osc-feature-gates").inputs["data"] == {"confidential": "true", "caaUpdateStrategy": "OnDelete"}
+
+
+def test_nothing_patches_the_operators_caa_daemonset(run, prod):
+    for plan in (run, prod):
+        assert not [r for r in plan.resources if "DaemonSet" in r.type or r.inputs.get("kind") == "DaemonSet"]
 
 
 def test_peer_pods_secret_holds_the_identity_and_its_secret_stays_secret(run):
@@ -139,24 +144,6 @@ def test_kata_config_enables_peer_pods_and_is_awaited(run, prod):
     assert kata.inputs["metadata"]["annotations"]["pulumi.com/waitFor"] == "condition=InProgress=False"
     assert int(kata.inputs["metadata"]["annotations"]["pulumi.com/timeoutSeconds"]) >= 3600
     assert prod.of_type(KATA_CONFIG)[0].inputs["spec"]["kataConfigPoolSelector"] == {"matchLabels": {"node-role.kubernetes.io/worker": ""}}
-
-
-def caa_hash(run: StackRun) -> str:
-    patch = run.named("peer-pods-caa-restart", "kubernetes:apps/v1:DaemonSetPatch")
-    assert patch.inputs["metadata"]["name"] == "osc-caa-ds"
-    return patch.inputs["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
-
-
-def test_caa_restarts_when_and_only_when_peer_pods_cm_changes(run, trusted):
-    assert caa_hash(run) == config_hash(config_map_data(run))
-    model = json.loads(example_config("dev-cloud")[0]["confidential-ai:models"])[0]
-    unrelated = run_cluster_layer(trusted=trusted, set={"models": [{**model, "replicas": 3}]})
-    assert caa_hash(unrelated) == caa_hash(run)
-    for changed in (
-        run_cluster_layer(trusted=trusted, set={"osc.proxyTimeout": "45m"}),
-        run_cluster_layer(trusted=trusted_outputs(initdata="H4sIAAAAAAAA/ytJLS4BAEmv3eAEAAAA")),
-    ):
-        assert caa_hash(changed) != caa_hash(run)
 
 
 # --- OpenShift AI -----------------------------------------------------------------------------
@@ -251,7 +238,7 @@ def test_inference_service_waits_for_kata_config_and_the_data_science_cluster_on
 
 
 def test_custom_resources_depend_on_the_operator_serving_their_crd(run):
-    subscriptions = {r.inputs["metadata"]["name"]: r.urn for r in run.of_type(SUBSCRIPTION_TYPE)}
+    subscriptions = {r.inputs["csv"].split(".")[0]: r.urn for r in run.of_type(APPROVAL)}
     assert subscriptions["sandboxed-containers-operator"] in run.of_type(KATA_CONFIG)[0].depends_on
     assert subscriptions["rhods-operator"] in run.of_type(DSC)[0].depends_on
     assert subscriptions["rhods-operator"] in run.named("openshift-ai-initialization").depends_on
@@ -259,7 +246,6 @@ def test_custom_resources_depend_on_the_operator_serving_their_crd(run):
     kata = run.of_type(KATA_CONFIG)[0].depends_on
     for kind, name in (("ConfigMap", "peer-pods-cm"), ("ConfigMap", "osc-feature-gates"), ("Secret", "peer-pods-secret")):
         assert k8s_object(run, kind, name).urn in kata, f"KataConfig must wait for {name} (and outlive it on destroy)"
-    assert run.of_type(KATA_CONFIG)[0].urn in run.named("peer-pods-caa-restart").depends_on
 
 
 def ancestors(run: StackRun, urn: str) -> set[str]:

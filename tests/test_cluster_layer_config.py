@@ -63,7 +63,7 @@ def test_model_image_is_a_pinned_nim_image(image, message):
 
 def test_root_volume_must_hold_image_and_model_cache():
     assert problems("dev-cloud", set={"osc.rootVolumeSizeGb": 90}) == [
-        "dev-cloud: osc.rootVolumeSizeGb: 90 GB cannot hold model llama-3-1-8b: image 30 GiB + cache 60 GiB"
+        "dev-cloud: osc.rootVolumeSizeGb: 90 GB cannot hold model llama-3-1-8b: image 30 GiB + cache 60 GiB + NIM scratch 6 GiB"
     ]
 
 
@@ -107,7 +107,7 @@ def test_cluster_settings_name_the_bad_key(key, value, message):
 
 def test_red_hat_csv_names_without_v_are_accepted():
     config, _ = example_config("dev-cloud")
-    assert json.loads(config["confidential-ai:openshiftAi"])["operator"]["startingCSV"] == "rhods-operator.3.4.0"
+    assert json.loads(config["confidential-ai:openshiftAi"])["operator"]["startingCSV"] == "rhods-operator.3.4.3"
     assert problems("dev-cloud", set={"openshiftAi.operator.startingCSV": "rhods-operator"}) == [
         "dev-cloud: openshiftAi.operator.startingCSV: 'rhods-operator' is not a CSV name like operator-name.v1.2.3"
     ]

@@ -85,6 +85,15 @@ def _peer_pods_cm(r: Registered) -> bool:
 
 CHANGES = {
     "trusted-kubeconfig": Change("trusted", "kubeconfig", "canary-rotated-kubeconfig", lambda r: r.type == "pulumi:providers:kubernetes", secret=True),
+    # A rotated workload secret: its Secret, and the restart trigger on the resource-policy ConfigMap.
+    "workload-secret": Change(
+        "trusted",
+        "kbsSecrets.ngc-api-key",
+        "canary-rotated-ngc-api-key",
+        lambda r: r.type == "kubernetes:core/v1:Secret" and r.name == "kbs-resources-ngc-api-key"
+        or (r.type == "kubernetes:core/v1:ConfigMap" and r.name == "kbs-resource-policy"),
+        secret=True,
+    ),
     "vxlan-port": Change("cloud", "network.vxlanPort", 47813, _peer_pods_cm),
     "instance-sizes": Change("cloud", "peerPods.instanceSizes", ["Standard_NCC40ads_H100_v5", "Standard_DC4as_v5", "Standard_DC96as_v5"], _peer_pods_cm),
     "trustee-csv": Change(

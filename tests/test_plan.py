@@ -84,11 +84,16 @@ def test_cloud_stack_reference_sees_trusted_outputs(planned):
     assert cloud_outputs["kbsUrl"] == trusted_outputs["kbsUrl"]
 
 
-def test_plan_prints_a_tree_per_stack(capsys, tmp_path):
+def test_plan_prints_a_tree_per_stack_and_the_programs_warnings(capsys, tmp_path):
     assert main(["dev", "--out", str(tmp_path)]) == 0
-    printed = capsys.readouterr().out
-    assert printed.startswith("dev-trusted: ")
-    assert "\ndev-cloud: " in printed
+    printed = capsys.readouterr()
+    assert printed.out.startswith("dev-trusted: ")
+    assert "\ndev-cloud: " in printed.out
+    # dev pins no SNP launch measurement (stacks/trusted.py warns): one line, on stderr.
+    assert [line for line in printed.err.splitlines() if line.startswith("warning: ")] == [
+        "warning: dev-trusted: referenceValues.measurements is empty: the CPU policy does not check the SNP launch "
+        "measurement of Azure's paravisor; list it (docs/trusted-cluster.md) and set referenceValues.requireMeasurement: true"
+    ]
 
 
 def test_broken_config_exits_2_with_one_line_per_problem(tmp_path):

@@ -1,7 +1,8 @@
-"""The shipped Rego, evaluated by a real engine (regopy) against Trustee 1.2 shaped evidence.
+"""The shipped Rego, evaluated by two engines (regorus, as Trustee runs it, and regopy) against Trustee 1.2 evidence.
 
-Inputs start from ../shared/attestation-examples and are mutated one claim at a time; reference
-values come from the rendered RVPS document, read through the examples' `query_reference_value` shim.
+Inputs start from ../shared/attestation-examples and from the upstream-derived fixtures in
+tests/fixtures/attestation, and are mutated one claim at a time; reference values come from the
+rendered RVPS document, read through the examples' `query_reference_value` shim.
 """
 
 from __future__ import annotations
@@ -10,20 +11,33 @@ import base64
 import copy
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
-from regopy import Interpreter
 
 from components.initdata import render_agent_policy, render_initdata
 from components.trustee import render
 from stacks.config.trusted import KbsResource, ReferenceValues
 from tests.conftest import SHARED
+from tests.fixtures.attestation.derive import nras_policy_input
+from tests.rego_engines import evaluate as evaluate_modules
 from tests.trusted_stack import example_trusted as run_example
 
 EXAMPLES = SHARED / "attestation-examples"
-# Builtin groups Trustee's regorus is built without (openshift/trustee v1.2.0 Cargo.toml).
-FORBIDDEN_BUILTINS = re.compile(r"\b(crypto|hex|semver|glob|yaml|uuid)\.[a-z_0-9.]+\(")
+# Derived from upstream code and test data (tests/fixtures/attestation/SOURCES.md).
+UPSTREAM = Path(__file__).resolve().parent / "fixtures" / "attestation"
+# PCRs of the pod VM image pinned in config (PCR 8 comes from the initdata).
+CONFIGURED_PCRS = ("03", "04", "07", "09", "11", "12")
+# Another paravisor's SNP launch measurement (standard base64 of 48 bytes).
+OTHER_MEASUREMENT = base64.b64encode(bytes(range(48))).decode()
+# Builtins regorus registers only under a cargo feature Trustee does not enable: Trustee builds it
+# with regex, base64, time and std only (confidential-containers/trustee Cargo.toml at
+# 78962cd416dcc8a32f9377e0066a28fe21420f69; openshift/trustee v1.2.0 likewise), and microsoft/regorus
+# src/builtins/*.rs at 39f535e91392bc77a5f8367e35466be2366a2738 gates these.
+FORBIDDEN_BUILTINS = re.compile(
+    r"\b((crypto|hex|semver|glob|yaml|uuid|base64url|urlquery|net|http|graph|opa)\.[a-z_0-9.]+|walk|json\.(patch|match_schema|verify_schema))\("
+)
 
 
 def example(name: str) -> dict[str, Any]:
@@ -55,10 +69,11 @@ def reference_values(cpu_input) -> ReferenceValues:
     return ReferenceValues.model_validate(
         {
             "expiration": "2027-01-01T00:00:00Z",
-            "pcrs": {f"pcr{n}": [tpm[f"pcr{n}"]] for n in ("03", "09", "11", "12")},
+            "pcrs": {f"pcr{n}": [tpm[f"pcr{n}"]] for n in CONFIGURED_PCRS},
             "minimumTcb": {"bootloader": 3, "tee": 0, "snp": 22, "microcode": 210},
             "allowedDriverVersions": ["570.124.06", "570.133.20"],
             "allowedVbiosVersions": ["96.00.9f.00.04"],
+            "measurements": [OTHER_MEASUREMENT, cpu_input["az-snp-vtpm"]["measurement"]],
         }
     )
 
@@ -70,15 +85,8 @@ def rvps_data(values: ReferenceValues, pcr8: str) -> dict[str, Any]:
 
 
 def evaluate(policy: str, query: str, input_: dict[str, Any], data: dict[str, Any]) -> Any:
-    interpreter = Interpreter()
-    interpreter.add_module("policy.rego", policy)
-    interpreter.add_module("shim.rego", (EXAMPLES / "shim.rego").read_text())
-    interpreter.add_data_json(json.dumps(data))
-    interpreter.set_input(input_)
-    # Bound to a variable: a bare query whose value is false reads as "undefined".
-    output = interpreter.query(f"result := {query}")
-    assert output.ok(), str(output)
-    return json.loads(str(output))["bindings"]["result"]
+    """`query` under regorus and regopy with the examples' `query_reference_value` shim; both must agree."""
+    return evaluate_modules({"policy.rego": policy, "shim.rego": (EXAMPLES / "shim.rego").read_text()}, query, input_, data)
 
 
 AFFIRMING_CPU = {"executables": 3, "hardware": 2, "configuration": 2}
@@ -94,14 +102,12 @@ def tiers(claims: dict[str, int]) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def cpu_claims(cpu_input, reference_values):
-    data = {"rv": rvps_data(reference_values, cpu_input["az-snp-vtpm"]["tpm"]["pcr08"])}
-
-    def claims(edit=lambda evidence: None, rv_edit=lambda rv: None) -> dict[str, int]:
+    def claims(edit=lambda evidence: None, rv_edit=lambda rv: None, values: ReferenceValues = reference_values) -> dict[str, int]:
         input_ = copy.deepcopy(cpu_input)
         edit(input_)
-        rv = copy.deepcopy(data)
-        rv_edit(rv["rv"])
-        return tiers(evaluate(render.cpu_policy(), "data.policy.trust_claims", input_, rv))
+        rv = rvps_data(values, cpu_input["az-snp-vtpm"]["tpm"]["pcr08"])
+        rv_edit(rv)
+        return tiers(evaluate(render.cpu_policy(values), "data.policy.trust_claims", input_, {"rv": rv}))
 
     return claims
 
@@ -137,14 +143,61 @@ def test_cpu_migration_agent_allowed_is_not_configuration_approved(cpu_claims):
     assert cpu_claims(snp("policy_migrate_ma", "true"))["configuration"] == 36
 
 
-@pytest.mark.parametrize("n", ["03", "08", "09", "11", "12"])
+@pytest.mark.parametrize("n", ["03", "04", "07", "08", "09", "11", "12"])
 def test_cpu_unexpected_pcr_is_unrecognised_executables(cpu_claims, n):
     assert cpu_claims(pcr(n, "ee" * 32))["executables"] == 33
+
+
+def test_cpu_pcr4_and_pcr7_are_reference_values_from_config(reference_values, cpu_input):
+    rv = rvps_data(reference_values, "00" * 32)
+    assert rv["snp_pcr04"] == reference_values.pcrs.pcr04 == [cpu_input["az-snp-vtpm"]["tpm"]["pcr04"]]
+    assert rv["snp_pcr07"] == reference_values.pcrs.pcr07 == [cpu_input["az-snp-vtpm"]["tpm"]["pcr07"]]
+
+
+def test_cpu_13_pcr_quote_is_unrecognised_executables(cpu_claims):
+    """A quote over 13 PCRs (names pcr00..pcr12) that still carries every pinned value (PCR 3/4/7/8/9/11/12)."""
+
+    def thirteen_pcrs(evidence):
+        tpm = evidence["az-snp-vtpm"]["tpm"]
+        evidence["az-snp-vtpm"]["tpm"] = {f"pcr{i:02}": tpm[f"pcr{i:02}"] for i in range(13)}
+
+    assert cpu_claims(thirteen_pcrs)["executables"] == 33
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda tpm: tpm.update(pcr24="00" * 32), id="a-25th-pcr"),
+        pytest.param(lambda tpm: tpm.update(PCR23=tpm.pop("pcr23")), id="a-misnamed-pcr"),
+        pytest.param(lambda tpm: tpm.pop("pcr17"), id="one-pcr-missing"),
+    ],
+)
+def test_cpu_quote_not_over_exactly_pcr0_to_23_is_unrecognised_executables(cpu_claims, edit):
+    assert cpu_claims(lambda evidence: edit(evidence["az-snp-vtpm"]["tpm"]))["executables"] == 33
+
+
+def test_cpu_measurement_not_in_configured_list_is_unrecognised_executables(cpu_claims):
+    assert cpu_claims(snp("measurement", base64.b64encode(bytes(48)).decode()))["executables"] == 33
+
+
+def test_cpu_pinned_measurement_missing_from_rvps_fails_closed(cpu_claims):
+    assert cpu_claims(rv_edit=lambda rv: rv.pop("measurement"))["executables"] == 33
+
+
+def test_cpu_without_measurement_list_any_measurement_passes(cpu_claims, reference_values):
+    unpinned = reference_values.model_copy(update={"measurements": []})
+    assert "measurement" not in rvps_data(unpinned, "00" * 32)
+    assert cpu_claims(snp("measurement", OTHER_MEASUREMENT[::-1]), values=unpinned) == AFFIRMING_CPU
 
 
 @pytest.mark.parametrize("component, value", [("snp", "21"), ("microcode", "209"), ("bootloader", "2")])
 def test_cpu_tcb_below_minimum_is_unrecognised_hardware(cpu_claims, component, value):
     assert cpu_claims(snp(f"reported_tcb_{component}", value))["hardware"] == 97
+
+
+@pytest.mark.parametrize("value", ["", "0x18", 24, None])
+def test_cpu_malformed_tcb_report_is_unrecognised_hardware(cpu_claims, value):
+    assert cpu_claims(snp("reported_tcb_snp", value))["hardware"] == 97
 
 
 def test_cpu_missing_tcb_minimum_fails_closed(cpu_claims):
@@ -186,14 +239,6 @@ def test_gpu_genuine_h100_affirms(gpu_claims):
     assert gpu_claims() == AFFIRMING_GPU
 
 
-def test_gpu_policy_reads_only_claims_nras_sends(gpu_input):
-    """A claim NRAS never emits (e.g. `x-nvidia-device-type`) would make every real GPU fail."""
-    policy = "\n".join(line for line in render.gpu_policy().splitlines() if not line.lstrip().startswith("#"))
-    read = set(re.findall(r'claims\["([a-z0-9-]+)"\]', policy)) | set(re.findall(r"claims\.([a-z_]+)\b", policy))
-    assert read, "the scan found no claim reads"
-    assert read <= set(gpu_input["nvidia"]), f"the GPU policy reads claims NRAS does not send: {read - set(gpu_input['nvidia'])}"
-
-
 def test_gpu_vbios_versions_compare_case_insensitively(gpu_claims):
     # The reference lists 96.00.9f.00.04; NRAS reports 96.00.9F.00.04.
     assert gpu_claims()["configuration"] == 2
@@ -207,14 +252,17 @@ def test_gpu_vbios_versions_compare_case_insensitively(gpu_claims):
         pytest.param(claim("secboot", "true"), id="secure-boot-not-a-boolean"),
         pytest.param(claim("x-nvidia-gpu-driver-version", "535.104.05"), id="driver-not-listed"),
         pytest.param(claim("x-nvidia-gpu-vbios-version", "96.00.74.00.01"), id="vbios-not-listed"),
+        pytest.param(claim("x-nvidia-gpu-driver-version", 570.12406), id="driver-version-not-a-string"),
+        pytest.param(claim("x-nvidia-gpu-vbios-version", None), id="vbios-version-null"),
     ],
 )
 def test_gpu_unapproved_configuration_is_not_affirming(gpu_claims, edit):
     assert gpu_claims(edit)["configuration"] == 36
 
 
-def test_gpu_missing_allowed_versions_fails_closed(gpu_claims):
-    assert gpu_claims(rv_edit=lambda rv: rv.pop("allowed_driver_versions"))["configuration"] == 36
+@pytest.mark.parametrize("name", ["allowed_driver_versions", "allowed_vbios_versions"])
+def test_gpu_missing_allowed_versions_fails_closed(gpu_claims, name):
+    assert gpu_claims(rv_edit=lambda rv: rv.pop(name))["configuration"] == 36
 
 
 @pytest.mark.parametrize(
@@ -242,6 +290,85 @@ def test_gpu_unverified_report_is_unrecognised_hardware(gpu_claims, edit):
     assert gpu_claims(edit)["hardware"] == 97
 
 
+# --- Upstream-shaped evidence (tests/fixtures/attestation) -----------------------------------
+
+
+def upstream(name: str) -> dict[str, Any]:
+    return json.loads((UPSTREAM / name).read_text())
+
+
+@pytest.fixture(scope="module")
+def upstream_cpu() -> dict[str, Any]:
+    return upstream("az_snp_vtpm_claims.json")
+
+
+@pytest.fixture(scope="module")
+def upstream_gpu() -> dict[str, Any]:
+    return nras_policy_input(upstream("nras_gpu_claims.json"))
+
+
+@pytest.fixture(scope="module")
+def upstream_values(upstream_cpu, upstream_gpu) -> ReferenceValues:
+    """What an operator would configure after reading this pod VM's values (docs/trusted-cluster.md)."""
+    evidence = upstream_cpu["az-snp-vtpm"]
+    return ReferenceValues.model_validate(
+        {
+            "expiration": "2027-01-01T00:00:00Z",
+            "pcrs": {f"pcr{n}": [evidence["tpm"][f"pcr{n}"]] for n in CONFIGURED_PCRS},
+            "minimumTcb": {c: int(evidence[f"reported_tcb_{c}"]) for c in ("bootloader", "tee", "snp", "microcode")},
+            "allowedDriverVersions": [upstream_gpu["nvidia"]["x-nvidia-gpu-driver-version"]],
+            "allowedVbiosVersions": [upstream_gpu["nvidia"]["x-nvidia-gpu-vbios-version"].lower()],
+            "measurements": [evidence["measurement"]],
+        }
+    )
+
+
+def upstream_tiers(policy: str, input_: dict[str, Any], values: ReferenceValues, pcr8: str) -> dict[str, int]:
+    return evaluate(policy, "data.policy.trust_claims", input_, {"rv": rvps_data(values, pcr8)})
+
+
+def test_upstream_az_snp_vtpm_evidence_affirms(upstream_cpu, upstream_values):
+    """Trustee's own genuine evidence, turned into claims as its verifier does, affirms once its values are configured."""
+    claims = upstream_tiers(render.cpu_policy(upstream_values), upstream_cpu, upstream_values, upstream_cpu["init_data"])
+    assert tiers(claims) == AFFIRMING_CPU
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda e: e.update(tpm={f"pcr{i:02}": e["tpm"][f"pcr{i:02}"] for i in range(13)}), id="13-pcr-quote"),
+        pytest.param(lambda e: e["tpm"].update(pcr04="ee" * 32), id="pcr4-changed"),
+        pytest.param(lambda e: e["tpm"].update(pcr07="ee" * 32), id="pcr7-changed"),
+        pytest.param(lambda e: e.update(measurement=OTHER_MEASUREMENT), id="measurement-not-listed"),
+    ],
+)
+def test_upstream_az_snp_vtpm_bypasses_are_unrecognised_executables(upstream_cpu, upstream_values, edit):
+    evidence = copy.deepcopy(upstream_cpu)
+    edit(evidence["az-snp-vtpm"])
+    claims = upstream_tiers(render.cpu_policy(upstream_values), evidence, upstream_values, upstream_cpu["init_data"])
+    assert claims["executables"] == 33 and claims["hardware"] == 2 and claims["configuration"] == 2
+
+
+def test_nras_v3_claims_affirm(upstream_gpu, upstream_values):
+    assert tiers(upstream_tiers(render.gpu_policy(), upstream_gpu, upstream_values, "00" * 32)) == AFFIRMING_GPU
+
+
+def test_gpu_policy_reads_only_claims_the_nras_v3_claim_set_has(upstream_gpu):
+    policy = "\n".join(line for line in render.gpu_policy().splitlines() if not line.lstrip().startswith("#"))
+    read = set(re.findall(r'claims\["([a-z0-9-]+)"\]', policy)) | set(re.findall(r"claims\.([a-z_]+)\b", policy))
+    assert read and read <= set(upstream_gpu["nvidia"]), f"not in the NRAS claims v3.0 set: {read - set(upstream_gpu['nvidia'])}"
+
+
+def test_upstream_ear_token_vectors_are_what_the_shipped_policies_decide(upstream_values):
+    """The EAR fixture's trust vectors are exactly what Trustee would compute with our policies."""
+    token = upstream("ear_token.json")
+    for name, policy in (("cpu0", render.cpu_policy(upstream_values)), ("gpu0", render.gpu_policy())):
+        submod = token["submods"][name]
+        evidence = submod["ear.veraison.annotated-evidence"]
+        decided = upstream_tiers(policy, evidence, upstream_values, evidence.get("init_data", "00" * 32))
+        assert decided == submod["ear.trustworthiness-vector"], name
+
+
 # --- Resource policy (KBS release decision) --------------------------------------------------
 
 RESOURCES = [
@@ -254,9 +381,9 @@ CPU_PATH = ["default", "registry-auth", "auth.json"]
 TWO_GPU_PATH = ["default", "big-model", "key"]
 
 
-def allowed(token: dict[str, Any], path: list[str], resources=RESOURCES, plugin: str = "resource") -> bool:
+def allowed(token: dict[str, Any], path: list[str], resources=RESOURCES, plugin: str = "resource", policy: str | None = None) -> bool:
     data = {"plugin": plugin, "resource-path": path, "query": {}}
-    return evaluate(render.resource_policy(resources), "data.policy.allow", token, data) is True
+    return evaluate(policy or render.resource_policy(resources), "data.policy.allow", token, data) is True
 
 
 def edited(ear: dict[str, Any], edit) -> dict[str, Any]:
@@ -334,9 +461,50 @@ def test_gpu_submodule_without_nvidia_evidence_does_not_count(ear):
     assert not allowed(edited(ear, no_nvidia), GPU_PATH)
 
 
+def second_gpu(ueid: str | None):
+    """gpu1: gpu0's affirming appraisal, for the GPU whose NVIDIA device identifier is `ueid`."""
+
+    def edit(submods):
+        gpu1 = copy.deepcopy(submods["gpu0"])
+        gpu1["ear.veraison.annotated-evidence"]["nvidia"]["ueid"] = ueid
+        submods["gpu1"] = gpu1
+
+    return edit
+
+
 def test_resource_needing_two_gpus(ear):
     assert not allowed(ear, TWO_GPU_PATH)
-    assert allowed(edited(ear, lambda s: s.update(gpu1=copy.deepcopy(s["gpu0"]))), TWO_GPU_PATH)
+    assert allowed(edited(ear, second_gpu("987654321")), TWO_GPU_PATH)
+
+
+def test_one_gpus_evidence_sent_twice_does_not_meet_min_gpus_2(ear):
+    ueid = ear["submods"]["gpu0"]["ear.veraison.annotated-evidence"]["nvidia"]["ueid"]
+    assert not allowed(edited(ear, second_gpu(ueid)), TWO_GPU_PATH)
+    assert allowed(edited(ear, second_gpu(ueid)), GPU_PATH)
+
+
+@pytest.mark.parametrize("ueid", [None, "", 987654321], ids=["null", "empty", "number"])
+def test_gpu_without_a_string_ueid_does_not_count(ear, ueid):
+    assert not allowed(edited(ear, second_gpu(ueid)), TWO_GPU_PATH)
+
+
+@pytest.mark.parametrize("source", ["examples", "upstream"])
+@pytest.mark.parametrize("stack", ["dev-trusted", "prod-trusted"])
+def test_good_cpu_and_gpu_evidence_releases_every_resource_of_the_example_stacks(ear, stack, source):
+    token = ear if source == "examples" else upstream("ear_token.json")
+    config, run = run_example(stack)
+    policy = run.named("kbs-resource-policy", "kubernetes:core/v1:ConfigMap").inputs["data"]["resource-policy.rego"]
+    assert any(r.gpu_gated for r in config.kbs_resources)
+    for resource in config.kbs_resources:
+        assert allowed(token, ["default", resource.secret, resource.key], policy=policy), resource.name
+
+
+def test_upstream_gpu_evidence_sent_twice_does_not_meet_min_gpus_2():
+    token = upstream("ear_token.json")
+    assert allowed(token, TWO_GPU_PATH) is False
+    twice = edited(token, lambda s: s.update(gpu1=copy.deepcopy(s["gpu0"])))
+    assert not allowed(twice, TWO_GPU_PATH)
+    assert allowed(edited(token, second_gpu("1" + token["submods"]["gpu0"]["ear.veraison.annotated-evidence"]["nvidia"]["ueid"])), TWO_GPU_PATH)
 
 
 # --- End to end: the dev stack's own documents -----------------------------------------------
@@ -350,7 +518,7 @@ def test_dev_reference_values_affirm_a_guest_measuring_the_dev_initdata(cpu_inpu
     initdata = render_initdata(config.kbs.url, run.outputs["kbsCaCert"], config.agent_policy.denied_requests)
     evidence = copy.deepcopy(cpu_input)
     tpm = evidence["az-snp-vtpm"]["tpm"]
-    for n in ("03", "09", "11", "12"):
+    for n in CONFIGURED_PCRS:
         tpm[f"pcr{n}"] = getattr(config.reference_values.pcrs, f"pcr{n}")[0]
     tpm["pcr08"] = initdata.pcr8
     policy = run.named("kbs-attestation-policy-cpu", "kubernetes:core/v1:ConfigMap").inputs["data"]["default_cpu.rego"]
@@ -376,6 +544,7 @@ def test_shipped_rego_uses_only_builtins_trustee_has(example_trusted):
 
 
 def test_forbidden_builtin_scan_catches_a_call():
-    assert FORBIDDEN_BUILTINS.findall('x := semver.compare("1.0.0", v)\ny := crypto.sha256(z)')
+    found = FORBIDDEN_BUILTINS.findall('x := semver.compare("1.0.0", v)\ny := crypto.sha256(z)\nz := base64url.decode(a)\nw := base64.decode(a)')
+    assert [call for call, *_ in found] == ["semver.compare", "crypto.sha256", "base64url.decode"]
 
 

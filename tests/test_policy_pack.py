@@ -191,7 +191,7 @@ MANDATORY = {
     "cluster-trust-boundary",
     "confidential-model-tls-in-tee",
 }
-ADVISORY = {"aro-api-server-private", "operator-upgrades-reviewed", "inference-in-confidential-vm"}
+ADVISORY = {"aro-api-server-private", "operator-upgrades-reviewed", "inference-in-confidential-vm", "snp-launch-measurement-pinned"}
 
 
 def test_pack_main_builds_one_pack_of_every_policy(monkeypatch):
@@ -555,6 +555,7 @@ TARGETS: dict[str, tuple[str, Callable[[StackRun], list[Registered]]]] = {
     "kbs-keys": ("trusted", lambda run: run.of_type(rules.PRIVATE_KEY)),
     "model-namespace": ("cloud", lambda run: [r for r in run.of_type(rules.NAMESPACE) if any(
         rules.dig(i.inputs, "metadata", "namespace") == rules.dig(r.inputs, "metadata", "name") for i in run.of_type(rules.INFERENCE_SERVICE))]),
+    "kbs-reference-values": ("trusted", lambda run: [r for r in run.of_type(CONFIGMAP) if rules.REFERENCE_VALUES_KEY in (r.inputs.get("data") or {})]),
 }
 
 
@@ -631,6 +632,15 @@ def _bind_to_other_side(run: StackRun, target: Registered) -> None:
     target.provider = intruder.urn
 
 
+def _drop_reference_value(name: str) -> Callable[[dict[str, Any]], None]:
+    def change(inputs: dict[str, Any]) -> None:
+        records = json.loads(inputs["data"][rules.REFERENCE_VALUES_KEY])
+        records.pop(name, None)
+        inputs["data"][rules.REFERENCE_VALUES_KEY] = json.dumps(records)
+
+    return change
+
+
 def _unprotect(run: StackRun, target: Registered) -> None:
     target.protect = False
 
@@ -658,6 +668,7 @@ MUTATIONS: dict[str, tuple[str, str, Callable[[StackRun, Registered], None], str
     "cloud-object-on-trusted-provider": ("cloud", "peer-pods-cm", _bind_to_other_side, "cluster-trust-boundary", True),
     "trusted-object-on-cloud-provider": ("trusted", "kbs-config", _bind_to_other_side, "cluster-trust-boundary", True),
     "confidential-model-edge-route": ("cloud", "model-namespace", _edge_route_to_model, "confidential-model-tls-in-tee", False),
+    "measurement-unpinned": ("trusted", "kbs-reference-values", lambda run, r: _edit(r, _drop_reference_value(rules.MEASUREMENT_REFERENCE)), "snp-launch-measurement-pinned", True),
     "aro-public-api": ("cloud", "aro-cluster", lambda run, r: _edit(r, lambda i: i.setdefault("apiserverProfile", {}).update(visibility="Public")), "aro-api-server-private", True),
 }
 
@@ -677,6 +688,15 @@ def test_each_policy_fires_on_its_violation_in_the_plan(env, mutation):
     assert {v.level for v in fired} == {POLICIES[policy].enforcement_level.value}
     if on_target:
         assert victim.urn in {v.urn for v in fired}
+
+
+def test_unpinned_launch_measurement_is_one_advisory_for_that_stack():
+    """dev pins no SNP launch measurement, prod does (and requires it)."""
+    for env, expected in (("dev", 1), ("prod", 0)):
+        for run in planned(env).values():
+            fired = [v for v in evaluate(run, rules.POLICIES) if v.policy == "snp-launch-measurement-pinned"]
+            assert len(fired) == (expected if run.stack.endswith("-trusted") else 0), run.stack
+            assert all(v.level == "advisory" and "referenceValues.measurements" in v.message for v in fired)
 
 
 def test_every_policy_has_a_plan_level_demonstration():

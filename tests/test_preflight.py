@@ -25,13 +25,22 @@ from azure.mgmt.compute.models import (
     ResourceSku,
     Usage,
 )
+from azure.core.credentials import AccessToken, AccessTokenInfo
+from azure.core.pipeline.transport import RequestsTransport
+from azure.mgmt.redhatopenshift import AzureRedHatOpenShiftClient
 from azure.mgmt.resource.resources.models import Provider
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+import io
+
+import requests
+from urllib3.response import HTTPResponse
+
 from scripts import preflight
+from stacks import versions
 from scripts.preflight import AzureClients, CannotRun, Result, kbs_tls, live_clients, load_config, main, run_checks
 
 RECORDED = Path(__file__).parent / "fixtures" / "azure"
@@ -46,6 +55,7 @@ class Recorded:
 
     def __init__(self) -> None:
         self.bodies = {name: recorded(name) for name in ("resource_skus", "usages", "providers", "gallery_image", "gallery_image_version", "community_gallery_image", "community_gallery_image_version")}
+        self.bodies["aro_versions"] = recorded("aro_versions")["response"]["body"]
         self.missing: set[str] = set()
         self.failing: dict[str, HttpResponseError] = {}
         self.requests: list[tuple[str, tuple[Any, ...]]] = []
@@ -76,13 +86,42 @@ class Recorded:
         )
         providers = {p["namespace"]: p for p in self.bodies["providers"]["value"]}
         resources = SimpleNamespace(providers=SimpleNamespace(get=lambda namespace: Provider(providers[namespace])))
-        return AzureClients(compute, resources)
+        # The real SDK client, its HTTP answered from the recorded `az aro get-versions` interaction.
+        openshift = AzureRedHatOpenShiftClient(_Token(), "00000000-0000-0000-0000-000000000000", transport=RequestsTransport(session=_Replay(self), session_owner=False))
+        return AzureClients(compute, resources, openshift)
+
 
     def sku(self, name: str) -> dict[str, Any]:
         return next(s for s in self.bodies["resource_skus"]["value"] if s["name"] == name and "eastus2" in s["locations"])
 
     def usage(self, name: str) -> dict[str, Any]:
         return next(u for u in self.bodies["usages"]["value"] if u["name"]["value"] == name)
+
+
+class _Token:
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken("recorded", 4102444800)
+
+    def get_token_info(self, *scopes: str, **kwargs: Any) -> AccessTokenInfo:
+        return AccessTokenInfo("recorded", 4102444800)
+
+
+class _Replay(requests.Session):
+    """Answers the ARO versions request with the recorded body (for whatever region is asked)."""
+
+    def __init__(self, recorded: Recorded):
+        super().__init__()
+        self.recorded = recorded
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        self.recorded.requests.append(("aro_versions", (method, url)))
+        data = json.dumps(self.recorded.bodies["aro_versions"]).encode()
+        response = requests.Response()
+        response.status_code, response.url = 200, url
+        response.headers["content-type"] = "application/json"
+        response.raw = HTTPResponse(body=io.BytesIO(data), status=200, headers={"content-type": "application/json"}, preload_content=False)
+        response.request = requests.Request(method, url).prepare()
+        return response
 
 
 # --- A local KBS stand-in: TLS on 127.0.0.1, certificate from a CA made here ---------------
@@ -192,6 +231,31 @@ def test_recorded_dev_environment_passes_every_azure_check(dev_config, azure):
     assert results["pod VM image 1.0.0 available in eastus2"].detail == "replicated to East US 2, West Europe"
     assert ("gallery_image_version", ("confidential-ai-dev", "PodVMGallery", "podvm-image", "1.0.0")) in azure.requests
     assert ("resource_skus", ("location eq 'eastus2'",)) in azure.requests
+
+
+def test_aro_version_read_live_with_the_sdk_request_az_aro_get_versions_makes(dev_config, azure):
+    result = results_by_check(run_checks(dev_config, azure.clients(), "not under test"))["ARO 4.20.15 offered in eastus2"]
+    assert (result.ok, result.detail) == (True, "offered (4.18.26, 4.18.34, 4.19.20, 4.19.24, 4.20.15)")
+    recorded_uri = recorded("aro_versions")["request"]["uri"]
+    assert ("aro_versions", ("GET", recorded_uri.replace("/locations/eastus/", "/locations/eastus2/"))) in azure.requests
+
+
+def test_offline_aro_table_is_the_recorded_list():
+    live = [v["properties"]["version"] for v in recorded("aro_versions")["response"]["body"]["value"]]
+    assert list(versions.ARO_INSTALL_VERSIONS) == sorted(live, key=versions.parse)
+
+
+def test_aro_version_no_longer_offered(dev_config, azure):
+    azure.bodies["aro_versions"]["value"] = [v for v in azure.bodies["aro_versions"]["value"] if v["name"] != "4.20.15"]
+    assert [(r.check, r.detail, r.fix) for r in failures(dev_config, azure)] == [
+        ("ARO 4.20.15 offered in eastus2", "offered: 4.18.26, 4.18.34, 4.19.20, 4.19.24", "set cluster.aro.version to an offered version (add it to ARO_INSTALL_VERSIONS)")
+    ]
+
+
+def test_aro_versions_newer_than_the_table_are_named(dev_config, azure):
+    azure.bodies["aro_versions"]["value"].append({"name": "4.21.3", "properties": {"version": "4.21.3"}})
+    result = results_by_check(run_checks(dev_config, azure.clients(), "x"))["ARO 4.20.15 offered in eastus2"]
+    assert result.ok and result.detail.endswith("; stacks/versions.py ARO_INSTALL_VERSIONS lacks 4.21.3")
 
 
 def test_gpu_size_not_offered(dev_config, azure):

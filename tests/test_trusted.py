@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import gzip
 import hashlib
 import json
@@ -11,13 +12,14 @@ import tomllib
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from regopy import Interpreter
 
 from components.initdata import render_initdata
 from components.trustee import names
 from scripts.offline import SECRET, Registered, StackRun
 from scripts.plan import kubernetes_manifests
+from stacks.config.trusted import AGENT_REQUESTS
 from stacks.contracts import TRUSTED_OUTPUTS
+from tests.rego_engines import evaluate
 from tests.trusted_stack import example_trusted
 
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
@@ -98,9 +100,8 @@ def test_initdata_points_guests_at_kbs_with_its_ca(dev):
 def test_initdata_agent_policy_denies_the_hardened_requests(dev):
     _, run = dev
     policy = tomllib.loads(initdata_document(run).decode())["data"]["policy.rego"]
-    interpreter = Interpreter()
-    interpreter.add_module("policy.rego", policy)
-    decisions = json.loads(str(interpreter.query("result := data.agent_policy")))["bindings"]["result"]
+    # The agent asks regorus for `data.agent_policy.<request>` (kata-containers src/agent policy allow_request).
+    decisions = {request: evaluate({"policy.rego": policy}, f"data.agent_policy.{request}", {}) for request in AGENT_REQUESTS}
     assert {r for r, allowed in decisions.items() if not allowed} == {"ExecProcessRequest", "SetPolicyRequest", "WriteStreamRequest"}
     assert decisions["CreateContainerRequest"] is True
 
@@ -271,9 +272,7 @@ def test_previous_initdata_pcr8_stays_accepted_during_a_rollout(runner, dev):
 def test_resource_policy_declares_each_configured_resource(dev):
     _, run = dev
     policy = config_map_value(run, names.RESOURCE_POLICY)
-    interpreter = Interpreter()
-    interpreter.add_module("policy.rego", policy)
-    releases = json.loads(str(interpreter.query("result := data.policy.releases")))["bindings"]["result"]
+    releases = evaluate({"policy.rego": policy}, "data.policy.releases", {})
     assert sorted((r["name"], tuple(r["path"]), r["gpus"]) for r in releases) == [
         ("model-key", ("default", "model-decryption", "key.bin"), 1),
         ("ngc-api-key", ("default", "ngc-api-key", "api-key"), 1),
@@ -290,7 +289,7 @@ def test_kbs_config_names_every_object_and_waits_for_them(dev):
     for name in referenced:
         assert name in by_name, f"KbsConfig names {name}, which the stack does not create"
         assert by_name[name].urn in kbs.depends_on
-    assert run.named("trustee-subscription").urn in kbs.depends_on
+    assert run.named("trustee-install-plan-approval").urn in kbs.depends_on, "KbsConfig waits for the pinned Trustee CSV"
     assert kbs.inputs["metadata"]["annotations"]["pulumi.com/waitFor"] == "jsonpath={.status.isReady}=true"
     keys = {name: set(by_name[name].inputs.get("data") or by_name[name].inputs["stringData"]) for name in referenced}
     assert keys[spec["kbsConfigMapName"]] == {"kbs-config.toml"}
@@ -301,6 +300,49 @@ def test_kbs_config_names_every_object_and_waits_for_them(dev):
     assert keys[spec["kbsAuthSecretName"]] == {"publicKey"}
     assert keys[spec["kbsHttpsKeySecretName"]] == {"privateKey"}
     assert keys[spec["kbsAttestationKeySecretName"]] == {"token.key"}
+
+
+# --- Rotation: a changed workload secret restarts KBS in the same run ------------------------
+
+
+def revision(run: StackRun) -> str:
+    return run.named(f"kbs-{names.RESOURCE_POLICY}", CONFIG_MAP).inputs["metadata"]["annotations"][names.SECRETS_REVISION_ANNOTATION]
+
+
+def test_rotated_secret_restarts_kbs_and_changes_nothing_else(runner, dev):
+    """KBS copies secret resources only at pod start; the operator restarts it when a ConfigMap it mounts changes."""
+    _, before = dev
+    after = runner.example("dev-trusted", set={"kbsSecrets.ngc-api-key": "nvapi-rotated-value"})
+    old, new = {r.urn: r for r in before.resources}, {r.urn: r for r in after.resources}
+    assert old.keys() == new.keys() and before.outputs == after.outputs
+    changed = sorted(new[urn].name for urn in new if (old[urn].inputs, old[urn].depends_on) != (new[urn].inputs, new[urn].depends_on))
+    assert changed == ["kbs-resource-policy", "kbs-resources-ngc-api-key", "kbs-resources-revision"]
+    assert revision(after) != revision(before)
+    policy_before, policy_after = (copy.deepcopy(run.named("kbs-resource-policy", CONFIG_MAP).inputs) for run in (before, after))
+    for inputs in (policy_before, policy_after):
+        del inputs["metadata"]["annotations"][names.SECRETS_REVISION_ANNOTATION]
+    assert policy_before == policy_after, "only the restart trigger changes on the ConfigMap"
+    kbs_config = after.named("kbs-kbsconfig").inputs["spec"]
+    assert kbs_config["kbsResourcePolicyConfigMapName"] == names.RESOURCE_POLICY, "the trigger must be on a ConfigMap the operator tracks"
+
+
+def test_restart_trigger_follows_the_secrets_and_reveals_nothing(dev):
+    _, run = dev
+    config_map = run.named(f"kbs-{names.RESOURCE_POLICY}", CONFIG_MAP)
+    secrets = {r.urn for r in run.of_type(SECRET_TYPE) if r.name.startswith("kbs-resources-")}
+    assert secrets and secrets <= set(config_map.depends_on), "KBS must restart after the new values are in place"
+    trigger = run.named("kbs-resources-revision", "random:index/randomId:RandomId")
+    assert trigger.provider == run.named("random", "pulumi:providers:random").urn
+    assert set(trigger.inputs["keepers"]) == {"ngc-api-key/api-key", "model-decryption/key.bin"}
+    assert trigger.is_secret("keepers") or all(trigger.is_secret("keepers", k) for k in trigger.inputs["keepers"])
+    assert "keepers" in trigger.additional_secret_outputs
+    # The offline stand-in is a digest of the keepers, so the plan must show it only as a secret.
+    assert config_map.is_secret("metadata", "annotations", names.SECRETS_REVISION_ANNOTATION)
+
+
+def test_unpinned_launch_measurement_is_one_warning(dev, prod):
+    assert [w for w in dev[1].warnings if "referenceValues.measurements is empty" in w] == dev[1].warnings and len(dev[1].warnings) == 1
+    assert prod[1].warnings == []
 
 
 def test_config_objects_wait_for_the_namespace_only(dev):

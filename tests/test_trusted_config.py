@@ -40,6 +40,11 @@ def with_resource(**fields) -> list[dict]:
             "dev-trusted: referenceValues.pcrs.pcr03[0]: 'ABCD' is not a PCR value (64 lowercase hex characters, SHA-256 bank)",
         ),
         (
+            {"set": {"referenceValues.measurements": ["q83vASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4mrze8BI0VniavN7wEj"]}},
+            "dev-trusted: referenceValues.measurements[0]: 'q83vASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4mrze8BI0VniavN7wEj' "
+            "is not an SNP launch measurement (standard base64 of 48 bytes, 64 characters)",
+        ),
+        (
             {"set": {"referenceValues.allowedDriverVersions": ["latest"]}},
             "dev-trusted: referenceValues.allowedDriverVersions[0]: 'latest' is not a version like 570.124.06 or 96.00.9F.00.04",
         ),
@@ -59,6 +64,20 @@ def with_resource(**fields) -> list[dict]:
 )
 def test_section_rules_name_their_key(edit, expected):
     assert expected in problems("dev-trusted", **edit)
+
+
+def test_required_measurement_without_a_list_is_one_line():
+    assert problems("prod-trusted", delete=("referenceValues.measurements",)) == [
+        "prod-trusted: referenceValues.measurements: is empty but requireMeasurement is true: list the SNP launch "
+        "measurement of your pod VMs (docs/trusted-cluster.md: Reading the SNP launch measurement)"
+    ]
+
+
+def test_pcr4_and_pcr7_are_required_reference_values():
+    assert problems("dev-trusted", delete=("referenceValues.pcrs.pcr04", "referenceValues.pcrs.pcr07")) == [
+        "dev-trusted: referenceValues.pcrs.pcr04: required key is missing",
+        "dev-trusted: referenceValues.pcrs.pcr07: required key is missing",
+    ]
 
 
 def test_provided_tls_needs_certificate_and_key_secrets():

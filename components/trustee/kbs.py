@@ -8,6 +8,7 @@ from typing import Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from components.trustee import names
 
@@ -26,9 +27,18 @@ class SecretResource:
 
 
 class KbsSecretResources(pulumi.ComponentResource):
-    """The workload secrets KBS releases after attestation, as Secrets in Trustee's namespace."""
+    """The workload secrets KBS releases after attestation, as Secrets in Trustee's namespace, and
+    `revision`: a random value that changes whenever one of their values changes."""
 
-    def __init__(self, name: str, resources: Sequence[SecretResource], namespace: k8s.core.v1.Namespace, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        name: str,
+        resources: Sequence[SecretResource],
+        namespace: k8s.core.v1.Namespace,
+        provider: k8s.Provider,
+        random_provider: random.Provider,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
         super().__init__("confidential-ai:trustee:KbsSecretResources", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[namespace])
         self.secrets = [
@@ -42,7 +52,16 @@ class KbsSecretResources(pulumi.ComponentResource):
             for resource in resources
         ]
         self.names = [resource.name for resource in resources]
-        self.register_outputs({"names": self.names})
+        # Random, not a digest: nothing derived from a secret value leaves the encrypted state. The
+        # keepers (the values, as secrets) replace it, and so change it, when any value changes.
+        revision = random.RandomId(
+            f"{name}-revision",
+            byte_length=16,
+            keepers={f"{r.name}/{key}": pulumi.Output.secret(value) for r in resources for key, value in sorted(r.data.items())},
+            opts=pulumi.ResourceOptions(parent=self, provider=random_provider, additional_secret_outputs=["keepers"]),
+        )
+        self.revision: pulumi.Output[str] = revision.hex
+        self.register_outputs({"names": self.names, "revision": self.revision})
 
 
 @dataclass(frozen=True)
@@ -76,7 +95,7 @@ class KbsArgs:
     secret_resources: KbsSecretResources
     namespace: k8s.core.v1.Namespace
     operator: pulumi.Resource
-    """What serves the KbsConfig CRD (the trustee-operator Subscription)."""
+    """What serves the KbsConfig CRD (the trustee-operator install, once its CSV succeeded)."""
 
 
 class Kbs(pulumi.ComponentResource):
@@ -86,13 +105,14 @@ class Kbs(pulumi.ComponentResource):
         super().__init__("confidential-ai:trustee:Kbs", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[args.namespace])
 
-        def config_map(object_name: str, key: str, value: pulumi.Input[str]) -> k8s.core.v1.ConfigMap:
-            return k8s.core.v1.ConfigMap(
-                f"{name}-{object_name}",
-                metadata={"name": object_name, "namespace": names.NAMESPACE},
-                data={key: value},
-                opts=child,
-            )
+        def config_map(object_name: str, key: str, value: pulumi.Input[str], restarts_on: KbsSecretResources | None = None) -> k8s.core.v1.ConfigMap:
+            metadata: dict[str, pulumi.Input[object]] = {"name": object_name, "namespace": names.NAMESPACE}
+            opts = child
+            if restarts_on is not None:
+                # Changed after the Secrets, so the restarted KBS pod copies their new values.
+                metadata["annotations"] = {names.SECRETS_REVISION_ANNOTATION: restarts_on.revision}
+                opts = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(restarts_on.secrets)))
+            return k8s.core.v1.ConfigMap(f"{name}-{object_name}", metadata=metadata, data={key: value}, opts=opts)
 
         def secret(object_name: str, key: str, value: pulumi.Input[str]) -> k8s.core.v1.Secret:
             return k8s.core.v1.Secret(
@@ -110,7 +130,7 @@ class Kbs(pulumi.ComponentResource):
             config_map(names.CONFIG_MAP, "kbs-config.toml", docs.kbs_config),
             config_map(names.CPU_POLICY, "default_cpu.rego", docs.cpu_policy),
             config_map(names.GPU_POLICY, "default_gpu.rego", docs.gpu_policy),
-            config_map(names.RESOURCE_POLICY, "resource-policy.rego", docs.resource_policy),
+            config_map(names.RESOURCE_POLICY, "resource-policy.rego", docs.resource_policy, restarts_on=args.secret_resources),
             config_map(names.REFERENCE_VALUES, "reference_value", docs.reference_values),
             secret(names.AUTH_SECRET, "publicKey", keys.admin_public_key_pem),
             secret(names.HTTPS_KEY, "privateKey", keys.https_private_key_pem),

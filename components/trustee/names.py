@@ -22,6 +22,12 @@ HTTPS_CERT = "kbs-https-certificate"
 TOKEN_KEY = "kbs-token-key"
 TOKEN_CERT = "kbs-token-certificate"
 
+# On the resource-policy ConfigMap: a random value replaced whenever a workload secret's value changes.
+# KBS copies its secret resources only when its pod starts; the operator restarts the pod when one
+# of the five ConfigMaps it mounts changes, and any change bumps the ConfigMap's resourceVersion
+# (openshift/trustee-operator v1.2.1 kbsconfig_controller.go getConfigMapVersionAnnotations).
+SECRETS_REVISION_ANNOTATION = "confidential-ai/secret-resources-revision"
+
 # Names a workload secret may not take: they hold Trustee's own configuration.
 RESERVED = frozenset(
     {CONFIG_MAP, CPU_POLICY, GPU_POLICY, RESOURCE_POLICY, REFERENCE_VALUES, AUTH_SECRET, HTTPS_KEY, HTTPS_CERT, TOKEN_KEY, TOKEN_CERT}

@@ -12,6 +12,9 @@ from stacks.config.trusted import KbsResource, NvidiaVerifier, ReferenceValues
 
 # Reference value names the attestation policies query (templates/trustee/attestation-policy-*.rego.j2).
 RV_PCR08 = "snp_pcr08"
+# Upstream's name for the SNP launch measurement (confidential-containers/trustee
+# attestation-service/src/ear_token/ear_default_policy_cpu.rego, Azure vTPM SNP).
+RV_MEASUREMENT = "measurement"
 RV_VERSION = "0.1.0"
 # The NVIDIA verifier `type` in kbs-config.toml (trustee deps/verifier nvidia: Remote | Local).
 _VERIFIER_TYPES = {"remote": "Remote", "local": "Local"}
@@ -21,8 +24,9 @@ def kbs_config(verifier: NvidiaVerifier) -> str:
     return render("trustee/kbs-config.toml.j2", nvidia_verifier_type=_VERIFIER_TYPES[verifier.type], nvidia_verifier_url=verifier.url)
 
 
-def cpu_policy() -> str:
-    return render("trustee/attestation-policy-cpu.rego.j2")
+def cpu_policy(values: ReferenceValues) -> str:
+    """The CPU policy checks the launch measurement only when an allow-list is configured."""
+    return render("trustee/attestation-policy-cpu.rego.j2", pin_measurement=bool(values.measurements))
 
 
 def gpu_policy() -> str:
@@ -41,6 +45,8 @@ def reference_value_entries(values: ReferenceValues, initdata_pcr8: str) -> dict
     """Reference value name -> value: lists for `in` checks, numbers for minimums."""
     entries: dict[str, Any] = {
         "snp_pcr03": values.pcrs.pcr03,
+        "snp_pcr04": values.pcrs.pcr04,
+        "snp_pcr07": values.pcrs.pcr07,
         RV_PCR08: [initdata_pcr8, *(v for v in values.pcrs.retiring_pcr08 if v != initdata_pcr8)],
         "snp_pcr09": values.pcrs.pcr09,
         "snp_pcr11": values.pcrs.pcr11,
@@ -50,6 +56,8 @@ def reference_value_entries(values: ReferenceValues, initdata_pcr8: str) -> dict
     }
     for component, minimum in values.minimum_tcb.model_dump().items():
         entries[f"snp_min_tcb_{component}"] = minimum
+    if values.measurements:
+        entries[RV_MEASUREMENT] = values.measurements
     return entries
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,8 @@ class StackRun:
     resources: list[Registered]
     outputs: dict[str, Any]
     secret_outputs: frozenset[str]
+    warnings: list[str] = field(default_factory=list)
+    """What the program logged with `pulumi.log.warn`, in order: `pulumi up` shows the same lines."""
 
     def of_type(self, type_: str) -> list[Registered]:
         return [r for r in self.resources if r.type == type_]
@@ -133,6 +136,18 @@ def _decode_wire(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+class _WarningRecorder(logging.Handler):
+    """Collects the messages the mock engine logs at WARNING (pulumi.log.warn) for one run."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno == logging.WARNING:
+            self.messages.append(record.getMessage())
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -207,7 +222,10 @@ def run_stack(
         set_all_config({full(k): v for k, v in config.items()}, [full(k) for k in secret_keys])
         mocks = OfflineMocks(stack_outputs or {})
         monitor = RecordingMonitor(mocks)
-        pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+        warnings = _WarningRecorder()
+        logger = logging.Logger(f"{PROJECT}.offline.{stack}")
+        logger.addHandler(warnings)
+        pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=logger, monitor=monitor)
         try:
             loop.run_until_complete(run_pulumi_func(program))
         except Exception as err:
@@ -220,7 +238,7 @@ def run_stack(
         loop.close()
         asyncio.set_event_loop(None)
     resources = sorted(monitor.registrations, key=lambda r: r.urn)
-    return StackRun(stack, resources, outputs, frozenset(secret_names))
+    return StackRun(stack, resources, outputs, frozenset(secret_names), warnings.messages)
 
 
 async def _resolve_outputs() -> tuple[dict[str, Any], set[str]]:

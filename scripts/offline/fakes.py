@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pulumi.runtime import MockCallArgs, MockResourceArgs
-from pulumi.runtime.rpc import unwrap_rpc_secret
+from pulumi.runtime.rpc import unwrap_rpc_secret, wrap_rpc_secret
 
 from stacks.config.cloud import aro_dns_zone
 
@@ -260,6 +260,30 @@ def _tls_locally_signed_cert(args: MockResourceArgs) -> tuple[str, dict[str, Any
         dns_names = []
     state = _certificate(args.name, args.inputs, request.subject, request.public_key(), ca_cert.subject, ca_key, dns_names)
     return digest("tls-cert", args.name, length=40), {**state, "caKeyAlgorithm": "ECDSA" if isinstance(ca_key, ec.EllipticCurvePrivateKey) else "ED25519"}
+
+
+# --- pulumi-random ----------------------------------------------------------------------------
+
+
+@resource_fake("random:index/randomId:RandomId")
+def _random_id(args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
+    """Deterministic bytes that change when the keepers change, as a replacement would.
+
+    The real value is random; this one is a digest of the keepers, which may be secrets, so every
+    encoding of it is returned as a secret: a plan never shows a value an offline guess could test.
+    """
+    keepers = {k: unwrap_rpc_secret(v) for k, v in (unwrap_rpc_secret(args.inputs.get("keepers")) or {}).items()}
+    seed = hashlib.sha256("\x00".join(["offline-plan-random-id", args.name, *(f"{k}={keepers[k]}" for k in sorted(keepers))]).encode())
+    data = seed.digest()[: int(args.inputs["byteLength"])]
+    prefix = args.inputs.get("prefix") or ""
+    encodings = {
+        "hex": data.hex(),
+        "dec": str(int.from_bytes(data, "big")),
+        "b64Std": base64.b64encode(data).decode(),
+        "b64Url": base64.urlsafe_b64encode(data).decode().rstrip("="),
+    }
+    state = {**args.inputs, **{k: wrap_rpc_secret(prefix + v) for k, v in encodings.items()}}
+    return digest("random-id", args.name), state
 
 
 # --- Azure (azure-native) --------------------------------------------------------------------

@@ -10,11 +10,13 @@ import ipaddress
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Protocol
 
 import pulumi
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 from pydantic.alias_generators import to_camel
+
+from stacks import versions
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ def matching(pattern: str | _Pattern, expected: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+OpenShiftVersion = Annotated[str, matching(r"^4\.\d{1,2}\.\d{1,3}$", "an OpenShift version like 4.20.15")]
 Guid = Annotated[str, matching(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", "a GUID (lowercase, 8-4-4-4-12)")]
 
 
@@ -196,15 +199,54 @@ class StackId(Model):
     role: str
 
 
+def _manual_only(value: str) -> str:
+    if value != "Manual":
+        raise ValueError(
+            f"{value} is not supported: OLM would upgrade past startingCSV as soon as the catalog moves; "
+            "only Manual (the program approves the InstallPlan of the pinned CSV) holds a pin"
+        )
+    return value
+
+
 class OperatorPin(Model):
-    """An OLM subscription pinned to one CSV, so an operator upgrade is a reviewed config change."""
+    """An OLM subscription pinned to one CSV, so an operator upgrade is a reviewed config change.
+
+    Approval is always Manual: the program approves exactly the InstallPlan that installs `startingCSV`
+    (components/olm.py), so OLM never installs a version nobody pinned.
+    """
 
     channel: str = "stable"
     source: str = "redhat-operators"
     starting_csv: str = Field(alias="startingCSV")
-    install_plan_approval: Literal["Automatic", "Manual"] = "Automatic"
+    install_plan_approval: Annotated[str, AfterValidator(_manual_only)] = "Manual"
 
     def rules(self) -> Iterator[Problem]:
         # Red Hat CSV names come with and without the "v" (rhods-operator.3.4.0).
-        if not re.match(r"^[a-z0-9-]+\.v?\d+\.\d+\.\d+", self.starting_csv):
+        if not re.match(r"^[a-z0-9-]+\.v?\d+\.\d+\.\d+$", self.starting_csv):
             yield Problem("startingCSV", f"{self.starting_csv!r} is not a CSV name like operator-name.v1.2.3")
+
+
+def pin_fits(key: str, pin: OperatorPin, operator: str, cluster_key: str, cluster_version: str, aro: bool = False) -> Iterator[Problem]:
+    """One line per way `pin` does not fit the matrix or the cluster's OpenShift version."""
+    row = versions.line_of(operator, pin.starting_csv)
+    known = versions.lines(operator)
+    if row is None:
+        supported = ", ".join(f"{r.package} {r.line}.x" for r in known)
+        yield Problem(f"{key}.startingCSV", f"{pin.starting_csv} is not in the version matrix ({operator}: {supported}; stacks/versions.py)")
+        return
+    line = versions.channel_line(pin.channel)
+    if line is not None and line != row.line:
+        yield Problem(f"{key}.channel", f"{pin.channel} does not serve {pin.starting_csv}; use {' or '.join(row.channels)}")
+    openshift = versions.parse(cluster_version)
+    if row.fits(openshift):
+        return
+    others = [f"{r.line} ({' or '.join(r.channels)})" for r in versions.fitting_lines(operator, openshift)]
+    fixes = [f"use {operator} {' or '.join(others)} on {cluster_version}"] if others else []
+    fitting = versions.fitting_aro_versions(row) if aro else []
+    if fitting:
+        fixes.append(f"set {cluster_key} to {', '.join(fitting)}")
+    fix = " or ".join(fixes) or f"no {operator} line in the matrix supports {cluster_version}"
+    yield Problem(
+        f"{key}.startingCSV",
+        f"{pin.starting_csv} ({operator} {row.line}) needs OpenShift {row.openshift_range}, but {cluster_key} is {cluster_version}: {fix}",
+    )

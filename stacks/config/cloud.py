@@ -9,17 +9,21 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 
+from components import nim
 from components.azure import ids
+from stacks import versions
 from stacks.config.base import (
     AzureRegion,
     Cidr,
     Guid,
     Model,
+    OpenShiftVersion,
     Problem,
     StackId,
     confidential_size_problem,
     matching,
     overlapping,
+    pin_fits,
 )
 from stacks.config.workloads import ImagePullSettings, ModelSettings, OpenShiftAiSettings, OscSettings
 
@@ -95,8 +99,8 @@ class NetworkSettings(Model):
 class AroSettings(Model):
     """A new Azure Red Hat OpenShift cluster (Microsoft.RedHatOpenShift/openShiftClusters, API 2023-11-22)."""
 
-    version: str = Field(pattern=r"^4\.\d{1,2}\.\d{1,3}$")
-    """An ARO version offered in the region (`az aro get-versions -l <region>`), e.g. 4.16.30."""
+    version: OpenShiftVersion
+    """An ARO install version (`az aro get-versions -l <region>`; stacks/versions.py ARO_INSTALL_VERSIONS), e.g. 4.20.15."""
     domain: AroDomain
     cluster_resource_group: ResourceGroupName | None = None
     """Resource group ARO creates for the cluster's VMs; must not exist. Default `aro-<first label of domain>`."""
@@ -133,6 +137,9 @@ class ExistingClusterSettings(Model):
     """An OpenShift cluster on Azure that you bring; its kubeconfig is the secret `existingKubeconfig`."""
 
     api_url: ApiUrl
+    openshift_version: OpenShiftVersion
+    """The cluster's OpenShift version (`oc get clusterversion version -o jsonpath='{.status.desired.version}'`),
+    checked against the version matrix (stacks/versions.py)."""
     console_url: ApiUrl | None = None
     vnet_id: VnetId
     """The cluster's VNet. Without podVmSubnetId a pod VM subnet (network.podVmSubnetCidr) is created in it."""
@@ -231,6 +238,14 @@ class CloudConfig(Model):
         return f"apps.{self.cluster.aro.dns_zone(self.azure.location)}"
 
     @property
+    def openshift_version(self) -> tuple[str, str]:
+        """(config key, version) of the cloud cluster's OpenShift."""
+        if self.cluster.aro:
+            return "cluster.aro.version", self.cluster.aro.version
+        assert self.cluster.existing is not None
+        return "cluster.existing.openshiftVersion", self.cluster.existing.openshift_version
+
+    @property
     def trusted_stack_name(self) -> str:
         return self.trusted_stack or f"organization/confidential-ai/{self.stack.env}-trusted"
 
@@ -247,6 +262,7 @@ class CloudConfig(Model):
             if self.openshift_ai.ingress_domain is None:
                 yield Problem("openshiftAi.ingressDomain", "required when cluster.mode is existing (oc get ingresses.config cluster -o jsonpath='{.spec.domain}')")
         yield from self._image_rules()
+        yield from version_rules(self)
 
     def _aro_rules(self, aro: AroSettings) -> Iterator[Problem]:
         if self.network.master_subnet_cidr is None:
@@ -286,12 +302,27 @@ def workload_rules(config: CloudConfig) -> Iterator[Problem]:
         names.add(model.name)
         if model.machine_type not in sizes:
             yield Problem(f"models[{i}].machineType", f"{model.machine_type} is not in peerPods.instanceSizes ({', '.join(sizes)}); CAA refuses sizes not listed there")
-        # ROOT_VOLUME_SIZE is in GB (CAA azure provider, DiskSizeGB); image and cache sizes are GiB.
-        needed_gi = model.image_size_gi + model.model_cache_gi
+        # ROOT_VOLUME_SIZE is in GB (CAA azure provider, DiskSizeGB); image, cache and scratch sizes are GiB.
+        needed_gi = model.image_size_gi + model.model_cache_gi + nim.SCRATCH_GI
         if config.osc.root_volume_size_gb * 10**9 < needed_gi * 2**30:
-            yield Problem("osc.rootVolumeSizeGb", f"{config.osc.root_volume_size_gb} GB cannot hold model {model.name}: image {model.image_size_gi} GiB + cache {model.model_cache_gi} GiB")
+            yield Problem(
+                "osc.rootVolumeSizeGb",
+                f"{config.osc.root_volume_size_gb} GB cannot hold model {model.name}: image {model.image_size_gi} GiB + cache {model.model_cache_gi} GiB + NIM scratch {nim.SCRATCH_GI} GiB",
+            )
     needs_pull_key = config.image_pull.mode == "pullSecret" and config.models
     if needs_pull_key and config.nvcr_pull_key is None:
         yield Problem("nvcrPullKey", f"is required with imagePull.mode pullSecret: pulumi config set --secret nvcrPullKey <pull-only NGC key> -s {config.stack.name}")
     if config.image_pull.mode == "kbs" and config.nvcr_pull_key is not None:
         yield Problem("nvcrPullKey", "is not used with imagePull.mode kbs (KBS holds the registry credential); remove it so the cloud side holds none")
+
+
+def version_rules(config: CloudConfig) -> Iterator[Problem]:
+    """The cluster's OpenShift, OpenShift AI and OSC against the version matrix (stacks/versions.py)."""
+    if config.cluster.aro and config.cluster.aro.version not in versions.ARO_INSTALL_VERSIONS:
+        offered = ", ".join(versions.ARO_INSTALL_VERSIONS)
+        yield Problem("cluster.aro.version", f"{config.cluster.aro.version} is not an ARO install version (offered: {offered}; {versions.ARO_VERSIONS_SOURCE})")
+        return
+    cluster_key, cluster_version = config.openshift_version
+    yield from pin_fits("openshiftAi.operator", config.openshift_ai.operator, versions.OPENSHIFT_AI, cluster_key, cluster_version, config.cluster.aro is not None)
+    yield from pin_fits("osc.operator", config.osc.operator, versions.OSC, cluster_key, cluster_version, config.cluster.aro is not None)
+

@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, Field, SecretStr
 
 from components.trustee.names import RESERVED as RESERVED_NAMES
-from stacks.config.base import DnsLabel, HttpsUrl, Model, OperatorPin, Problem, StackId, matching, nested
+from stacks import versions
+from stacks.config.base import DnsLabel, HttpsUrl, Model, OpenShiftVersion, OperatorPin, Problem, StackId, matching, nested, pin_fits
 
 # Kata agent requests (kata-containers/kata-containers src/kata-opa/allow-all.rego): the vocabulary
 # of the agent policy carried in initdata.
@@ -46,6 +47,8 @@ def _secret_key(value: str) -> str:
 
 Pcr = Annotated[str, matching(r"^[0-9a-f]{64}$", "a PCR value (64 lowercase hex characters, SHA-256 bank)")]
 Version = Annotated[str, matching(r"^[0-9A-Fa-f]+(\.[0-9A-Fa-f]+)+$", "a version like 570.124.06 or 96.00.9F.00.04")]
+# The SNP launch digest (SHA-384) as the az-snp-vtpm verifier reports it: standard base64 of 48 bytes.
+SnpMeasurement = Annotated[str, matching(r"^[A-Za-z0-9+/]{64}$", "an SNP launch measurement (standard base64 of 48 bytes, 64 characters)")]
 Timestamp = Annotated[str, matching(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$", "a UTC timestamp like 2027-01-01T00:00:00Z")]
 SecretKey = Annotated[str, AfterValidator(_secret_key)]
 
@@ -86,6 +89,9 @@ class KbsSettings(Model):
     url: HttpsUrl
     """Public URL of the KBS as the pod VMs reach it; its host is the Route's hostname."""
     operator: OperatorPin
+    openshift_version: OpenShiftVersion
+    """The trusted cluster's OpenShift version (`oc get clusterversion version -o jsonpath='{.status.desired.version}'`),
+    checked against the Trustee rows of the version matrix (stacks/versions.py)."""
     exposure: Literal["route", "loadBalancer"] = "route"
     """`route`: passthrough Route on the URL's host (port 443); `loadBalancer`: kbs-service as a LoadBalancer (8080)."""
     nvidia_verifier: NvidiaVerifier = NvidiaVerifier()
@@ -96,6 +102,7 @@ class KbsSettings(Model):
         return urlsplit(self.url).hostname or ""
 
     def rules(self) -> Iterator[Problem]:
+        yield from pin_fits("operator", self.operator, versions.TRUSTEE, "kbs.openshiftVersion", self.openshift_version)
         port = urlsplit(self.url).port
         if self.exposure == "route" and port not in (None, 443):
             yield Problem("url", f"a Route serves on 443, not {port}: use https://{self.hostname}")
@@ -107,6 +114,10 @@ class PcrReferenceValues(Model):
     """Accepted values of the vTPM PCRs of the pod VM image (PCR 8 is computed from the initdata)."""
 
     pcr03: list[Pcr] = Field(min_length=1)
+    pcr04: list[Pcr] = Field(min_length=1)
+    """Boot manager code (shim, grub or UKI): PCR 9/11/12 are extended by what it measures."""
+    pcr07: list[Pcr] = Field(min_length=1)
+    """Secure Boot policy (db/dbx/PK/KEK)."""
     pcr09: list[Pcr] = Field(min_length=1)
     pcr11: list[Pcr] = Field(min_length=1)
     pcr12: list[Pcr] = Field(min_length=1)
@@ -130,6 +141,19 @@ class ReferenceValues(Model):
     minimum_tcb: MinimumTcb
     allowed_driver_versions: list[Version] = Field(min_length=1)
     allowed_vbios_versions: list[Version] = Field(min_length=1)
+    measurements: list[SnpMeasurement] = []
+    """Accepted SNP launch measurements of Azure's paravisor firmware, read from running confidential VMs;
+    empty: not checked (any paravisor passes)."""
+    require_measurement: bool = False
+    """Refuse a config whose `measurements` is empty."""
+
+    def rules(self) -> Iterator[Problem]:
+        if self.require_measurement and not self.measurements:
+            yield Problem(
+                "measurements",
+                "is empty but requireMeasurement is true: list the SNP launch measurement of your pod VMs "
+                "(docs/trusted-cluster.md: Reading the SNP launch measurement)",
+            )
 
 
 class AgentPolicy(Model):

@@ -24,6 +24,7 @@ from stacks.config.base import (
 GPUS_PER_SIZE = {CONFIDENTIAL_GPU_SIZE: 1}
 # A Go duration as CAA parses PROXY_TIMEOUT (time.ParseDuration), restricted to h/m/s.
 _GO_DURATION = re.compile(r"^(?=\d)(\d+h)?(\d+m)?(\d+s)?$")
+_GO_DURATION_PARTS = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 _TAG_PART = re.compile(r"^[A-Za-z0-9_.:/@+-]{1,256}$")
 _NIM_IMAGE = re.compile(r"^nvcr\.io/nim/(?P<path>[a-z0-9._/-]+)/(?P<model>[a-z0-9._-]+):(?P<tag>[A-Za-z0-9._-]+)$")
 
@@ -37,6 +38,17 @@ def _nim_image(value: str) -> str:
 
 
 GoDuration = Annotated[str, matching(_GO_DURATION, "a duration like 30m or 1h30m")]
+# The kata shim waits at most this long (seconds) for the remote hypervisor (CAA) to start a pod VM
+# (kata-containers src/runtime/config/configuration-remote.toml.in, remote_hypervisor_timeout;
+# src/runtime/virtcontainers/remote.go StartVM).
+KATA_REMOTE_HYPERVISOR_TIMEOUT = 600
+
+
+def go_duration_seconds(value: str) -> int:
+    """Seconds of a validated h/m/s Go duration (`1h30m` -> 5400)."""
+    match = _GO_DURATION_PARTS.match(value)
+    assert match
+    return sum(int(match[unit] or 0) * factor for unit, factor in (("h", 3600), ("m", 60), ("s", 1)))
 NimImage = Annotated[str, AfterValidator(_nim_image)]
 
 
@@ -46,8 +58,16 @@ class OscSettings(Model):
     operator: OperatorPin
     kata_config_pool_selector: dict[str, str] | None = None
     """Node labels (matchLabels) of the workers that run the CAA; all workers when unset."""
-    proxy_timeout: GoDuration = "30m"
-    """PROXY_TIMEOUT: how long CAA waits for a pod VM; multi-GB NIM images pulled in the guest need long."""
+    caa_update_strategy: Literal["RollingUpdate", "OnDelete"]
+    """`caaUpdateStrategy` in osc-feature-gates: how OSC rolls CAA (osc-caa-ds) after a peer-pods-cm change.
+    RollingUpdate: CAA restarts on each worker at once, which can strand the peer pods running there;
+    OnDelete: running peer pods are untouched and the change applies only as CAA pods are deleted.
+    Required, so every environment chooses."""
+    proxy_timeout: GoDuration = "5m"
+    """PROXY_TIMEOUT: how long CAA waits for the pod VM's agent; at most remoteHypervisorTimeout."""
+    remote_hypervisor_timeout: int = Field(default=KATA_REMOTE_HYPERVISOR_TIMEOUT, ge=60, le=7200)
+    """Seconds the kata shim on the workers waits for a pod VM (`remote_hypervisor_timeout` in the kata
+    remote configuration, 600 by default). Set it here only after raising it on the workers."""
     root_volume_size_gb: int = Field(default=300, ge=30, le=4095)
     """ROOT_VOLUME_SIZE (GB): the pod VM disk holds the pulled NIM image and the model cache."""
     peer_pods_limit_per_node: int = Field(default=10, ge=1, le=100)
@@ -56,6 +76,12 @@ class OscSettings(Model):
     """TAGS on every pod VM (Azure tags)."""
 
     def rules(self) -> Iterator[Problem]:
+        if go_duration_seconds(self.proxy_timeout) > self.remote_hypervisor_timeout:
+            yield Problem(
+                "proxyTimeout",
+                f"{self.proxy_timeout} exceeds remoteHypervisorTimeout ({self.remote_hypervisor_timeout} s): the kata shim gives up on the pod VM first; "
+                "use at most that, or raise remote_hypervisor_timeout on the workers and set remoteHypervisorTimeout to match",
+            )
         for key, value in self.tags.items():
             # Azure rejects tag names containing < > % & \ ? / (MicrosoftDocs azure-docs
             # articles/azure-resource-manager/management/tag-resources.md, Limitations): every pod VM would fail.

@@ -1,0 +1,54 @@
+"""Evaluate Rego under two independent engines and insist they decide the same.
+
+Trustee (and the Kata agent) evaluate with regorus (microsoft/regorus, here the `celine-regorus`
+wheel); `regopy` is rego-cpp. The two differ on mixed-type comparisons and on builtin errors, so a
+policy tested on one engine alone may decide differently where it runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import regorus
+from regopy import Interpreter
+
+UNDEFINED = "<undefined>"
+"""What a query whose result is undefined evaluates to (the rule did not apply and has no default)."""
+
+
+def _regopy(modules: Mapping[str, str], rule: str, input_: Any, data: Any) -> Any:
+    interpreter = Interpreter()
+    for name, text in modules.items():
+        interpreter.add_module(name, text)
+    interpreter.add_data_json(json.dumps(data))
+    interpreter.set_input(input_)
+    output = interpreter.query(f"result := {rule}")
+    assert output.ok(), f"regopy: {output}"
+    text = str(output)
+    # rego-cpp answers an undefined query with the bare word `undefined`.
+    return UNDEFINED if text == "undefined" else json.loads(text)["bindings"]["result"]
+
+
+def _regorus(modules: Mapping[str, str], rule: str, input_: Any, data: Any) -> Any:
+    # As Trustee evaluates a policy: `eval_rule` on the rule path; an evaluation error (a builtin
+    # given the wrong type, `some .. in null`) fails the whole attestation there, and raises here
+    # (confidential-containers/trustee deps/policy-engine/src/policy/rego.rs evaluate_sync).
+    engine = regorus.Engine()
+    for name, text in modules.items():
+        engine.add_policy(name, text)
+    engine.add_data_json(json.dumps(data))
+    engine.set_input_json(json.dumps(input_))
+    value = json.loads(engine.eval_rule_as_json(rule))
+    return UNDEFINED if value == "<undefined>" else value
+
+
+ENGINES = {"regopy": _regopy, "regorus": _regorus}
+
+
+def evaluate(modules: Mapping[str, str], rule: str, input_: Any, data: Any = None) -> Any:
+    """The value of `rule` (a path such as `data.policy.allow`), identical under both engines, else an AssertionError."""
+    decisions = {name: run(modules, rule, input_, data or {}) for name, run in ENGINES.items()}
+    assert decisions["regopy"] == decisions["regorus"], f"the Rego engines decide {rule} differently: {decisions}"
+    return decisions["regorus"]
