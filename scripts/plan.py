@@ -64,9 +64,10 @@ def kubernetes_manifests(run: StackRun) -> list[tuple[str, dict[str, Any]]]:
         manifest = {k: body[k] for k in ("apiVersion", "kind", "metadata") if k in body}
         manifest.update({k: body[k] for k in sorted(body) if k not in manifest})
         if manifest["kind"] == "Secret":
+            # Key names from the plain inputs: when the whole map is a secret, the redacted one is a string.
             for field in ("data", "stringData"):
                 if field in manifest:
-                    manifest[field] = {key: SECRET for key in manifest[field]}
+                    manifest[field] = {key: SECRET for key in sorted(r.inputs[field])}
         metadata = manifest.get("metadata", {})
         scope = metadata.get("namespace", "cluster")
         filename = f"{scope}--{manifest['kind']}--{metadata.get('name', r.name)}.yaml".lower()

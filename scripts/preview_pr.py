@@ -321,7 +321,7 @@ def stack_heading(stack: str) -> str:
 def stack_section(r: StackReport, drift: bool) -> list[str]:
     lines = [stack_heading(r.stack), ""]
     if r.preview.error and not (drift and r.changed):  # --expect-no-changes fails on drift: no news
-        lines += ["> [!WARNING]", f"> The preview failed: {cell(r.preview.error.removeprefix('error: '))}", ""]
+        lines += ["> [!WARNING]", f"> The preview failed: {cell(error_text(r.preview.error))}", ""]
     if r.dangers:
         first = r.dangers[0]
         label = first.critical.label if first.critical else first.change.type
@@ -332,7 +332,7 @@ def stack_section(r: StackReport, drift: bool) -> list[str]:
     if r.dangers:
         lines += ["#### Dangerous changes", "", *danger_table(r.dangers), ""]
     if r.preview.violations:
-        lines += ["#### Policy violations", "", *violation_table(r.preview.violations), ""]
+        lines += ["#### Policy findings", "", *violation_table(r.preview.violations), ""]
     diags = diagnostics(r.preview.digest)
     if diags:
         lines += ["#### Diagnostics", "", *diags, ""]
@@ -460,14 +460,20 @@ def status(r: StackReport, drift: bool) -> str:
     return "❌ failed" if r.preview.error else "✅ ok"
 
 
+def is_advisory(v: PolicyViolation) -> bool:
+    """Advisories are reported, never counted as violations: they do not stop a preview."""
+    return v.enforcement in ("advisory", "disabled")
+
+
 def summary_table(reports: Sequence[StackReport], drift: bool = False) -> list[str]:
-    rows = ["| Stack | Create | Update | Replace | Delete | Dangerous | Policy violations | Preview |",
-            "|---|--:|--:|--:|--:|--:|--:|---|"]
+    rows = ["| Stack | Create | Update | Replace | Delete | Dangerous | Policy violations | Advisories | Preview |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|---|"]
     for r in reports:
         c = r.counts
         dangerous = f"🚨 {len(r.dangers)}" if r.dangers else "0"
+        advisories = sum(map(is_advisory, r.preview.violations))
         rows.append(f"| `{r.stack}` | {c.get('create', 0)} | {c.get('update', 0)} | {c.get('replace', 0)} | "
-                    f"{c.get('delete', 0)} | {dangerous} | {len(r.preview.violations)} | {status(r, drift)} |")
+                    f"{c.get('delete', 0)} | {dangerous} | {len(r.preview.violations) - advisories} | {advisories} | {status(r, drift)} |")
     return rows
 
 
@@ -564,16 +570,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run(args: argparse.Namespace, source: Source) -> tuple[str, bool]:
-    """The comment, and whether it reports a failure (a failed preview, or drift)."""
+def run(args: argparse.Namespace, source: Source) -> tuple[str, list[str]]:
+    """The comment, and the failures it reports (a failed preview, or drift), one line each."""
     stacks = source.stacks()
     if args.drift:
         reports = [report(s, source.preview(s, refresh=True, expect_no_changes=True)) for s in stacks]
-        return render_drift(reports), any(r.changed or r.preview.error for r in reports)
+        failures = [f"{r.stack} drifted from its resources" if r.changed else f"{r.stack}: {error_text(r.preview.error)}"
+                     for r in reports if r.changed or r.preview.error]
+        return render_drift(reports), failures
     changed = source.changed(args.base)
     why_affected = affected_stacks(changed, stacks)
     reports = [report(s, source.preview(s)) for s in why_affected]
-    return render_pr(args.base, changed, why_affected, reports), any(r.preview.error for r in reports)
+    failures = [f"the preview of {r.stack} failed: {error_text(r.preview.error)}" for r in reports if r.preview.error]
+    return render_pr(args.base, changed, why_affected, reports), failures
+
+
+def error_text(error: str | None) -> str:
+    return (error or "").removeprefix("error: ")
 
 
 def main(argv: Sequence[str] | None = None, root: Path = REPO_ROOT) -> int:
@@ -582,18 +595,21 @@ def main(argv: Sequence[str] | None = None, root: Path = REPO_ROOT) -> int:
         if args.output and not args.output.parent.is_dir():  # checked before the previews, which take minutes
             raise UsageError(f"--output {args.output}: no directory {args.output.parent}")
         source = RecordedSource(args.recorded) if args.recorded else LiveSource(root)
-        comment, failed = run(args, source)
+        comment, failures = run(args, source)
         if args.output:
             write_output(args.output, comment)
         else:
             sys.stdout.write(comment)
+        # Exit 1 says the comment reports a failure; stderr says which, since the comment may be in a file.
+        for failure in failures:
+            print(f"error: {failure} (details in the comment)", file=sys.stderr)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except PulumiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    return 1 if failed else 0
+    return 1 if failures else 0
 
 
 def write_output(path: Path, comment: str) -> None:

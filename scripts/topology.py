@@ -1,116 +1,325 @@
-"""`topology.md`: a Mermaid picture of both clusters, what each stack creates, and what crosses over.
+"""`topology.md`: what each cluster gets, in the order Pulumi builds it, and what crosses between them.
 
-Drawn from the plan's data: the top-level resources of each stack, the trusted outputs the cloud
-stack's StackReference reads, and, where the cloud stack serves models, the confidential flow:
-initdata into peer-pods-cm and each InferenceService, KBS URIs into sealed secrets, each NIM pod in
-its confidential VM, and the attestation back to KBS that releases the secrets.
+Drawn from the plan's data, never from a list kept here: one node per part of a stack (its top-level
+components and resources; the KBS component split into policies, KBS and Route), and an arrow from
+A to B when a resource of B depends on one of A (the registered `dependsOn`, through providers too),
+leaving out arrows a longer path implies. Providers get no node. The cross-cluster arrow carries
+what the cloud stack reads (`stacks/contracts.py` CLOUD_READS); inside the cloud stack each of those
+values goes to the parts whose inputs hold it. Dotted arrows are traffic at run time: a model's
+confidential VM attests to KBS, which then releases its secrets.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections import defaultdict
+import base64
+import binascii
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
-from components.nim import INITDATA_ANNOTATION, MACHINE_TYPE_ANNOTATION
+from components.nim import MACHINE_TYPE_ANNOTATION
 from components.peerpods import RUNTIME_CLASS
 from scripts.offline import Registered, StackRun
+from stacks.contracts import CLOUD_READS
 
-_TITLES = {
-    "trusted": "trusted cluster, on premises",
-    "cloud": "cloud cluster, Azure",
-}
+_TITLES = {"trusted": "trusted cluster, on premises", "cloud": "cloud cluster, Azure"}
 _INFERENCE_SERVICE = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
+_KBS_CONFIG = "kubernetes:confidentialcontainers.org/v1alpha1:KbsConfig"
+_STACK_REFERENCE = "pulumi:pulumi:StackReference"
+# What a reader calls each kind of part, and what it holds; other kinds go by their resource name.
+_KINDS = {
+    "ResourceGroup": ("resource group", ""),
+    "ClusterNetwork": ("cluster network", "VNet, master and worker subnets"),
+    "PodVmNetwork": ("pod VM network", "subnet, NSG, NAT gateway"),
+    "PeerPodIdentity": ("peer-pod identity", "Azure roles for CAA"),
+    "PodVmGallery": ("pod VM image gallery", ""),
+    "AroCluster": ("ARO cluster", ""),
+    "PeerPods": ("peer pods", "KataConfig, CAA settings"),
+    "OpenShiftAi": ("OpenShift AI", "DataScienceCluster"),
+    "SelfSignedServerCertificate": ("KBS HTTPS certificate", ""),
+    "SigningCertificate": ("token signing key", ""),
+}
 
 
-def _node_id(urn: str) -> str:
-    """A short Mermaid id, unique per URN (readers see the labels, not the ids)."""
-    return "n_" + hashlib.sha256(urn.encode()).hexdigest()[:12]
+@dataclass
+class Node:
+    id: str
+    top: Registered
+    """The stack's top-level resource this part belongs to."""
+    part: str | None = None
+    """Which part of a component drawn in parts (`_SPLIT`)."""
+    title: str = ""
+    detail: str = ""
+    resources: list[Registered] = field(default_factory=list)
+
+    def mermaid(self) -> str:
+        label = _text(self.title) + (f"<br/><small>{_text(self.detail)}</small>" if self.detail else "")
+        return f'{self.id}["{label}"]'
 
 
-def _subgraph_id(stack: str) -> str:
-    return stack.replace("-", "_")
+@dataclass
+class Picture:
+    """One stack's parts and the dependency arrows between them (already reduced)."""
+
+    run: StackRun
+    nodes: dict[str, Node]
+    edges: set[tuple[str, str]]
+
+    @property
+    def role(self) -> str:
+        return self.run.stack.rsplit("-", 1)[-1]
+
+    def ordered(self) -> list[Node]:
+        """The parts in the order Pulumi can build them (ties by id, so the file is deterministic)."""
+        waiting = {node: {a for a, b in self.edges if b == node} for node in self.nodes}
+        order: list[Node] = []
+        while waiting:
+            ready = sorted(node for node, needs in waiting.items() if not needs)
+            for node in ready:
+                del waiting[node]
+                order.append(self.nodes[node])
+            for needs in waiting.values():
+                needs.difference_update(ready)
+        return order
+
+    def holding(self, type_: str) -> list[Node]:
+        return [node for node in self.ordered() if any(r.type == type_ for r in node.resources)]
 
 
-def _top_level(run: StackRun) -> list[Registered]:
-    return [r for r in run.resources if r.parent.split("::")[2:3] == ["pulumi:pulumi:Stack"]]
+# --- parts ---------------------------------------------------------------------------------------
 
 
-def _label(r: Registered) -> str:
-    return f'{r.name}<br/><small>{r.type}</small>'
+def _kbs_part(child: Registered) -> str:
+    """Trustee's KBS component in three parts: the policies it is given, KBS itself, its Route."""
+    if child.type.endswith(":Route"):
+        return "route"
+    if child.type == "kubernetes:core/v1:ConfigMap" and ("policy" in child.name or child.name.endswith("reference-values")):
+        return "policies"
+    return "kbs"
 
 
-def _object(r: Registered) -> str:
-    metadata = r.inputs.get("metadata", {})
-    return f'{r.inputs.get("kind", r.type)} {metadata.get("namespace", "")}/{metadata.get("name", r.name)}'.replace(" /", " ")
+_SPLIT: dict[str, Callable[[Registered], str]] = {"confidential-ai:trustee:Kbs": _kbs_part}
 
 
-def _confidential_flow(run: StackRun, ref: Registered, source: StackRun, nodes: dict[str, list[str]]) -> list[str]:
-    """Nodes (added to `nodes` per stack) and edges of the trusted outputs' way into the TEE and back."""
-    edges: list[str] = []
-    ref_id = _node_id(ref.urn)
-    kbs = f"kbs_{_subgraph_id(source.stack)}"
-    nodes[source.stack].append(f'    {kbs}(["KBS {source.outputs.get("kbsUrl", "")}<br/><small>attestation, resource policy</small>"])')
-    for cm in run.of_type("kubernetes:core/v1:ConfigMap"):
-        if "INITDATA" in (cm.inputs.get("data") or {}):
-            nodes[run.stack].append(f'    {_node_id(cm.urn)}["{_object(cm)}"]')
-            edges.append(f'  {ref_id} -- "initdata: INITDATA" --> {_node_id(cm.urn)}')
-    pods_by_namespace: dict[str, list[str]] = defaultdict(list)
-    for isvc in run.of_type(_INFERENCE_SERVICE):
+def _slug(*parts: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", "_".join(parts).lower()).strip("_")
+
+
+def _kind(type_: str) -> str:
+    return type_.rsplit(":", 1)[-1].rsplit("/", 1)[-1]
+
+
+def _metadata_name(r: Registered) -> str:
+    return r.inputs.get("metadata", {}).get("name", r.name)
+
+
+def _describe(node: Node) -> None:
+    members, top, part = node.resources, node.top, node.part
+    kind = _kind(top.type)
+    if part == "policies":
+        node.title, node.detail = "policies", ", ".join(sorted(_metadata_name(r) for r in members if r.custom))
+    elif part == "kbs":
+        node.title, node.detail = "KBS", "KbsConfig, kbs-config, keys"
+    elif part == "route":
+        route = next(r for r in members if r.type.endswith(":Route"))
+        node.title, node.detail = "Route", route.inputs.get("spec", {}).get("host", _metadata_name(route))
+    elif kind == "OperatorInstall":
+        subscription = next((r for r in members if r.type.endswith(":Subscription")), None)
+        spec = subscription.inputs.get("spec", {}) if subscription else {}
+        node.title, node.detail = f"operator {spec.get('name', top.name)}", spec.get("startingCSV", "")
+    elif kind == "NimModel":
+        node.title, node.detail = f"model {top.name.removeprefix('model-')}", _model_detail(members)
+    elif kind == "StackReference":
+        node.title, node.detail = "trusted stack outputs", top.inputs.get("name", top.name)
+    elif kind == "KbsSecretResources":
+        node.title, node.detail = "workload secrets", ", ".join(sorted(_metadata_name(r) for r in members if r.custom))
+    elif kind in _KINDS:
+        node.title, held = _KINDS[kind]
+        node.detail = held or top.name
+    else:
+        node.title, node.detail = top.name, kind
+
+
+def _model_detail(members: list[Registered]) -> str:
+    for isvc in (r for r in members if r.type == _INFERENCE_SERVICE):
         predictor = isvc.inputs.get("spec", {}).get("predictor", {})
-        annotations = predictor.get("annotations", {})
-        isvc_id = _node_id(isvc.urn)
-        nodes[run.stack].append(f'    {isvc_id}["{_object(isvc)}"]')
-        if INITDATA_ANNOTATION in annotations:
-            edges.append(f'  {ref_id} -- "initdata: cc_init_data" --> {isvc_id}')
-        if predictor.get("runtimeClassName") != RUNTIME_CLASS:
+        gpus = predictor.get("model", {}).get("resources", {}).get("limits", {}).get("nvidia.com/gpu")
+        size = predictor.get("annotations", {}).get(MACHINE_TYPE_ANNOTATION, "")
+        return ", ".join(x for x in (f"{gpus} GPU" if gpus else "", size, predictor.get("runtimeClassName", "")) if x)
+    return ""
+
+
+def picture(run: StackRun) -> Picture:
+    by_urn = {r.urn: r for r in run.resources}
+    role = run.stack.rsplit("-", 1)[-1]
+    nodes: dict[str, Node] = {}
+    node_of: dict[str, str] = {}
+
+    def place(r: Registered) -> str | None:
+        if r.urn in node_of:
+            return node_of[r.urn]
+        chain = [r]
+        while chain[-1].parent in by_urn:
+            chain.append(by_urn[chain[-1].parent])
+        top = chain[-1]
+        if top.type.startswith("pulumi:providers:"):
+            return None
+        split = _SPLIT.get(top.type)
+        if split and r is top:
+            return None  # drawn as its parts
+        part = split(chain[-2]) if split else None
+        node_id = _slug(role, _kind(top.type), top.name, part or "")
+        node = nodes.setdefault(node_id, Node(node_id, top, part))
+        node.resources.append(r)
+        node_of[r.urn] = node_id
+        return node_id
+
+    for r in run.resources:
+        place(r)
+    for node in nodes.values():
+        _describe(node)
+
+    def needs(r: Registered, seen: frozenset[str] = frozenset()) -> Iterator[str]:
+        """What `r` waits for: its dependencies, and its provider's (a provider gets no node)."""
+        for urn in (*r.depends_on, r.provider):
+            dependency = by_urn.get(urn)
+            if dependency is None or urn in seen:
+                continue
+            if dependency.type.startswith("pulumi:providers:"):
+                yield from needs(dependency, seen | {urn})
+            else:
+                yield urn
+
+    edges = set()
+    for r in run.resources:
+        target = node_of.get(r.urn)
+        for urn in needs(r):
+            source = node_of.get(urn)
+            if source and target and source != target:
+                edges.add((source, target))
+    return Picture(run, nodes, _reduced(edges))
+
+
+def _reduced(edges: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Transitive reduction: drop A -> C when A -> ... -> C runs through another part."""
+    after: dict[str, set[str]] = {}
+    for a, b in edges:
+        after.setdefault(a, set()).add(b)
+
+    def longer_path(a: str, b: str) -> bool:
+        seen, todo = set(), [n for n in after.get(a, ()) if n != b]
+        while todo:
+            node = todo.pop()
+            if node == b:
+                return True
+            if node not in seen:
+                seen.add(node)
+                todo.extend(after.get(node, ()))
+        return False
+
+    return {(a, b) for a, b in edges if not longer_path(a, b)}
+
+
+# --- what crosses ----------------------------------------------------------------------------------
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def _readable(value: Any) -> Iterator[str]:
+    """Every string in `value`, sealed-secret pointers also decoded (their body names a KBS URI)."""
+    for text in _strings(value):
+        yield text
+        if text.startswith("sealed."):
+            body = text.split(".")[2] if text.count(".") >= 3 else ""
+            try:
+                yield base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                pass
+
+
+def _consumers(cloud: Picture, outputs: dict[str, Any]) -> dict[str, list[str]]:
+    """Per cloud part, which of the read trusted outputs its resources' inputs hold."""
+    found: dict[str, list[str]] = {}
+    for node in cloud.ordered():
+        if any(r.type == _STACK_REFERENCE for r in node.resources):
             continue
-        pod = f"pod_{isvc_id}"
-        nodes[run.stack] += [
-            f'    subgraph vm_{isvc_id}["confidential VM (SEV-SNP + H100): {annotations.get(MACHINE_TYPE_ANNOTATION, "")}"]',
-            f'      {pod}["NIM pod {isvc.inputs["metadata"]["name"]}<br/><small>{RUNTIME_CLASS}, confidential data hub</small>"]',
-            "    end",
-        ]
-        pods_by_namespace[isvc.inputs["metadata"].get("namespace", "")].append(pod)
-        edges += [
-            f"  {isvc_id} --> {pod}",
-            f'  {pod} -. "CPU + GPU evidence (attestation)" .-> {kbs}',
-            f'  {kbs} -. "secrets, only after attestation" .-> {pod}',
-        ]
-    for secret in run.of_type("kubernetes:core/v1:Secret"):
-        values = (secret.inputs.get("stringData") or {}).values()
-        if not any(isinstance(v, str) and v.startswith("sealed.") for v in values):
-            continue
-        secret_id = _node_id(secret.urn)
-        nodes[run.stack].append(f'    {secret_id}["sealed secret {_object(secret)}"]')
-        edges.append(f'  {ref_id} -- "kbsResources: URI" --> {secret_id}')
-        edges += [f'  {secret_id} -- "pointer, unsealed in the TEE" --> {pod}' for pod in pods_by_namespace[secret.inputs["metadata"].get("namespace", "")]]
-    return edges
+        texts = [t for r in node.resources for t in _readable(r.inputs)]
+        for name in CLOUD_READS:
+            values = [v for v in _strings(outputs.get(name)) if len(v) >= 8]
+            if values and any(v in t for v in values for t in texts):
+                found.setdefault(node.id, []).append(name)
+    return found
+
+
+# --- the file ------------------------------------------------------------------------------------
+
+
+def _text(value: str) -> str:
+    """Label text as Mermaid reads it inside quotes."""
+    return value.replace('"', "#quot;")
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def render_topology(runs: list[StackRun]) -> str:
-    by_stack = {run.stack: run for run in runs}
-    nodes: dict[str, list[str]] = defaultdict(list)
+    pictures = [picture(run) for run in runs]
+    by_stack = {p.run.stack: p for p in pictures}
+    lines = ["flowchart LR"]
     edges: list[str] = []
-    for run in runs:
-        for ref in run.of_type("pulumi:pulumi:StackReference"):
-            source = by_stack.get(ref.inputs.get("name", "").rsplit("/", 1)[-1])
+    summary: list[str] = []
+    for p in pictures:
+        ordered = p.ordered()
+        lines.append(f'  subgraph {_slug(p.run.stack)}["{p.run.stack}: {_TITLES.get(p.role, p.role)}"]')
+        lines += [f"    {node.mermaid()}" for node in ordered]
+        lines.append("  end")
+        edges += [f"  {a} --> {b}" for a, b in sorted(p.edges, key=lambda e: ([n.id for n in ordered].index(e[0]), e[1]))]
+        if ordered:
+            summary.append(f"- **{p.run.stack}** ({_TITLES.get(p.role, p.role)}), {len(p.run.resources)} resources, built in this order: "
+                           + ", ".join(node.title for node in ordered) + ".")
+    for p in pictures:
+        for ref in p.holding(_STACK_REFERENCE):
+            stack_name = next(r for r in ref.resources if r.type == _STACK_REFERENCE).inputs.get("name", "")
+            source = by_stack.get(stack_name.rsplit("/", 1)[-1])
             if source is None:
                 continue
-            names = [n + (" (secret)" if n in source.secret_outputs else "") for n in sorted(source.outputs)]
-            edges.append(f'  {_subgraph_id(source.stack)} -- "{", ".join(names)}" --> {_node_id(ref.urn)}')
-            edges += _confidential_flow(run, ref, source, nodes)
-    lines = ["flowchart LR"]
-    for run in runs:
-        role = run.stack.rsplit("-", 1)[-1]
-        lines.append(f'  subgraph {_subgraph_id(run.stack)}["{run.stack}: {_TITLES.get(role, role)}"]')
-        lines += [f'    {_node_id(r.urn)}["{_label(r)}"]' for r in _top_level(run)]
-        lines += nodes[run.stack]
-        lines.append("  end")
-    body = "\n".join(lines + edges)
-    stacks = ", ".join(run.stack for run in runs)
+            read = [name for name in CLOUD_READS if name in source.run.outputs]
+            if not read:
+                summary.append(f"- **Between the clusters**: {source.run.stack} publishes nothing {p.run.stack} reads.")
+                continue
+            edges.append(f'  {_slug(source.run.stack)} -- "{", ".join(read)}" --> {ref.id}')
+            consumers = _consumers(p, source.run.outputs)
+            edges += [f'  {ref.id} -- "{", ".join(names)}" --> {node_id}' for node_id, names in consumers.items()]
+            summary.append(f"- **Between the clusters**: {p.run.stack} reads {_and([f'`{n}`' for n in read])} from {source.run.stack}, "
+                           "all public" + "".join(f"; {_and(names)} go{'es' if len(names) == 1 else ''} to {p.nodes[node_id].title}"
+                                                  for node_id, names in consumers.items()) + ".")
+            kbs = source.holding(_KBS_CONFIG)
+            for model in p.holding(_INFERENCE_SERVICE):
+                confidential = any(r.inputs.get("spec", {}).get("predictor", {}).get("runtimeClassName") == RUNTIME_CLASS
+                                   for r in model.resources if r.type == _INFERENCE_SERVICE)
+                if kbs and confidential:
+                    edges += [f'  {model.id} -. "CPU + GPU evidence" .-> {kbs[0].id}',
+                              f'  {kbs[0].id} -. "secrets, after attestation" .-> {model.id}']
+            if kbs:
+                summary.append(f"- **At run time** each model pod runs in its own confidential VM ({RUNTIME_CLASS}); KBS releases "
+                               "its secrets only after that VM's CPU and GPU evidence passes attestation.")
+    stacks = ", ".join(p.run.stack for p in pictures)
     return (
         f"# Topology: {stacks}\n\n"
-        "Generated by `python -m scripts.plan`. Only the trusted stack's outputs cross between the clusters;\n"
-        "secrets reach a model pod only from KBS, after its confidential VM attested CPU and GPU.\n\n"
-        f"```mermaid\n{body}\n```\n"
+        "Generated by `python -m scripts.plan` from the plan itself.\n\n"
+        + "\n".join(summary) + "\n\n"
+        "A solid arrow from A to B: B needs A, so Pulumi creates A first (arrows a longer path implies are left out).\n"
+        "A dotted arrow: traffic at run time.\n\n"
+        "```mermaid\n" + "\n".join(lines + edges) + "\n```\n"
     )

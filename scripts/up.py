@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.cli import ArgumentParser
+from scripts.offline.stackfile import environments as stack_environments
 from scripts.pulumi_cli import REPO_ROOT, AutomationPulumi, Pulumi, PulumiError
 from stacks.contracts import CLOUD_READS
 
@@ -60,8 +61,7 @@ def destroy(pulumi: Pulumi, env: str, sides: Sequence[str] = SIDES) -> None:
 
 def environments(root: Path = REPO_ROOT) -> list[str]:
     """Environments with both stack files in `stacks/`."""
-    envs = (p.name.removeprefix("Pulumi.").removesuffix("-trusted.yaml") for p in (root / "stacks").glob("Pulumi.*-trusted.yaml"))
-    return sorted(env for env in envs if (root / "stacks" / f"Pulumi.{stack_name(env, 'cloud')}.yaml").is_file())
+    return stack_environments(root / "stacks")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

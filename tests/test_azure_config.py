@@ -28,6 +28,14 @@ def test_pod_cidr_must_be_a_network_address():
     assert problems("dev-cloud", set={"network.podCidr": "10.10.0.0/14"})[0].startswith("dev-cloud: network.podCidr: '10.10.0.0/14' is not an IPv4 CIDR")
 
 
+def test_a_size_in_the_wrong_case_is_told_its_spelling():
+    lines = problems("dev-cloud", set={"peerPods.instanceSizes": ["Standard_NCC40ads_H100_v5", "standard_dc4as_v5", "standard_dc4es_v5"]})
+    assert lines[:2] == [
+        "dev-cloud: peerPods.instanceSizes[1]: standard_dc4as_v5 is written in the wrong case: write Standard_DC4as_v5",
+        "dev-cloud: peerPods.instanceSizes[2]: Standard_DC4es_v5 is an Intel TDX size; the trusted side attests AMD SEV-SNP (az-snp-vtpm) only",
+    ]
+
+
 def test_non_confidential_and_unknown_sizes():
     lines = problems("dev-cloud", set={"peerPods.instanceSizes": ["Standard_NCC40ads_H100_v5", "Standard_NC40ads_H100_v5", "Standard_DC6as_v5"], "peerPods.defaultInstanceSize": "Standard_NCC40ads_H100_v5"})
     assert lines == [

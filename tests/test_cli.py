@@ -109,8 +109,14 @@ def stacks(tmp_path: Path) -> Path:
         (b"config:\n  123: x\n", "dev-trusted: Pulumi.dev-trusted.yaml: 'config' must be a mapping of key names"),
         (b"config:\n  confidential-ai:role: \xff\n",
          "dev-trusted: cannot read Pulumi.dev-trusted.yaml: 'utf-8' codec can't decode byte 0xff in position 32: invalid start byte"),
+        (b"config:\n  confidential-ai:role: trusted\n  confidential-ai:role: cloud\n",
+         "dev-trusted: Pulumi.dev-trusted.yaml: duplicate key role (line 3; first on line 2)"),
+        (b"config:\n  confidential-ai:kbs:\n    url: https://a.example\n    exposure: route\n    url: https://b.example\n",
+         "dev-trusted: Pulumi.dev-trusted.yaml: duplicate key kbs.url (line 5; first on line 3)"),
+        (b"config:\n  confidential-ai:kbsResources:\n    - {name: a, name: b}\n",
+         "dev-trusted: Pulumi.dev-trusted.yaml: duplicate key kbsResources[0].name (line 3; first on line 3)"),
     ],
-    ids=["yaml-syntax", "not-a-mapping", "non-string-key", "not-utf8"],
+    ids=["yaml-syntax", "not-a-mapping", "non-string-key", "not-utf8", "duplicate-key", "duplicate-nested-key", "duplicate-in-list"],
 )
 def test_a_broken_stack_file_is_one_line(stacks: Path, content: bytes, message: str) -> None:
     (stacks / "Pulumi.dev-trusted.yaml").write_bytes(content)

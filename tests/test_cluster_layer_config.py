@@ -22,6 +22,8 @@ def with_model(**changes) -> dict:
         ("Standard_DC4as_v5", "Standard_DC4as_v5 is a confidential CPU size without a GPU; a NIM model needs Standard_NCC40ads_H100_v5"),
         ("Standard_NC40ads_H100_v5", "Standard_NC40ads_H100_v5 is not a confidential VM size; a NIM model needs Standard_NCC40ads_H100_v5"),
         ("Standard_DC4es_v5", "Standard_DC4es_v5 is an Intel TDX size; the trusted side attests AMD SEV-SNP (az-snp-vtpm) only; a NIM model needs Standard_NCC40ads_H100_v5"),
+        # the right size in the wrong case is told so, not that it is no confidential size
+        ("standard_ncc40ads_h100_v5", "standard_ncc40ads_h100_v5 is written in the wrong case: write Standard_NCC40ads_H100_v5"),
     ],
 )
 def test_model_machine_type_must_be_a_confidential_gpu_size(size, message):

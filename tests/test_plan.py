@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -50,6 +51,35 @@ def test_manifests_are_kubernetes_objects(planned):
         if manifest["kind"] == "Secret":
             for field in ("data", "stringData"):
                 assert set(manifest.get(field, {}).values()) <= {"[secret]"}, path.name
+
+
+# Keys the consumers read: CAA reads peer-pods-secret's AZURE_* (OSC), NIM reads NGC_API_KEY, kubelet
+# .dockerconfigjson; each trusted KBS Secret is keyed by its kbsResources `key`.
+SECRET_KEYS = {
+    "cloud": {
+        "openshift-sandboxed-containers-operator--secret--peer-pods-secret.yaml": ["AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_SUBSCRIPTION_ID", "AZURE_TENANT_ID"],
+        "llama-3-1-8b--secret--llama-3-1-8b-ngc-api-key.yaml": ["NGC_API_KEY"],
+        "llama-3-1-8b--secret--llama-3-1-8b-nvcr-pull.yaml": [".dockerconfigjson"],
+    },
+    "trusted": {
+        "trustee-operator-system--secret--ngc-api-key.yaml": ["api-key"],
+        "trustee-operator-system--secret--kbs-https-key.yaml": ["privateKey"],
+        "trustee-operator-system--secret--kbs-token-key.yaml": ["token.key"],
+    },
+}
+SECRET_KEY_NAME = re.compile(r"^[-._a-zA-Z0-9]+$")  # what Kubernetes accepts as a Secret data key
+
+
+def test_secret_manifests_keep_their_key_names_with_redacted_values(planned):
+    env, out = planned
+    for role, files in SECRET_KEYS.items():
+        for name, keys in files.items():
+            manifest = yaml.safe_load((out / f"{env}-{role}" / "manifests" / name).read_text())
+            assert manifest["stringData"] == {key: "[secret]" for key in keys}, name
+    for path in out.rglob("manifests/*--secret--*.yaml"):
+        manifest = yaml.safe_load(path.read_text())
+        keys = [*manifest.get("data", {}), *manifest.get("stringData", {})]
+        assert keys and all(SECRET_KEY_NAME.match(key) for key in keys), f"{path.name}: {keys}"
 
 
 def test_manifests_parse_back_to_what_the_stack_sends(planned):
@@ -122,4 +152,4 @@ def test_unknown_environment_is_one_line(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == "staging-trusted: no stack file stacks/Pulumi.staging-trusted.yaml"
+    assert result.stderr.strip() == "staging-trusted: no stack file stacks/Pulumi.staging-trusted.yaml (environments there: dev, prod)"

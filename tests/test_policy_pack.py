@@ -708,9 +708,13 @@ def test_offline_policy_command_exits_1_on_a_mandatory_violation(monkeypatch, ca
     from scripts.offline import policy as offline_policy
 
     assert offline_policy.main(["dev"]) == 0
+    # advisories are listed but not counted as violations
+    assert re.search(r"^dev-cloud: \d+ resources, 0 mandatory violations, [1-9]\d* advisor(y|ies)$", capsys.readouterr().out, re.M)
     runs = plan_environment("dev")
     cloud = runs[1]
     _edit(TARGETS["peer-pods-cm"][1](cloud)[0], _set_data(DISABLECVM="true"))
     monkeypatch.setattr("scripts.plan.plan_environment", lambda env: runs)
     assert offline_policy.main(["dev"]) == 1
-    assert "[mandatory] peer-pods-confidential-vms: urn:pulumi:dev-cloud::" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "[mandatory] peer-pods-confidential-vms: urn:pulumi:dev-cloud::" in printed
+    assert re.search(r"^dev-cloud: \d+ resources, 1 mandatory violation, [1-9]\d* advisor(y|ies)$", printed, re.M)

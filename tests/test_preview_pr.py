@@ -81,10 +81,11 @@ def test_fixtures_have_the_preview_json_shape(path: Path) -> None:
 
 def test_policy_events_are_read_with_the_sdks_event_parser() -> None:
     violations = read_event_log((PR / "dev-cloud.events.jsonl").read_text())
-    assert [(v.enforcement, v.policy, v.urn and pp.urn_parts(v.urn)[1]) for v in violations] == [
-        ("mandatory", "critical-resources-protected", "aro"),
-        ("advisory", "aro-api-server-private", "aro"),
-    ]
+    events = [json.loads(line)["policyEvent"] for line in (PR / "dev-cloud.events.jsonl").read_text().splitlines()]
+    assert [(v.enforcement, v.policy, v.urn, v.message) for v in violations] == [
+        (e["enforcementLevel"], e["policyName"], e["resourceUrn"], e["message"].strip()) for e in events]
+    assert (violations[0].enforcement, violations[0].policy, pp.urn_parts(violations[0].urn or "")[1]) == (
+        "mandatory", "critical-resources-protected", "aro")
 
 
 def test_the_automation_adapter_returns_the_json_the_event_log_and_the_error(
@@ -132,63 +133,75 @@ def test_comment_starts_with_the_marker_the_workflow_edits(pr_comment: str) -> N
 
 def test_cluster_replacement_heads_the_cloud_stacks_dangerous_table(pr_comment: str) -> None:
     rows = table_rows(section(pr_comment, "dev-cloud"), "#### Dangerous changes")
-    assert [row[1:4] for row in rows] == [
-        ["**replace**", "`aro`", "ARO cluster"],
-        ["**update**", "`kata-config`", "KataConfig"],
-        ["**delete**", "`podvm-subnet`", "subnet"],
-    ]
-    assert "`clusterProfile.domain` forces replacement" in rows[0][4]
-    assert "> **3 dangerous changes**, first: replace of the ARO cluster `aro`." in pr_comment
+    assert [row[1:4] for row in rows] == [["**replace**", "`aro`", "ARO cluster"]]
+    assert "`clusterProfile.domain`, `clusterProfile.resourceGroupId` forces replacement" in rows[0][4]
+    assert "> **1 dangerous change**, first: replace of the ARO cluster `aro`." in pr_comment
 
 
-def test_trusted_side_flags_key_material_reference_values_and_loosened_policy(pr_comment: str) -> None:
+def test_trusted_side_flags_kbs_config_reference_values_policy_and_a_deleted_secret(pr_comment: str) -> None:
     rows = table_rows(section(pr_comment, "dev-trusted"), "#### Dangerous changes")
     assert [(row[1], row[2], row[3]) for row in rows] == [
-        ("**replace**", "`kbs-https-cert`", "KBS certificate"),
-        ("**update**", "`kbsconfig`", "KbsConfig"),
-        ("**update**", "`rvps-reference-values`", "reference values"),
-        ("**update**", "`resource-policy`", "policy"),
-        ("**delete**", "`kbs-edge`", "`kubernetes:route.openshift.io/v1:Route`"),
+        ("**update**", "`kbs-kbsconfig`", "KbsConfig"),
+        ("**update**", "`kbs-rvps-reference-values`", "reference values"),
+        ("**update**", "`kbs-resource-policy`", "policy"),
+        ("**delete**", "`kbs-resources-model-decryption`", "`kubernetes:core/v1:Secret`"),
     ]
-    # the loosened policy shows the removed line in the diff
-    assert re.search(r"^-\s+input\.submods\.gpu0$", pr_comment, re.M)
+    # the retired resource leaves the resource policy: the diff shows the removed lines
+    assert re.search(r'^-\s+"name": "model-key",$', pr_comment, re.M)
 
 
 def test_policy_violations_list_mandatory_first(pr_comment: str) -> None:
-    rows = table_rows(section(pr_comment, "dev-cloud"), "#### Policy violations")
-    assert [(r[0], r[1], r[2]) for r in rows] == [
-        ("**mandatory**", "`critical-resources-protected` (confidential-ai-guardrails)", "`aro`"),
-        ("**advisory**", "`aro-api-server-private` (confidential-ai-guardrails)", "`aro`"),
-    ]
+    rows = table_rows(section(pr_comment, "dev-cloud"), "#### Policy findings")
+    assert rows[0][:3] == ["**mandatory**", "`critical-resources-protected` (confidential-ai-guardrails)", "`aro`"]
+    assert [r[0] for r in rows[1:]] == ["**advisory**"] * (len(read_event_log((PR / "dev-cloud.events.jsonl").read_text())) - 1)
     assert "> The preview failed: preview failed: 1 mandatory policy violation" in section(pr_comment, "dev-cloud")
 
 
 def test_summary_counts_come_from_the_change_summary(pr_comment: str) -> None:
     rows = table_rows(pr_comment, "| Stack |")
-    assert rows == [
-        ["`dev-trusted`", "1", "3", "1", "1", "🚨 5", "0", "✅ ok"],
-        ["`dev-cloud`", "1", "2", "1", "1", "🚨 3", "2", "❌ failed"],
-    ]
-    assert "**Plan:** 1 to create, 2 to update, 1 to replace, 1 to delete, 58 unchanged." in pr_comment
+    for row, stack, dangerous, failed in zip(rows, ("dev-trusted", "dev-cloud"), ("🚨 4", "🚨 1"), (False, True), strict=True):
+        counts = json.loads((PR / f"{stack}.json").read_text())["changeSummary"]
+        log = PR / f"{stack}.events.jsonl"
+        found = read_event_log(log.read_text()) if log.exists() else ()
+        advisories = sum(v.enforcement == "advisory" for v in found)
+        # advisories are listed, not counted as violations
+        assert row == [f"`{stack}`", *(str(counts.get(op, 0)) for op in ("create", "update", "replace", "delete")), dangerous,
+                       str(len(found) - advisories), str(advisories), "❌ failed" if failed else "✅ ok"]
+    cloud = json.loads((PR / "dev-cloud.json").read_text())["changeSummary"]
+    assert f"**Plan:** {cloud['update']} to update, 1 to replace, {cloud['same']} unchanged." in pr_comment
 
 
 def test_secrets_stay_blinded(pr_comment: str) -> None:
-    assert '+     stringData: "[secret]"' in pr_comment
+    digest = json.loads((PR / "dev-cloud.json").read_text())
+    aro = next(s for s in digest["steps"] if s["op"] == "replace")
+    assert aro["newState"]["inputs"]["clusterProfile"]["pullSecret"] == "[secret]"
     # config values (all "[secret]" or public) are not rendered at all
-    assert "trustedKubeconfig" not in pr_comment and "servicePrincipalSecret" not in pr_comment
+    assert "pullSecret" not in pr_comment and "PLACEHOLDER" not in pr_comment
 
 
-def test_warnings_and_errors_are_shown_but_not_info(pr_comment: str) -> None:
-    cloud = section(pr_comment, "dev-cloud")
-    assert "- **warning** `aro`: workerProfiles[0].count changes while the cluster is replaced" in cloud
+def test_warnings_and_errors_are_shown_but_not_info(tmp_path: Path) -> None:
+    for name in ("dev-trusted.json", "changed-files.txt"):
+        (tmp_path / name).write_text((PR / name).read_text())
+    digest = json.loads((PR / "dev-cloud.json").read_text())
+    stack_urn = digest["steps"][0]["urn"]
+    aro_urn = next(s["urn"] for s in digest["steps"] if s["op"] == "replace")
+    digest["diagnostics"] = [
+        {"urn": aro_urn, "message": "warning: the new cluster starts with 3 workers\n", "severity": "warning"},
+        {"message": "Reading outputs of organization/confidential-ai/dev-trusted\n", "severity": "info"},
+        {"urn": stack_urn, "message": "error: preview failed\n", "severity": "error"},
+    ]
+    (tmp_path / "dev-cloud.json").write_text(json.dumps(digest))
+    cloud = section(comment_for(tmp_path)[1], "dev-cloud")
+    assert "- **warning** `aro`: the new cluster starts with 3 workers" in cloud
     assert "- **error** stack: preview failed" in cloud
-    assert "Reading outputs of" not in pr_comment
+    assert "Reading outputs of" not in cloud
 
 
 def test_full_diffs_are_collapsible_and_show_old_and_new_values(pr_comment: str) -> None:
     assert pr_comment.count("<details>") == pr_comment.count("</details>") == 2
-    assert '~     clusterProfile.domain: "cai-dev" => "cai-dev2" (forces replacement)' in pr_comment
-    assert '+     spec.kbsSecretResources[1]: "kbs-resource-ngc-api-key"' in pr_comment
+    assert '~     clusterProfile.domain: "confai-dev" => "confai-dev2" (forces replacement)' in pr_comment
+    assert '~     data.PROXY_TIMEOUT: "10m" => "8m"' in pr_comment
+    assert '-     spec.kbsSecretResources[1]: "ngc-api-key"' in pr_comment
 
 
 def test_rendering_is_deterministic() -> None:
@@ -197,28 +210,31 @@ def test_rendering_is_deterministic() -> None:
 
 def huge_digest() -> dict[str, Any]:
     digest = json.loads((PR / "dev-cloud.json").read_text())
-    template = next(s for s in digest["steps"] if s["op"] == "create")
+    template = next(s for s in digest["steps"] if s["op"] == "update")
     for i in range(3000):
         step = copy.deepcopy(template)
-        step["urn"] = step["urn"].replace("::podvm-nat", f"::nat-{i:04}")
+        step.update(op="create", detailedDiff={})
+        del step["oldState"], step["diffReasons"]
+        step["urn"] = f"{step['urn']}-{i:04}"
         step["newState"]["urn"] = step["urn"]
-        step["newState"]["inputs"]["tags"] = {f"k{j}": "v" * 40 for j in range(6)}
+        step["newState"]["inputs"]["metadata"]["labels"] = {f"k{j}": "v" * 40 for j in range(6)}
         digest["steps"].append(step)
-    digest["changeSummary"]["create"] += 3000
+    digest["changeSummary"]["create"] = 3000
     return digest
 
 
 def test_a_huge_preview_is_cut_to_githubs_limit_but_keeps_dangers_and_violations(tmp_path: Path) -> None:
-    for name in ("dev-trusted.json", "changed-files.txt", "dev-cloud.events.jsonl", "dev-cloud.stderr.txt"):
-        (tmp_path / name).write_text((PR / name).read_text())
+    for recorded in PR.iterdir():
+        if recorded.name != "dev-cloud.json":
+            (tmp_path / recorded.name).write_text(recorded.read_text())
     (tmp_path / "dev-cloud.json").write_text(json.dumps(huge_digest()))
     status, comment = comment_for(tmp_path)
     assert len(comment) <= pp.COMMENT_LIMIT
     # the tables are whole
-    assert len(table_rows(section(comment, "dev-cloud"), "#### Dangerous changes")) == 3
-    assert len(table_rows(section(comment, "dev-cloud"), "#### Policy violations")) == 2
+    assert len(table_rows(section(comment, "dev-cloud"), "#### Dangerous changes")) == 1
+    assert len(table_rows(section(comment, "dev-cloud"), "#### Policy findings")) == len(read_event_log((PR / "dev-cloud.events.jsonl").read_text()))
     # dev-trusted's diff fits whole; dev-cloud's is cut, with a note saying how to see it all
-    assert "<summary>Full diff of <code>dev-trusted</code> (19 lines)</summary>" in comment
+    assert re.search(r"<summary>Full diff of <code>dev-trusted</code> \(\d+ lines\)</summary>", comment)
     cut = re.search(r"<summary>Full diff of <code>dev-cloud</code> \(first (\d+) of (\d+) lines\)</summary>", comment)
     assert cut and int(cut[1]) < int(cut[2])
     assert "cut to stay under GitHub's 65,536-character comment limit: run `pulumi preview --diff --stack dev-cloud`" in comment
@@ -398,4 +414,23 @@ def test_pipelines_doc_sample_is_the_tools_output_for_the_pr_fixture() -> None:
     pipelines = (ROOT / "docs" / "pipelines.md").read_text()
     sample = re.search(r"^````markdown\n(.*?)^````$", pipelines, re.S | re.M)
     assert sample, "docs/pipelines.md has no ````markdown sample"
-    assert sample[1] == comment_for(PR)[1], "regenerate: python -m scripts.preview_pr --recorded tests/fixtures/preview/pr"
+    assert sample[1] == comment_for(PR)[1], "regenerate: python -m tests.preview_recording"
+
+
+def test_the_pr_recording_is_what_the_current_program_records(tmp_path: Path) -> None:
+    from tests.preview_recording import record
+
+    record(tmp_path)
+    recorded = {p.name: p.read_text() for p in sorted(tmp_path.iterdir())}
+    committed = {p.name: p.read_text() for p in sorted(PR.iterdir())}
+    assert recorded.keys() == committed.keys(), "re-record: python -m tests.preview_recording"
+    for name, text in recorded.items():
+        assert committed[name] == text, f"{name} is stale: python -m tests.preview_recording"
+
+
+def test_a_failure_is_said_on_stderr_too(capsys: pytest.CaptureFixture[str]) -> None:
+    assert comment_for(PR)[0] == 1
+    assert capsys.readouterr().err == ("error: the preview of dev-cloud failed: preview failed: 1 mandatory policy violation "
+                                       "(details in the comment)\n")
+    assert comment_for(DRIFT, "--drift")[0] == 1
+    assert capsys.readouterr().err == "error: prod-cloud drifted from its resources (details in the comment)\n"

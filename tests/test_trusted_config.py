@@ -91,7 +91,7 @@ def test_provided_tls_needs_certificate_and_key_secrets():
 def test_every_resource_needs_a_value_and_every_value_a_resource():
     lines = problems("dev-trusted", delete=("kbsSecrets.model-key",), set={"kbsSecrets.stray": "value-that-must-not-leak"})
     assert lines == [
-        "dev-trusted: kbsSecrets: has no value for resource 'model-key': pulumi config set --secret --path 'kbsSecrets.model-key' ...",
+        "dev-trusted: kbsSecrets: has no value for resource 'model-key': pulumi config set --secret --path 'kbsSecrets.model-key' <value> -s dev-trusted",
         "dev-trusted: kbsSecrets.stray: is not a declared kbsResources name; declare it or remove the value",
     ]
     assert not any("value-that-must-not-leak" in line for line in lines)

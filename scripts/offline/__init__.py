@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,6 +218,13 @@ def run_stack(
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    # The mock monitor runs in the loop's executor threads and gives each thread an event loop of its
+    # own (pulumi sdk/python/lib/pulumi/runtime/mocks.py, `_ensure_event_loop`). Left alone, those loops
+    # are closed by the garbage collector at interpreter exit, where their teardown can print a
+    # traceback; here each run owns its threads' loops and closes them.
+    thread_loops: list[asyncio.AbstractEventLoop] = []
+    executor = ThreadPoolExecutor(thread_name_prefix=f"mock-monitor-{stack}", initializer=_thread_event_loop, initargs=(thread_loops,))
+    loop.set_default_executor(executor)
     try:
         pulumi_settings.set_root_resource(None)
         set_all_config({full(k): v for k, v in config.items()}, [full(k) for k in secret_keys])
@@ -235,10 +243,28 @@ def run_stack(
     finally:
         pulumi_settings.set_root_resource(None)
         set_all_config({}, [])
-        loop.close()
+        executor.shutdown(wait=True)
+        for each in (*thread_loops, loop):
+            _close(each)
         asyncio.set_event_loop(None)
     resources = sorted(monitor.registrations, key=lambda r: r.urn)
     return StackRun(stack, resources, outputs, frozenset(secret_names), warnings.messages)
+
+
+def _thread_event_loop(loops: list[asyncio.AbstractEventLoop]) -> None:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loops.append(loop)
+
+
+def _close(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is still pending on `loop`, let it finish, then close the loop."""
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.close()
 
 
 async def _resolve_outputs() -> tuple[dict[str, Any], set[str]]:

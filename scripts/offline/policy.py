@@ -131,12 +131,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     mandatory = 0
     for run in runs:
-        violations = evaluate(run, POLICIES)
-        mandatory += sum(v.level == EnforcementLevel.MANDATORY.value for v in violations)
-        print(f"{run.stack}: {len(run.resources)} resources, {len(violations)} violations")
-        for violation in violations:
-            print(f"  {violation}")
+        findings = evaluate(run, POLICIES)
+        violations = sum(v.level == EnforcementLevel.MANDATORY.value for v in findings)
+        mandatory += violations
+        # An advisory stops nothing, so it is not counted as a violation.
+        print(f"{run.stack}: {len(run.resources)} resources, {_count(violations, 'mandatory violation')}, "
+              f"{_count(len(findings) - violations, 'advisory', 'advisories')}")
+        for finding in findings:
+            print(f"  {finding}")
     return 1 if mandatory else 0
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 if __name__ == "__main__":

@@ -39,13 +39,23 @@ def stack_path(stack: str, stacks_dir: Path = STACKS_DIR) -> Path:
     return stacks_dir / f"Pulumi.{stack}.yaml"
 
 
+def environments(stacks_dir: Path = STACKS_DIR) -> list[str]:
+    """Environments with both stack files, `Pulumi.<env>-trusted.yaml` and `Pulumi.<env>-cloud.yaml`, in `stacks_dir`."""
+    trusted = (p.name.removeprefix("Pulumi.").removesuffix("-trusted.yaml") for p in stacks_dir.glob("Pulumi.*-trusted.yaml"))
+    return sorted(env for env in trusted if stack_path(f"{env}-cloud", stacks_dir).is_file())
+
+
 def read_stack_file(stack: str, stacks_dir: Path = STACKS_DIR, secret_values: dict[str, str] | None = None) -> StackFile:
     """`secret_values` overrides placeholders by key path (`kubeconfig`, `kbsSecrets.ngc-api-key`)."""
     path = stack_path(stack, stacks_dir)
     if not path.is_file():
-        raise StackFileError(f"{stack}: no stack file {path.relative_to(path.parents[1])}")
+        known = ", ".join(environments(stacks_dir)) or "none"
+        raise StackFileError(f"{stack}: no stack file {path.relative_to(path.parents[1])} (environments there: {known})")
     try:
-        document = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text()
+        if duplicate := _first_duplicate_key(yaml.compose(text, Loader=yaml.SafeLoader)):
+            raise StackFileError(f"{stack}: {path.name}: {duplicate}")
+        document = yaml.safe_load(text) or {}
     except (OSError, UnicodeDecodeError) as err:
         raise StackFileError(f"{stack}: cannot read {path.name}: {getattr(err, 'strerror', None) or err}") from None
     except yaml.YAMLError as err:
@@ -77,6 +87,34 @@ def read_stack_file(stack: str, stacks_dir: Path = STACKS_DIR, secret_values: di
             secret_keys.add(key)
         config[key] = _as_config_string(resolved)
     return StackFile(stack, config, frozenset(secret_keys))
+
+
+def _first_duplicate_key(node: yaml.Node | None, path: str = "") -> str | None:
+    """`duplicate key kbs.url (line 9; first on line 4)` for the first key a mapping repeats.
+
+    The Pulumi CLI refuses such a file (go-yaml: "mapping key ... already defined"); a YAML loader
+    would silently keep the last value.
+    """
+    if isinstance(node, yaml.SequenceNode):
+        return next(filter(None, (_first_duplicate_key(item, f"{path}[{i}]") for i, item in enumerate(node.value))), None)
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    seen: dict[str, int] = {}
+    for key_node, value_node in node.value:
+        key = str(key_node.value)
+        line = key_node.start_mark.line + 1
+        name = _config_key(f"{path}.{key}" if path else key)
+        if key in seen:
+            return f"duplicate key {name} (line {line}; first on line {seen[key]})"
+        seen[key] = line
+        if found := _first_duplicate_key(value_node, f"{path}.{key}" if path else key):
+            return found
+    return None
+
+
+def _config_key(path: str) -> str:
+    """`config.confidential-ai:kbs.url` as the config key people write: `kbs.url`."""
+    return path.removeprefix("config.").removeprefix(f"{PROJECT}:")
 
 
 def _yaml_problem(err: yaml.YAMLError) -> str:

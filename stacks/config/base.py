@@ -36,6 +36,7 @@ class Model(BaseModel):
         extra="forbid",
         frozen=True,
         hide_input_in_errors=True,
+        use_attribute_docstrings=True,  # field docstrings document each key (docs/configuration.md)
     )
 
     def rules(self) -> Iterator[Problem]:
@@ -91,6 +92,7 @@ AZURE_REGIONS = frozenset(
 
 
 def _region(value: str) -> str:
+    """an Azure region's programmatic name (eastus2, not East US 2)"""
     if value not in AZURE_REGIONS:
         raise ValueError(f"{value!r} is not an Azure region name (use the programmatic form, e.g. eastus2)")
     return value
@@ -111,9 +113,21 @@ def confidential_size_problem(size: str) -> str | None:
     """Why `size` cannot host a peer pod VM here, or None when it is an SEV-SNP confidential size."""
     if size == CONFIDENTIAL_GPU_SIZE or _SNP_SIZE.match(size):
         return None
+    if (written := azure_spelling(size)) != size:
+        # Sizes are compared as written (instanceSizes, each model's machineType, CAA's pod annotation).
+        return confidential_size_problem(written) or f"{size} is written in the wrong case: write {written}"
     if _TDX_SIZE.match(size):
         return f"{size} is an Intel TDX size; the trusted side attests AMD SEV-SNP (az-snp-vtpm) only"
     return f"{size} is not a confidential VM size"
+
+
+def azure_spelling(size: str) -> str:
+    """A confidential size spelt as Azure lists it (`standard_dc4as_v5` -> `Standard_DC4as_v5`), else `size`."""
+    if size.lower() == CONFIDENTIAL_GPU_SIZE.lower():
+        return CONFIDENTIAL_GPU_SIZE
+    if match := re.fullmatch(r"standard_(dc|ec)(\d+)([ae]d?s)_v5", size, re.IGNORECASE):
+        return f"Standard_{match[1].upper()}{match[2]}{match[3].lower()}_v5"
+    return size
 
 
 def is_gpu_size(size: str) -> bool:
@@ -144,6 +158,7 @@ Guid = Annotated[str, matching(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4
 
 
 def _cidr(value: str) -> str:
+    """an IPv4 network in CIDR notation (10.10.0.0/16), its host bits zero"""
     try:
         network = ipaddress.IPv4Network(value, strict=True)
     except ValueError as err:
@@ -171,6 +186,7 @@ _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a
 
 
 def _https_url(value: str) -> str:
+    """https://host[:port] with a DNS hostname and no path"""
     match = re.match(r"^([a-z]+)://([^/:]+)(:\d+)?/?$", value)
     if not match:
         raise ValueError(f"{value!r} is not a URL of the form https://host[:port]")

@@ -39,6 +39,7 @@ def _verifier_url(value: str) -> str:
 
 
 def _secret_key(value: str) -> str:
+    """a Kubernetes Secret key (letters, digits, '-', '_', '.')"""
     # Kubernetes Secret data keys (k8s.io/apimachinery pkg/util/validation IsConfigMapKey).
     if not re.fullmatch(r"[-._a-zA-Z0-9]{1,253}", value) or value in (".", ".."):
         raise ValueError(f"{value!r} is not a Secret key (letters, digits, '-', '_', '.')")
@@ -229,7 +230,8 @@ class TrustedConfig(Model):
                 yield Problem(f"kbsResources[{i}].key", f"{resource.uri} is declared more than once")
             value = self.kbs_secrets.get(resource.name)
             if value is None:
-                yield Problem("kbsSecrets", f"has no value for resource {resource.name!r}: pulumi config set --secret --path 'kbsSecrets.{resource.name}' ...")
+                yield Problem("kbsSecrets", f"has no value for resource {resource.name!r}: "
+                                            f"pulumi config set --secret --path 'kbsSecrets.{resource.name}' <value> -s {self.stack.name}")
             elif not value.get_secret_value():
                 yield Problem(f"kbsSecrets.{resource.name}", "is empty")
         for name in sorted(set(self.kbs_secrets) - set(names)):

@@ -15,6 +15,7 @@ from stacks.config.base import (
     Model,
     OperatorPin,
     Problem,
+    azure_spelling,
     confidential_size_problem,
     is_gpu_size,
     matching,
@@ -30,6 +31,7 @@ _NIM_IMAGE = re.compile(r"^nvcr\.io/nim/(?P<path>[a-z0-9._/-]+)/(?P<model>[a-z0-
 
 
 def _nim_image(value: str) -> str:
+    """a pinned NIM image reference, like nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3 (not :latest)"""
     if not _NIM_IMAGE.match(value):
         raise ValueError(f"{value!r} is not a NIM image reference like nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3 (a tag is required)")
     if value.endswith(":latest"):
@@ -128,7 +130,8 @@ class ModelSettings(Model):
         if len(self.name) > 31:
             yield Problem("name", f"{self.name} is longer than 31 characters; its Route host <name>-<namespace> must fit one DNS label")
         if reason := confidential_size_problem(self.machine_type):
-            yield Problem("machineType", f"{reason}; a NIM model needs {CONFIDENTIAL_GPU_SIZE}")
+            needs = "" if azure_spelling(self.machine_type) == CONFIDENTIAL_GPU_SIZE else f"; a NIM model needs {CONFIDENTIAL_GPU_SIZE}"
+            yield Problem("machineType", f"{reason}{needs}")
         elif not is_gpu_size(self.machine_type):
             yield Problem("machineType", f"{self.machine_type} is a confidential CPU size without a GPU; a NIM model needs {CONFIDENTIAL_GPU_SIZE}")
         elif self.gpus > GPUS_PER_SIZE[self.machine_type]:
