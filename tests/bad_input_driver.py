@@ -21,6 +21,7 @@ MODULES = {
     "python -m scripts.offline.policy": "scripts.offline.policy",
     "python -m scripts.preview_pr": "scripts.preview_pr",
     "python -m scripts.up": "scripts.up",
+    "python -m scripts.verify_endpoint": "scripts.verify_endpoint",
 }
 
 

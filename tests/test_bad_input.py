@@ -22,7 +22,9 @@ from tests.stack_edits import DELETE, stacks_with
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = [sys.executable, "-W", "error::ResourceWarning"]
 
-PLAN, POLICY, PREFLIGHT, PREVIEW, UP = (f"python -m scripts.{m}" for m in ("plan", "offline.policy", "preflight", "preview_pr", "up"))
+PLAN, POLICY, PREFLIGHT, PREVIEW, UP, VERIFY = (
+    f"python -m scripts.{m}" for m in ("plan", "offline.policy", "preflight", "preview_pr", "up", "verify_endpoint")
+)
 
 # id: (command, arguments, edits per stack file). "{stacks}" is a copy of stacks/ with the edits,
 # "{tmp}" a scratch directory. An edit maps a key path (`models.0.gpus`) to a value, or is a whole file.
@@ -55,6 +57,9 @@ CASES: dict[str, tuple[str, list[str], dict[str, dict[str, Any] | str]]] = {
     "preview-no-recording": (PREVIEW, ["--recorded", "{tmp}/nothing"], {}),
     "up-unknown-environment": (UP, ["staging"], {}),
     "up-destroy-unconfirmed": (UP, ["dev", "--destroy"], {}),
+    "verify-unknown-environment": (VERIFY, ["staging", "llama-3-1-8b"], {}),
+    "verify-unknown-model": (VERIFY, ["dev", "gpt-9"], {}),
+    "verify-trusted-outputs": (VERIFY, ["dev", "llama-3-1-8b", "--trusted-outputs", "{tmp}/missing.json"], {}),
 }
 
 
@@ -125,6 +130,8 @@ def test_what_the_messages_tell(driven) -> None:
     # an unknown environment lists the known ones, in every command
     assert printed["policy-unknown-environment"] == ["staging-trusted: no stack file stacks/Pulumi.staging-trusted.yaml (environments there: dev, prod)"]
     assert printed["up-unknown-environment"] == ["error: unknown environment 'staging': expected one of dev, prod"]
+    assert printed["verify-unknown-environment"] == ["error: unknown environment 'staging': expected one of dev, prod"]
+    assert printed["verify-unknown-model"] == ["error: unknown model 'gpt-9' in dev-cloud: expected one of llama-3-1-8b"]
     # the right size in the wrong case is told its spelling, not that it is no confidential size
     assert printed["cloud-lower-case-size"] == [
         "dev-cloud: models[0].machineType: standard_ncc40ads_h100_v5 is written in the wrong case: write Standard_NCC40ads_H100_v5"]
