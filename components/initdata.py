@@ -1,7 +1,8 @@
-"""The initdata document the pod VMs measure: how they reach KBS and which agent requests they refuse.
+"""The initdata document a workload's pod VMs measure: how they reach KBS and what their agent lets the host do.
 
 Pure: `render_initdata` turns inputs into bytes, and everything published (annotation value, digest,
-PCR 8 reference value) is computed from those same bytes.
+PCR 8 reference value) is computed from those same bytes. One document per workload, so each
+workload has its own PCR 8 and KBS can tell them apart.
 """
 
 from __future__ import annotations
@@ -9,12 +10,43 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-from collections.abc import Collection
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
 from components.templating import render
-from stacks.config.trusted import AGENT_REQUESTS
+
+# Every request the Kata agent asks its policy about, as `data.agent_policy.<name>`; an undefined one
+# fails the request (kata-containers src/agent/src/rpc.rs `is_allowed`, src/agent/src/policy.rs
+# `do_set_policy`, src/agent/policy/src/policy.rs `allow_request`, at commit
+# 7c6ba40c54ea29b459b4997cff948caaba4e658b). Upstream's src/kata-opa/allow-all.rego at that commit
+# still lists retired requests (PullImage, Start/StopTracing) and lacks AddSwapPath, GetIPTables,
+# SetIPTables, VolumeStats and ResizeVolume, so it is not the vocabulary.
+AGENT_REQUESTS = tuple(
+    [
+        f"{name}Request"
+        for name in (
+            "AddARPNeighbors AddSwap AddSwapPath CloseStdin CopyFile CreateContainer CreateSandbox DestroySandbox "
+            "ExecProcess GetDiagnosticData GetIPTables GetMetrics GetOOMEvent GuestDetails ListInterfaces ListRoutes "
+            "MemHotplugByProbe OnlineCPUMem PauseContainer ReadStream RemoveContainer RemoveStaleVirtiofsShareMounts "
+            "ReseedRandomDev ResizeVolume ResumeContainer SetGuestDateTime SetIPTables SetPolicy SignalProcess "
+            "StartContainer StatsContainer TtyWinResize UpdateContainer UpdateEphemeralMounts UpdateInterface "
+            "UpdateRoutes VolumeStats WaitProcess WriteStream"
+        ).split()
+    ]
+    + ["MemAgentMemcgConfig", "MemAgentCompactConfig"]
+)
+# Refused whatever the workload: the host (the cloud operator) could run commands in the guest,
+# replace the policy, or write into a container's stdin.
+DENIED_REQUESTS = ("ExecProcessRequest", "SetPolicyRequest", "WriteStreamRequest")
+# An image pinned by digest (distribution/reference: lowercase path components, optional registry port).
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+PINNED_IMAGE = re.compile(
+    rf"^(?P<repository>(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*)@(?P<digest>sha256:[0-9a-f]{{64}})$"
+)
+# Where peer pods receive Secret/ConfigMap volumes, hosts, hostname and resolv.conf (no shared
+# filesystem): kata-containers src/runtime/virtcontainers/fs_share_linux.go, agent KATA_GUEST_SHARE_DIR.
+SHARED_CONTAINERS_DIR = "/run/kata-containers/shared/containers/"
 
 _PCR_BANK_ZEROS = bytes(32)
 
@@ -43,16 +75,48 @@ class Initdata:
         return base64.b64encode(gzip.compress(self.document, mtime=0)).decode()
 
 
-def render_agent_policy(denied_requests: Collection[str]) -> str:
-    return render("initdata/agent-policy.rego.j2", requests=[(r, r not in denied_requests) for r in AGENT_REQUESTS])
+@dataclass(frozen=True)
+class AgentPolicyArgs:
+    image: str
+    """The one application image the pod VM may run, `repo@sha256:<digest>`."""
+    allow_read_stream: bool = True
+    args: tuple[str, ...] | None = None
+    """The only command line (entrypoint and arguments) the container may run, or None: any."""
 
 
-def render_initdata(kbs_url: str, kbs_ca_pem: str, denied_requests: Collection[str]) -> Initdata:
-    values = {"kbs_url": kbs_url, "kbs_ca_pem": kbs_ca_pem}
+@dataclass(frozen=True)
+class InitdataArgs:
+    kbs_url: str
+    kbs_ca_pem: str
+    policy: AgentPolicyArgs
+    registry_credentials_uri: str | None = None
+    """KBS resource with the registry credentials CDH pulls the image with, or None."""
+
+
+def render_agent_policy(args: AgentPolicyArgs) -> str:
+    match = PINNED_IMAGE.match(args.image)
+    if not match:
+        raise ValueError(f"{args.image!r} is not pinned by digest")
+    refused = set(DENIED_REQUESTS) | ({"ReadStreamRequest"} if not args.allow_read_stream else set())
+    # Requests with rules of their own in the template; every other one is a plain default.
+    ruled = {"CreateContainerRequest", "CopyFileRequest"}
+    return render(
+        "initdata/agent-policy.rego.j2",
+        defaults=[(r, r not in refused) for r in AGENT_REQUESTS if r not in ruled],
+        image=args.image,
+        repository=match["repository"],
+        digest=match["digest"],
+        args=list(args.args) if args.args is not None else None,
+        shared_dir=SHARED_CONTAINERS_DIR,
+    )
+
+
+def render_initdata(args: InitdataArgs) -> Initdata:
+    values = {"kbs_url": args.kbs_url, "kbs_ca_pem": args.kbs_ca_pem}
     document = render(
         "initdata/initdata.toml.j2",
         aa_toml=render("initdata/aa.toml.j2", **values),
-        cdh_toml=render("initdata/cdh.toml.j2", **values),
-        policy_rego=render_agent_policy(denied_requests),
+        cdh_toml=render("initdata/cdh.toml.j2", registry_credentials_uri=args.registry_credentials_uri, **values),
+        policy_rego=render_agent_policy(args.policy),
     )
     return Initdata(document.encode())

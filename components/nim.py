@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.sealed_secret import KBS_RESOURCE_LABEL, sealed_secret
+from components.sealed_secret import KBS_RESOURCE_LABEL
 
 NIM_PORT = 8000
 HTTP_PORT_NAME = "http"
@@ -45,6 +45,7 @@ class NimModelArgs:
     name: str
     namespace: str
     image: str
+    """The workload's image pinned by digest: the only one its initdata's agent policy runs."""
     model_format: tuple[str, str]
     """(name, version) the ServingRuntime serves and the InferenceService asks for."""
     gpus: int
@@ -53,9 +54,9 @@ class NimModelArgs:
     replicas: int
     runtime_class: str
     initdata: str
-    """gzip+base64 initdata from the trusted stack (public)."""
-    ngc_api_key_uri: str
-    """KBS resource URI of the NGC API key; only a sealed pointer to it reaches the cluster."""
+    """gzip+base64 initdata of the model's workload, from the trusted stack (public)."""
+    ngc_api_key_sealed: str
+    """The signed sealed pointer to the NGC API key in KBS, made by the trusted stack (public)."""
     pull_secret: pulumi.Output[str] | None
     """A dockerconfigjson for nvcr.io (a Pulumi secret), or None when the guest gets it from KBS."""
     ingress_domain: str
@@ -81,7 +82,7 @@ class NimModel(pulumi.ComponentResource):
             f"{name}-ngc-api-key",
             metadata={"name": f"{args.name}-ngc-api-key", "namespace": args.namespace, "labels": {KBS_RESOURCE_LABEL: "true"}},
             type="Opaque",
-            string_data={"NGC_API_KEY": sealed_secret(args.ngc_api_key_uri)},
+            string_data={"NGC_API_KEY": args.ngc_api_key_sealed},
             opts=in_namespace,
         )
         secrets: list[pulumi.Resource] = [ngc_key]

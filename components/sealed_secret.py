@@ -1,32 +1,73 @@
-"""Sealed secrets: the pointer a Kubernetes Secret holds instead of a secret value.
+"""Sealed secrets: the signed pointer a Kubernetes Secret holds instead of a secret value.
 
-The confidential data hub in the pod VM recognises the `sealed.` prefix, attests to KBS and replaces
-the value with the resource it names (guest-components confidential-data-hub docs/SEALED_SECRET.md).
-The pointer is public: it names a KBS resource, never its value.
+The confidential data hub in the pod VM recognises the `sealed.` prefix, checks the ES256 signature
+with the public key named by `kid` (fetched from KBS), attests to KBS and replaces the value with the
+resource it names (guest-components confidential-data-hub docs/SEALED_SECRET.md, hub/src/secret/mod.rs).
+The pointer is public: it names a KBS resource, never its value. Only the trusted side signs.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 KBS_URI_PREFIX = "kbs:///"
 # Marks a Secret whose every value is a sealed secret; the policy pack refuses plaintext in it
 # (policies/rules.py KBS_RESOURCE_LABEL, docs/security-model.md).
 KBS_RESOURCE_LABEL = "confidential-ai/kbs-resource"
+# The only algorithm CDH accepts (hub/src/secret/mod.rs validate_es256): P-256, SHA-256, raw r||s.
+ALGORITHM = "ES256"
+_COORDINATE_BYTES = 32
 
 
-def sealed_secret(resource_uri: str) -> str:
-    """`sealed.fakejwsheader.<base64url(JSON)>.fakesignature` of a `vault` secret served by KBS.
+def _b64url(data: bytes) -> str:
+    """URL-safe base64 without padding, as CDH decodes every part (URL_SAFE_NO_PAD)."""
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
-    The body is URL-safe base64 without padding, as CDH decodes it (guest-components
-    confidential-data-hub hub/src/secret/mod.rs, URL_SAFE_NO_PAD). Unsigned ("fake") headers are what
-    the guest components of the pinned OSC accept; newer guest components want an ES256 signature
-    unless SKIP_SEALED_SECRET_VERIFICATION is set.
-    """
+
+def _check_uri(resource_uri: str) -> None:
     if not resource_uri.startswith(KBS_URI_PREFIX) or resource_uri.count("/") != 5:
         raise ValueError(f"{resource_uri!r} is not a KBS resource URI like kbs:///default/<secret>/<key>")
-    body = {
+
+
+def _signing_key(private_key_pem: str) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ValueError("the sealed-secret signing key must be an ECDSA P-256 key")
+    return key
+
+
+def public_jwk(public_key_pem: str, kid: str) -> dict[str, Any]:
+    """The verification key as the JWK CDH reads (jose-jwk `Key::Ec`, crv P-256): public part only."""
+    key = serialization.load_pem_public_key(public_key_pem.encode())
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ValueError("the sealed-secret verification key must be an ECDSA P-256 key")
+    numbers = key.public_numbers()
+    return {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": _b64url(numbers.x.to_bytes(_COORDINATE_BYTES, "big")),
+        "y": _b64url(numbers.y.to_bytes(_COORDINATE_BYTES, "big")),
+        "alg": ALGORITHM,
+        "use": "sig",
+        "kid": kid,
+    }
+
+
+def sealed_secret(resource_uri: str, private_key_pem: str, kid: str) -> str:
+    """`sealed.` + the compact JWS of a `vault` secret served by KBS, signed ES256 under `kid`.
+
+    Deterministic ECDSA (RFC 6979) gives the same string for the same key and URI, so plans stay
+    byte-identical. The signature is raw r||s over `header.payload`, not DER (RFC 7518 section 3.4).
+    """
+    _check_uri(resource_uri)
+    header = {"alg": ALGORITHM, "kid": kid}
+    payload = {
         "version": "0.1.0",
         "type": "vault",
         "name": resource_uri,
@@ -34,5 +75,8 @@ def sealed_secret(resource_uri: str) -> str:
         "provider_settings": {},
         "annotations": {},
     }
-    encoded = base64.urlsafe_b64encode(json.dumps(body, separators=(",", ":")).encode()).decode().rstrip("=")
-    return f"sealed.fakejwsheader.{encoded}.fakesignature"
+    signing_input = ".".join(_b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, payload))
+    der = _signing_key(private_key_pem).sign(signing_input.encode(), ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
+    r, s = decode_dss_signature(der)
+    signature = r.to_bytes(_COORDINATE_BYTES, "big") + s.to_bytes(_COORDINATE_BYTES, "big")
+    return f"sealed.{signing_input}.{_b64url(signature)}"

@@ -57,7 +57,10 @@ KBS_RESOURCE_LABEL = "confidential-ai/kbs-resource"
 # Keys whose values the toolkit keeps in KBS, whatever Secret or container env they appear in.
 DEFAULT_KBS_MANAGED_KEYS = ("NGC_API_KEY", "NGC_CLI_API_KEY", "api_key")
 # guest-components confidential-data-hub docs/SEALED_SECRET.md: sealed.<header>.<b64url JSON>.<signature>.
-_SEALED = re.compile(r"^sealed\.[A-Za-z0-9_-]*\.(?P<payload>[A-Za-z0-9_-]+=*)\.[A-Za-z0-9_-]*$")
+_SEALED = re.compile(r"^sealed\.(?P<header>[A-Za-z0-9_-]*)\.(?P<payload>[A-Za-z0-9_-]+=*)\.(?P<signature>[A-Za-z0-9_-]*)$")
+# From guest-components v0.18.0 CDH verifies each one: header `alg` ES256 with a `kid`, a raw 64-byte
+# r||s signature (confidential-data-hub hub/src/secret/mod.rs); unsigned ones are rejected.
+_ES256_SIGNATURE_BYTES = 64
 
 # Mounted file name the trustee operator expects (openshift/trustee-operator internal/controller).
 KBS_CONFIG_KEY = "kbs-config.toml"
@@ -291,7 +294,24 @@ def sealed_secret_problem(value: Any) -> str | None:
         return "is a sealed secret whose payload is not base64url JSON"
     if not isinstance(document, dict) or document.get("provider") != "kbs" or not str(document.get("name", "")).startswith("kbs:///"):
         return "is a sealed secret that does not point into KBS (provider kbs, name kbs:///...)"
+    header, signature = _b64url_json(match["header"]), _b64url_bytes(match["signature"])
+    if not isinstance(header, dict) or header.get("alg") != "ES256" or not header.get("kid") or len(signature or b"") != _ES256_SIGNATURE_BYTES:
+        return "is an unsigned sealed secret (needs an ES256 header with a kid and a 64-byte signature, made on the trusted side)"
     return None
+
+
+def _b64url_bytes(part: str) -> bytes | None:
+    try:
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _b64url_json(part: str) -> Any:
+    try:
+        return json.loads(_b64url_bytes(part) or b"")
+    except ValueError:
+        return None
 
 
 def kbs_secrets_sealed(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:

@@ -26,7 +26,7 @@ from stacks.config import CloudConfig, ConfigError
 from stacks import versions
 from stacks.config.base import OperatorPin as OperatorPinSettings
 from stacks.config.base import Problem, secret_output
-from stacks.contracts import CLOUD_READS, AzureLayer
+from stacks.contracts import CLOUD_READS, WORKLOAD_KEYS, AzureLayer
 
 NVCR = "nvcr.io"
 
@@ -39,15 +39,31 @@ class KbsResource:
 
 
 @dataclass(frozen=True)
+class TrustedWorkload:
+    """What may run with KBS's secrets, as the trusted side declared it (stacks/contracts.py WORKLOAD_KEYS)."""
+
+    image: str
+    """`repo@sha256:<digest>`: the only application image the workload's agent policy runs."""
+    initdata: str
+    resources: tuple[str, ...]
+    gpus: int
+    sealed_secrets: dict[str, str]
+    """Resource name -> signed sealed pointer, used verbatim."""
+
+    @property
+    def repository(self) -> str:
+        return self.image.split("@", 1)[0]
+
+
+@dataclass(frozen=True)
 class TrustedSide:
     """The trusted stack's public outputs, as plain values (none of them is a secret)."""
 
     stack: str
     kbs_url: str
     kbs_ca_cert: str
-    initdata: str
-    initdata_digest: str
     kbs_resources: dict[str, KbsResource]
+    workloads: dict[str, TrustedWorkload]
 
 
 def read_trusted_stack(config: CloudConfig) -> TrustedSide:
@@ -67,8 +83,11 @@ def read_trusted_stack(config: CloudConfig) -> TrustedSide:
     if secret:
         raise ConfigError(config.stack.name, [Problem("trustedStack", f"{stack} exports {', '.join(secret)} as secret; the cloud side reads only public values")])
     resources, problems = _kbs_resources(stack, outputs["kbsResources"])
-    trusted = TrustedSide(stack, outputs["kbsUrl"], outputs["kbsCaCert"], outputs["initdata"], outputs["initdataDigest"], resources)
-    problems += list(_workload_problems(config, trusted))
+    workloads, malformed = _workloads(stack, outputs["workloads"])
+    if malformed:
+        raise ConfigError(config.stack.name, problems + malformed)
+    trusted = TrustedSide(stack, outputs["kbsUrl"], outputs["kbsCaCert"], resources, workloads)
+    problems += list(_model_problems(config, trusted))
     if problems:
         raise ConfigError(config.stack.name, problems)
     return trusted
@@ -88,22 +107,56 @@ def _kbs_resources(stack: str, raw: Any) -> tuple[dict[str, KbsResource], list[P
     return resources, problems
 
 
-def _workload_problems(config: CloudConfig, trusted: TrustedSide) -> Iterator[Problem]:
-    """What the models and image pulls ask of KBS, checked against what the trusted side publishes."""
+def _workloads(stack: str, raw: Any) -> tuple[dict[str, TrustedWorkload], list[Problem]]:
+    if not isinstance(raw, dict):
+        return {}, [Problem("trustedStack", f"{stack} output workloads is not a map of workloads")]
+    workloads: dict[str, TrustedWorkload] = {}
+    problems = []
+    for name, entry in raw.items():
+        missing = [key for key in WORKLOAD_KEYS if not isinstance(entry, dict) or key not in entry]
+        if missing:
+            problems.append(Problem("trustedStack", f"{stack} output workloads.{name} lacks {', '.join(missing)} (update the trusted stack first)"))
+            continue
+        workloads[name] = TrustedWorkload(
+            image=entry["image"],
+            initdata=entry["initdata"],
+            resources=tuple(entry["resources"]),
+            gpus=int(entry["gpus"]),
+            sealed_secrets=dict(entry["sealedSecrets"]),
+        )
+    return workloads, problems
+
+
+def _model_problems(config: CloudConfig, trusted: TrustedSide) -> Iterator[Problem]:
+    """Each model against the workload it names, and image pulls against what the trusted side publishes."""
     published = ", ".join(sorted(trusted.kbs_resources)) or "none"
+    exported = ", ".join(sorted(trusted.workloads)) or "none"
     for i, model in enumerate(config.models):
+        workload = trusted.workloads.get(model.workload)
+        if workload is None:
+            yield Problem(f"models[{i}].workload", f"{model.workload} is not a workload of {trusted.stack} (it exports: {exported})")
+            continue
+        if model.repository != workload.repository:
+            yield Problem(f"models[{i}].image", f"{model.repository} is not the repository of workload {model.workload}'s pinned image {workload.image}")
+        if model.gpus != workload.gpus:
+            yield Problem(f"models[{i}].gpus", f"workload {model.workload} is declared with {workload.gpus} GPUs; the model asks for {model.gpus}")
         resource = trusted.kbs_resources.get(model.ngc_api_key_resource)
         if resource is None:
             yield Problem(f"models[{i}].ngcApiKeyResource", f"{model.ngc_api_key_resource} is not a KBS resource of {trusted.stack} (it publishes: {published})")
+        elif model.ngc_api_key_resource not in workload.sealed_secrets:
+            yield Problem(f"models[{i}].ngcApiKeyResource", f"workload {model.workload} may not receive {model.ngc_api_key_resource} (its resources: {', '.join(workload.resources) or 'none'})")
         elif resource.gpu_gated and model.gpus < resource.min_gpus:
             yield Problem(f"models[{i}].gpus", f"KBS releases {model.ngc_api_key_resource} only to pod VMs attesting {resource.min_gpus} GPUs; the model asks for {model.gpus}")
-    if config.image_pull.mode == "kbs":
-        name = config.image_pull.kbs_resource
-        resource = trusted.kbs_resources.get(name)
-        if resource is None:
-            yield Problem("imagePull.kbsResource", f"{name} is not a KBS resource of {trusted.stack} (it publishes: {published})")
-        elif registry_credentials_uri(trusted.initdata) != resource.uri:
-            yield Problem("imagePull.mode", f"kbs needs the trusted initdata's cdh.toml to set [image] authenticated_registry_credentials_uri = {resource.uri!r}")
+        if config.image_pull.mode == "kbs":
+            credentials = trusted.kbs_resources.get(config.image_pull.kbs_resource)
+            if credentials is not None and registry_credentials_uri(workload.initdata) != credentials.uri:
+                yield Problem(
+                    f"models[{i}].workload",
+                    f"imagePull.mode kbs needs workload {model.workload} to set registryCredentials: {config.image_pull.kbs_resource} on "
+                    f"{trusted.stack} (its cdh.toml has no authenticated_registry_credentials_uri = {credentials.uri!r})",
+                )
+    if config.image_pull.mode == "kbs" and config.image_pull.kbs_resource not in trusted.kbs_resources:
+        yield Problem("imagePull.kbsResource", f"{config.image_pull.kbs_resource} is not a KBS resource of {trusted.stack} (it publishes: {published})")
 
 
 def registry_credentials_uri(initdata: str) -> str | None:
@@ -113,8 +166,12 @@ def registry_credentials_uri(initdata: str) -> str | None:
     return cdh.get("image", {}).get("authenticated_registry_credentials_uri")
 
 
-def peer_pods_config(config: CloudConfig, azure: AzureLayer, trusted: TrustedSide) -> dict[str, pulumi.Input[str]]:
-    """peer-pods-cm for Azure (cloud-api-adaptor src/cloud-providers/azure/manager.go and cmd flags)."""
+def peer_pods_config(config: CloudConfig, azure: AzureLayer) -> dict[str, pulumi.Input[str]]:
+    """peer-pods-cm for Azure (cloud-api-adaptor src/cloud-providers/azure/manager.go and cmd flags).
+
+    No INITDATA default: each model's pod carries its workload's initdata in its annotation, and a pod
+    without one measures no workload's PCR 8, so KBS releases it nothing.
+    """
     tags = {"confidential-ai-stack": config.stack.name, **config.osc.tags}
     return {
         "CLOUD_PROVIDER": "azure",
@@ -134,7 +191,6 @@ def peer_pods_config(config: CloudConfig, azure: AzureLayer, trusted: TrustedSid
         "PEERPODS_LIMIT_PER_NODE": str(config.osc.peer_pods_limit_per_node),
         "VXLAN_PORT": str(config.network.vxlan_port),
         "TAGS": ",".join(f"{k}={v}" for k, v in sorted(tags.items())),
-        "INITDATA": trusted.initdata,
     }
 
 
@@ -178,7 +234,7 @@ def deploy_cluster_layer(config: CloudConfig, azure: AzureLayer, trusted: Truste
     peer_pods = PeerPods(
         "peer-pods",
         PeerPodsArgs(
-            config=peer_pods_config(config, azure, trusted),
+            config=peer_pods_config(config, azure),
             credentials={
                 "AZURE_CLIENT_ID": azure.peer_pods_client_id,
                 "AZURE_CLIENT_SECRET": azure.peer_pods_client_secret,
@@ -200,20 +256,21 @@ def deploy_cluster_layer(config: CloudConfig, azure: AzureLayer, trusted: Truste
         pull_secret = nvcr_pull_secret(secret_output(config.nvcr_pull_key))
     urls = {}
     for model in config.models:
+        workload = trusted.workloads[model.workload]
         served = NimModel(
             f"model-{model.name}",
             NimModelArgs(
                 name=model.name,
                 namespace=model.namespace,
-                image=model.image,
+                image=workload.image,
                 model_format=model.model_format,
                 gpus=model.gpus,
                 machine_type=model.machine_type,
                 model_cache_gi=model.model_cache_gi,
                 replicas=model.replicas,
                 runtime_class=peer_pods.runtime_class,
-                initdata=trusted.initdata,
-                ngc_api_key_uri=trusted.kbs_resources[model.ngc_api_key_resource].uri,
+                initdata=workload.initdata,
+                ngc_api_key_sealed=workload.sealed_secrets[model.ngc_api_key_resource],
                 pull_secret=pull_secret,
                 ingress_domain=config.ingress_domain,
                 kata_config=peer_pods.kata_config,

@@ -7,11 +7,17 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-# The trusted stack's outputs: everything the cloud side may read, all public. `kbsResources` maps a
-# logical name to {"uri": "kbs:///default/<secret>/<key>", "gpuGated": bool, "minGpus": int}.
-TRUSTED_OUTPUTS = ("kbsUrl", "kbsCaCert", "initdata", "initdataDigest", "initdataPcr8", "kbsResources")
-# What the cloud stack reads; `initdataPcr8` stays on the trusted side's books (it is a reference value).
-CLOUD_READS = ("kbsUrl", "kbsCaCert", "initdata", "initdataDigest", "kbsResources")
+# The trusted stack's outputs: everything the cloud side may read, all public.
+# - `kbsResources`: logical name -> {"uri": "kbs:///default/<secret>/<key>", "gpuGated": bool, "minGpus": int}.
+# - `workloads`: workload name -> WORKLOAD_KEYS: "image" (`repo@sha256:<64 hex>`, the only image its
+#   agent policy runs), "initdata" (gzip+base64 pod annotation), "initdataDigest" and "initdataPcr8"
+#   (hex), "resources" (kbsResources names KBS releases to it), "gpus" (int), "sealedSecrets"
+#   (resource name -> "sealed.<ES256 JWS>", signed on the trusted side, used verbatim).
+# - `sealedSecretKeyUri`: the kbs:/// URI of the public JWK the sealed secrets name as `kid`.
+TRUSTED_OUTPUTS = ("kbsUrl", "kbsCaCert", "kbsResources", "workloads", "sealedSecretKeyUri")
+WORKLOAD_KEYS = ("image", "initdata", "initdataDigest", "initdataPcr8", "resources", "gpus", "sealedSecrets")
+# What the cloud stack reads (all of it).
+CLOUD_READS = TRUSTED_OUTPUTS
 
 
 @dataclass(frozen=True)

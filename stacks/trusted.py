@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_random as random
 import pulumi_tls as tls
 
-from components.initdata import Initdata, render_initdata
+from components.initdata import AgentPolicyArgs, Initdata, InitdataArgs, render_initdata
 from components.kubernetes import cluster_provider
 from components.olm import OperatorInstall, OperatorInstallArgs, OperatorPin
+from components.sealed_secret import public_jwk, sealed_secret
 from components.tls import SelfSignedServerCertificate, ServerCertificateArgs, SigningCertificate
 from components.trustee import names, render
 from components.trustee.kbs import Kbs, KbsArgs, KbsDocuments, KbsKeys, KbsSecretResources, SecretResource
 from stacks.config import TrustedConfig
 from stacks.config.base import secret_output
+from stacks.config.trusted import Workload
 
 
 @dataclass(frozen=True)
@@ -47,20 +51,32 @@ def deploy(config: TrustedConfig) -> None:
             "referenceValues.measurements is empty: the CPU policy does not check the SNP launch measurement of Azure's "
             "paravisor; list it (docs/trusted-cluster.md) and set referenceValues.requireMeasurement: true"
         )
+    for resource in config.kbs_resources:
+        if not any(resource.name in w.resources for w in config.workloads):
+            pulumi.log.warn(f"kbsResources {resource.name} is in no workload's resources: KBS holds it but releases it to no pod VM")
     https = _https_material(config, keys_provider)
     admin_key = tls.PrivateKey("kbs-admin-key", algorithm="ED25519", opts=pulumi.ResourceOptions(provider=keys_provider, protect=True))
     # The EAR token broker signs with a P-256 key (confidential-containers/trustee
     # attestation-service/src/token/ear_broker.rs).
     token = SigningCertificate("kbs-token", "Trustee attestation token signer", config.kbs.tls.validity_hours, keys_provider)
 
-    # The initdata embeds the KBS CA, so it is rendered once the certificate exists; PCR 8's
-    # reference value comes from the same bytes, in the same `pulumi up`.
-    initdata: pulumi.Output[Initdata] = https.ca_cert_pem.apply(
-        lambda ca_pem: render_initdata(config.kbs.url, ca_pem, config.agent_policy.denied_requests)
+    # Sealed secrets are signed here and verified in the guest with the public half, which KBS serves
+    # as a resource (its URI is the signatures' `kid`). Protected: replacing it breaks every pointer.
+    sealing_key = tls.PrivateKey(
+        "sealed-secret-signing-key", algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(provider=keys_provider, protect=True)
     )
+    verification_jwk = sealing_key.public_key_pem.apply(lambda pem: json.dumps(public_jwk(pem, names.SEALED_SECRET_KEY_URI), sort_keys=True))
+
+    # Each workload's initdata embeds the KBS CA, so it is rendered once the certificate exists; the
+    # PCR 8 reference values and the resource policy come from the same bytes, in the same `pulumi up`.
+    initdata: pulumi.Output[dict[str, Initdata]] = https.ca_cert_pem.apply(lambda ca_pem: _workload_initdata(config, ca_pem))
 
     workload_secrets = KbsSecretResources(
-        "kbs-resources", _secret_resources(config), trustee.namespace_resource, kubernetes, random.Provider("random")
+        "kbs-resources",
+        [*_secret_resources(config), SecretResource(names.SEALED_SECRET_KEY, {names.SEALED_SECRET_KEY_ENTRY: verification_jwk})],
+        trustee.namespace_resource,
+        kubernetes,
+        random.Provider("random"),
     )
     Kbs(
         "kbs",
@@ -71,8 +87,8 @@ def deploy(config: TrustedConfig) -> None:
                 kbs_config=render.kbs_config(config.kbs.nvidia_verifier),
                 cpu_policy=render.cpu_policy(config.reference_values),
                 gpu_policy=render.gpu_policy(),
-                resource_policy=render.resource_policy(config.kbs_resources),
-                reference_values=initdata.apply(lambda i: render.reference_values_document(config.reference_values, i.pcr8)),
+                resource_policy=initdata.apply(lambda i: render.resource_policy(_releases(config, i))),
+                reference_values=initdata.apply(lambda i: render.reference_values_document(config.reference_values, _all_pcr8(config, i))),
             ),
             keys=KbsKeys(
                 admin_public_key_pem=admin_key.public_key_pem,
@@ -88,16 +104,87 @@ def deploy(config: TrustedConfig) -> None:
         kubernetes,
     )
 
+    # Signing reads the private key (a secret), so the result is marked secret; the signed pointers
+    # themselves are public (a signature and a KBS URI), and the cloud side must read them.
+    sealed = pulumi.Output.unsecret(sealing_key.private_key_pem.apply(lambda pem: _sealed_pointers(config, pem)))
+
     # The only things the cloud side may read (stacks/contracts.py TRUSTED_OUTPUTS): all public.
     pulumi.export("kbsUrl", config.kbs.url)
     pulumi.export("kbsCaCert", https.ca_cert_pem)
-    pulumi.export("initdata", initdata.apply(lambda i: i.annotation))
-    pulumi.export("initdataDigest", initdata.apply(lambda i: i.digest))
-    pulumi.export("initdataPcr8", initdata.apply(lambda i: i.pcr8))
     pulumi.export(
         "kbsResources",
         {r.name: {"uri": r.uri, "gpuGated": r.gpu_gated, "minGpus": r.required_gpus} for r in config.kbs_resources},
     )
+    pulumi.export("workloads", pulumi.Output.all(initdata, sealed).apply(lambda args: _workload_outputs(config, *args)))
+    pulumi.export("sealedSecretKeyUri", names.SEALED_SECRET_KEY_URI)
+
+
+def _workload_initdata(config: TrustedConfig, ca_pem: str) -> dict[str, Initdata]:
+    uris = {r.name: r.uri for r in config.kbs_resources}
+    return {
+        w.name: render_initdata(
+            InitdataArgs(
+                kbs_url=config.kbs.url,
+                kbs_ca_pem=ca_pem,
+                policy=AgentPolicyArgs(
+                    image=w.image,
+                    allow_read_stream=config.agent_policy.allow_read_stream,
+                    args=tuple(w.args) if w.args is not None else None,
+                ),
+                registry_credentials_uri=uris[w.registry_credentials] if w.registry_credentials else None,
+            )
+        )
+        for w in config.workloads
+    }
+
+
+def _measurements(workload: Workload, initdata: dict[str, Initdata]) -> list[str]:
+    """The PCR 8 values a pod VM of `workload` may show: its current initdata's, then retiring ones."""
+    return [initdata[workload.name].pcr8, *workload.retiring_pcr08]
+
+
+def _all_pcr8(config: TrustedConfig, initdata: dict[str, Initdata]) -> list[str]:
+    """Every workload's current PCR 8, then every retiring one: the `snp_pcr08` reference values."""
+    return [initdata[w.name].pcr8 for w in config.workloads] + [v for w in config.workloads for v in w.retiring_pcr08]
+
+
+def _releases(config: TrustedConfig, initdata: dict[str, Initdata]) -> list[render.Release]:
+    """Each resource, released to the workloads that list it; the verification key to every workload."""
+    releases = [
+        render.Release(
+            name=r.name,
+            path=("default", r.secret, r.key),
+            gpus=r.required_gpus,
+            pcr08=[v for w in config.workloads if r.name in w.resources for v in _measurements(w, initdata)],
+        )
+        for r in config.kbs_resources
+    ]
+    every_workload = _all_pcr8(config, initdata)
+    releases.append(render.Release(names.SEALED_SECRET_KEY, ("default", names.SEALED_SECRET_KEY, names.SEALED_SECRET_KEY_ENTRY), 0, every_workload))
+    return releases
+
+
+def _sealed_pointers(config: TrustedConfig, private_key_pem: str) -> dict[str, dict[str, str]]:
+    uris = {r.name: r.uri for r in config.kbs_resources}
+    return {
+        w.name: {name: sealed_secret(uris[name], private_key_pem, names.SEALED_SECRET_KEY_URI) for name in w.resources}
+        for w in config.workloads
+    }
+
+
+def _workload_outputs(config: TrustedConfig, initdata: dict[str, Initdata], sealed: dict[str, dict[str, str]]) -> dict[str, Any]:
+    return {
+        w.name: {
+            "image": w.image,
+            "initdata": initdata[w.name].annotation,
+            "initdataDigest": initdata[w.name].digest,
+            "initdataPcr8": initdata[w.name].pcr8,
+            "resources": list(w.resources),
+            "gpus": w.gpus,
+            "sealedSecrets": sealed[w.name],
+        }
+        for w in config.workloads
+    }
 
 
 def _https_material(config: TrustedConfig, provider: tls.Provider) -> HttpsMaterial:

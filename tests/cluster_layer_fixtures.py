@@ -13,8 +13,11 @@ import json
 from typing import Any
 
 import pulumi
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from components.kubernetes import cluster_provider
+from components.sealed_secret import sealed_secret
 from scripts.offline import StackRun, run_stack
 from scripts.offline.fakes import StackOutputs, fake_pem
 from stacks.config import CloudConfig, load_from_pulumi
@@ -39,7 +42,7 @@ def _toml_str(value: str) -> str:
     return json.dumps(value)
 
 
-def initdata_toml(registry_credentials_uri: str | None = None) -> str:
+def initdata_toml(registry_credentials_uri: str | None = None, policy: str = "package agent_policy") -> str:
     """A small initdata document as the trusted side authors it (FACTS section 4)."""
     cdh = f'socket = "unix:///run/confidential-containers/cdh.sock"\ncredentials = []\n[kbc]\nname = "cc_kbc"\nurl = {_toml_str(KBS_URL)}\n'
     if registry_credentials_uri:
@@ -47,24 +50,53 @@ def initdata_toml(registry_credentials_uri: str | None = None) -> str:
     aa = f"[token_configs.kbs]\nurl = {_toml_str(KBS_URL)}\n"
     return (
         'version = "0.1.0"\nalgorithm = "sha256"\n[data]\n'
-        f'"aa.toml" = {_toml_str(aa)}\n"cdh.toml" = {_toml_str(cdh)}\n"policy.rego" = {_toml_str("package agent_policy")}\n'
+        f'"aa.toml" = {_toml_str(aa)}\n"cdh.toml" = {_toml_str(cdh)}\n"policy.rego" = {_toml_str(policy)}\n'
     )
 
 
-def trusted_outputs(registry_credentials_uri: str | None = None, **overrides: Any) -> StackOutputs:
-    document = initdata_toml(registry_credentials_uri).encode()
+# A P-256 key for the fixture's sealed pointers only (the trusted stack makes the real one).
+SEALING_KEY_PEM = ec.derive_private_key(0x5EA1ED, ec.SECP256R1()).private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+).decode()
+SEALED_SECRET_KEY_URI = "kbs:///default/sealed-secret-key/public-jwk"
+WORKLOAD_IMAGE = "nvcr.io/nim/meta/llama-3.1-8b-instruct@sha256:" + "ab" * 32
+MISTRAL_IMAGE = "nvcr.io/nim/mistralai/mistral-7b-instruct-v0.3@sha256:" + "cd" * 32
+KBS_RESOURCES = {
+    "ngc-api-key": {"uri": NGC_API_KEY_URI, "gpuGated": True, "minGpus": 1},
+    "nvcr-credentials": {"uri": NVCR_CREDENTIALS_URI, "gpuGated": False, "minGpus": 0},
+    "model-key": {"uri": "kbs:///default/model/key", "gpuGated": True, "minGpus": 1},
+}
+
+
+def workload_output(
+    registry_credentials_uri: str | None = None, image: str = WORKLOAD_IMAGE, resources: tuple[str, ...] = ("ngc-api-key", "model-key"), gpus: int = 1, policy: str = ""
+) -> dict[str, Any]:
+    """One entry of the trusted stack's `workloads` output (stacks/contracts.py WORKLOAD_KEYS)."""
+    document = initdata_toml(registry_credentials_uri, f"package agent_policy\npinned_image := {json.dumps(image)}\n{policy}").encode()
     digest = hashlib.sha256(document).hexdigest()
-    values = {
-        "kbsUrl": KBS_URL,
-        "kbsCaCert": KBS_CA_CERT,
+    if registry_credentials_uri:
+        resources = (*resources, "nvcr-credentials")
+    return {
+        "image": image,
         "initdata": base64.b64encode(gzip.compress(document, mtime=0)).decode(),
         "initdataDigest": digest,
         "initdataPcr8": hashlib.sha256(bytes(32) + bytes.fromhex(digest)).hexdigest(),
-        "kbsResources": {
-            "ngc-api-key": {"uri": NGC_API_KEY_URI, "gpuGated": True, "minGpus": 1},
-            "nvcr-credentials": {"uri": NVCR_CREDENTIALS_URI, "gpuGated": False, "minGpus": 0},
-            "model-key": {"uri": "kbs:///default/model/key", "gpuGated": True, "minGpus": 1},
+        "resources": list(resources),
+        "gpus": gpus,
+        "sealedSecrets": {name: sealed_secret(KBS_RESOURCES[name]["uri"], SEALING_KEY_PEM, SEALED_SECRET_KEY_URI) for name in resources},
+    }
+
+
+def trusted_outputs(registry_credentials_uri: str | None = None, **overrides: Any) -> StackOutputs:
+    values = {
+        "kbsUrl": KBS_URL,
+        "kbsCaCert": KBS_CA_CERT,
+        "kbsResources": KBS_RESOURCES,
+        "workloads": {
+            "llama-3-1-8b": workload_output(registry_credentials_uri),
+            "mistral-7b": workload_output(registry_credentials_uri, MISTRAL_IMAGE, ("ngc-api-key",)),
         },
+        "sealedSecretKeyUri": SEALED_SECRET_KEY_URI,
         **overrides,
     }
     return StackOutputs({k: v for k, v in values.items() if v is not None})

@@ -44,7 +44,8 @@ EDITS: dict[str, dict[str, Any]] = {
     "dev-trusted": {
         # a new pod VM image's PCR 11 next to the old one (docs/operations.md, rolling out reference values)
         "referenceValues.pcrs.pcr11": ["0" * 64, "5f" * 32],
-        # the model key is retired
+        # the model key is retired: no workload receives it any more
+        "workloads.0.resources": ["ngc-api-key"],
         "kbsResources": [{"name": "ngc-api-key", "secret": "ngc-api-key", "key": "api-key", "gpuGated": True, "minGpus": 1}],
         "kbsSecrets.model-key": DELETE,
     },

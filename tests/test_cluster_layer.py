@@ -22,8 +22,11 @@ from tests.cluster_layer_fixtures import (
     POD_VM_NSG_ID,
     POD_VM_SUBNET_ID,
     SUBSCRIPTION,
+    MISTRAL_IMAGE,
+    WORKLOAD_IMAGE,
     run_cluster_layer,
     trusted_outputs,
+    workload_output,
 )
 from tests.test_sealed_secret import decode
 
@@ -31,6 +34,12 @@ ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 KATA_CONFIG = "kubernetes:kataconfiguration.openshift.io/v1:KataConfig"
 DSC = "kubernetes:datasciencecluster.opendatahub.io/v2:DataScienceCluster"
 SUBSCRIPTION_TYPE = "kubernetes:operators.coreos.com/v1alpha1:Subscription"
+def with_workload(name: str, output: dict[str, Any]):
+    """The fixture's trusted outputs with one workload's entry replaced."""
+    return trusted_outputs(workloads={**trusted_outputs().values["workloads"], name: output})
+
+
+MODEL = {"name": "m", "workload": "llama-3-1-8b", "image": "nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3", "modelCacheGi": 60}
 APPROVAL = "pulumi-python:dynamic:Resource"
 
 
@@ -109,8 +118,9 @@ def test_peer_pods_cm_keys_and_values(run, trusted):
         "PEERPODS_LIMIT_PER_NODE": "10",
         "VXLAN_PORT": "9000",
         "TAGS": "confidential-ai-stack=dev-cloud,environment=dev",
-        "INITDATA": trusted.values["initdata"],
     }
+    # No default initdata: a pod without its workload's annotation measures no workload's PCR 8.
+    assert "INITDATA" not in config_map_data(run)
     assert k8s_object(run, "ConfigMap", "peer-pods-cm").inputs["metadata"]["namespace"] == "openshift-sandboxed-containers-operator"
 
 
@@ -171,7 +181,7 @@ def test_inference_service_runs_in_a_confidential_gpu_vm(run, trusted):
     assert predictor["runtimeClassName"] == "kata-remote"
     assert predictor["annotations"] == {
         MACHINE_TYPE_ANNOTATION: "Standard_NCC40ads_H100_v5",
-        INITDATA_ANNOTATION: trusted.values["initdata"],
+        INITDATA_ANNOTATION: trusted.values["workloads"]["llama-3-1-8b"]["initdata"],
     }
     # The peer-pods webhook turns the GPU request (not the limit) into the pod VM's default_gpus.
     assert predictor["model"]["resources"] == {"limits": {"nvidia.com/gpu": "1"}, "requests": {"nvidia.com/gpu": "1"}}
@@ -181,10 +191,23 @@ def test_inference_service_runs_in_a_confidential_gpu_vm(run, trusted):
     assert isvc["metadata"]["annotations"]["pulumi.com/waitFor"] == "condition=Ready"
 
 
-def test_nim_runtime_reads_its_key_from_a_sealed_secret_and_reports_readiness(run):
+def test_each_model_runs_its_own_workload_image_and_initdata(run, trusted):
+    workloads = trusted.values["workloads"]
+    seen = {}
+    for isvc in run.of_type(ISVC):
+        name = isvc.inputs["metadata"]["name"]
+        seen[name] = isvc.inputs["spec"]["predictor"]["annotations"][INITDATA_ANNOTATION]
+        runtime = k8s_object(run, "ServingRuntime", f"{name}-nim").inputs["spec"]
+        assert runtime["containers"][0]["image"] == workloads[name]["image"]
+    assert seen == {name: w["initdata"] for name, w in workloads.items()}
+    assert len(set(seen.values())) == 2
+
+
+def test_nim_runtime_reads_its_key_from_a_sealed_secret_and_reports_readiness(run, trusted):
     runtime = k8s_object(run, "ServingRuntime", "llama-3-1-8b-nim").inputs["spec"]
     container = runtime["containers"][0]
-    assert container["image"] == "nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3"
+    # The workload's pinned digest runs; the model's tag names the release only.
+    assert container["image"] == WORKLOAD_IMAGE
     assert container["readinessProbe"]["httpGet"] == {"path": "/v1/health/ready", "port": 8000}
     # The Route odh-model-controller creates targets the predictor Service port named "http".
     assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
@@ -193,6 +216,8 @@ def test_nim_runtime_reads_its_key_from_a_sealed_secret_and_reports_readiness(ru
     assert env["NGC_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "llama-3-1-8b-ngc-api-key", "key": "NGC_API_KEY"}}
     sealed = k8s_object(run, "Secret", "llama-3-1-8b-ngc-api-key").inputs
     assert sealed["metadata"]["namespace"] == "llama-3-1-8b"
+    # The trusted side's signed pointer, verbatim: the cloud side cannot sign one.
+    assert sealed["stringData"]["NGC_API_KEY"] == trusted.values["workloads"]["llama-3-1-8b"]["sealedSecrets"]["ngc-api-key"]
     assert decode(sealed["stringData"]["NGC_API_KEY"])["name"] == NGC_API_KEY_URI
     assert {"name": "nim-cache", "emptyDir": {"sizeLimit": "60Gi"}} in runtime["volumes"]
 
@@ -274,7 +299,11 @@ def test_outputs_name_urls_runtime_class_and_referenced_resources(run):
         "llama-3-1-8b": {
             "inClusterUrl": "http://llama-3-1-8b-predictor.llama-3-1-8b.svc.cluster.local",
             "externalUrl": "https://llama-3-1-8b-llama-3-1-8b.apps.confai-dev.eastus2.aroapp.io",
-        }
+        },
+        "mistral-7b": {
+            "inClusterUrl": "http://mistral-7b-predictor.mistral-7b.svc.cluster.local",
+            "externalUrl": "https://mistral-7b-mistral-7b.apps.confai-dev.eastus2.aroapp.io",
+        },
     }
     assert run.outputs["runtimeClass"] == "kata-remote"
     assert run.outputs["kbsResourcesReferenced"] == [NGC_API_KEY_URI]
@@ -284,8 +313,12 @@ def test_outputs_name_urls_runtime_class_and_referenced_resources(run):
 
 def test_topology_draws_the_confidential_flow(run, trusted):
     picture = render_topology([StackRun("dev-trusted", [], dict(trusted.values), frozenset()), run])
-    assert '-- "initdata" --> cloud_peerpods_peer_pods\n' in picture  # INITDATA in peer-pods-cm
-    assert '-- "initdata, kbsResources" --> cloud_nimmodel_model_llama_3_1_8b\n' in picture  # annotation, sealed secret
+    for model in ("llama_3_1_8b", "mistral_7b"):
+        # Each model's pod carries its own workload's initdata and signed pointers.
+        assert f'-- "kbsResources, workloads" --> cloud_nimmodel_model_{model}\n' in picture
+    # No default initdata in peer-pods-cm: a pod without its workload's initdata gets nothing.
+    trusted_edges = [line for line in picture.splitlines() if line.strip().startswith("cloud_stackreference_trusted_stack ")]
+    assert trusted_edges and not [line for line in trusted_edges if line.endswith("cloud_peerpods_peer_pods")]
     assert "1 GPU, Standard_NCC40ads_H100_v5, kata-remote" in picture
 
 
@@ -296,8 +329,8 @@ def test_undeployed_trusted_stack_stops_before_any_resource():
     with pytest.raises(ConfigError) as err:
         run_cluster_layer(trusted=None)
     assert err.value.lines() == [
-        "dev-cloud: trustedStack: organization/confidential-ai/dev-trusted has no output kbsUrl, kbsCaCert, initdata, "
-        "initdataDigest, kbsResources (deploy it first: pulumi up -s dev-trusted)"
+        "dev-cloud: trustedStack: organization/confidential-ai/dev-trusted has no output kbsUrl, kbsCaCert, kbsResources, "
+        "workloads, sealedSecretKeyUri (deploy it first: pulumi up -s dev-trusted)"
     ]
     assert [r.type for r in err.value.registered] == ["pulumi:pulumi:StackReference"]
 
@@ -306,8 +339,14 @@ def test_undeployed_trusted_stack_stops_before_any_resource():
     ("trusted", "set", "line"),
     [
         (trusted_outputs(kbsCaCert=None), {}, "trustedStack: organization/confidential-ai/dev-trusted has no output kbsCaCert (deploy it first: pulumi up -s dev-trusted)"),
-        (trusted_outputs(), {"models": [{"name": "m", "image": "nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3", "modelCacheGi": 60, "ngcApiKeyResource": "hf-token"}]}, "models[0].ngcApiKeyResource: hf-token is not a KBS resource of organization/confidential-ai/dev-trusted (it publishes: model-key, ngc-api-key, nvcr-credentials)"),
-        (trusted_outputs(), {"imagePull": {"mode": "kbs"}, "nvcrPullKey": None}, "imagePull.mode: kbs needs the trusted initdata's cdh.toml to set [image] authenticated_registry_credentials_uri = 'kbs:///default/nvcr/credentials'"),
+        (trusted_outputs(), {"models": [{**MODEL, "ngcApiKeyResource": "hf-token"}]}, "models[0].ngcApiKeyResource: hf-token is not a KBS resource of organization/confidential-ai/dev-trusted (it publishes: model-key, ngc-api-key, nvcr-credentials)"),
+        (trusted_outputs(), {"models": [{**MODEL, "ngcApiKeyResource": "nvcr-credentials"}]}, "models[0].ngcApiKeyResource: workload llama-3-1-8b may not receive nvcr-credentials (its resources: ngc-api-key, model-key)"),
+        (trusted_outputs(), {"models": [{**MODEL, "workload": "phi-3"}]}, "models[0].workload: phi-3 is not a workload of organization/confidential-ai/dev-trusted (it exports: llama-3-1-8b, mistral-7b)"),
+        (trusted_outputs(), {"models": [{**MODEL, "workload": "mistral-7b"}]}, "models[0].image: nvcr.io/nim/meta/llama-3.1-8b-instruct is not the repository of workload mistral-7b's pinned image " + MISTRAL_IMAGE),
+        (trusted_outputs(), {"models": [{**MODEL, "image": "nvcr.io/nim/meta/llama-3.1-70b-instruct:1.3.3"}]}, "models[0].image: nvcr.io/nim/meta/llama-3.1-70b-instruct is not the repository of workload llama-3-1-8b's pinned image " + WORKLOAD_IMAGE),
+        (with_workload("llama-3-1-8b", workload_output(gpus=2)), {}, "models[0].gpus: workload llama-3-1-8b is declared with 2 GPUs; the model asks for 1"),
+        (with_workload("llama-3-1-8b", {"image": WORKLOAD_IMAGE}), {}, "trustedStack: organization/confidential-ai/dev-trusted output workloads.llama-3-1-8b lacks initdata, initdataDigest, initdataPcr8, resources, gpus, sealedSecrets (update the trusted stack first)"),
+        (with_workload("mistral-7b", workload_output(NVCR_CREDENTIALS_URI, MISTRAL_IMAGE, ("ngc-api-key",))), {"imagePull": {"mode": "kbs"}, "nvcrPullKey": None}, "models[0].workload: imagePull.mode kbs needs workload llama-3-1-8b to set registryCredentials: nvcr-credentials on organization/confidential-ai/dev-trusted (its cdh.toml has no authenticated_registry_credentials_uri = 'kbs:///default/nvcr/credentials')"),
     ],
 )
 def test_what_the_cloud_side_needs_from_the_trusted_stack_is_checked(trusted, set, line):
@@ -322,13 +361,13 @@ def test_gpu_gated_key_needs_a_model_with_enough_gpus():
     gated = trusted_outputs(kbsResources={"ngc-api-key": {"uri": NGC_API_KEY_URI, "gpuGated": True, "minGpus": 2}})
     with pytest.raises(ConfigError) as err:
         run_cluster_layer(trusted=gated)
-    assert err.value.lines() == ["dev-cloud: models[0].gpus: KBS releases ngc-api-key only to pod VMs attesting 2 GPUs; the model asks for 1"]
+    assert err.value.lines() == [f"dev-cloud: models[{i}].gpus: KBS releases ngc-api-key only to pod VMs attesting 2 GPUs; the model asks for 1" for i in (0, 1)]
 
 
 def test_trusted_outputs_the_cloud_reads_must_be_public():
     from scripts.offline.fakes import StackOutputs
 
-    leaky = StackOutputs(trusted_outputs().values, frozenset({"initdata"}))
+    leaky = StackOutputs(trusted_outputs().values, frozenset({"workloads"}))
     with pytest.raises(ConfigError) as err:
         run_cluster_layer(trusted=leaky)
-    assert err.value.lines() == ["dev-cloud: trustedStack: organization/confidential-ai/dev-trusted exports initdata as secret; the cloud side reads only public values"]
+    assert err.value.lines() == ["dev-cloud: trustedStack: organization/confidential-ai/dev-trusted exports workloads as secret; the cloud side reads only public values"]

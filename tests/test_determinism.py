@@ -107,10 +107,11 @@ CHANGES = {
         "kbs.url",
         "https://kbs-moved.example.org",
         lambda r: r.type == "kubernetes:route.openshift.io/v1:Route",
-        # Reference values pin PCR8, a digest of initdata, which holds the KBS URL (FACTS 4).
-        derived=_configmap_with("reference_value"),
+        # Reference values and the resource policy pin each workload's PCR8, a digest of its initdata,
+        # which holds the KBS URL (FACTS 4).
+        derived=lambda r: _configmap_with("reference_value")(r) or _configmap_with("resource-policy.rego")(r),
         # The KBS certificate names the host; initdata and the cloud side embed it.
-        derived_outputs=("initdataDigest", "initdataPcr8", "kbsCaCert"),
+        derived_outputs=("workloads", "kbsCaCert"),
     ),
 }
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from components.initdata import render_agent_policy, render_initdata
+from components.initdata import AgentPolicyArgs, InitdataArgs, render_agent_policy, render_initdata
 from components.trustee import render
-from stacks.config.trusted import KbsResource, ReferenceValues
+from stacks.config.trusted import ReferenceValues
 from tests.conftest import SHARED
 from tests.fixtures.attestation.derive import nras_policy_input
 from tests.rego_engines import evaluate as evaluate_modules
@@ -80,7 +80,7 @@ def reference_values(cpu_input) -> ReferenceValues:
 
 def rvps_data(values: ReferenceValues, pcr8: str) -> dict[str, Any]:
     """`data.rv` for the shim: the values of the rendered RVPS document, decoded as RVPS would."""
-    records = json.loads(render.reference_values_document(values, pcr8))
+    records = json.loads(render.reference_values_document(values, [pcr8]))
     return {name: json.loads(base64.urlsafe_b64decode(record))["value"] for name, record in records.items()}
 
 
@@ -371,19 +371,32 @@ def test_upstream_ear_token_vectors_are_what_the_shipped_policies_decide(upstrea
 
 # --- Resource policy (KBS release decision) --------------------------------------------------
 
+# PCR 8 of the example EAR's pod VM (shared/attestation-examples/ear_cpu_gpu.json, cpu0 tpm.pcr08): the
+# measured initdata of workload A; workload B is another initdata.
+WORKLOAD_A = "3ecb4fec478b0b9272109c6184a93f5535908294ff059d882da7cce1cd5362de"
+WORKLOAD_B = "5d1b0e0fbb1c3f7a9e4a6c2d8b0f1e3a5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e4f"
 RESOURCES = [
-    KbsResource(name="ngc-api-key", secret="ngc-api-key", key="api-key", gpu_gated=True),
-    KbsResource(name="registry", secret="registry-auth", key="auth.json", gpu_gated=False),
-    KbsResource(name="big-model-key", secret="big-model", key="key", gpu_gated=True, min_gpus=2),
+    render.Release("ngc-api-key", ("default", "ngc-api-key", "api-key"), 1, [WORKLOAD_A, WORKLOAD_B]),
+    render.Release("registry", ("default", "registry-auth", "auth.json"), 0, [WORKLOAD_A]),
+    render.Release("big-model-key", ("default", "big-model", "key"), 2, [WORKLOAD_A]),
+    render.Release("b-model-key", ("default", "b-model", "key"), 1, [WORKLOAD_B]),
 ]
 GPU_PATH = ["default", "ngc-api-key", "api-key"]
 CPU_PATH = ["default", "registry-auth", "auth.json"]
 TWO_GPU_PATH = ["default", "big-model", "key"]
+B_PATH = ["default", "b-model", "key"]
 
 
 def allowed(token: dict[str, Any], path: list[str], resources=RESOURCES, plugin: str = "resource", policy: str | None = None) -> bool:
     data = {"plugin": plugin, "resource-path": path, "query": {}}
     return evaluate(policy or render.resource_policy(resources), "data.policy.allow", token, data) is True
+
+
+def measuring(pcr8: str):
+    def edit(submods):
+        submods["cpu0"]["ear.veraison.annotated-evidence"]["az-snp-vtpm"]["tpm"]["pcr08"] = pcr8
+
+    return edit
 
 
 def edited(ear: dict[str, Any], edit) -> dict[str, Any]:
@@ -461,6 +474,31 @@ def test_gpu_submodule_without_nvidia_evidence_does_not_count(ear):
     assert not allowed(edited(ear, no_nvidia), GPU_PATH)
 
 
+def test_workload_a_vm_cannot_get_workload_b_secret(ear):
+    """Perfect CPU and GPU evidence, but the initdata of workload A: B's secret stays in KBS."""
+    assert ear["submods"]["cpu0"]["ear.veraison.annotated-evidence"]["az-snp-vtpm"]["tpm"]["pcr08"] == WORKLOAD_A
+    assert not allowed(ear, B_PATH)
+    assert allowed(edited(ear, measuring(WORKLOAD_B)), B_PATH)
+
+
+def test_a_shared_resource_goes_to_each_workload_allowed_it(ear):
+    assert allowed(ear, GPU_PATH)
+    assert allowed(edited(ear, measuring(WORKLOAD_B)), GPU_PATH)
+    assert not allowed(edited(ear, measuring(WORKLOAD_B)), CPU_PATH)
+
+
+def test_a_pod_vm_measuring_no_workload_gets_nothing(ear):
+    other = edited(ear, measuring("ee" * 32))
+    assert not [path for path in (GPU_PATH, CPU_PATH, TWO_GPU_PATH, B_PATH) if allowed(other, path)]
+
+
+def test_missing_pcr8_claim_denies(ear):
+    def no_pcr8(submods):
+        del submods["cpu0"]["ear.veraison.annotated-evidence"]["az-snp-vtpm"]["tpm"]["pcr08"]
+
+    assert not allowed(edited(ear, no_pcr8), GPU_PATH)
+
+
 def second_gpu(ueid: str | None):
     """gpu1: gpu0's affirming appraisal, for the GPU whose NVIDIA device identifier is `ueid`."""
 
@@ -496,11 +534,18 @@ def test_good_cpu_and_gpu_evidence_releases_every_resource_of_the_example_stacks
     policy = run.named("kbs-resource-policy", "kubernetes:core/v1:ConfigMap").inputs["data"]["resource-policy.rego"]
     assert any(r.gpu_gated for r in config.kbs_resources)
     for resource in config.kbs_resources:
-        assert allowed(token, ["default", resource.secret, resource.key], policy=policy), resource.name
+        path = ["default", resource.secret, resource.key]
+        receivers = [w.name for w in config.workloads if resource.name in w.resources]
+        # Released to the pod VM of each workload allowed it (its PCR 8), and to no other.
+        for workload in receivers:
+            assert allowed(edited(token, measuring(run.outputs["workloads"][workload]["initdataPcr8"])), path, policy=policy), resource.name
+        if not receivers:
+            assert not allowed(token, path, policy=policy), f"{resource.name} is no workload's, yet released"
 
 
 def test_upstream_gpu_evidence_sent_twice_does_not_meet_min_gpus_2():
-    token = upstream("ear_token.json")
+    # Upstream's pod VM measured no initdata (PCR 8 zero): give it workload A's, which may have the resource.
+    token = edited(upstream("ear_token.json"), measuring(WORKLOAD_A))
     assert allowed(token, TWO_GPU_PATH) is False
     twice = edited(token, lambda s: s.update(gpu1=copy.deepcopy(s["gpu0"])))
     assert not allowed(twice, TWO_GPU_PATH)
@@ -515,7 +560,9 @@ def test_dev_reference_values_affirm_a_guest_measuring_the_dev_initdata(cpu_inpu
     config, run = example_trusted
     reference = run.named("kbs-rvps-reference-values", "kubernetes:core/v1:ConfigMap").inputs["data"]["reference_value"]
     rv = {name: json.loads(base64.urlsafe_b64decode(record))["value"] for name, record in json.loads(reference).items()}
-    initdata = render_initdata(config.kbs.url, run.outputs["kbsCaCert"], config.agent_policy.denied_requests)
+    workload = config.workloads[0]
+    initdata = render_initdata(InitdataArgs(config.kbs.url, run.outputs["kbsCaCert"], AgentPolicyArgs(workload.image, config.agent_policy.allow_read_stream)))
+    assert initdata.pcr8 == run.outputs["workloads"][workload.name]["initdataPcr8"]
     evidence = copy.deepcopy(cpu_input)
     tpm = evidence["az-snp-vtpm"]["tpm"]
     for n in CONFIGURED_PCRS:
@@ -534,7 +581,7 @@ def shipped_policies(example_trusted) -> dict[str, str]:
         name: next(iter(run.named(f"kbs-{name}", "kubernetes:core/v1:ConfigMap").inputs["data"].values()))
         for name in ("attestation-policy-cpu", "attestation-policy-gpu", "resource-policy")
     }
-    policies["agent-policy"] = render_agent_policy(config.agent_policy.denied_requests)
+    policies["agent-policy"] = render_agent_policy(AgentPolicyArgs(config.workloads[0].image))
     return policies
 
 
@@ -548,3 +595,22 @@ def test_forbidden_builtin_scan_catches_a_call():
     assert [call for call, *_ in found] == ["semver.compare", "crypto.sha256", "base64url.decode"]
 
 
+
+
+def test_dev_resource_policy_gives_each_workload_only_its_own_secrets(ear, example_trusted):
+    """The dev stack's rendered resource policy: mistral-7b's pod VM gets the NGC key but never
+    llama-3-1-8b's model key, and a pod VM measuring no workload's initdata gets nothing."""
+    _, run = example_trusted
+    policy = run.named("kbs-resource-policy", "kubernetes:core/v1:ConfigMap").inputs["data"]["resource-policy.rego"]
+    workloads = run.outputs["workloads"]
+
+    def released(pcr8: str, path: list[str]) -> bool:
+        data = {"plugin": "resource", "resource-path": path, "query": {}}
+        return evaluate(policy, "data.policy.allow", edited(ear, measuring(pcr8)), data) is True
+
+    model_key, ngc_key, jwk = ["default", "model-decryption", "key.bin"], ["default", "ngc-api-key", "api-key"], ["default", "sealed-secret-key", "public-jwk"]
+    llama, mistral = workloads["llama-3-1-8b"]["initdataPcr8"], workloads["mistral-7b"]["initdataPcr8"]
+    assert released(llama, model_key) and released(llama, ngc_key) and released(llama, jwk)
+    assert released(mistral, ngc_key) and released(mistral, jwk)
+    assert not released(mistral, model_key)
+    assert not [path for path in (model_key, ngc_key, jwk) if released("ee" * 32, path)]

@@ -51,10 +51,18 @@ SUBSCRIPTION = "kubernetes:operators.coreos.com/v1alpha1:Subscription"
 # --- Contract-shaped resources (what the stacks register, per the contracts the policies inspect) ---
 
 
-def sealed(uri: str = "kbs:///default/ngc/api-key", provider: str = "kbs") -> str:
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def sealed(uri: str = "kbs:///default/ngc/api-key", provider: str = "kbs", signed: bool = True) -> str:
+    """A sealed secret shaped as CDH parses it; the policy checks its form, not the signature itself."""
     document = {"version": "0.1.0", "type": "vault", "name": uri, "provider": provider, "provider_settings": {}, "annotations": {}}
-    payload = base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
-    return f"sealed.fakejwsheader.{payload}.fakesignature"
+    payload = _b64url(json.dumps(document).encode())
+    if not signed:
+        return f"sealed.fakejwsheader.{payload}.fakesignature"
+    header = _b64url(json.dumps({"alg": "ES256", "kid": "kbs:///default/sealed-secret-key/public-jwk"}).encode())
+    return f"sealed.{header}.{payload}.{_b64url(bytes(range(64)))}"
 
 
 def peer_pods_cm(**data: str) -> dict[str, Any]:
@@ -323,6 +331,7 @@ def test_pod_vm_sizes_must_be_listed_in_peer_pods_cm():
         (kbs_secret(sealed(provider="vault")), "dev-cloud", ["does not point into KBS"]),
         (kbs_secret("sealed.h.!!!.s"), "dev-cloud", ["is not a sealed secret"]),
         (kbs_secret("sealed.h.bm90LWpzb24.s"), "dev-cloud", ["payload is not base64url JSON"]),
+        (kbs_secret(sealed(signed=False)), "dev-cloud", ["is an unsigned sealed secret"]),
     ],
 )
 def test_kbs_managed_values_reach_the_cloud_only_sealed(props, stack, expected):

@@ -201,7 +201,7 @@ def test_full_diffs_are_collapsible_and_show_old_and_new_values(pr_comment: str)
     assert pr_comment.count("<details>") == pr_comment.count("</details>") == 2
     assert '~     clusterProfile.domain: "confai-dev" => "confai-dev2" (forces replacement)' in pr_comment
     assert '~     data.PROXY_TIMEOUT: "10m" => "8m"' in pr_comment
-    assert '-     spec.kbsSecretResources[1]: "ngc-api-key"' in pr_comment
+    assert '-     spec.kbsSecretResources[2]: "sealed-secret-key"' in pr_comment
 
 
 def test_rendering_is_deterministic() -> None:

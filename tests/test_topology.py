@@ -106,16 +106,18 @@ def test_small_enough_to_read_with_no_provider_and_no_lone_node(planned):
 
 def test_the_cross_cluster_arrow_carries_what_the_cloud_stack_reads(planned, monkeypatch):
     runs, text = planned
-    trusted, cloud = (run.stack for run in runs)
+    trusted, cloud = runs
     _, edges, _ = parts(text)
-    crossing = [(label, b) for a, label, b in edges if a == trusted.replace("-", "_")]
+    crossing = [(label, b) for a, label, b in edges if a == trusted.stack.replace("-", "_")]
     assert crossing == [(", ".join(CLOUD_READS), "cloud_stackreference_trusted_stack")]
     assert "initdataPcr8" not in text
     into = {b: label for a, label, b in edges if a == "cloud_stackreference_trusted_stack"}
-    assert into == {"cloud_peerpods_peer_pods": "initdata", "cloud_nimmodel_model_llama_3_1_8b": "initdata, kbsResources"}
+    # Each model reads its own workload (initdata, signed pointers); peer-pods-cm carries no default initdata.
+    models = {r.name.removeprefix("model-") for r in cloud.resources if r.type == "confidential-ai:nim:NimModel"}
+    assert into == {f"cloud_nimmodel_model_{m.replace('-', '_')}": "kbsResources, workloads" for m in models}
     # Derived from the contract, not written down twice.
-    monkeypatch.setattr(topology, "CLOUD_READS", ("kbsUrl", "initdata"))
-    assert '-- "kbsUrl, initdata" --> cloud_stackreference_trusted_stack' in render_topology(runs)
+    monkeypatch.setattr(topology, "CLOUD_READS", ("kbsUrl", "workloads"))
+    assert '-- "kbsUrl, workloads" --> cloud_stackreference_trusted_stack' in render_topology(runs)
 
 
 def test_attestation_is_drawn_between_the_model_and_kbs(planned):

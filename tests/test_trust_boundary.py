@@ -198,3 +198,22 @@ def test_leak_checks_catch_plain_encoded_exported_and_crossing_secrets(tmp_path)
 def test_leak_detection_sees_through_encodings(encode):
     assert leaked(CANARY, {"annotations": {"x": f"prefix {encode(CANARY)} suffix"}})
     assert not leaked(CANARY, {"annotations": {"x": encode("canary-something-else-entirely")}})
+
+
+def test_no_trusted_private_key_reaches_the_cloud_stack(canary_plan):
+    """Keys the trusted stack generates (the sealed-secret signing key, KBS's own keys) are secrets too:
+    no line of them reaches the cloud stack in any form, and the cloud side holds the trusted side's
+    signed pointers verbatim (it cannot sign its own)."""
+    runs, _, written = canary_plan
+    trusted = next(run for run in runs if run.stack.endswith("-trusted"))
+    cloud = next(run for run in runs if run.stack.endswith("-cloud"))
+    keys = trusted.of_type("tls:index/privateKey:PrivateKey")
+    assert "sealed-secret-signing-key" in {k.name for k in keys}
+    lines = {line for k in keys for field in ("privateKeyPem", "privateKeyPemPkcs8") for line in k.outputs[field].splitlines() if not line.startswith("-----")}
+    assert lines
+    cloud_text = [[r.inputs, r.outputs] for r in cloud.resources] + [cloud.outputs]
+    cloud_text += [content for name, content in written.items() if name.startswith(cloud.stack)]
+    assert not [line[:12] for line in lines if any(leaked(line, value) for value in cloud_text)]
+    sealed = {v for w in trusted.outputs["workloads"].values() for v in w["sealedSecrets"].values()}
+    held = {v for r in cloud.of_type("kubernetes:core/v1:Secret") for v in (r.inputs.get("stringData") or {}).values() if str(v).startswith("sealed.")}
+    assert held and held <= sealed

@@ -12,13 +12,13 @@ import tomllib
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+from jwcrypto import jwk, jws
 
-from components.initdata import render_initdata
+from components.initdata import AgentPolicyArgs, InitdataArgs, render_initdata
 from components.trustee import names
 from scripts.offline import SECRET, Registered, StackRun
 from scripts.plan import kubernetes_manifests
-from stacks.config.trusted import AGENT_REQUESTS
-from stacks.contracts import TRUSTED_OUTPUTS
+from stacks.contracts import TRUSTED_OUTPUTS, WORKLOAD_KEYS
 from tests.rego_engines import evaluate
 from tests.trusted_stack import example_trusted
 
@@ -47,8 +47,16 @@ def secret_value(run: StackRun, resource_name: str, key: str) -> str:
     return run.named(resource_name, SECRET_TYPE).inputs["stringData"][key]
 
 
-def initdata_document(run: StackRun) -> bytes:
-    return gzip.decompress(base64.b64decode(run.outputs["initdata"], validate=True))
+WORKLOAD = "llama-3-1-8b"
+
+
+def initdata_document(run: StackRun, workload: str = WORKLOAD) -> bytes:
+    return gzip.decompress(base64.b64decode(run.outputs["workloads"][workload]["initdata"], validate=True))
+
+
+def reference_value(run: StackRun, name: str):
+    record = json.loads(config_map_value(run, names.REFERENCE_VALUES))[name]
+    return json.loads(base64.urlsafe_b64decode(record))["value"]
 
 
 # --- Outputs: the contract with the cloud side -----------------------------------------------
@@ -58,6 +66,18 @@ def test_outputs_are_exactly_the_contract_and_all_public(dev):
     _, run = dev
     assert set(run.outputs) == set(TRUSTED_OUTPUTS)
     assert run.secret_outputs == frozenset()
+
+
+def test_workloads_output_the_contract_keys(dev):
+    config, run = dev
+    assert list(run.outputs["workloads"]) == [w.name for w in config.workloads] == ["llama-3-1-8b", "mistral-7b"]
+    for workload in config.workloads:
+        out = run.outputs["workloads"][workload.name]
+        assert tuple(out) == WORKLOAD_KEYS
+        assert (out["image"], out["resources"], out["gpus"]) == (workload.image, workload.resources, 1)
+        assert set(out["sealedSecrets"]) == set(workload.resources)
+    assert run.outputs["workloads"]["mistral-7b"]["resources"] == ["ngc-api-key"]
+    assert run.outputs["sealedSecretKeyUri"] == "kbs:///default/sealed-secret-key/public-jwk"
 
 
 def test_kbs_resources_output_names_uris_and_gpu_gating(dev, prod):
@@ -72,15 +92,16 @@ def test_kbs_resources_output_names_uris_and_gpu_gating(dev, prod):
 
 def test_initdata_annotation_is_deterministic_gzip_base64_of_the_document(dev):
     _, run = dev
-    annotation = run.outputs["initdata"]
+    out = run.outputs["workloads"][WORKLOAD]
+    annotation = out["initdata"]
     assert "\n" not in annotation
     compressed = base64.b64decode(annotation, validate=True)
     assert compressed[4:8] == b"\x00\x00\x00\x00", "gzip mtime must be 0"
     assert not compressed[3] & 0x08, "gzip must carry no file name"
     document = gzip.decompress(compressed)
     digest = hashlib.sha256(document).hexdigest()
-    assert run.outputs["initdataDigest"] == digest
-    assert run.outputs["initdataPcr8"] == hashlib.sha256(bytes(32) + bytes.fromhex(digest)).hexdigest()
+    assert out["initdataDigest"] == digest
+    assert out["initdataPcr8"] == hashlib.sha256(bytes(32) + bytes.fromhex(digest)).hexdigest()
 
 
 def test_initdata_points_guests_at_kbs_with_its_ca(dev):
@@ -95,22 +116,42 @@ def test_initdata_points_guests_at_kbs_with_its_ca(dev):
     assert aa["token_configs"]["coco_as"]["url"] == config.kbs.url
     assert cdh["kbc"] == {"name": "cc_kbc", "url": config.kbs.url, "kbs_cert": ca}
     assert cdh["socket"] == "unix:///run/confidential-containers/cdh.sock"
+    # Sealed secrets stay verified: nothing turns CDH's signature check off (FACTS 6), no image section.
+    assert set(cdh) == {"socket", "credentials", "kbc"}
 
 
-def test_initdata_agent_policy_denies_the_hardened_requests(dev):
-    _, run = dev
-    policy = tomllib.loads(initdata_document(run).decode())["data"]["policy.rego"]
-    # The agent asks regorus for `data.agent_policy.<request>` (kata-containers src/agent policy allow_request).
-    decisions = {request: evaluate({"policy.rego": policy}, f"data.agent_policy.{request}", {}) for request in AGENT_REQUESTS}
-    assert {r for r, allowed in decisions.items() if not allowed} == {"ExecProcessRequest", "SetPolicyRequest", "WriteStreamRequest"}
-    assert decisions["CreateContainerRequest"] is True
+def test_registry_credentials_render_in_that_workloads_cdh_toml_only(runner):
+    workloads = [
+        {"name": "a", "image": "nvcr.io/nim/meta/a@sha256:" + "1" * 64, "resources": ["ngc-api-key", "model-key"], "registryCredentials": "model-key"},
+        {"name": "b", "image": "nvcr.io/nim/meta/b@sha256:" + "2" * 64, "resources": ["ngc-api-key"]},
+    ]
+    run = runner.example("dev-trusted", set={"workloads": workloads})
+    cdh = {w: tomllib.loads(tomllib.loads(initdata_document(run, w).decode())["data"]["cdh.toml"]) for w in ("a", "b")}
+    assert cdh["a"]["image"] == {"authenticated_registry_credentials_uri": "kbs:///default/model-decryption/key.bin"}
+    assert "image" not in cdh["b"]
+
+
+def test_each_workload_has_its_own_initdata_policy_and_pcr8(runner):
+    workloads = [
+        {"name": "a", "image": "nvcr.io/nim/meta/a@sha256:" + "1" * 64, "resources": ["ngc-api-key"]},
+        {"name": "b", "image": "nvcr.io/nim/meta/b@sha256:" + "2" * 64, "resources": ["model-key"]},
+    ]
+    run = runner.example("dev-trusted", set={"workloads": workloads})
+    out = run.outputs["workloads"]
+    assert out["a"]["initdataPcr8"] != out["b"]["initdataPcr8"]
+    for name, workload in out.items():
+        policy = tomllib.loads(initdata_document(run, name).decode())["data"]["policy.rego"]
+        assert evaluate({"policy.rego": policy}, "data.agent_policy.pinned_image", {}) == workload["image"]
+    assert reference_value(run, "snp_pcr08") == [out["a"]["initdataPcr8"], out["b"]["initdataPcr8"]]
 
 
 def test_initdata_render_is_pure_and_tracks_its_inputs(dev):
     config, run = dev
-    args = (config.kbs.url, run.outputs["kbsCaCert"], config.agent_policy.denied_requests)
-    assert render_initdata(*args).document == initdata_document(run)
-    assert render_initdata(*args[:2], ["ExecProcessRequest"]).pcr8 != run.outputs["initdataPcr8"]
+    workload = config.workloads[0]
+    args = InitdataArgs(config.kbs.url, run.outputs["kbsCaCert"], AgentPolicyArgs(workload.image, config.agent_policy.allow_read_stream))
+    assert render_initdata(args).document == initdata_document(run)
+    other_image = InitdataArgs(args.kbs_url, args.kbs_ca_pem, AgentPolicyArgs(workload.image.replace("bcf3", "0000"), True))
+    assert render_initdata(other_image).pcr8 != run.outputs["workloads"][WORKLOAD]["initdataPcr8"]
 
 
 # --- Keys and certificates -------------------------------------------------------------------
@@ -250,33 +291,57 @@ def test_reference_values_records_and_initdata_pcr8(dev):
     assert decoded["allowed_driver_versions"] == config.reference_values.allowed_driver_versions
     assert decoded["snp_min_tcb_microcode"] == config.reference_values.minimum_tcb.microcode
     recomputed = hashlib.sha256(bytes(32) + hashlib.sha256(initdata_document(run)).digest()).hexdigest()
-    assert decoded["snp_pcr08"] == [recomputed] == [run.outputs["initdataPcr8"]]
+    assert decoded["snp_pcr08"][0] == recomputed == run.outputs["workloads"][WORKLOAD]["initdataPcr8"]
+    # Every workload's PCR 8, in the order they are declared.
+    assert decoded["snp_pcr08"] == [w["initdataPcr8"] for w in run.outputs["workloads"].values()]
 
 
-def test_initdata_change_updates_pcr8_reference_in_the_same_run(runner, dev):
-    changed = runner.example("dev-trusted", set={"agentPolicy.deniedRequests": ["ExecProcessRequest"]})
-    assert changed.outputs["initdataPcr8"] != dev[1].outputs["initdataPcr8"]
-    record = json.loads(config_map_value(changed, names.REFERENCE_VALUES))["snp_pcr08"]
-    assert json.loads(base64.urlsafe_b64decode(record))["value"] == [changed.outputs["initdataPcr8"]]
+def test_initdata_change_updates_pcr8_reference_and_resource_policy_in_the_same_run(runner, dev):
+    changed = runner.example("dev-trusted", set={"agentPolicy.allowReadStream": False})
+    new_pcr8 = changed.outputs["workloads"][WORKLOAD]["initdataPcr8"]
+    assert new_pcr8 != dev[1].outputs["workloads"][WORKLOAD]["initdataPcr8"]
+    assert reference_value(changed, "snp_pcr08")[0] == new_pcr8
+    assert {r["name"]: r["pcr08"] for r in releases(changed)}["model-key"] == [new_pcr8]
 
 
-def test_previous_initdata_pcr8_stays_accepted_during_a_rollout(runner, dev):
-    old_pcr8 = dev[1].outputs["initdataPcr8"]
-    changed = runner.example(
-        "dev-trusted", set={"agentPolicy.deniedRequests": ["ExecProcessRequest"], "referenceValues.pcrs.retiringPcr08": [old_pcr8]}
-    )
-    record = json.loads(config_map_value(changed, names.REFERENCE_VALUES))["snp_pcr08"]
-    assert json.loads(base64.urlsafe_b64decode(record))["value"] == [changed.outputs["initdataPcr8"], old_pcr8]
+def test_previous_initdata_pcr8_stays_accepted_and_served_during_a_rollout(runner, dev):
+    old_pcr8 = dev[1].outputs["workloads"][WORKLOAD]["initdataPcr8"]
+    changed = runner.example("dev-trusted", set={"agentPolicy.allowReadStream": False, "workloads.0.retiringPcr08": [old_pcr8]})
+    new_pcr8 = changed.outputs["workloads"][WORKLOAD]["initdataPcr8"]
+    mistral = changed.outputs["workloads"]["mistral-7b"]["initdataPcr8"]
+    assert reference_value(changed, "snp_pcr08") == [new_pcr8, mistral, old_pcr8]
+    # The retiring PCR 8 keeps this workload's resources only: mistral-7b's VMs never had model-key.
+    assert {r["name"]: r["pcr08"] for r in releases(changed)}["model-key"] == sorted([new_pcr8, old_pcr8])
+
+
+def releases(run: StackRun) -> list[dict]:
+    return evaluate({"policy.rego": config_map_value(run, names.RESOURCE_POLICY)}, "data.policy.releases", {})
 
 
 def test_resource_policy_declares_each_configured_resource(dev):
     _, run = dev
-    policy = config_map_value(run, names.RESOURCE_POLICY)
-    releases = evaluate({"policy.rego": policy}, "data.policy.releases", {})
-    assert sorted((r["name"], tuple(r["path"]), r["gpus"]) for r in releases) == [
-        ("model-key", ("default", "model-decryption", "key.bin"), 1),
-        ("ngc-api-key", ("default", "ngc-api-key", "api-key"), 1),
+    llama, mistral = (run.outputs["workloads"][w]["initdataPcr8"] for w in ("llama-3-1-8b", "mistral-7b"))
+    both = tuple(sorted([llama, mistral]))
+    assert sorted((r["name"], tuple(r["path"]), r["gpus"], tuple(r["pcr08"])) for r in releases(run)) == [
+        ("model-key", ("default", "model-decryption", "key.bin"), 1, (llama,)),
+        ("ngc-api-key", ("default", "ngc-api-key", "api-key"), 1, both),
+        # The sealed secrets' verification key: public, read by every workload's pod VMs.
+        ("sealed-secret-key", ("default", "sealed-secret-key", "public-jwk"), 0, both),
     ]
+
+
+def test_kbs_serves_the_public_jwk_of_the_protected_signing_key(dev):
+    _, run = dev
+    key = run.named("sealed-secret-signing-key", "tls:index/privateKey:PrivateKey")
+    assert (key.inputs["algorithm"], key.inputs["ecdsaCurve"], key.protect) == ("ECDSA", "P256", True)
+    served = run.named("kbs-resources-sealed-secret-key", SECRET_TYPE)
+    public = json.loads(served.inputs["stringData"]["public-jwk"])
+    assert public["kid"] == run.outputs["sealedSecretKeyUri"] and "d" not in public
+    assert jwk.JWK(**public).export_to_pem().decode() == key.outputs["publicKeyPem"]
+    for sealed in run.outputs["workloads"][WORKLOAD]["sealedSecrets"].values():
+        token = jws.JWS()
+        token.deserialize(sealed.removeprefix("sealed."))
+        token.verify(jwk.JWK(**public), alg="ES256")
 
 
 def test_kbs_config_names_every_object_and_waits_for_them(dev):
@@ -285,7 +350,7 @@ def test_kbs_config_names_every_object_and_waits_for_them(dev):
     spec = kbs.inputs["spec"]
     by_name = {r.inputs["metadata"]["name"]: r for r in run.resources if r.type in (CONFIG_MAP, SECRET_TYPE)}
     referenced = [v for k, v in spec.items() if k.endswith("Name") and k != "kbsDeploymentType"] + spec["kbsSecretResources"]
-    assert sorted(spec["kbsSecretResources"]) == ["model-decryption", "ngc-api-key"]
+    assert sorted(spec["kbsSecretResources"]) == ["model-decryption", "ngc-api-key", "sealed-secret-key"]
     for name in referenced:
         assert name in by_name, f"KbsConfig names {name}, which the stack does not create"
         assert by_name[name].urn in kbs.depends_on
@@ -333,7 +398,8 @@ def test_restart_trigger_follows_the_secrets_and_reveals_nothing(dev):
     assert secrets and secrets <= set(config_map.depends_on), "KBS must restart after the new values are in place"
     trigger = run.named("kbs-resources-revision", "random:index/randomId:RandomId")
     assert trigger.provider == run.named("random", "pulumi:providers:random").urn
-    assert set(trigger.inputs["keepers"]) == {"ngc-api-key/api-key", "model-decryption/key.bin"}
+    # The verification JWK too: KBS copies it at start like any resource, so a new key restarts KBS.
+    assert set(trigger.inputs["keepers"]) == {"ngc-api-key/api-key", "model-decryption/key.bin", "sealed-secret-key/public-jwk"}
     assert trigger.is_secret("keepers") or all(trigger.is_secret("keepers", k) for k in trigger.inputs["keepers"])
     assert "keepers" in trigger.additional_secret_outputs
     # The offline stand-in is a digest of the keepers, so the plan must show it only as a secret.
@@ -418,3 +484,24 @@ def test_every_kubernetes_resource_uses_the_trusted_cluster_provider(dev, prod):
         assert kubernetes and all(r.provider.endswith("::trusted-cluster") for r in kubernetes)
         keys: list[Registered] = [r for r in run.resources if r.type.startswith("tls:")]
         assert keys and all(r.provider.endswith("pulumi:providers:tls::tls") for r in keys)
+
+
+def test_a_resource_no_workload_may_receive_is_one_warning(runner):
+    run = runner.example("prod-trusted", set={"workloads.0.resources": ["ngc-api-key", "model-key"]}, delete=("workloads.0.registryCredentials",))
+    assert run.warnings == ["kbsResources registry-credentials is in no workload's resources: KBS holds it but releases it to no pod VM"]
+
+
+def test_prod_workload_pulls_its_image_with_kbs_registry_credentials(prod):
+    _, run = prod
+    cdh = tomllib.loads(tomllib.loads(initdata_document(run).decode())["data"]["cdh.toml"])
+    assert cdh["image"] == {"authenticated_registry_credentials_uri": "kbs:///default/registry-auth/auth.json"}
+
+
+def test_a_workloads_pinned_command_line_is_in_its_agent_policy_only(runner):
+    args = ["/opt/nvidia/nvidia_entrypoint.sh", "/opt/nim/start_server.sh"]
+    run = runner.example("dev-trusted", set={"workloads.0.args": args})
+    pinned = {
+        name: evaluate({"policy.rego": tomllib.loads(initdata_document(run, name).decode())["data"]["policy.rego"]}, "data.agent_policy.pinned_args", {})
+        for name in run.outputs["workloads"]
+    }
+    assert pinned == {"llama-3-1-8b": args, "mistral-7b": None}

@@ -53,8 +53,8 @@ def with_resource(**fields) -> list[dict]:
             "dev-trusted: referenceValues.expiration: '2027-01-01' is not a UTC timestamp like 2027-01-01T00:00:00Z",
         ),
         (
-            {"set": {"agentPolicy.deniedRequests": ["ExecRequest"]}},
-            "dev-trusted: agentPolicy.deniedRequests[0]: 'ExecRequest' is not a Kata agent request (e.g. ExecProcessRequest)",
+            {"set": {"agentPolicy.deniedRequests": ["ExecProcessRequest"]}},
+            "dev-trusted: agentPolicy.deniedRequests: unknown key",
         ),
         (
             {"set": {"kbs.tls.mode": "provided"}},
@@ -138,4 +138,43 @@ def test_bad_trusted_config_registers_nothing(runner):
 def test_nvidia_verifier_url_is_the_base_url():
     assert problems("dev-trusted", set={"kbs.nvidiaVerifier.url": "https://nras.attestation.nvidia.com/v4/attest/gpu"}) == [
         "dev-trusted: kbs.nvidiaVerifier.url: https://nras.attestation.nvidia.com/v4/attest/gpu ends in /gpu; give the base attestation URL, the verifier adds /gpu"
+    ]
+
+
+IMAGE = "nvcr.io/nim/meta/llama-3.1-8b-instruct@sha256:" + "ab" * 32
+
+
+def workload(**fields) -> list[dict]:
+    return [{"name": "llama-3-1-8b", "image": IMAGE, "resources": ["ngc-api-key"], "gpus": 1, **fields}]
+
+
+@pytest.mark.parametrize(
+    "workloads, expected",
+    [
+        (
+            workload(image="nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3"),
+            "workloads[0].image: 'nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3' is not an image pinned by digest like "
+            "nvcr.io/nim/meta/llama-3.1-8b-instruct@sha256:<64 hex> (a tag is not a pin: the registry can move it)",
+        ),
+        (
+            workload(image="nvcr.io/nim/meta/llama-3.1-8b-instruct@sha256:abc"),
+            "workloads[0].image: 'nvcr.io/nim/meta/llama-3.1-8b-instruct@sha256:abc' is not an image pinned by digest like "
+            "nvcr.io/nim/meta/llama-3.1-8b-instruct@sha256:<64 hex>",
+        ),
+        (workload(resources=["hf-token"]), "workloads[0].resources[0]: 'hf-token' is not a kbsResources name (declared: model-key, ngc-api-key)"),
+        (workload(gpus=0), "workloads[0].gpus: 0 GPUs cannot receive 'ngc-api-key': KBS releases it only to pod VMs attesting 1"),
+        (workload(registryCredentials="model-key"), "workloads[0].registryCredentials: 'model-key' is not in this workload's resources; list it there so KBS releases it to the workload"),
+        (workload(resources=["ngc-api-key", "ngc-api-key"]), "workloads[0].resources[1]: 'ngc-api-key' is listed twice"),
+        (workload() + workload(), "workloads[1].name: 'llama-3-1-8b' is declared more than once"),
+        (workload(args=[]), "workloads[0].args: List should have at least 1 item after validation, not 0"),
+        (workload(retiringPcr08=["ABC"]), "workloads[0].retiringPcr08[0]: 'ABC' is not a PCR value (64 lowercase hex characters, SHA-256 bank)"),
+    ],
+)
+def test_workload_errors_are_one_line_naming_the_key(workloads, expected):
+    assert f"dev-trusted: {expected}" in problems("dev-trusted", set={"workloads": workloads})
+
+
+def test_global_retiring_pcr08_moved_to_each_workload():
+    assert problems("dev-trusted", set={"referenceValues.pcrs.retiringPcr08": ["00" * 32]}) == [
+        "dev-trusted: referenceValues.pcrs.retiringPcr08: unknown key"
     ]

@@ -19,10 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TRUSTED_OUTPUTS = {
     "kbsUrl": "https://kbs.trusted.example.internal",
     "kbsCaCert": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
-    "initdata": "H4sIAAAAAAAA/6tWSs7PS8tMBwA=",
-    "initdataDigest": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-    "initdataPcr8": "b7d1e4f0aa3c0b6a4f0c5a0e9f6b2d3c4e5f60718293a4b5c6d7e8f9a0b1c2d3",
-    "kbsResources": ["kbs:///default/ngc-api-key/api_key"],
+    "kbsResources": {"ngc-api-key": {"uri": "kbs:///default/ngc-api-key/api_key", "gpuGated": True, "minGpus": 1}},
+    "workloads": {"llama": {"image": "nvcr.io/nim/meta/llama@sha256:" + "0" * 64, "initdata": "H4sIAAAAAAAA/6tWSs7PS8tMBwA="}},
+    "sealedSecretKeyUri": "kbs:///default/sealed-secret-key/public-jwk",
 }
 
 
@@ -180,7 +179,7 @@ def test_adapter_refuses_cloud_on_missing_outputs(monkeypatch: pytest.MonkeyPatc
     assert up.main(["dev", "--only", "cloud"], make_pulumi=lambda: AutomationPulumi(ROOT)) == 2
     assert [c for c in commands(log) if c[0] == "up"] == []
     assert capsys.readouterr().err.endswith(
-        "error: refusing dev-cloud: dev-trusted lacks the outputs kbsCaCert, initdata, initdataDigest, kbsResources\n")
+        "error: refusing dev-cloud: dev-trusted lacks the outputs kbsCaCert, kbsResources, workloads, sealedSecretKeyUri\n")
 
 
 def test_adapter_treats_a_missing_trusted_stack_as_not_deployed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,

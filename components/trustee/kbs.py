@@ -71,7 +71,7 @@ class KbsDocuments:
     kbs_config: str
     cpu_policy: str
     gpu_policy: str
-    resource_policy: str
+    resource_policy: pulumi.Input[str]
     reference_values: pulumi.Input[str]
 
 

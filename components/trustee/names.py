@@ -21,6 +21,10 @@ HTTPS_KEY = "kbs-https-key"
 HTTPS_CERT = "kbs-https-certificate"
 TOKEN_KEY = "kbs-token-key"
 TOKEN_CERT = "kbs-token-certificate"
+# The public JWK sealed secrets are verified with, served as a KBS resource (the sealed secrets' `kid`).
+SEALED_SECRET_KEY = "sealed-secret-key"
+SEALED_SECRET_KEY_ENTRY = "public-jwk"
+SEALED_SECRET_KEY_URI = f"kbs:///default/{SEALED_SECRET_KEY}/{SEALED_SECRET_KEY_ENTRY}"
 
 # On the resource-policy ConfigMap: a random value replaced whenever a workload secret's value changes.
 # KBS copies its secret resources only when its pod starts; the operator restarts the pod when one
@@ -30,5 +34,8 @@ SECRETS_REVISION_ANNOTATION = "confidential-ai/secret-resources-revision"
 
 # Names a workload secret may not take: they hold Trustee's own configuration.
 RESERVED = frozenset(
-    {CONFIG_MAP, CPU_POLICY, GPU_POLICY, RESOURCE_POLICY, REFERENCE_VALUES, AUTH_SECRET, HTTPS_KEY, HTTPS_CERT, TOKEN_KEY, TOKEN_CERT}
+    {
+        CONFIG_MAP, CPU_POLICY, GPU_POLICY, RESOURCE_POLICY, REFERENCE_VALUES, AUTH_SECRET, HTTPS_KEY, HTTPS_CERT, TOKEN_KEY, TOKEN_CERT,
+        SEALED_SECRET_KEY,
+    }
 )

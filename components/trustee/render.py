@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from components.templating import render
-from stacks.config.trusted import KbsResource, NvidiaVerifier, ReferenceValues
+from stacks.config.trusted import NvidiaVerifier, ReferenceValues
 
 # Reference value names the attestation policies query (templates/trustee/attestation-policy-*.rego.j2).
 RV_PCR08 = "snp_pcr08"
@@ -33,21 +34,37 @@ def gpu_policy() -> str:
     return render("trustee/attestation-policy-gpu.rego.j2")
 
 
-def resource_policy(resources: Sequence[KbsResource]) -> str:
-    releases = [
-        {"name": r.name, "path": ["default", r.secret, r.key], "gpus": r.required_gpus}
-        for r in sorted(resources, key=lambda r: r.name)
+@dataclass(frozen=True)
+class Release:
+    """One resource KBS may release, and to which measured workloads."""
+
+    name: str
+    path: tuple[str, str, str]
+    """["default", <secret>, <key>], the resource-path KBS hands the policy."""
+    gpus: int
+    """GPUs (distinct gpu* submodules) that must affirm alongside cpu0."""
+    pcr08: Sequence[str]
+    """PCR 8 values of the workloads allowed this resource (their initdata, current and retiring)."""
+
+
+def resource_policy(releases: Sequence[Release]) -> str:
+    table = [
+        {"name": r.name, "path": list(r.path), "gpus": r.gpus, "pcr08": sorted(set(r.pcr08))}
+        for r in sorted(releases, key=lambda r: r.name)
     ]
-    return render("trustee/resource-policy.rego.j2", releases=releases)
+    return render("trustee/resource-policy.rego.j2", releases=table)
 
 
-def reference_value_entries(values: ReferenceValues, initdata_pcr8: str) -> dict[str, Any]:
-    """Reference value name -> value: lists for `in` checks, numbers for minimums."""
+def reference_value_entries(values: ReferenceValues, pcr08: Sequence[str]) -> dict[str, Any]:
+    """Reference value name -> value: lists for `in` checks, numbers for minimums.
+
+    `pcr08`: every workload's PCR 8, current and retiring, in order; duplicates dropped.
+    """
     entries: dict[str, Any] = {
         "snp_pcr03": values.pcrs.pcr03,
         "snp_pcr04": values.pcrs.pcr04,
         "snp_pcr07": values.pcrs.pcr07,
-        RV_PCR08: [initdata_pcr8, *(v for v in values.pcrs.retiring_pcr08 if v != initdata_pcr8)],
+        RV_PCR08: list(dict.fromkeys(pcr08)),
         "snp_pcr09": values.pcrs.pcr09,
         "snp_pcr11": values.pcrs.pcr11,
         "snp_pcr12": values.pcrs.pcr12,
@@ -61,7 +78,7 @@ def reference_value_entries(values: ReferenceValues, initdata_pcr8: str) -> dict
     return entries
 
 
-def reference_values_document(values: ReferenceValues, initdata_pcr8: str) -> str:
+def reference_values_document(values: ReferenceValues, pcr08: Sequence[str]) -> str:
     """The RVPS `reference_value` file of Trustee 1.2: {name: URL-safe padded base64 of a JSON record}."""
     records = {
         name: base64.urlsafe_b64encode(
@@ -71,6 +88,6 @@ def reference_values_document(values: ReferenceValues, initdata_pcr8: str) -> st
                 separators=(",", ":"),
             ).encode()
         ).decode()
-        for name, value in reference_value_entries(values, initdata_pcr8).items()
+        for name, value in reference_value_entries(values, pcr08).items()
     }
     return json.dumps(records, indent=2, sort_keys=True) + "\n"

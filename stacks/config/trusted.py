@@ -10,26 +10,10 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, SecretStr
 
+from components.initdata import PINNED_IMAGE
 from components.trustee.names import RESERVED as RESERVED_NAMES
 from stacks import versions
 from stacks.config.base import DnsLabel, HttpsUrl, Model, OpenShiftVersion, OperatorPin, Problem, StackId, matching, nested, pin_fits
-
-# Kata agent requests (kata-containers/kata-containers src/kata-opa/allow-all.rego): the vocabulary
-# of the agent policy carried in initdata.
-AGENT_REQUESTS = (
-    "AddARPNeighborsRequest AddSwapRequest CloseStdinRequest CopyFileRequest CreateContainerRequest "
-    "CreateSandboxRequest DestroySandboxRequest ExecProcessRequest GetMetricsRequest GetOOMEventRequest "
-    "GuestDetailsRequest ListInterfacesRequest ListRoutesRequest MemHotplugByProbeRequest OnlineCPUMemRequest "
-    "PauseContainerRequest PullImageRequest ReadContainerTerminationMessage ReadStreamRequest "
-    "RemoveContainerRequest RemoveStaleVirtiofsShareMountsRequest ReseedRandomDevRequest ResumeContainerRequest "
-    "SetGuestDateTimeRequest SetPolicyRequest SignalProcessRequest StartContainerRequest StartTracingRequest "
-    "StatsContainerRequest StopTracingRequest TtyWinResizeRequest UpdateContainerRequest "
-    "UpdateEphemeralMountsRequest UpdateInterfaceRequest UpdateRoutesRequest WaitProcessRequest WriteStreamRequest"
-).split()
-# Without these denied, the host (the cloud operator) could run commands in the guest, replace the
-# policy, or write into a container's stdin.
-HARDENED_DENIED_REQUESTS = ("ExecProcessRequest", "SetPolicyRequest", "WriteStreamRequest")
-
 
 def _verifier_url(value: str) -> str:
     parts = urlsplit(value)
@@ -122,9 +106,6 @@ class PcrReferenceValues(Model):
     pcr09: list[Pcr] = Field(min_length=1)
     pcr11: list[Pcr] = Field(min_length=1)
     pcr12: list[Pcr] = Field(min_length=1)
-    retiring_pcr08: list[Pcr] = []
-    """PCR 8 of the previous initdata (the old `initdataPcr8` output), still accepted while running pod
-    VMs restart onto the new one; empty it once they have."""
 
 
 class MinimumTcb(Model):
@@ -158,13 +139,11 @@ class ReferenceValues(Model):
 
 
 class AgentPolicy(Model):
-    denied_requests: list[str] = list(HARDENED_DENIED_REQUESTS)
-    """Kata agent requests the guest refuses; every other request is allowed."""
+    """What every workload's agent policy allows beyond running its own image (components/initdata.py)."""
 
-    def rules(self) -> Iterator[Problem]:
-        for i, request in enumerate(self.denied_requests):
-            if request not in AGENT_REQUESTS:
-                yield Problem(f"deniedRequests[{i}]", f"{request!r} is not a Kata agent request (e.g. ExecProcessRequest)")
+    allow_read_stream: bool = True
+    """Serve the container's stdout/stderr to the host (kubectl logs). Refusing it blocks the container on
+    kata agents older than 3.15.0, whose log pipe then fills (kata-containers PR #10818, commit 937fd907)."""
 
 
 class KbsResource(Model):
@@ -198,6 +177,45 @@ class KbsResource(Model):
             yield Problem("secret", f"{self.secret!r} is a name the stack uses for Trustee's own configuration; pick another")
 
 
+def _pinned_image(value: str) -> str:
+    if not PINNED_IMAGE.match(value):
+        hint = " (a tag is not a pin: the registry can move it)" if "@" not in value else ""
+        raise ValueError(f"{value!r} is not an image pinned by digest like nvcr.io/nim/meta/llama-3.1-8b-instruct@sha256:<64 hex>{hint}")
+    return value
+
+
+PinnedImage = Annotated[str, AfterValidator(_pinned_image)]
+
+
+class Workload(Model):
+    """A container the trusted side lets run with secrets: its own initdata, agent policy and PCR 8."""
+
+    name: DnsLabel
+    """What a cloud-side model names in `workload`."""
+    image: PinnedImage
+    """The only application image its agent policy lets the pod VM run, `repo@sha256:<digest>`."""
+    resources: list[DnsLabel] = []
+    """kbsResources names released to a pod VM measuring this workload's initdata."""
+    gpus: int = Field(default=1, ge=0, le=8)
+    """GPUs the workload's pod VM attests; each resource's minGpus must fit."""
+    args: list[str] | None = Field(default=None, min_length=1)
+    """The container's full command line (the image's entrypoint and cmd, `skopeo inspect --config`), pinned in
+    the agent policy so the host cannot run the image with another command; unset: any command of the image."""
+    registry_credentials: DnsLabel | None = None
+    """A kbsResources name (listed in `resources`) holding the registry credentials the guest pulls
+    `image` with: rendered as cdh.toml `[image] authenticated_registry_credentials_uri`."""
+    retiring_pcr08: list[Pcr] = []
+    """PCR 8 of this workload's previous initdata (its old `workloads.<name>.initdataPcr8` output), still
+    accepted, and still given its resources, while running pod VMs restart onto the new one; empty it once they have."""
+
+    def rules(self) -> Iterator[Problem]:
+        for i, name in enumerate(self.resources):
+            if name in self.resources[:i]:
+                yield Problem(f"resources[{i}]", f"{name!r} is listed twice")
+        if self.registry_credentials and self.registry_credentials not in self.resources:
+            yield Problem("registryCredentials", f"{self.registry_credentials!r} is not in this workload's resources; list it there so KBS releases it to the workload")
+
+
 class TrustedConfig(Model):
     stack: StackId
     role: Literal["trusted"]
@@ -207,6 +225,8 @@ class TrustedConfig(Model):
     reference_values: ReferenceValues
     agent_policy: AgentPolicy = AgentPolicy()
     kbs_resources: list[KbsResource] = []
+    workloads: list[Workload] = []
+    """What may run in a pod VM with KBS's secrets; the cloud stack's models name one each."""
     kbs_secrets: dict[str, SecretStr] = {}
     """Secret config: the value of each KBS resource, by its logical name."""
     kbs_tls_certificate: SecretStr | None = None
@@ -216,6 +236,7 @@ class TrustedConfig(Model):
 
     def rules(self) -> Iterator[Problem]:
         yield from self._resource_rules()
+        yield from self._workload_rules()
         yield from self._tls_rules()
 
     def _resource_rules(self) -> Iterator[Problem]:
@@ -236,6 +257,19 @@ class TrustedConfig(Model):
                 yield Problem(f"kbsSecrets.{resource.name}", "is empty")
         for name in sorted(set(self.kbs_secrets) - set(names)):
             yield Problem(f"kbsSecrets.{name}", "is not a declared kbsResources name; declare it or remove the value")
+
+    def _workload_rules(self) -> Iterator[Problem]:
+        resources = {r.name: r for r in self.kbs_resources}
+        names = Counter(w.name for w in self.workloads)
+        for i, workload in enumerate(self.workloads):
+            if names[workload.name] > 1:
+                yield Problem(f"workloads[{i}].name", f"{workload.name!r} is declared more than once")
+            for j, name in enumerate(workload.resources):
+                resource = resources.get(name)
+                if resource is None:
+                    yield Problem(f"workloads[{i}].resources[{j}]", f"{name!r} is not a kbsResources name (declared: {', '.join(sorted(resources)) or 'none'})")
+                elif resource.required_gpus > workload.gpus:
+                    yield Problem(f"workloads[{i}].gpus", f"{workload.gpus} GPUs cannot receive {name!r}: KBS releases it only to pod VMs attesting {resource.required_gpus}")
 
     def _tls_rules(self) -> Iterator[Problem]:
         provided = {"kbsTlsCertificate": self.kbs_tls_certificate, "kbsTlsPrivateKey": self.kbs_tls_private_key}

@@ -104,7 +104,11 @@ class ModelSettings(Model):
     """One NIM model served by an InferenceService in its own namespace (named after the model)."""
 
     name: DnsLabel
+    workload: DnsLabel
+    """The trusted stack's workload this model runs as: its pinned image, initdata and sealed secrets."""
     image: NimImage
+    """The NIM release, by tag: names the model format. The pod runs the workload's pinned digest of
+    this repository (a different repository is a config error)."""
     gpus: int = Field(default=1, ge=1)
     machine_type: str = CONFIDENTIAL_GPU_SIZE
     model_cache_gi: int = Field(ge=1)
@@ -118,6 +122,10 @@ class ModelSettings(Model):
     @property
     def namespace(self) -> str:
         return self.name
+
+    @property
+    def repository(self) -> str:
+        return self.image.rsplit(":", 1)[0]
 
     @property
     def model_format(self) -> tuple[str, str]:
@@ -143,8 +151,9 @@ class ImagePullSettings(Model):
 
     `pullSecret` (default): a dockerconfigjson Secret built from the cloud stack's own secret
     `nvcrPullKey`, referenced by the predictor. Works on the pinned OSC; the cloud cluster holds that
-    pull credential. `kbs`: the guest's CDH fetches the registry credential from KBS
-    (`authenticated_registry_credentials_uri` in the trusted side's initdata); the cloud cluster holds nothing.
+    pull credential. `kbs`: the guest's CDH fetches the registry credential from KBS: each model's
+    workload sets `registryCredentials` on the trusted side, which renders cdh.toml `[image]
+    authenticated_registry_credentials_uri` in its initdata; the cloud cluster holds nothing.
     """
 
     mode: Literal["pullSecret", "kbs"] = "pullSecret"
