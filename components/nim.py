@@ -1,8 +1,14 @@
-"""One NIM model served by KServe in a peer pod: an Azure confidential VM with an H100."""
+"""One NIM model served by KServe in a peer pod: an Azure confidential VM with an H100.
+
+TLS ends inside the pod VM: NIM serves HTTPS with a key that KBS releases only to a pod VM measuring
+the model's workload (the Secret holds a sealed pointer the kata agent resolves in the guest), and the
+model is exposed only without termination (a passthrough Route or a LoadBalancer Service).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -10,7 +16,25 @@ import pulumi_kubernetes as k8s
 from components.sealed_secret import KBS_RESOURCE_LABEL
 
 NIM_PORT = 8000
-HTTP_PORT_NAME = "http"
+# The container port serving TLS, by name: the predictor Service port takes it (kserve/kserve
+# pkg/controller/v1beta1/inferenceservice/reconcilers/service/service_reconciler.go), the Route and the
+# LoadBalancer target it, and the policy pack allows external exposure only to it (policies/rules.py TLS_PORT_NAME).
+TLS_PORT_NAME = "https"
+# Marks the namespace and InferenceService of a model whose TLS ends in its pod VM: the policy pack then
+# refuses any exposure that terminates TLS before it (policies/rules.py CONFIDENTIAL_MODEL_LABEL).
+CONFIDENTIAL_MODEL_LABEL = "confidential-ai/confidential-model"
+# Labels KServe puts on a RawDeployment predictor's pods (kserve/kserve pkg/constants/constants.go,
+# InferenceServicePodLabelKey and KServiceComponentLabel, commit 000652d7).
+PREDICTOR_POD_LABELS = ("serving.kserve.io/inferenceservice", "component")
+# NIM for LLMs' own TLS settings: NIM_SSL_MODE (DISABLED, TLS, or MTLS to require client certificates),
+# NIM_SSL_KEY_PATH, NIM_SSL_CERTS_PATH and NIM_SSL_CA_CERTS_PATH (NVIDIA NIM for LLMs configuration
+# reference; names listed in docs.nvidia.com/nim/large-language-models/2.0.1/genindex.html, mode values
+# per the 1.x configuration page: check them against the pinned NIM release).
+TLS_KEY_DIR = "/etc/nim-tls/key"
+TLS_CERT_DIR = "/etc/nim-tls/cert"
+TLS_KEY_FILE = "tls.key"
+TLS_CERT_FILE = "tls.crt"
+CLIENT_CA_FILE = "client-ca.crt"
 # NIM's health endpoints (NVIDIA NIM for LLMs API reference: /v1/health/ready, /v1/health/live).
 READY_PATH = "/v1/health/ready"
 LIVE_PATH = "/v1/health/live"
@@ -57,9 +81,18 @@ class NimModelArgs:
     """gzip+base64 initdata of the model's workload, from the trusted stack (public)."""
     ngc_api_key_sealed: str
     """The signed sealed pointer to the NGC API key in KBS, made by the trusted stack (public)."""
+    serving_certificate: str
+    """The workload's serving certificate from the trusted side's inference CA (public PEM)."""
+    serving_key_sealed: str
+    """The signed sealed pointer to the workload's TLS serving key in KBS (public)."""
+    client_ca_certificate: str | None
+    """PEM of the CA whose client certificates NIM requires (mutual TLS), or None for server-only TLS."""
     pull_secret: pulumi.Output[str] | None
     """A dockerconfigjson for nvcr.io (a Pulumi secret), or None when the guest gets it from KBS."""
-    ingress_domain: str
+    hostname: str
+    """The host name clients reach the model by; the serving certificate names it."""
+    exposure: Literal["route", "loadBalancer"]
+    """`route`: a passthrough Route on `hostname`; `loadBalancer`: a LoadBalancer Service on 443 (point `hostname` at it)."""
     kata_config: pulumi.Resource
     """Creates the runtime class and CAA the pod runs with."""
     data_science_cluster: pulumi.Resource
@@ -67,7 +100,8 @@ class NimModelArgs:
 
 
 class NimModel(pulumi.ComponentResource):
-    """Namespace, sealed NGC key, optional pull secret, NIM ServingRuntime and a confidential InferenceService."""
+    """Namespace, sealed NGC and TLS keys, optional pull secret, NIM ServingRuntime, a confidential
+    InferenceService serving HTTPS from inside its pod VM, and its exposure without TLS termination."""
 
     in_cluster_url: str
     external_url: str
@@ -75,7 +109,8 @@ class NimModel(pulumi.ComponentResource):
     def __init__(self, name: str, args: NimModelArgs, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None):
         super().__init__("confidential-ai:nim:NimModel", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=provider)
-        namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": args.namespace}, opts=child)
+        confidential = {CONFIDENTIAL_MODEL_LABEL: "true"}
+        namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": args.namespace, "labels": confidential}, opts=child)
         in_namespace = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[namespace]))
         # Not secret: a pointer the confidential data hub resolves inside the TEE after attestation.
         ngc_key = k8s.core.v1.Secret(
@@ -85,7 +120,23 @@ class NimModel(pulumi.ComponentResource):
             string_data={"NGC_API_KEY": args.ngc_api_key_sealed},
             opts=in_namespace,
         )
-        secrets: list[pulumi.Resource] = [ngc_key]
+        # The whole file is the sealed pointer: the kata agent unseals top-level files of Secret volumes
+        # inside the guest and relinks the entry to the plaintext (kata-containers src/agent/src/rpc.rs).
+        tls_key = k8s.core.v1.Secret(
+            f"{name}-tls-key",
+            metadata={"name": f"{args.name}-tls-key", "namespace": args.namespace, "labels": {KBS_RESOURCE_LABEL: "true"}},
+            type="Opaque",
+            string_data={TLS_KEY_FILE: args.serving_key_sealed},
+            opts=in_namespace,
+        )
+        public_tls = {TLS_CERT_FILE: args.serving_certificate, **({CLIENT_CA_FILE: args.client_ca_certificate} if args.client_ca_certificate else {})}
+        tls_certificate = k8s.core.v1.ConfigMap(
+            f"{name}-tls-certificate",
+            metadata={"name": f"{args.name}-tls", "namespace": args.namespace},
+            data=public_tls,
+            opts=in_namespace,
+        )
+        secrets: list[pulumi.Resource] = [ngc_key, tls_key, tls_certificate]
         pull_secrets: list[dict[str, str]] = []
         if args.pull_secret is not None:
             secrets.append(
@@ -100,6 +151,7 @@ class NimModel(pulumi.ComponentResource):
             pull_secrets.append({"name": f"{args.name}-nvcr-pull"})
 
         model_name, model_version = args.model_format
+        mutual = args.client_ca_certificate is not None
         runtime_name = f"{args.name}-nim"
         # The ServingRuntime's CRD comes with KServe, which the DataScienceCluster deploys.
         runtime = k8s.apiextensions.CustomResource(
@@ -120,24 +172,20 @@ class NimModel(pulumi.ComponentResource):
                     {
                         "name": "kserve-container",
                         "image": args.image,
-                        # Named: KServe names the predictor Service port after it (kserve/kserve
-                        # pkg/controller/v1beta1/inferenceservice/reconcilers/service/service_reconciler.go) and
-                        # odh-model-controller points the Route at the port named "http"; an unnamed one makes it
-                        # fall back to the Service port number 80, which matches no endpoint (pod port 8000) in the
-                        # router (odh-model-controller kserve_raw_route_reconciler.go setRouteTargetPort;
-                        # openshift/router pkg/router/template/router.go endpointsForAlias).
-                        "ports": [{"name": HTTP_PORT_NAME, "containerPort": NIM_PORT, "protocol": "TCP"}],
+                        # The only port, and it speaks TLS: nothing in plaintext leaves the pod VM.
+                        "ports": [{"name": TLS_PORT_NAME, "containerPort": NIM_PORT, "protocol": "TCP"}],
                         "env": [
                             {"name": "NIM_CACHE_PATH", "value": NIM_CACHE_PATH},
                             {"name": "NGC_API_KEY", "valueFrom": {"secretKeyRef": {"name": f"{args.name}-ngc-api-key", "key": "NGC_API_KEY"}}},
+                            *_tls_env(mutual),
                         ],
-                        "readinessProbe": {"httpGet": {"path": READY_PATH, "port": NIM_PORT}, "periodSeconds": 10, "failureThreshold": 3},
-                        "livenessProbe": {"httpGet": {"path": LIVE_PATH, "port": NIM_PORT}, "periodSeconds": 30, "failureThreshold": 3},
-                        "startupProbe": {"httpGet": {"path": READY_PATH, "port": NIM_PORT}, "periodSeconds": 30, "failureThreshold": 120},
+                        "readinessProbe": _probe(READY_PATH, mutual, period=10, failures=3),
+                        "livenessProbe": _probe(LIVE_PATH, mutual, period=30, failures=3),
+                        "startupProbe": _probe(READY_PATH, mutual, period=30, failures=120),
                         "volumeMounts": _volume_mounts(),
                     }
                 ],
-                "volumes": _volumes(args.model_cache_gi),
+                "volumes": _volumes(args),
             },
             opts=pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=[namespace, args.data_science_cluster])),
         )
@@ -149,8 +197,9 @@ class NimModel(pulumi.ComponentResource):
             metadata={
                 "name": args.name,
                 "namespace": args.namespace,
-                # odh-model-controller exposes an InferenceService with this label through a Route.
-                "labels": {"networking.kserve.io/visibility": "exposed"},
+                # Not `networking.kserve.io/visibility: exposed`: odh-model-controller would add an edge
+                # Route, ending TLS at the cloud's router (kserve_raw_route_reconciler.go).
+                "labels": confidential,
                 "annotations": {
                     "serving.kserve.io/deploymentMode": "RawDeployment",
                     "pulumi.com/waitFor": "condition=Ready",
@@ -179,22 +228,78 @@ class NimModel(pulumi.ComponentResource):
                 in_namespace, pulumi.ResourceOptions(depends_on=[namespace, runtime, *secrets, args.kata_config, args.data_science_cluster])
             ),
         )
-        # KServe names the predictor Service <name>-predictor; "Headed" makes it a ClusterIP on port 80.
-        self.in_cluster_url = f"http://{args.name}-predictor.{args.namespace}.svc.cluster.local"
-        # The Route's default host is <route name>-<namespace>.<ingress domain>.
-        self.external_url = f"https://{args.name}-{args.namespace}.{args.ingress_domain}"
+        self.exposure = self._expose(name, args, in_namespace)
+        # KServe names the predictor Service <name>-predictor (port 80 to the container's TLS port); its
+        # certificate names only `hostname`, so in-cluster clients send that name (SNI) to this address.
+        self.in_cluster_url = f"https://{args.name}-predictor.{args.namespace}.svc.cluster.local"
+        self.external_url = f"https://{args.hostname}"
         self.register_outputs({"inClusterUrl": self.in_cluster_url, "externalUrl": self.external_url})
 
+    @staticmethod
+    def _expose(name: str, args: NimModelArgs, opts: pulumi.ResourceOptions) -> pulumi.Resource:
+        """The model reachable from outside without TLS termination: the router or load balancer passes TLS through."""
+        if args.exposure == "route":
+            return k8s.apiextensions.CustomResource(
+                f"{name}-route",
+                api_version="route.openshift.io/v1",
+                kind="Route",
+                metadata={"name": args.name, "namespace": args.namespace, "labels": {CONFIDENTIAL_MODEL_LABEL: "true"}},
+                spec={
+                    "host": args.hostname,
+                    "to": {"kind": "Service", "name": f"{args.name}-predictor"},
+                    "port": {"targetPort": TLS_PORT_NAME},
+                    "tls": {"termination": "passthrough", "insecureEdgeTerminationPolicy": "None"},
+                    "wildcardPolicy": "None",
+                },
+                opts=opts,
+            )
+        return k8s.core.v1.Service(
+            f"{name}-load-balancer",
+            metadata={"name": f"{args.name}-tls", "namespace": args.namespace, "labels": {CONFIDENTIAL_MODEL_LABEL: "true"}},
+            spec={
+                "type": "LoadBalancer",
+                "selector": dict(zip(PREDICTOR_POD_LABELS, (args.name, "predictor"), strict=True)),
+                "ports": [{"name": TLS_PORT_NAME, "port": 443, "targetPort": TLS_PORT_NAME, "protocol": "TCP"}],
+            },
+            opts=opts,
+        )
 
-def _volume_mounts() -> list[dict[str, str]]:
-    """The model cache, /dev/shm and every writable directory NIM 2.x needs."""
-    mounts = [{"name": "nim-cache", "mountPath": NIM_CACHE_PATH}, {"name": "shm", "mountPath": "/dev/shm"}]
-    return mounts + [{"name": name, "mountPath": path} for name, path in NIM_SCRATCH_DIRS.items()]
+
+def _tls_env(mutual: bool) -> list[dict[str, str]]:
+    env = [
+        {"name": "NIM_SSL_MODE", "value": "MTLS" if mutual else "TLS"},
+        {"name": "NIM_SSL_KEY_PATH", "value": f"{TLS_KEY_DIR}/{TLS_KEY_FILE}"},
+        {"name": "NIM_SSL_CERTS_PATH", "value": f"{TLS_CERT_DIR}/{TLS_CERT_FILE}"},
+    ]
+    if mutual:
+        env.append({"name": "NIM_SSL_CA_CERTS_PATH", "value": f"{TLS_CERT_DIR}/{CLIENT_CA_FILE}"})
+    return env
 
 
-def _volumes(model_cache_gi: int) -> list[dict[str, object]]:
+def _probe(path: str, mutual: bool, period: int, failures: int) -> dict[str, object]:
+    """HTTPS health checks (the kubelet does not verify the certificate); with mutual TLS the kubelet has
+    no client certificate, so the probe only checks that the TLS port accepts connections."""
+    check: dict[str, object] = {"tcpSocket": {"port": NIM_PORT}} if mutual else {"httpGet": {"path": path, "port": NIM_PORT, "scheme": "HTTPS"}}
+    return {**check, "periodSeconds": period, "failureThreshold": failures}
+
+
+def _volume_mounts() -> list[dict[str, object]]:
+    """The model cache, /dev/shm, every writable directory NIM 2.x needs, and the TLS key and certificate."""
+    mounts: list[dict[str, object]] = [{"name": "nim-cache", "mountPath": NIM_CACHE_PATH}, {"name": "shm", "mountPath": "/dev/shm"}]
+    mounts += [{"name": name, "mountPath": path} for name, path in NIM_SCRATCH_DIRS.items()]
+    return mounts + [
+        {"name": "tls-key", "mountPath": TLS_KEY_DIR, "readOnly": True},
+        {"name": "tls-certificate", "mountPath": TLS_CERT_DIR, "readOnly": True},
+    ]
+
+
+def _volumes(args: NimModelArgs) -> list[dict[str, object]]:
     volumes: list[dict[str, object]] = [
-        {"name": "nim-cache", "emptyDir": {"sizeLimit": f"{model_cache_gi}Gi"}},
+        {"name": "nim-cache", "emptyDir": {"sizeLimit": f"{args.model_cache_gi}Gi"}},
         {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE_LIMIT}},
     ]
-    return volumes + [{"name": name, "emptyDir": {"sizeLimit": f"{SCRATCH_DIR_GI}Gi"}} for name in NIM_SCRATCH_DIRS]
+    volumes += [{"name": name, "emptyDir": {"sizeLimit": f"{SCRATCH_DIR_GI}Gi"}} for name in NIM_SCRATCH_DIRS]
+    return volumes + [
+        {"name": "tls-key", "secret": {"secretName": f"{args.name}-tls-key"}},
+        {"name": "tls-certificate", "configMap": {"name": f"{args.name}-tls"}},
+    ]

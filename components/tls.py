@@ -37,23 +37,7 @@ class SelfSignedServerCertificate(pulumi.ComponentResource):
             ["cert_signing", "crl_signing"],
             child,
         )
-        server_key = tls.PrivateKey(f"{name}-key", algorithm=ALGORITHM, ecdsa_curve=CURVE, opts=pulumi.ResourceOptions.merge(child, PROTECTED))
-        request = tls.CertRequest(
-            f"{name}-request",
-            private_key_pem=server_key.private_key_pem,
-            subject=tls.CertRequestSubjectArgs(common_name=args.hostname, organization=args.organization),
-            dns_names=[args.hostname],
-            opts=child,
-        )
-        server = tls.LocallySignedCert(
-            f"{name}-cert",
-            cert_request_pem=request.cert_request_pem,
-            ca_private_key_pem=ca_key.private_key_pem,
-            ca_cert_pem=ca.cert_pem,
-            validity_period_hours=args.validity_hours,
-            allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
-            opts=child,
-        )
+        server_key, server = _server_certificate(name, [args.hostname], args.organization, (ca_key, ca), args.validity_hours, child)
         self.ca_cert_pem: pulumi.Output[str] = ca.cert_pem
         self.cert_pem: pulumi.Output[str] = server.cert_pem
         self.private_key_pem: pulumi.Output[str] = pulumi.Output.secret(server_key.private_key_pem)
@@ -85,6 +69,72 @@ def _self_signed(
         set_subject_key_id=True,
         validity_period_hours=validity_hours,
         allowed_uses=allowed_uses,
+        opts=opts,
+    )
+    return key, cert
+
+
+@dataclass(frozen=True)
+class InferenceCertificatesArgs:
+    organization: str
+    validity_hours: int
+    servers: dict[str, list[str]]
+    """Workload name -> the host names its serving certificate names."""
+
+
+@dataclass(frozen=True)
+class ServingIdentity:
+    cert_pem: pulumi.Output[str]
+    """Public: clients check it (scripts/verify_endpoint.py) and the pod serves it."""
+    private_key_pem: pulumi.Output[str]
+    """A Pulumi secret, PKCS#8: it reaches only KBS, which releases it to the attested workload."""
+
+
+class InferenceCertificates(pulumi.ComponentResource):
+    """The inference CA and, per workload, a serving key and a certificate it issues for the workload's host names.
+
+    The CA certificate is what model clients trust; each serving key is released by KBS only to a pod VM
+    measuring its workload, so a handshake that verifies against this CA ends inside such a pod VM.
+    """
+
+    def __init__(self, name: str, args: InferenceCertificatesArgs, provider: tls.Provider, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("confidential-ai:tls:InferenceCertificates", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self, provider=provider)
+        ca_key, ca = _self_signed(
+            f"{name}-ca",
+            tls.SelfSignedCertSubjectArgs(common_name=f"{args.organization} inference CA", organization=args.organization),
+            args.validity_hours,
+            ["cert_signing", "crl_signing"],
+            child,
+        )
+        self.ca_cert_pem: pulumi.Output[str] = ca.cert_pem
+        self.servers: dict[str, ServingIdentity] = {}
+        for workload, hostnames in sorted(args.servers.items()):
+            key, cert = _server_certificate(f"{name}-{workload}", hostnames, args.organization, (ca_key, ca), args.validity_hours, child)
+            self.servers[workload] = ServingIdentity(cert.cert_pem, pulumi.Output.secret(key.private_key_pem_pkcs8))
+        self.register_outputs({"caCertPem": self.ca_cert_pem, "servers": {w: s.cert_pem for w, s in self.servers.items()}})
+
+
+def _server_certificate(
+    name: str, hostnames: list[str], organization: str, issuer: tuple[tls.PrivateKey, tls.SelfSignedCert], validity_hours: int, opts: pulumi.ResourceOptions
+) -> tuple[tls.PrivateKey, tls.LocallySignedCert]:
+    """A protected P-256 server key and a certificate `issuer` (CA key, CA certificate) issues it for `hostnames`."""
+    ca_key, ca = issuer
+    key = tls.PrivateKey(f"{name}-key", algorithm=ALGORITHM, ecdsa_curve=CURVE, opts=pulumi.ResourceOptions.merge(opts, PROTECTED))
+    request = tls.CertRequest(
+        f"{name}-request",
+        private_key_pem=key.private_key_pem,
+        subject=tls.CertRequestSubjectArgs(common_name=hostnames[0], organization=organization),
+        dns_names=list(hostnames),
+        opts=opts,
+    )
+    cert = tls.LocallySignedCert(
+        f"{name}-cert",
+        cert_request_pem=request.cert_request_pem,
+        ca_private_key_pem=ca_key.private_key_pem,
+        ca_cert_pem=ca.cert_pem,
+        validity_period_hours=validity_hours,
+        allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
         opts=opts,
     )
     return key, cert

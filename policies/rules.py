@@ -91,8 +91,9 @@ NAMESPACE = "kubernetes:core/v1:Namespace"
 SERVICE = "kubernetes:core/v1:Service"
 ROUTE = "kubernetes:route.openshift.io/v1:Route"
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
-# A Namespace or InferenceService carrying this label holds a confidential model: TLS must end inside
-# its pod VM, so nothing in the namespace may terminate TLS in front of it (components/nim.py sets it).
+# A Namespace or InferenceService carrying this label holds a confidential model, as does the namespace
+# of any kata-remote InferenceService: TLS must end inside its pod VM, so nothing in the namespace may
+# terminate TLS in front of it (components/nim.py sets the label).
 CONFIDENTIAL_MODEL_LABEL = "confidential-ai/confidential-model"
 # odh-model-controller creates an edge-terminated Route for an InferenceService with this label
 # (opendatahub-io/odh-model-controller internal/controller/serving/reconcilers/kserve_raw_route_reconciler.go).
@@ -416,12 +417,15 @@ def _labelled_confidential(props: Mapping[str, Any]) -> bool:
 
 
 def confidential_namespaces(resources: Sequence[Any]) -> set[str]:
-    """Namespaces marked as holding a confidential model: the Namespace itself, or an InferenceService in it."""
+    """Namespaces holding a confidential model: marked so (the Namespace or an InferenceService in it), or
+    running an InferenceService in a confidential pod VM (kata-remote), whatever its labels say."""
     found = set()
     for r in resources:
         if r.resource_type == NAMESPACE and _labelled_confidential(r.props):
             found.add(str(dig(r.props, "metadata", "name") or r.name))
-        elif r.resource_type == INFERENCE_SERVICE and _labelled_confidential(r.props):
+        elif r.resource_type == INFERENCE_SERVICE and (
+            _labelled_confidential(r.props) or any(w.runtime_class == KATA_REMOTE for w in workloads(r.resource_type, r.props))
+        ):
             found.add(_namespace_of(r.props))
     return found
 

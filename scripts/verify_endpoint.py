@@ -178,11 +178,20 @@ def endpoint_from_outputs(model: str, trusted_stack: str, trusted: Mapping[str, 
 # --- Verifying the endpoint ----------------------------------------------------------------------
 
 
-def _context(ca_pem: str) -> ssl.SSLContext:
-    """Trust the inference CA and nothing else; check the host name."""
+ClientCertificate = tuple[Path, Path | None]
+"""(certificate PEM file, key PEM file or None when the certificate file holds the key too), for mutual TLS."""
+
+
+def client_context(ca_pem: str, client: ClientCertificate | None = None) -> ssl.SSLContext:
+    """Trust the inference CA and nothing else; check the host name; present `client` when given."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_verify_locations(cadata=ca_pem)
+    if client is not None:
+        try:
+            context.load_cert_chain(*client)
+        except (OSError, ssl.SSLError) as err:
+            raise CannotRun(f"--client-cert {client[0]}: {getattr(err, 'strerror', None) or err.reason or err}") from None
     return context
 
 
@@ -195,11 +204,13 @@ def _connect(endpoint: Endpoint, context: ssl.SSLContext, address: str | None, t
         raise
 
 
-def connect(endpoint: Endpoint, address: str | None = None, timeout: float = CONNECT_SECONDS) -> tuple[http.client.HTTPSConnection, Verified]:
+def connect(
+    endpoint: Endpoint, context: ssl.SSLContext, address: str | None = None, timeout: float = CONNECT_SECONDS
+) -> tuple[http.client.HTTPSConnection, Verified]:
     """An HTTPS connection whose handshake passed every check; `address` overrides DNS (tests, curl --resolve)."""
     where = f"{endpoint.host}:{endpoint.port}"
     try:
-        tls = _connect(endpoint, _context(endpoint.ca_pem), address, timeout)
+        tls = _connect(endpoint, context, address, timeout)
     except ssl.SSLCertVerificationError as err:
         raise Failed(why_not_verified(endpoint, presented_certificate(endpoint, address, timeout), err)) from None
     except (OSError, ssl.SSLError) as err:
@@ -327,6 +338,11 @@ def _json(connection: http.client.HTTPSConnection, method: str, path: str, body:
         connection.request(method, path, body=payload, headers=headers)
         response = connection.getresponse()
         data = response.read()
+    except (ssl.SSLError, ConnectionResetError) as err:
+        # A server that requires client certificates refuses one only after the TLS 1.3 handshake: with an
+        # alert, or by closing the connection under the request.
+        reason = getattr(err, "reason", None) or err.strerror or err
+        raise Failed(f"{method} {path}: the model ended the TLS session ({reason}): if it requires client certificates, pass --client-cert") from None
     except (OSError, http.client.HTTPException) as err:
         raise Failed(f"{method} {path}: no answer: {getattr(err, 'strerror', None) or err or type(err).__name__}") from None
     if response.status != 200:
@@ -366,8 +382,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--prompt", help="after verifying, send this as one chat completion and print the answer")
     parser.add_argument("--trusted-outputs", type=Path, help="JSON of the trusted stack outputs (e.g. out/ENV-trusted/outputs.json); default: pulumi stack output")
     parser.add_argument("--cloud-outputs", type=Path, help="JSON of the cloud stack outputs (e.g. out/ENV-cloud/outputs.json); default: pulumi stack output")
+    parser.add_argument("--client-cert", type=Path, help="PEM client certificate (and key) for models that require mutual TLS")
+    parser.add_argument("--client-key", type=Path, help="PEM key of --client-cert, when not in the same file")
     parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR, help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.client_key and not args.client_cert:
+        parser.error("--client-key needs --client-cert")
+    return args
 
 
 def load_endpoint(args: argparse.Namespace, make_pulumi: Callable[[], Pulumi]) -> Endpoint:
@@ -396,6 +417,7 @@ def main(argv: Sequence[str] | None = None, make_pulumi: Callable[[], Pulumi] = 
     args = parse_args(argv)
     try:
         endpoint = load_endpoint(args, make_pulumi)
+        context = client_context(endpoint.ca_pem, (args.client_cert, args.client_key) if args.client_cert else None)
     except (CannotRun, StackFileError, PulumiError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -403,7 +425,7 @@ def main(argv: Sequence[str] | None = None, make_pulumi: Callable[[], Pulumi] = 
         print(f"FAILED: {err}", file=sys.stderr)
         return 1
     try:
-        connection, verified = connect(endpoint, address)
+        connection, verified = connect(endpoint, context, address)
         try:
             print(report(verified))
             if args.prompt is not None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+from cryptography import x509
 from pulumi.runtime.sync_await import _sync_await
 
 from components.nim import NimModel, NimModelArgs
@@ -25,8 +26,9 @@ from components.sealed_secret import KBS_URI_PREFIX
 from stacks.config import CloudConfig, ConfigError
 from stacks import versions
 from stacks.config.base import OperatorPin as OperatorPinSettings
+from stacks.config.workloads import ModelSettings
 from stacks.config.base import Problem, secret_output
-from stacks.contracts import CLOUD_READS, WORKLOAD_KEYS, AzureLayer
+from stacks.contracts import CLOUD_READS, OPTIONAL_TRUSTED_OUTPUTS, WORKLOAD_KEYS, AzureLayer
 
 NVCR = "nvcr.io"
 
@@ -49,6 +51,10 @@ class TrustedWorkload:
     gpus: int
     sealed_secrets: dict[str, str]
     """Resource name -> signed sealed pointer, used verbatim."""
+    serving_certificate: str | None
+    """Its TLS serving certificate from the inference CA (public PEM); None when it serves no model."""
+    serving_key_resource: str | None
+    """The kbsResources name of its serving key (a sealed pointer to it is in `sealed_secrets`)."""
 
     @property
     def repository(self) -> str:
@@ -64,6 +70,8 @@ class TrustedSide:
     kbs_ca_cert: str
     kbs_resources: dict[str, KbsResource]
     workloads: dict[str, TrustedWorkload]
+    inference_client_ca: str | None
+    """The CA whose client certificates the models require (mutual TLS), when the trusted side sets one."""
 
 
 def read_trusted_stack(config: CloudConfig) -> TrustedSide:
@@ -79,14 +87,14 @@ def read_trusted_stack(config: CloudConfig) -> TrustedSide:
     missing = [name for name in CLOUD_READS if outputs.get(name) in (None, "", {})]
     if missing:
         raise ConfigError(config.stack.name, [Problem("trustedStack", f"{stack} has no output {', '.join(missing)} (deploy it first: pulumi up -s {short})")])
-    secret = sorted(secret_names & set(CLOUD_READS))
+    secret = sorted(secret_names & {*CLOUD_READS, *OPTIONAL_TRUSTED_OUTPUTS})
     if secret:
         raise ConfigError(config.stack.name, [Problem("trustedStack", f"{stack} exports {', '.join(secret)} as secret; the cloud side reads only public values")])
     resources, problems = _kbs_resources(stack, outputs["kbsResources"])
     workloads, malformed = _workloads(stack, outputs["workloads"])
     if malformed:
         raise ConfigError(config.stack.name, problems + malformed)
-    trusted = TrustedSide(stack, outputs["kbsUrl"], outputs["kbsCaCert"], resources, workloads)
+    trusted = TrustedSide(stack, outputs["kbsUrl"], outputs["kbsCaCert"], resources, workloads, outputs.get("inferenceClientCaCert") or None)
     problems += list(_model_problems(config, trusted))
     if problems:
         raise ConfigError(config.stack.name, problems)
@@ -123,6 +131,8 @@ def _workloads(stack: str, raw: Any) -> tuple[dict[str, TrustedWorkload], list[P
             resources=tuple(entry["resources"]),
             gpus=int(entry["gpus"]),
             sealed_secrets=dict(entry["sealedSecrets"]),
+            serving_certificate=entry.get("servingCertificate"),
+            serving_key_resource=entry.get("servingKeyResource"),
         )
     return workloads, problems
 
@@ -140,6 +150,8 @@ def _model_problems(config: CloudConfig, trusted: TrustedSide) -> Iterator[Probl
             yield Problem(f"models[{i}].image", f"{model.repository} is not the repository of workload {model.workload}'s pinned image {workload.image}")
         if model.gpus != workload.gpus:
             yield Problem(f"models[{i}].gpus", f"workload {model.workload} is declared with {workload.gpus} GPUs; the model asks for {model.gpus}")
+        if problem := _serving_problem(model_hostname(config, model), model.workload, workload, trusted.stack):
+            yield Problem(f"models[{i}].hostname" if model.hostname else f"models[{i}].workload", problem)
         resource = trusted.kbs_resources.get(model.ngc_api_key_resource)
         if resource is None:
             yield Problem(f"models[{i}].ngcApiKeyResource", f"{model.ngc_api_key_resource} is not a KBS resource of {trusted.stack} (it publishes: {published})")
@@ -157,6 +169,28 @@ def _model_problems(config: CloudConfig, trusted: TrustedSide) -> Iterator[Probl
                 )
     if config.image_pull.mode == "kbs" and config.image_pull.kbs_resource not in trusted.kbs_resources:
         yield Problem("imagePull.kbsResource", f"{config.image_pull.kbs_resource} is not a KBS resource of {trusted.stack} (it publishes: {published})")
+
+
+def model_hostname(config: CloudConfig, model: ModelSettings) -> str:
+    """The name clients reach a model by: set in config, or the Route default `<name>-<namespace>.<ingress domain>`."""
+    return model.hostname or f"{model.name}-{model.namespace}.{config.ingress_domain}"
+
+
+def _serving_problem(hostname: str, name: str, workload: TrustedWorkload, stack: str) -> str | None:
+    """Why the workload cannot serve TLS for `hostname` from inside its pod VM, or None."""
+    fix = f"list {hostname} in workload {name}'s servingHostnames on {stack}"
+    if not workload.serving_certificate or not workload.serving_key_resource:
+        return f"workload {name} has no TLS serving certificate: {fix}"
+    if workload.serving_key_resource not in workload.sealed_secrets:
+        return f"{stack} publishes no sealed pointer to workload {name}'s serving key {workload.serving_key_resource} (update the trusted stack)"
+    try:
+        certificate = x509.load_pem_x509_certificate(workload.serving_certificate.encode())
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    except (ValueError, x509.ExtensionNotFound):
+        return f"{stack} output workloads.{name}.servingCertificate is not a certificate with DNS names"
+    if hostname not in names:
+        return f"workload {name}'s serving certificate names {', '.join(names)}, not {hostname}: {fix}"
+    return None
 
 
 def registry_credentials_uri(initdata: str) -> str | None:
@@ -257,6 +291,7 @@ def deploy_cluster_layer(config: CloudConfig, azure: AzureLayer, trusted: Truste
     urls = {}
     for model in config.models:
         workload = trusted.workloads[model.workload]
+        assert workload.serving_certificate and workload.serving_key_resource  # read_trusted_stack checked them
         served = NimModel(
             f"model-{model.name}",
             NimModelArgs(
@@ -271,14 +306,18 @@ def deploy_cluster_layer(config: CloudConfig, azure: AzureLayer, trusted: Truste
                 runtime_class=peer_pods.runtime_class,
                 initdata=workload.initdata,
                 ngc_api_key_sealed=workload.sealed_secrets[model.ngc_api_key_resource],
+                serving_certificate=workload.serving_certificate,
+                serving_key_sealed=workload.sealed_secrets[workload.serving_key_resource],
+                client_ca_certificate=trusted.inference_client_ca,
                 pull_secret=pull_secret,
-                ingress_domain=config.ingress_domain,
+                hostname=model_hostname(config, model),
+                exposure=model.exposure,
                 kata_config=peer_pods.kata_config,
                 data_science_cluster=openshift_ai.data_science_cluster,
             ),
             provider,
         )
-        urls[model.name] = {"inClusterUrl": served.in_cluster_url, "externalUrl": served.external_url}
+        urls[model.name] = {"inClusterUrl": served.in_cluster_url, "externalUrl": served.external_url, "workload": model.workload}
     pulumi.export("kbsUrl", trusted.kbs_url)
     pulumi.export("models", urls)
     pulumi.export("runtimeClass", peer_pods.runtime_class)

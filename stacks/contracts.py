@@ -14,10 +14,16 @@ import pulumi_kubernetes as k8s
 #   (hex), "resources" (kbsResources names KBS releases to it), "gpus" (int), "sealedSecrets"
 #   (resource name -> "sealed.<ES256 JWS>", signed on the trusted side, used verbatim).
 # - `sealedSecretKeyUri`: the kbs:/// URI of the public JWK the sealed secrets name as `kid`.
-TRUSTED_OUTPUTS = ("kbsUrl", "kbsCaCert", "kbsResources", "workloads", "sealedSecretKeyUri")
+# - `inferenceCaCert`: PEM of the inference CA, what model clients trust (scripts/verify_endpoint.py).
+#   A workload that serves a model also has "servingCertificate" (PEM, issued by that CA
+#   for its servingHostnames) and "servingKeyResource" (the kbsResources name of its TLS key, bound to
+#   its PCR 8; the signed pointer to it is in its "sealedSecrets").
+# - `inferenceClientCaCert`, only when models require client certificates: that CA's PEM.
+TRUSTED_OUTPUTS = ("kbsUrl", "kbsCaCert", "kbsResources", "workloads", "sealedSecretKeyUri", "inferenceCaCert")
+OPTIONAL_TRUSTED_OUTPUTS = ("inferenceClientCaCert",)
 WORKLOAD_KEYS = ("image", "initdata", "initdataDigest", "initdataPcr8", "resources", "gpus", "sealedSecrets")
-# What the cloud stack reads (all of it).
-CLOUD_READS = TRUSTED_OUTPUTS
+# What the cloud stack needs; model clients, not the cloud stack, read `inferenceCaCert`.
+CLOUD_READS = ("kbsUrl", "kbsCaCert", "kbsResources", "workloads", "sealedSecretKeyUri")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from components.initdata import AgentPolicyArgs, Initdata, InitdataArgs, render_
 from components.kubernetes import cluster_provider
 from components.olm import OperatorInstall, OperatorInstallArgs, OperatorPin
 from components.sealed_secret import public_jwk, sealed_secret
-from components.tls import SelfSignedServerCertificate, ServerCertificateArgs, SigningCertificate
+from components.tls import InferenceCertificates, InferenceCertificatesArgs, SelfSignedServerCertificate, ServerCertificateArgs, SigningCertificate
 from components.trustee import names, render
 from components.trustee.kbs import Kbs, KbsArgs, KbsDocuments, KbsKeys, KbsSecretResources, SecretResource
 from stacks.config import TrustedConfig
@@ -60,6 +60,19 @@ def deploy(config: TrustedConfig) -> None:
     # attestation-service/src/token/ear_broker.rs).
     token = SigningCertificate("kbs-token", "Trustee attestation token signer", config.kbs.tls.validity_hours, keys_provider)
 
+    # Model clients trust the inference CA; each serving key goes only to KBS, bound to its workload.
+    inference = InferenceCertificates(
+        "inference-tls",
+        InferenceCertificatesArgs(
+            organization="Confidential AI",
+            validity_hours=config.inference_tls.validity_hours,
+            servers={w.name: list(w.serving_hostnames) for w in config.workloads if w.serving_hostnames},
+        ),
+        keys_provider,
+    )
+    serving_keys = {w: s.private_key_pem for w, s in inference.servers.items()}
+    serving_certificates = pulumi.Output.all(**{w: s.cert_pem for w, s in inference.servers.items()}) if inference.servers else pulumi.Output.from_input({})
+
     # Sealed secrets are signed here and verified in the guest with the public half, which KBS serves
     # as a resource (its URI is the signatures' `kid`). Protected: replacing it breaks every pointer.
     sealing_key = tls.PrivateKey(
@@ -73,7 +86,11 @@ def deploy(config: TrustedConfig) -> None:
 
     workload_secrets = KbsSecretResources(
         "kbs-resources",
-        [*_secret_resources(config), SecretResource(names.SEALED_SECRET_KEY, {names.SEALED_SECRET_KEY_ENTRY: verification_jwk})],
+        [
+            *_secret_resources(config),
+            SecretResource(names.SEALED_SECRET_KEY, {names.SEALED_SECRET_KEY_ENTRY: verification_jwk}),
+            *([SecretResource(names.SERVING_KEYS, serving_keys)] if serving_keys else []),
+        ],
         trustee.namespace_resource,
         kubernetes,
         random.Provider("random"),
@@ -87,7 +104,7 @@ def deploy(config: TrustedConfig) -> None:
                 kbs_config=render.kbs_config(config.kbs.nvidia_verifier),
                 cpu_policy=render.cpu_policy(config.reference_values),
                 gpu_policy=render.gpu_policy(),
-                resource_policy=initdata.apply(lambda i: render.resource_policy(_releases(config, i))),
+                resource_policy=initdata.apply(lambda i: render.resource_policy([*_releases(config, i), *_serving_releases(config, i)])),
                 reference_values=initdata.apply(lambda i: render.reference_values_document(config.reference_values, _all_pcr8(config, i))),
             ),
             keys=KbsKeys(
@@ -113,10 +130,19 @@ def deploy(config: TrustedConfig) -> None:
     pulumi.export("kbsCaCert", https.ca_cert_pem)
     pulumi.export(
         "kbsResources",
-        {r.name: {"uri": r.uri, "gpuGated": r.gpu_gated, "minGpus": r.required_gpus} for r in config.kbs_resources},
+        {
+            **{r.name: {"uri": r.uri, "gpuGated": r.gpu_gated, "minGpus": r.required_gpus} for r in config.kbs_resources},
+            **{
+                names.serving_key_resource(w.name): {"uri": names.serving_key_uri(w.name), "gpuGated": w.gpus > 0, "minGpus": w.gpus}
+                for w in _serving(config)
+            },
+        },
     )
-    pulumi.export("workloads", pulumi.Output.all(initdata, sealed).apply(lambda args: _workload_outputs(config, *args)))
+    pulumi.export("workloads", pulumi.Output.all(initdata, sealed, serving_certificates).apply(lambda args: _workload_outputs(config, *args)))
     pulumi.export("sealedSecretKeyUri", names.SEALED_SECRET_KEY_URI)
+    pulumi.export("inferenceCaCert", inference.ca_cert_pem)
+    if config.inference_tls.client_ca_certificate:
+        pulumi.export("inferenceClientCaCert", config.inference_tls.client_ca_certificate)
 
 
 def _workload_initdata(config: TrustedConfig, ca_pem: str) -> dict[str, Initdata]:
@@ -164,24 +190,49 @@ def _releases(config: TrustedConfig, initdata: dict[str, Initdata]) -> list[rend
     return releases
 
 
+def _serving(config: TrustedConfig) -> list[Workload]:
+    """The workloads that serve a model over TLS, each with its own serving key in KBS."""
+    return [w for w in config.workloads if w.serving_hostnames]
+
+
+def _received(workload: Workload) -> list[str]:
+    """kbsResources names KBS releases to `workload`: its declared resources, then its serving key."""
+    return [*workload.resources, *([names.serving_key_resource(workload.name)] if workload.serving_hostnames else [])]
+
+
+def _serving_releases(config: TrustedConfig, initdata: dict[str, Initdata]) -> list[render.Release]:
+    """Each serving key, released only to its own workload's measurement and with its GPUs attested."""
+    return [
+        render.Release(names.serving_key_resource(w.name), ("default", names.SERVING_KEYS, w.name), w.gpus, _measurements(w, initdata))
+        for w in _serving(config)
+    ]
+
+
 def _sealed_pointers(config: TrustedConfig, private_key_pem: str) -> dict[str, dict[str, str]]:
-    uris = {r.name: r.uri for r in config.kbs_resources}
+    uris = {r.name: r.uri for r in config.kbs_resources} | {names.serving_key_resource(w.name): names.serving_key_uri(w.name) for w in _serving(config)}
     return {
-        w.name: {name: sealed_secret(uris[name], private_key_pem, names.SEALED_SECRET_KEY_URI) for name in w.resources}
+        w.name: {name: sealed_secret(uris[name], private_key_pem, names.SEALED_SECRET_KEY_URI) for name in _received(w)}
         for w in config.workloads
     }
 
 
-def _workload_outputs(config: TrustedConfig, initdata: dict[str, Initdata], sealed: dict[str, dict[str, str]]) -> dict[str, Any]:
+def _workload_outputs(
+    config: TrustedConfig, initdata: dict[str, Initdata], sealed: dict[str, dict[str, str]], certificates: dict[str, str]
+) -> dict[str, Any]:
     return {
         w.name: {
             "image": w.image,
             "initdata": initdata[w.name].annotation,
             "initdataDigest": initdata[w.name].digest,
             "initdataPcr8": initdata[w.name].pcr8,
-            "resources": list(w.resources),
+            "resources": _received(w),
             "gpus": w.gpus,
             "sealedSecrets": sealed[w.name],
+            **(
+                {"servingCertificate": certificates[w.name], "servingKeyResource": names.serving_key_resource(w.name)}
+                if w.serving_hostnames
+                else {}
+            ),
         }
         for w in config.workloads
     }

@@ -24,6 +24,7 @@ from stacks.config import CloudConfig, load_from_pulumi
 from stacks.cloud_cluster import deploy_cluster_layer, read_trusted_stack
 from stacks.contracts import AzureLayer
 from tests.conftest import example_config
+from tests.tls_fixtures import ca, server_certificate
 
 KBS_URL = "https://kbs.trusted-dev.example.com"
 KBS_CA_CERT = fake_pem("CERTIFICATE", "kbs-ca", "dev-trusted")
@@ -61,7 +62,20 @@ SEALING_KEY_PEM = ec.derive_private_key(0x5EA1ED, ec.SECP256R1()).private_bytes(
 SEALED_SECRET_KEY_URI = "kbs:///default/sealed-secret-key/public-jwk"
 WORKLOAD_IMAGE = "nvcr.io/nim/meta/llama-3.1-8b-instruct@sha256:" + "ab" * 32
 MISTRAL_IMAGE = "nvcr.io/nim/mistralai/mistral-7b-instruct-v0.3@sha256:" + "cd" * 32
+# What the trusted side issues a serving workload: a certificate from the inference CA for its model's
+# Route host (dev: <name>-<namespace>.apps.<domain>.<region>.aroapp.io), its key a KBS resource.
+INFERENCE_CA = ca("inference-tls-ca", "Confidential AI inference CA")
+
+
+def model_hosts(model: str) -> tuple[str, str]:
+    """The model's Route host in dev and in prod (namespace = model name)."""
+    return f"{model}-{model}.apps.confai-dev.eastus2.aroapp.io", f"{model}-{model}.apps.ocp-prod.example.com"
+
+
+MODEL_HOST = model_hosts("llama-3-1-8b")[0]
+SERVING_KEY_RESOURCE = "llama-3-1-8b-tls-key"
 KBS_RESOURCES = {
+    **{f"{w}-tls-key": {"uri": f"kbs:///default/inference-tls-keys/{w}", "gpuGated": True, "minGpus": 1} for w in ("llama-3-1-8b", "mistral-7b")},
     "ngc-api-key": {"uri": NGC_API_KEY_URI, "gpuGated": True, "minGpus": 1},
     "nvcr-credentials": {"uri": NVCR_CREDENTIALS_URI, "gpuGated": False, "minGpus": 0},
     "model-key": {"uri": "kbs:///default/model/key", "gpuGated": True, "minGpus": 1},
@@ -69,13 +83,19 @@ KBS_RESOURCES = {
 
 
 def workload_output(
-    registry_credentials_uri: str | None = None, image: str = WORKLOAD_IMAGE, resources: tuple[str, ...] = ("ngc-api-key", "model-key"), gpus: int = 1, policy: str = ""
+    registry_credentials_uri: str | None = None, image: str = WORKLOAD_IMAGE, resources: tuple[str, ...] = ("ngc-api-key", "model-key"), gpus: int = 1, policy: str = "",
+    name: str = "llama-3-1-8b", serving_hostnames: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """One entry of the trusted stack's `workloads` output (stacks/contracts.py WORKLOAD_KEYS)."""
     document = initdata_toml(registry_credentials_uri, f"package agent_policy\npinned_image := {json.dumps(image)}\n{policy}").encode()
     digest = hashlib.sha256(document).hexdigest()
     if registry_credentials_uri:
         resources = (*resources, "nvcr-credentials")
+    serving = {}
+    hostnames = model_hosts(name) if serving_hostnames is None else serving_hostnames
+    if hostnames:
+        resources = (*resources, f"{name}-tls-key")
+        serving = {"servingCertificate": server_certificate(f"inference-tls-{name}", INFERENCE_CA, list(hostnames))[0], "servingKeyResource": f"{name}-tls-key"}
     return {
         "image": image,
         "initdata": base64.b64encode(gzip.compress(document, mtime=0)).decode(),
@@ -84,6 +104,7 @@ def workload_output(
         "resources": list(resources),
         "gpus": gpus,
         "sealedSecrets": {name: sealed_secret(KBS_RESOURCES[name]["uri"], SEALING_KEY_PEM, SEALED_SECRET_KEY_URI) for name in resources},
+        **serving,
     }
 
 
@@ -94,9 +115,10 @@ def trusted_outputs(registry_credentials_uri: str | None = None, **overrides: An
         "kbsResources": KBS_RESOURCES,
         "workloads": {
             "llama-3-1-8b": workload_output(registry_credentials_uri),
-            "mistral-7b": workload_output(registry_credentials_uri, MISTRAL_IMAGE, ("ngc-api-key",)),
+            "mistral-7b": workload_output(registry_credentials_uri, MISTRAL_IMAGE, ("ngc-api-key",), name="mistral-7b"),
         },
         "sealedSecretKeyUri": SEALED_SECRET_KEY_URI,
+        "inferenceCaCert": INFERENCE_CA[0],
         **overrides,
     }
     return StackOutputs({k: v for k, v in values.items() if v is not None})

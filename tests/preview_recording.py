@@ -48,6 +48,9 @@ EDITS: dict[str, dict[str, Any]] = {
         "workloads.0.resources": ["ngc-api-key"],
         "kbsResources": [{"name": "ngc-api-key", "secret": "ngc-api-key", "key": "api-key", "gpuGated": True, "minGpus": 1}],
         "kbsSecrets.model-key": DELETE,
+        # the models' Route hosts follow the cloud cluster's new domain: their serving certificates name them
+        "workloads.0.servingHostnames": ["llama-3-1-8b-llama-3-1-8b.apps.confai-dev2.eastus2.aroapp.io"],
+        "workloads.1.servingHostnames": ["mistral-7b-mistral-7b.apps.confai-dev2.eastus2.aroapp.io"],
     },
     "dev-cloud": {
         "cluster.aro.domain": "confai-dev2",
@@ -58,7 +61,13 @@ EDITS: dict[str, dict[str, Any]] = {
 UNPROTECTED = {"dev-cloud": ("aro",)}
 # Changes a provider can only make by replacing the resource: an ARO cluster's domain is fixed at
 # creation (Microsoft.RedHatOpenShift openShiftClusters: clusterProfile.domain is not updatable).
-REPLACED_BY = {"azure-native:redhatopenshift:OpenShiftCluster": ("clusterProfile.domain", "clusterProfile.resourceGroupId")}
+# So is every input of a pulumi-tls certificate request and certificate (terraform-provider-tls:
+# all their attributes are RequiresReplace).
+REPLACED_BY = {
+    "azure-native:redhatopenshift:OpenShiftCluster": ("clusterProfile.domain", "clusterProfile.resourceGroupId"),
+    "tls:index/certRequest:CertRequest": ("dnsNames", "subject", "privateKeyPem"),
+    "tls:index/locallySignedCert:LocallySignedCert": ("certRequestPem", "caCertPem", "caPrivateKeyPem", "validityPeriodHours", "allowedUses"),
+}
 
 
 def _path(prefix: str, key: str) -> str:

@@ -131,7 +131,7 @@ def test_what_the_messages_tell(driven) -> None:
     assert printed["policy-unknown-environment"] == ["staging-trusted: no stack file stacks/Pulumi.staging-trusted.yaml (environments there: dev, prod)"]
     assert printed["up-unknown-environment"] == ["error: unknown environment 'staging': expected one of dev, prod"]
     assert printed["verify-unknown-environment"] == ["error: unknown environment 'staging': expected one of dev, prod"]
-    assert printed["verify-unknown-model"] == ["error: unknown model 'gpt-9' in dev-cloud: expected one of llama-3-1-8b"]
+    assert printed["verify-unknown-model"] == ["error: unknown model 'gpt-9' in dev-cloud: expected one of llama-3-1-8b, mistral-7b"]
     # the right size in the wrong case is told its spelling, not that it is no confidential size
     assert printed["cloud-lower-case-size"] == [
         "dev-cloud: models[0].machineType: standard_ncc40ads_h100_v5 is written in the wrong case: write Standard_NCC40ads_H100_v5"]

@@ -13,7 +13,9 @@ from scripts.offline.stackfile import PLACEHOLDER_PREFIX
 from scripts.topology import render_topology
 from stacks.config import ConfigError
 from tests.cluster_layer_fixtures import (
+    INFERENCE_CA,
     KBS_URL,
+    MODEL_HOST,
     NGC_API_KEY_URI,
     NVCR_CREDENTIALS_URI,
     PEER_PODS_CLIENT_ID,
@@ -21,8 +23,10 @@ from tests.cluster_layer_fixtures import (
     POD_VM_IMAGE_ID,
     POD_VM_NSG_ID,
     POD_VM_SUBNET_ID,
+    SERVING_KEY_RESOURCE,
     SUBSCRIPTION,
     MISTRAL_IMAGE,
+    model_hosts,
     WORKLOAD_IMAGE,
     run_cluster_layer,
     trusted_outputs,
@@ -39,7 +43,7 @@ def with_workload(name: str, output: dict[str, Any]):
     return trusted_outputs(workloads={**trusted_outputs().values["workloads"], name: output})
 
 
-MODEL = {"name": "m", "workload": "llama-3-1-8b", "image": "nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3", "modelCacheGi": 60}
+MODEL = {"name": "m", "workload": "llama-3-1-8b", "image": "nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3", "modelCacheGi": 60, "hostname": MODEL_HOST}
 APPROVAL = "pulumi-python:dynamic:Resource"
 
 
@@ -208,9 +212,7 @@ def test_nim_runtime_reads_its_key_from_a_sealed_secret_and_reports_readiness(ru
     container = runtime["containers"][0]
     # The workload's pinned digest runs; the model's tag names the release only.
     assert container["image"] == WORKLOAD_IMAGE
-    assert container["readinessProbe"]["httpGet"] == {"path": "/v1/health/ready", "port": 8000}
-    # The Route odh-model-controller creates targets the predictor Service port named "http".
-    assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v1/health/ready", "port": 8000, "scheme": "HTTPS"}
     assert runtime["supportedModelFormats"] == [{"name": "llama-3.1-8b-instruct", "version": "1.3.3", "autoSelect": True}]
     env = {e["name"]: e for e in container["env"]}
     assert env["NGC_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "llama-3-1-8b-ngc-api-key", "key": "NGC_API_KEY"}}
@@ -220,6 +222,95 @@ def test_nim_runtime_reads_its_key_from_a_sealed_secret_and_reports_readiness(ru
     assert sealed["stringData"]["NGC_API_KEY"] == trusted.values["workloads"]["llama-3-1-8b"]["sealedSecrets"]["ngc-api-key"]
     assert decode(sealed["stringData"]["NGC_API_KEY"])["name"] == NGC_API_KEY_URI
     assert {"name": "nim-cache", "emptyDir": {"sizeLimit": "60Gi"}} in runtime["volumes"]
+
+
+# --- TLS ends in the pod VM ------------------------------------------------------------------------
+
+ROUTE = "kubernetes:route.openshift.io/v1:Route"
+
+
+def test_nim_serves_https_with_the_workloads_key_unsealed_in_the_guest(run, trusted):
+    workload = trusted.values["workloads"]["llama-3-1-8b"]
+    runtime = k8s_object(run, "ServingRuntime", "llama-3-1-8b-nim").inputs["spec"]
+    [container] = runtime["containers"]
+    # One port, TLS: no plaintext port leaves the pod VM.
+    assert container["ports"] == [{"name": "https", "containerPort": 8000, "protocol": "TCP"}]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["NIM_SSL_MODE"] == "TLS" and "NIM_SSL_CA_CERTS_PATH" not in env
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in runtime["volumes"]}
+    assert env["NIM_SSL_KEY_PATH"] == f"{mounts['tls-key']}/tls.key"
+    assert env["NIM_SSL_CERTS_PATH"] == f"{mounts['tls-certificate']}/tls.crt"
+    # The key volume is a Secret whose one file is the trusted side's signed pointer to the workload's key.
+    assert volumes["tls-key"] == {"name": "tls-key", "secret": {"secretName": "llama-3-1-8b-tls-key"}}
+    key = k8s_object(run, "Secret", "llama-3-1-8b-tls-key").inputs
+    assert key["metadata"]["labels"] == {"confidential-ai/kbs-resource": "true"}
+    assert key["stringData"] == {"tls.key": workload["sealedSecrets"][SERVING_KEY_RESOURCE]}
+    assert decode(key["stringData"]["tls.key"])["name"] == "kbs:///default/inference-tls-keys/llama-3-1-8b"
+    assert volumes["tls-certificate"] == {"name": "tls-certificate", "configMap": {"name": "llama-3-1-8b-tls"}}
+    assert k8s_object(run, "ConfigMap", "llama-3-1-8b-tls").inputs["data"] == {"tls.crt": workload["servingCertificate"]}
+    for probe, path in (("readinessProbe", "/v1/health/ready"), ("livenessProbe", "/v1/health/live"), ("startupProbe", "/v1/health/ready")):
+        assert container[probe]["httpGet"] == {"path": path, "port": 8000, "scheme": "HTTPS"}
+
+
+def test_the_model_is_exposed_by_a_passthrough_route_and_no_edge_route(run):
+    routes = {r.inputs["metadata"]["namespace"]: r for r in run.of_type(ROUTE)}
+    assert set(routes) == {"llama-3-1-8b", "mistral-7b"}
+    route = routes["llama-3-1-8b"]
+    assert route.inputs["spec"] == {
+        "host": MODEL_HOST,
+        "to": {"kind": "Service", "name": "llama-3-1-8b-predictor"},
+        "port": {"targetPort": "https"},
+        "tls": {"termination": "passthrough", "insecureEdgeTerminationPolicy": "None"},
+        "wildcardPolicy": "None",
+    }
+    isvc = run.of_type(ISVC)[0].inputs
+    # Without the visibility label odh-model-controller creates no edge Route of its own.
+    assert "networking.kserve.io/visibility" not in isvc["metadata"]["labels"]
+    assert isvc["metadata"]["labels"]["confidential-ai/confidential-model"] == "true"
+    assert k8s_object(run, "Namespace", "llama-3-1-8b").inputs["metadata"]["labels"] == {"confidential-ai/confidential-model": "true"}
+    assert not [s for s in run.of_type("kubernetes:core/v1:Service") if s.inputs["spec"].get("type") == "LoadBalancer"]
+
+
+def test_load_balancer_exposure_replaces_the_route(trusted):
+    lb = run_cluster_layer(trusted=trusted, set={"models": [{**MODEL, "exposure": "loadBalancer"}]})
+    assert not lb.of_type(ROUTE)
+    [service] = lb.of_type("kubernetes:core/v1:Service")
+    assert service.inputs["spec"] == {
+        "type": "LoadBalancer",
+        "selector": {"serving.kserve.io/inferenceservice": "m", "component": "predictor"},
+        "ports": [{"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"}],
+    }
+    assert lb.outputs["models"]["m"]["externalUrl"] == f"https://{MODEL_HOST}"
+
+
+def test_a_client_ca_makes_nim_require_client_certificates(trusted):
+    client_ca = INFERENCE_CA[0]  # any CA certificate; the trusted side publishes the one it chose
+    mtls = run_cluster_layer(trusted=trusted_outputs(inferenceClientCaCert=client_ca))
+    [container] = k8s_object(mtls, "ServingRuntime", "llama-3-1-8b-nim").inputs["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["NIM_SSL_MODE"] == "MTLS" and env["NIM_SSL_CA_CERTS_PATH"].endswith("/client-ca.crt")
+    assert k8s_object(mtls, "ConfigMap", "llama-3-1-8b-tls").inputs["data"]["client-ca.crt"] == client_ca
+    # The kubelet has no client certificate: the probes only check that the TLS port accepts connections.
+    assert container["readinessProbe"] == {"tcpSocket": {"port": 8000}, "periodSeconds": 10, "failureThreshold": 3}
+
+
+@pytest.mark.parametrize(
+    ("trusted", "set", "line"),
+    [
+        (with_workload("llama-3-1-8b", workload_output(serving_hostnames=())), {},
+         f"models[0].workload: workload llama-3-1-8b has no TLS serving certificate: list {MODEL_HOST} in workload llama-3-1-8b's servingHostnames on organization/confidential-ai/dev-trusted"),
+        (trusted_outputs(), {"models": [{**MODEL, "hostname": "chat.example.com"}]},
+         "models[0].hostname: workload llama-3-1-8b's serving certificate names "
+         f"{MODEL_HOST}, llama-3-1-8b-llama-3-1-8b.apps.ocp-prod.example.com, not chat.example.com: list chat.example.com in workload "
+         "llama-3-1-8b's servingHostnames on organization/confidential-ai/dev-trusted"),
+    ],
+    ids=["no-serving-certificate", "host-not-named"],
+)
+def test_a_model_is_served_only_under_a_name_its_certificate_carries(trusted, set, line):
+    with pytest.raises(ConfigError) as err:
+        run_cluster_layer(trusted=trusted, set=set)
+    assert err.value.lines() == [f"dev-cloud: {line}"]
 
 
 def test_no_workload_secret_value_reaches_the_cloud_stack(run):
@@ -255,6 +346,8 @@ def test_inference_service_waits_for_kata_config_and_the_data_science_cluster_on
         "model-llama-3-1-8b-namespace",
         "model-llama-3-1-8b-serving-runtime",
         "model-llama-3-1-8b-ngc-api-key",
+        "model-llama-3-1-8b-tls-key",
+        "model-llama-3-1-8b-tls-certificate",
         "model-llama-3-1-8b-nvcr-pull",
         "peer-pods-kata-config",
         "openshift-ai-data-science-cluster",
@@ -297,12 +390,14 @@ def test_operators_install_in_parallel(run):
 def test_outputs_name_urls_runtime_class_and_referenced_resources(run):
     assert run.outputs["models"] == {
         "llama-3-1-8b": {
-            "inClusterUrl": "http://llama-3-1-8b-predictor.llama-3-1-8b.svc.cluster.local",
+            "inClusterUrl": "https://llama-3-1-8b-predictor.llama-3-1-8b.svc.cluster.local",
             "externalUrl": "https://llama-3-1-8b-llama-3-1-8b.apps.confai-dev.eastus2.aroapp.io",
+            "workload": "llama-3-1-8b",
         },
         "mistral-7b": {
-            "inClusterUrl": "http://mistral-7b-predictor.mistral-7b.svc.cluster.local",
+            "inClusterUrl": "https://mistral-7b-predictor.mistral-7b.svc.cluster.local",
             "externalUrl": "https://mistral-7b-mistral-7b.apps.confai-dev.eastus2.aroapp.io",
+            "workload": "mistral-7b",
         },
     }
     assert run.outputs["runtimeClass"] == "kata-remote"
@@ -339,14 +434,14 @@ def test_undeployed_trusted_stack_stops_before_any_resource():
     ("trusted", "set", "line"),
     [
         (trusted_outputs(kbsCaCert=None), {}, "trustedStack: organization/confidential-ai/dev-trusted has no output kbsCaCert (deploy it first: pulumi up -s dev-trusted)"),
-        (trusted_outputs(), {"models": [{**MODEL, "ngcApiKeyResource": "hf-token"}]}, "models[0].ngcApiKeyResource: hf-token is not a KBS resource of organization/confidential-ai/dev-trusted (it publishes: model-key, ngc-api-key, nvcr-credentials)"),
-        (trusted_outputs(), {"models": [{**MODEL, "ngcApiKeyResource": "nvcr-credentials"}]}, "models[0].ngcApiKeyResource: workload llama-3-1-8b may not receive nvcr-credentials (its resources: ngc-api-key, model-key)"),
+        (trusted_outputs(), {"models": [{**MODEL, "ngcApiKeyResource": "hf-token"}]}, "models[0].ngcApiKeyResource: hf-token is not a KBS resource of organization/confidential-ai/dev-trusted (it publishes: llama-3-1-8b-tls-key, mistral-7b-tls-key, model-key, ngc-api-key, nvcr-credentials)"),
+        (trusted_outputs(), {"models": [{**MODEL, "ngcApiKeyResource": "nvcr-credentials"}]}, "models[0].ngcApiKeyResource: workload llama-3-1-8b may not receive nvcr-credentials (its resources: ngc-api-key, model-key, llama-3-1-8b-tls-key)"),
         (trusted_outputs(), {"models": [{**MODEL, "workload": "phi-3"}]}, "models[0].workload: phi-3 is not a workload of organization/confidential-ai/dev-trusted (it exports: llama-3-1-8b, mistral-7b)"),
-        (trusted_outputs(), {"models": [{**MODEL, "workload": "mistral-7b"}]}, "models[0].image: nvcr.io/nim/meta/llama-3.1-8b-instruct is not the repository of workload mistral-7b's pinned image " + MISTRAL_IMAGE),
+        (trusted_outputs(), {"models": [{**MODEL, "workload": "mistral-7b", "hostname": model_hosts("mistral-7b")[0]}]}, "models[0].image: nvcr.io/nim/meta/llama-3.1-8b-instruct is not the repository of workload mistral-7b's pinned image " + MISTRAL_IMAGE),
         (trusted_outputs(), {"models": [{**MODEL, "image": "nvcr.io/nim/meta/llama-3.1-70b-instruct:1.3.3"}]}, "models[0].image: nvcr.io/nim/meta/llama-3.1-70b-instruct is not the repository of workload llama-3-1-8b's pinned image " + WORKLOAD_IMAGE),
         (with_workload("llama-3-1-8b", workload_output(gpus=2)), {}, "models[0].gpus: workload llama-3-1-8b is declared with 2 GPUs; the model asks for 1"),
         (with_workload("llama-3-1-8b", {"image": WORKLOAD_IMAGE}), {}, "trustedStack: organization/confidential-ai/dev-trusted output workloads.llama-3-1-8b lacks initdata, initdataDigest, initdataPcr8, resources, gpus, sealedSecrets (update the trusted stack first)"),
-        (with_workload("mistral-7b", workload_output(NVCR_CREDENTIALS_URI, MISTRAL_IMAGE, ("ngc-api-key",))), {"imagePull": {"mode": "kbs"}, "nvcrPullKey": None}, "models[0].workload: imagePull.mode kbs needs workload llama-3-1-8b to set registryCredentials: nvcr-credentials on organization/confidential-ai/dev-trusted (its cdh.toml has no authenticated_registry_credentials_uri = 'kbs:///default/nvcr/credentials')"),
+        (with_workload("mistral-7b", workload_output(NVCR_CREDENTIALS_URI, MISTRAL_IMAGE, ("ngc-api-key",), name="mistral-7b")), {"imagePull": {"mode": "kbs"}, "nvcrPullKey": None}, "models[0].workload: imagePull.mode kbs needs workload llama-3-1-8b to set registryCredentials: nvcr-credentials on organization/confidential-ai/dev-trusted (its cdh.toml has no authenticated_registry_credentials_uri = 'kbs:///default/nvcr/credentials')"),
     ],
 )
 def test_what_the_cloud_side_needs_from_the_trusted_stack_is_checked(trusted, set, line):

@@ -572,6 +572,21 @@ def test_dev_reference_values_affirm_a_guest_measuring_the_dev_initdata(cpu_inpu
     assert tiers(evaluate(policy, "data.policy.trust_claims", evidence, {"rv": rv}))["executables"] == 3
 
 
+def test_the_dev_serving_key_goes_only_to_a_pod_vm_measuring_its_workload_with_its_gpu(ear, example_trusted):
+    """The TLS key a model serves with: the dev stack's own resource policy releases it to the workload's
+    PCR 8 with CPU and GPU evidence, and to nothing else, so only that workload's pod VM can answer TLS."""
+    config, run = example_trusted
+    workload, other = config.workloads
+    policy = run.named("kbs-resource-policy", "kubernetes:core/v1:ConfigMap").inputs["data"]["resource-policy.rego"]
+    pcr8 = run.outputs["workloads"][workload.name]["initdataPcr8"]
+    data = {"plugin": "resource", "resource-path": ["default", "inference-tls-keys", workload.name], "query": {}}
+    genuine = edited(ear, measuring(pcr8))
+    assert evaluate(policy, "data.policy.allow", genuine, data) is True
+    other_pcr8 = run.outputs["workloads"][other.name]["initdataPcr8"]
+    assert evaluate(policy, "data.policy.allow", edited(ear, measuring(other_pcr8)), data) is False  # another model's pod VM
+    assert evaluate(policy, "data.policy.allow", edited(genuine, lambda s: s.pop("gpu0")), data) is False
+
+
 # --- What the shipped Rego may use -----------------------------------------------------------
 
 

@@ -446,8 +446,15 @@ def test_a_confidential_model_is_exposed_only_with_tls_ending_in_its_pod_vm(expo
     assert all(u == urn("dev-cloud", exposure[0], "r1") and "(namespace llm holds a confidential model)" in m for m, u in found)
 
 
+def test_a_model_in_a_confidential_pod_vm_is_confidential_without_any_label():
+    found = check_stack("confidential-model-tls-in-tee", [(rules.NAMESPACE, model_namespace(confidential=False)), (rules.INFERENCE_SERVICE, exposed_inference_service())])
+    assert_messages([m for m, _ in found], ["InferenceService llm is labelled networking.kserve.io/visibility=exposed"])
+
+
 def test_exposure_rules_apply_only_to_namespaces_holding_a_confidential_model():
-    exposures = [(ROUTE, model_route("edge")), (SERVICE, model_service(target_port=8000)), (INGRESS, model_ingress()), (rules.INFERENCE_SERVICE, exposed_inference_service())]
+    plain_model = inference_service(runtime=None, gpus=0)
+    plain_model["metadata"] = {"name": "llm", "namespace": "llm", "labels": {rules.KSERVE_VISIBILITY_LABEL: "exposed"}}
+    exposures = [(ROUTE, model_route("edge")), (SERVICE, model_service(target_port=8000)), (INGRESS, model_ingress()), (rules.INFERENCE_SERVICE, plain_model)]
     assert check_stack("confidential-model-tls-in-tee", [(rules.NAMESPACE, model_namespace(confidential=False)), *exposures]) == []
     # An edge Route elsewhere does not matter; the model's own namespace does.
     assert check_stack("confidential-model-tls-in-tee", [(rules.NAMESPACE, model_namespace()), (ROUTE, model_route("edge", namespace="other"))]) == []
@@ -655,8 +662,7 @@ def _unprotect(run: StackRun, target: Registered) -> None:
 
 
 def _edge_route_to_model(run: StackRun, namespace: Registered) -> None:
-    """Mark the model's namespace confidential and put an edge Route in it, bound to the cluster's own provider."""
-    _edit(namespace, lambda i: i["metadata"].setdefault("labels", {}).update({rules.CONFIDENTIAL_MODEL_LABEL: "true"}))
+    """An edge Route in the model's namespace, bound to the cluster's own provider."""
     route = model_route("edge", namespace=rules.dig(namespace.inputs, "metadata", "name"))
     run.resources.append(registered(run.stack, ROUTE, "model-edge-route", route, provider_urn=namespace.provider))
 

@@ -141,9 +141,14 @@ def test_cluster_replacement_heads_the_cloud_stacks_dangerous_table(pr_comment: 
 def test_trusted_side_flags_kbs_config_reference_values_policy_and_a_deleted_secret(pr_comment: str) -> None:
     rows = table_rows(section(pr_comment, "dev-trusted"), "#### Dangerous changes")
     assert [(row[1], row[2], row[3]) for row in rows] == [
+        # the models' new host names: new serving certificates (pulumi-tls replaces them), the keys stay
+        ("**replace**", "`inference-tls-llama-3-1-8b-cert`", "model certificate"),
+        ("**replace**", "`inference-tls-mistral-7b-cert`", "model certificate"),
         ("**update**", "`kbs-kbsconfig`", "KbsConfig"),
         ("**update**", "`kbs-rvps-reference-values`", "reference values"),
         ("**update**", "`kbs-resource-policy`", "policy"),
+        ("**replace**", "`inference-tls-llama-3-1-8b-request`", "`tls:index/certRequest:CertRequest`"),
+        ("**replace**", "`inference-tls-mistral-7b-request`", "`tls:index/certRequest:CertRequest`"),
         ("**delete**", "`kbs-resources-model-decryption`", "`kubernetes:core/v1:Secret`"),
     ]
     # the retired resource leaves the resource policy: the diff shows the removed lines
@@ -159,7 +164,7 @@ def test_policy_violations_list_mandatory_first(pr_comment: str) -> None:
 
 def test_summary_counts_come_from_the_change_summary(pr_comment: str) -> None:
     rows = table_rows(pr_comment, "| Stack |")
-    for row, stack, dangerous, failed in zip(rows, ("dev-trusted", "dev-cloud"), ("🚨 4", "🚨 1"), (False, True), strict=True):
+    for row, stack, dangerous, failed in zip(rows, ("dev-trusted", "dev-cloud"), ("🚨 8", "🚨 1"), (False, True), strict=True):
         counts = json.loads((PR / f"{stack}.json").read_text())["changeSummary"]
         log = PR / f"{stack}.events.jsonl"
         found = read_event_log(log.read_text()) if log.exists() else ()
@@ -201,7 +206,7 @@ def test_full_diffs_are_collapsible_and_show_old_and_new_values(pr_comment: str)
     assert pr_comment.count("<details>") == pr_comment.count("</details>") == 2
     assert '~     clusterProfile.domain: "confai-dev" => "confai-dev2" (forces replacement)' in pr_comment
     assert '~     data.PROXY_TIMEOUT: "10m" => "8m"' in pr_comment
-    assert '-     spec.kbsSecretResources[2]: "sealed-secret-key"' in pr_comment
+    assert '-     spec.kbsSecretResources[3]: "inference-tls-keys"' in pr_comment
 
 
 def test_rendering_is_deterministic() -> None:

@@ -11,6 +11,8 @@ import tomllib
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from jwcrypto import jwk, jws
 
@@ -20,9 +22,11 @@ from scripts.offline import SECRET, Registered, StackRun
 from scripts.plan import kubernetes_manifests
 from stacks.contracts import TRUSTED_OUTPUTS, WORKLOAD_KEYS
 from tests.rego_engines import evaluate
+from tests.test_sealed_secret import decode
 from tests.trusted_stack import example_trusted
 
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
 SECRET_TYPE = "kubernetes:core/v1:Secret"
 KBS_CONFIG = "kubernetes:confidentialcontainers.org/v1alpha1:KbsConfig"
 ROUTE = "kubernetes:route.openshift.io/v1:Route"
@@ -73,10 +77,13 @@ def test_workloads_output_the_contract_keys(dev):
     assert list(run.outputs["workloads"]) == [w.name for w in config.workloads] == ["llama-3-1-8b", "mistral-7b"]
     for workload in config.workloads:
         out = run.outputs["workloads"][workload.name]
-        assert tuple(out) == WORKLOAD_KEYS
-        assert (out["image"], out["resources"], out["gpus"]) == (workload.image, workload.resources, 1)
-        assert set(out["sealedSecrets"]) == set(workload.resources)
-    assert run.outputs["workloads"]["mistral-7b"]["resources"] == ["ngc-api-key"]
+        # A workload with servingHostnames also publishes its serving certificate and the name of its key,
+        # which KBS releases to it like its declared resources.
+        assert tuple(out) == (*WORKLOAD_KEYS, "servingCertificate", "servingKeyResource")
+        received = [*workload.resources, f"{workload.name}-tls-key"]
+        assert (out["image"], out["resources"], out["gpus"], out["servingKeyResource"]) == (workload.image, received, 1, received[-1])
+        assert set(out["sealedSecrets"]) == set(received)
+    assert run.outputs["workloads"]["mistral-7b"]["resources"] == ["ngc-api-key", "mistral-7b-tls-key"]
     assert run.outputs["sealedSecretKeyUri"] == "kbs:///default/sealed-secret-key/public-jwk"
 
 
@@ -84,10 +91,43 @@ def test_kbs_resources_output_names_uris_and_gpu_gating(dev, prod):
     assert dev[1].outputs["kbsResources"] == {
         "ngc-api-key": {"uri": "kbs:///default/ngc-api-key/api-key", "gpuGated": True, "minGpus": 1},
         "model-key": {"uri": "kbs:///default/model-decryption/key.bin", "gpuGated": True, "minGpus": 1},
+        # Each workload's TLS serving key: released with as many attested GPUs as the workload has.
+        "llama-3-1-8b-tls-key": {"uri": "kbs:///default/inference-tls-keys/llama-3-1-8b", "gpuGated": True, "minGpus": 1},
+        "mistral-7b-tls-key": {"uri": "kbs:///default/inference-tls-keys/mistral-7b", "gpuGated": True, "minGpus": 1},
     }
     assert prod[1].outputs["kbsResources"]["registry-credentials"] == {
         "uri": "kbs:///default/registry-auth/auth.json", "gpuGated": False, "minGpus": 0,
     }
+
+
+def test_each_serving_workload_gets_a_certificate_from_the_protected_inference_ca(dev):
+    config, run = dev
+    ca = x509.load_pem_x509_certificate(run.outputs["inferenceCaCert"].encode())
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert run.named("inference-tls-ca-key", PRIVATE_KEY).protect
+    for workload in config.workloads:
+        out = run.outputs["workloads"][workload.name]
+        cert = x509.load_pem_x509_certificate(out["servingCertificate"].encode())
+        cert.verify_directly_issued_by(ca)
+        assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName) == list(workload.serving_hostnames)
+        assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]
+        key = run.named(f"inference-tls-{workload.name}-key", PRIVATE_KEY)
+        assert key.protect
+        assert cert.public_key() == serialization.load_pem_public_key(key.outputs["publicKeyPem"].encode())
+
+
+def test_the_serving_keys_are_kbs_resources_and_only_their_sealed_pointers_are_published(dev):
+    config, run = dev
+    served = run.named("kbs-resources-inference-tls-keys", SECRET_TYPE)
+    assert set(served.inputs["stringData"]) == {w.name for w in config.workloads}
+    for workload in config.workloads:
+        out = run.outputs["workloads"][workload.name]
+        key = run.named(f"inference-tls-{workload.name}-key", PRIVATE_KEY)
+        assert served.is_secret("stringData", workload.name)
+        assert served.inputs["stringData"][workload.name] == key.outputs["privateKeyPemPkcs8"]
+        uri = run.outputs["kbsResources"][out["servingKeyResource"]]["uri"]
+        assert uri == f"kbs:///default/inference-tls-keys/{workload.name}"
+        assert decode(out["sealedSecrets"][out["servingKeyResource"]])["name"] == uri
 
 
 def test_initdata_annotation_is_deterministic_gzip_base64_of_the_document(dev):
@@ -323,6 +363,8 @@ def test_resource_policy_declares_each_configured_resource(dev):
     llama, mistral = (run.outputs["workloads"][w]["initdataPcr8"] for w in ("llama-3-1-8b", "mistral-7b"))
     both = tuple(sorted([llama, mistral]))
     assert sorted((r["name"], tuple(r["path"]), r["gpus"], tuple(r["pcr08"])) for r in releases(run)) == [
+        ("llama-3-1-8b-tls-key", ("default", "inference-tls-keys", "llama-3-1-8b"), 1, (llama,)),
+        ("mistral-7b-tls-key", ("default", "inference-tls-keys", "mistral-7b"), 1, (mistral,)),
         ("model-key", ("default", "model-decryption", "key.bin"), 1, (llama,)),
         ("ngc-api-key", ("default", "ngc-api-key", "api-key"), 1, both),
         # The sealed secrets' verification key: public, read by every workload's pod VMs.
@@ -350,7 +392,7 @@ def test_kbs_config_names_every_object_and_waits_for_them(dev):
     spec = kbs.inputs["spec"]
     by_name = {r.inputs["metadata"]["name"]: r for r in run.resources if r.type in (CONFIG_MAP, SECRET_TYPE)}
     referenced = [v for k, v in spec.items() if k.endswith("Name") and k != "kbsDeploymentType"] + spec["kbsSecretResources"]
-    assert sorted(spec["kbsSecretResources"]) == ["model-decryption", "ngc-api-key", "sealed-secret-key"]
+    assert sorted(spec["kbsSecretResources"]) == ["inference-tls-keys", "model-decryption", "ngc-api-key", "sealed-secret-key"]
     for name in referenced:
         assert name in by_name, f"KbsConfig names {name}, which the stack does not create"
         assert by_name[name].urn in kbs.depends_on
@@ -399,7 +441,10 @@ def test_restart_trigger_follows_the_secrets_and_reveals_nothing(dev):
     trigger = run.named("kbs-resources-revision", "random:index/randomId:RandomId")
     assert trigger.provider == run.named("random", "pulumi:providers:random").urn
     # The verification JWK too: KBS copies it at start like any resource, so a new key restarts KBS.
-    assert set(trigger.inputs["keepers"]) == {"ngc-api-key/api-key", "model-decryption/key.bin", "sealed-secret-key/public-jwk"}
+    assert set(trigger.inputs["keepers"]) == {
+        "ngc-api-key/api-key", "model-decryption/key.bin", "sealed-secret-key/public-jwk",
+        "inference-tls-keys/llama-3-1-8b", "inference-tls-keys/mistral-7b",
+    }
     assert trigger.is_secret("keepers") or all(trigger.is_secret("keepers", k) for k in trigger.inputs["keepers"])
     assert "keepers" in trigger.additional_secret_outputs
     # The offline stand-in is a digest of the keepers, so the plan must show it only as a secret.
@@ -448,12 +493,32 @@ def test_load_balancer_exposure_replaces_the_route(runner):
 # --- Secrets and providers -------------------------------------------------------------------
 
 
+def private_lines(pem: str) -> list[str]:
+    """The base64 lines of a private key PEM that carry its private bytes.
+
+    The rest is public: an EC key's DER ends with its public point, which a certificate or request for
+    the same key carries too, and may happen to encode to an identical 64-character line.
+    """
+    lines = [line for line in pem.strip().splitlines() if not line.startswith("-----")]
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        secret = key.private_numbers().private_value.to_bytes((key.curve.key_size + 7) // 8, "big")
+    else:
+        secret = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    start = base64.b64decode("".join(lines)).find(secret)
+    assert start >= 0, "the private bytes are in the key's DER"
+    return lines[start // 48 : (start + len(secret) - 1) // 48 + 1]  # 48 bytes per 64-character line
+
+
 def private_material(run: StackRun) -> list[str]:
-    """Every private key PEM and workload secret value in the run (placeholders for config secrets)."""
+    """Lines of every private key PEM and every workload secret value in the run (placeholders for config secrets)."""
     found = []
     for r in run.of_type("tls:index/privateKey:PrivateKey"):
-        found += [r.outputs["privateKeyPem"], r.outputs["privateKeyPemPkcs8"]]
-    found += [v for r in run.of_type(SECRET_TYPE) if r.name.startswith("kbs-resources-") for v in r.inputs["stringData"].values()]
+        found += [line for pem in (r.outputs["privateKeyPem"], r.outputs["privateKeyPemPkcs8"]) for line in private_lines(pem)]
+    for r in run.of_type(SECRET_TYPE):
+        if r.name.startswith("kbs-resources-"):
+            for value in r.inputs["stringData"].values():
+                found += private_lines(value) if "PRIVATE KEY-----" in value else value.strip().splitlines()
     return found
 
 
@@ -463,10 +528,8 @@ def test_no_private_key_or_workload_secret_in_plaintext(dev, prod):
         assert len(material) >= 4
         public = json.dumps([r.redacted_inputs for r in run.resources]) + json.dumps(run.outputs)
         public += json.dumps([m for _, m in kubernetes_manifests(run)])
-        for value in material:
-            for line in value.strip().splitlines():
-                if not line.startswith("-----"):
-                    assert line not in public, f"{config.stack.name}: private material in plaintext"
+        for line in material:
+            assert line not in public, f"{config.stack.name}: private material in plaintext"
 
 
 def test_secret_bearing_inputs_are_pulumi_secrets(dev):

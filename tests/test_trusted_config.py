@@ -168,10 +168,28 @@ def workload(**fields) -> list[dict]:
         (workload() + workload(), "workloads[1].name: 'llama-3-1-8b' is declared more than once"),
         (workload(args=[]), "workloads[0].args: List should have at least 1 item after validation, not 0"),
         (workload(retiringPcr08=["ABC"]), "workloads[0].retiringPcr08[0]: 'ABC' is not a PCR value (64 lowercase hex characters, SHA-256 bank)"),
+        (workload(servingHostnames=["llm_1.example.com"]), "workloads[0].servingHostnames[0]: 'llm_1.example.com' is not a DNS name"),
+        (
+            workload(servingHostnames=["llm.example.com"]) + [{**workload()[0], "name": "mistral", "servingHostnames": ["llm.example.com"]}],
+            "workloads[1].servingHostnames[0]: llm.example.com is already served by workload llama-3-1-8b",
+        ),
     ],
 )
 def test_workload_errors_are_one_line_naming_the_key(workloads, expected):
     assert f"dev-trusted: {expected}" in problems("dev-trusted", set={"workloads": workloads})
+
+
+def test_a_resource_may_not_take_the_name_of_a_serving_key():
+    resources = with_resource(name="llama-3-1-8b-tls-key")
+    assert problems("dev-trusted", set={"kbsResources": resources, "kbsSecrets.llama-3-1-8b-tls-key": "x"}) == [
+        "dev-trusted: kbsResources[2].name: 'llama-3-1-8b-tls-key' is the name of workload llama-3-1-8b's TLS serving key; pick another"
+    ]
+
+
+def test_the_client_ca_must_be_a_pem_certificate():
+    assert problems("dev-trusted", set={"inferenceTls.clientCaCertificate": "not a certificate"}) == [
+        "dev-trusted: inferenceTls.clientCaCertificate: is not a PEM certificate"
+    ]
 
 
 def test_global_retiring_pcr08_moved_to_each_workload():

@@ -7,6 +7,7 @@ tiny OpenAI-compatible handler answers behind them, so the --prompt path runs en
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 import threading
@@ -17,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pulumi.runtime import MockResourceArgs
 
 from scripts import verify_endpoint
-from scripts.offline.fakes import RESOURCE_FAKES
+from tests.tls_fixtures import TEN_YEARS, ca, server_certificate
 
 MODEL = "llama-3-1-8b"  # a model of stacks/Pulumi.dev-cloud.yaml
 HOST = f"{MODEL}-{MODEL}.apps.confai-dev.eastus2.aroapp.test"
@@ -28,41 +28,6 @@ SERVED_MODEL = "meta/llama-3.1-8b-instruct"
 PCR8 = "5f1c6b3e" * 8
 KEY_RESOURCE = "llama-serving-key"
 KEY_URI = "kbs:///default/inference-llama/tls.key"
-TEN_YEARS = 87600  # hours: the fakes' certificates start 2026-01-01
-
-
-def _fake(token: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    _, state = RESOURCE_FAKES[token](MockResourceArgs(token, name, inputs))
-    return state
-
-
-def private_key(name: str) -> str:
-    return _fake("tls:index/privateKey:PrivateKey", name, {"algorithm": "ECDSA", "ecdsaCurve": "P256"})["privateKeyPem"]
-
-
-def ca(name: str, common_name: str) -> tuple[str, str]:
-    key = private_key(f"{name}-key")
-    cert = _fake(
-        "tls:index/selfSignedCert:SelfSignedCert",
-        f"{name}-cert",
-        {"privateKeyPem": key, "subject": {"commonName": common_name}, "isCaCertificate": True,
-         "validityPeriodHours": TEN_YEARS, "allowedUses": ["cert_signing", "crl_signing"]},
-    )["certPem"]
-    return cert, key
-
-
-def server_certificate(name: str, issuer: tuple[str, str], dns_names: list[str]) -> tuple[str, str]:
-    key = private_key(f"{name}-key")
-    request = _fake("tls:index/certRequest:CertRequest", f"{name}-request", {"privateKeyPem": key, "subject": {"commonName": dns_names[0]}, "dnsNames": dns_names})
-    cert = _fake(
-        "tls:index/locallySignedCert:LocallySignedCert",
-        f"{name}-cert",
-        {"certRequestPem": request["certRequestPem"], "caCertPem": issuer[0], "caPrivateKeyPem": issuer[1],
-         "validityPeriodHours": TEN_YEARS, "allowedUses": ["digital_signature", "key_encipherment", "server_auth"]},
-    )["certPem"]
-    return cert, key
-
-
 @dataclass
 class Server:
     port: int
@@ -118,27 +83,34 @@ def pki(tmp_path_factory) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def servers(pki) -> Iterator[dict[str, Server]]:
-    running = []
-    found: dict[str, Server] = {}
-    for name in ("serving", "reissued", "other", "router"):
-        cert, key = pki[name]
-        (pki["dir"] / f"{name}.pem").write_text(cert + key)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(pki["dir"] / f"{name}.pem")
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), OpenAiHandler)
-        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-        httpd.record = []  # type: ignore[attr-defined]
-        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        thread.start()
-        running.append((httpd, thread))
-        found[name] = Server(httpd.server_address[1], httpd.record)  # type: ignore[attr-defined]
-    yield found
-    for httpd, thread in running:
+@contextlib.contextmanager
+def serving(cert_pem: str, key_pem: str, directory: Path, client_ca: str | None = None) -> Iterator[Server]:
+    """The OpenAI-compatible handler behind TLS on 127.0.0.1 with this certificate and key; with
+    `client_ca`, it requires client certificates that CA issued (as NIM_SSL_MODE=MTLS does)."""
+    chain = directory / f"{abs(hash(cert_pem))}.pem"
+    chain.write_text(cert_pem + key_pem)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain)
+    if client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cadata=client_ca)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), OpenAiHandler)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    httpd.record = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield Server(httpd.server_address[1], httpd.record)  # type: ignore[attr-defined]
+    finally:
         httpd.shutdown()
         thread.join(timeout=5)
         httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def servers(pki) -> Iterator[dict[str, Server]]:
+    with contextlib.ExitStack() as stack:
+        yield {name: stack.enter_context(serving(*pki[name], pki["dir"])) for name in ("serving", "reissued", "other", "router")}
 
 
 def trusted_outputs(pki: dict[str, Any]) -> dict[str, Any]:
@@ -284,6 +256,42 @@ def test_a_model_error_is_one_line(pki, servers, tmp_path, capsys, monkeypatch):
     assert err == ['FAILED: GET /v1/nothing: the model answered 404 Not Found: {"error": "not found"}']
 
 
+# --- Mutual TLS ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mtls(pki) -> Iterator[tuple[Server, Path]]:
+    """The serving certificate behind a server that requires client certificates from a client CA."""
+    client_ca = ca("client-ca", "Clinic client CA")
+    cert, key = server_certificate("clinic-app", client_ca, ["clinic-app.example.com"], use="client_auth")
+    identity = pki["dir"] / "client.pem"
+    identity.write_text(cert + key)
+    with serving(*pki["serving"], pki["dir"], client_ca=client_ca[0]) as server:
+        yield server, identity
+
+
+def test_a_client_certificate_opens_a_model_that_requires_one(pki, mtls, tmp_path, capsys):
+    server, identity = mtls
+    url = f"https://{HOST}:{server.port}"
+    assert run(tmp_path, trusted_outputs(pki), url, "--prompt", "Is this private?", "--client-cert", str(identity)) == 0
+    assert capsys.readouterr().out.endswith("You said: Is this private?\n")
+
+
+def test_without_a_client_certificate_the_model_refuses_the_prompt(pki, mtls, tmp_path, capsys):
+    server, _ = mtls
+    assert run(tmp_path, trusted_outputs(pki), f"https://{HOST}:{server.port}", "--prompt", "hi") == 1
+    captured = capsys.readouterr()
+    assert "verified" in captured.out  # the server's identity still checks out
+    [line] = captured.err.splitlines()
+    assert line.startswith("FAILED: GET /v1/models: the model ended the TLS session") and line.endswith("if it requires client certificates, pass --client-cert")
+
+
+def test_an_unreadable_client_certificate_exits_2(pki, tmp_path, capsys):
+    missing = tmp_path / "nope.pem"
+    assert run(tmp_path, trusted_outputs(pki), f"https://{HOST}:1", "--client-cert", str(missing)) == 2
+    assert failure(capsys) == f"error: --client-cert {missing}: No such file or directory"
+
+
 # --- Bad input: exit 2, one line, nothing contacted ----------------------------------------------
 
 
@@ -304,7 +312,7 @@ def test_an_unknown_environment_exits_2(capsys):
 
 def test_an_unknown_model_exits_2(capsys):
     assert verify_endpoint.main(["dev", "gpt-9"], make_pulumi=no_pulumi) == 2
-    assert failure(capsys) == f"error: unknown model 'gpt-9' in dev-cloud: expected one of {MODEL}"
+    assert failure(capsys) == f"error: unknown model 'gpt-9' in dev-cloud: expected one of {MODEL}, mistral-7b"
 
 
 def test_an_environment_that_is_no_stack_name_is_a_usage_error(capsys):
@@ -357,3 +365,26 @@ def test_a_bad_outputs_file_exits_2(tmp_path, capsys):
     (tmp_path / "trusted.json").write_text("{not json")
     assert verify_endpoint.main(["dev", MODEL, "--trusted-outputs", str(tmp_path / "trusted.json")], make_pulumi=no_pulumi) == 2
     assert failure(capsys).startswith(f"error: --trusted-outputs {tmp_path / 'trusted.json'} is not JSON: ")
+
+
+# --- End to end over the offline plan --------------------------------------------------------------
+
+
+def test_the_plans_certificate_and_outputs_verify_end_to_end(runner, tmp_path, capsys):
+    """The dev trusted stack's inference CA and serving certificate, the dev cloud stack's model URL, and a
+    server holding the key the plan made for the workload (the fakes derive it from the resource name)."""
+    trusted = runner.example("dev-trusted", set={"inferenceTls.validityHours": TEN_YEARS})
+    cloud = runner.example("dev-cloud", stack_outputs={"dev-trusted": trusted.stack_outputs})
+    workload = trusted.outputs["workloads"][MODEL]
+    key = trusted.named(f"inference-tls-{MODEL}-key", "tls:index/privateKey:PrivateKey").outputs["privateKeyPemPkcs8"]
+    with serving(workload["servingCertificate"], key, tmp_path) as server:
+        url = cloud.outputs["models"][MODEL]["externalUrl"]
+        cloud_outputs = {"models": {MODEL: {**cloud.outputs["models"][MODEL], "externalUrl": f"{url}:{server.port}"}}}
+        (tmp_path / "trusted.json").write_text(json.dumps(trusted.outputs))
+        (tmp_path / "cloud.json").write_text(json.dumps(cloud_outputs))
+        argv = ["dev", MODEL, "--trusted-outputs", str(tmp_path / "trusted.json"), "--cloud-outputs", str(tmp_path / "cloud.json"), "--prompt", "hello"]
+        assert verify_endpoint.main(argv, make_pulumi=no_pulumi, address="127.0.0.1") == 0
+    out = capsys.readouterr().out
+    assert f"workload {MODEL}: PCR 8 = {workload['initdataPcr8']}" in out
+    assert f"KBS resource {MODEL}-tls-key (kbs:///default/inference-tls-keys/{MODEL})" in out
+    assert out.endswith("You said: hello\n")

@@ -25,6 +25,9 @@ TOKEN_CERT = "kbs-token-certificate"
 SEALED_SECRET_KEY = "sealed-secret-key"
 SEALED_SECRET_KEY_ENTRY = "public-jwk"
 SEALED_SECRET_KEY_URI = f"kbs:///default/{SEALED_SECRET_KEY}/{SEALED_SECRET_KEY_ENTRY}"
+# Each workload's TLS serving key (inference, components/tls.py InferenceCertificates), one key per
+# workload: kbs:///default/inference-tls-keys/<workload>.
+SERVING_KEYS = "inference-tls-keys"
 
 # On the resource-policy ConfigMap: a random value replaced whenever a workload secret's value changes.
 # KBS copies its secret resources only when its pod starts; the operator restarts the pod when one
@@ -36,6 +39,15 @@ SECRETS_REVISION_ANNOTATION = "confidential-ai/secret-resources-revision"
 RESERVED = frozenset(
     {
         CONFIG_MAP, CPU_POLICY, GPU_POLICY, RESOURCE_POLICY, REFERENCE_VALUES, AUTH_SECRET, HTTPS_KEY, HTTPS_CERT, TOKEN_KEY, TOKEN_CERT,
-        SEALED_SECRET_KEY,
+        SEALED_SECRET_KEY, SERVING_KEYS,
     }
 )
+
+
+def serving_key_resource(workload: str) -> str:
+    """The logical name (in the kbsResources output) of a workload's TLS serving key."""
+    return f"{workload}-tls-key"
+
+
+def serving_key_uri(workload: str) -> str:
+    return f"kbs:///default/{SERVING_KEYS}/{workload}"

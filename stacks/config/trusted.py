@@ -12,8 +12,9 @@ from pydantic import AfterValidator, Field, SecretStr
 
 from components.initdata import PINNED_IMAGE
 from components.trustee.names import RESERVED as RESERVED_NAMES
+from components.trustee.names import serving_key_resource
 from stacks import versions
-from stacks.config.base import DnsLabel, HttpsUrl, Model, OpenShiftVersion, OperatorPin, Problem, StackId, matching, nested, pin_fits
+from stacks.config.base import DnsLabel, Hostname, HttpsUrl, Model, OpenShiftVersion, OperatorPin, Problem, StackId, matching, nested, pin_fits
 
 def _verifier_url(value: str) -> str:
     parts = urlsplit(value)
@@ -204,6 +205,10 @@ class Workload(Model):
     registry_credentials: DnsLabel | None = None
     """A kbsResources name (listed in `resources`) holding the registry credentials the guest pulls
     `image` with: rendered as cdh.toml `[image] authenticated_registry_credentials_uri`."""
+    serving_hostnames: list[Hostname] = []
+    """Host names clients reach the workload's model by (the cloud side's Route host): the stack issues
+    it a certificate for them from the inference CA, and its key is a KBS resource only this workload
+    receives, so TLS ends inside its attested pod VM. Empty: the workload serves no model."""
     retiring_pcr08: list[Pcr] = []
     """PCR 8 of this workload's previous initdata (its old `workloads.<name>.initdataPcr8` output), still
     accepted, and still given its resources, while running pod VMs restart onto the new one; empty it once they have."""
@@ -214,6 +219,20 @@ class Workload(Model):
                 yield Problem(f"resources[{i}]", f"{name!r} is listed twice")
         if self.registry_credentials and self.registry_credentials not in self.resources:
             yield Problem("registryCredentials", f"{self.registry_credentials!r} is not in this workload's resources; list it there so KBS releases it to the workload")
+
+
+class InferenceTls(Model):
+    """The inference CA that issues each serving workload's certificate (what model clients trust)."""
+
+    validity_hours: int = Field(default=8760, ge=24)
+    """Lifetime of the inference CA and the serving certificates."""
+    client_ca_certificate: str | None = None
+    """PEM of a CA whose client certificates the models require (mutual TLS); public. Unset: any client
+    may connect (authenticate them in front of the model, or here)."""
+
+    def rules(self) -> Iterator[Problem]:
+        if self.client_ca_certificate is not None and not _is_pem(self.client_ca_certificate, "CERTIFICATE"):
+            yield Problem("clientCaCertificate", "is not a PEM certificate")
 
 
 class TrustedConfig(Model):
@@ -227,6 +246,7 @@ class TrustedConfig(Model):
     kbs_resources: list[KbsResource] = []
     workloads: list[Workload] = []
     """What may run in a pod VM with KBS's secrets; the cloud stack's models name one each."""
+    inference_tls: InferenceTls = InferenceTls()
     kbs_secrets: dict[str, SecretStr] = {}
     """Secret config: the value of each KBS resource, by its logical name."""
     kbs_tls_certificate: SecretStr | None = None
@@ -237,6 +257,7 @@ class TrustedConfig(Model):
     def rules(self) -> Iterator[Problem]:
         yield from self._resource_rules()
         yield from self._workload_rules()
+        yield from self._serving_rules()
         yield from self._tls_rules()
 
     def _resource_rules(self) -> Iterator[Problem]:
@@ -270,6 +291,18 @@ class TrustedConfig(Model):
                     yield Problem(f"workloads[{i}].resources[{j}]", f"{name!r} is not a kbsResources name (declared: {', '.join(sorted(resources)) or 'none'})")
                 elif resource.required_gpus > workload.gpus:
                     yield Problem(f"workloads[{i}].gpus", f"{workload.gpus} GPUs cannot receive {name!r}: KBS releases it only to pod VMs attesting {resource.required_gpus}")
+
+    def _serving_rules(self) -> Iterator[Problem]:
+        """Each serving key is a KBS resource named after its workload; each host name serves one workload."""
+        generated = {serving_key_resource(w.name): w.name for w in self.workloads if w.serving_hostnames}
+        for i, resource in enumerate(self.kbs_resources):
+            if resource.name in generated:
+                yield Problem(f"kbsResources[{i}].name", f"{resource.name!r} is the name of workload {generated[resource.name]}'s TLS serving key; pick another")
+        owners: dict[str, str] = {}
+        for i, workload in enumerate(self.workloads):
+            for j, hostname in enumerate(workload.serving_hostnames):
+                if owners.setdefault(hostname, workload.name) != workload.name:
+                    yield Problem(f"workloads[{i}].servingHostnames[{j}]", f"{hostname} is already served by workload {owners[hostname]}")
 
     def _tls_rules(self) -> Iterator[Problem]:
         provided = {"kbsTlsCertificate": self.kbs_tls_certificate, "kbsTlsPrivateKey": self.kbs_tls_private_key}

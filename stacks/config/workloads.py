@@ -116,6 +116,13 @@ class ModelSettings(Model):
     image_size_gi: int = Field(default=30, ge=1)
     """Unpacked size of the NIM image; with the cache it must fit osc.rootVolumeSizeGb."""
     replicas: int = Field(default=1, ge=1, le=16)
+    exposure: Literal["route", "loadBalancer"] = "route"
+    """How clients outside the cluster reach the model, TLS passing through to the pod VM: `route`, a
+    passthrough Route on `hostname`; `loadBalancer`, a LoadBalancer Service on port 443 (point `hostname`'s
+    DNS at its address)."""
+    hostname: Hostname | None = None
+    """The name clients use; default `<name>-<namespace>.<ingress domain>`. The trusted side's workload
+    must list it in `servingHostnames` (its certificate names it)."""
     ngc_api_key_resource: str = "ngc-api-key"
     """Logical name, in the trusted stack's kbsResources, of the NGC API key NIM downloads the model with."""
 
