@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 
 from components.azure import ids
-from scripts.cli import ArgumentParser, environment
+from scripts.cli import ArgumentParser, OutputsFileError, environment, read_outputs_file
 from scripts.offline.stackfile import STACKS_DIR, StackFileError, read_stack_file
 from stacks.config import CloudConfig, ConfigError, load
 from stacks import versions
@@ -302,14 +302,9 @@ def render(results: Iterable[Result]) -> str:
 def read_trusted_outputs(path: Path) -> dict[str, Any]:
     """`--trusted-outputs FILE`, read before anything signs in: a bad file is a usage error."""
     try:
-        outputs = json.loads(path.read_text())
-    except OSError as err:
-        raise CannotRun(f"--trusted-outputs {path}: {err.strerror or err}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CannotRun(f"--trusted-outputs {path} is not JSON: {err}") from None
-    if not isinstance(outputs, dict):
-        raise CannotRun(f"--trusted-outputs {path} is not a JSON object of stack outputs (like out/<env>-trusted/outputs.json)")
-    return outputs
+        return read_outputs_file("--trusted-outputs", path, "trusted")
+    except OutputsFileError as err:
+        raise CannotRun(str(err)) from None
 
 
 def trusted_outputs(config: CloudConfig) -> dict[str, Any] | str:

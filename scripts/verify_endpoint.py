@@ -29,7 +29,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
-from scripts.cli import ArgumentParser, environment
+from scripts.cli import ArgumentParser, OutputsFileError, environment, read_outputs_file
 from scripts.offline.stackfile import STACKS_DIR, StackFileError, read_stack_file
 from scripts.pulumi_cli import AutomationPulumi, Pulumi, PulumiError
 from scripts.up import environments, stack_name
@@ -99,18 +99,6 @@ def configured_models(env: str, stacks_dir: Path = STACKS_DIR) -> list[str]:
     if not isinstance(models, list):
         raise CannotRun(f"{stack}: confidential-ai:models is not a list of models")
     return [str(m.get("name")) for m in models if isinstance(m, dict) and m.get("name")]
-
-
-def read_outputs_file(option: str, path: Path) -> dict[str, Any]:
-    try:
-        outputs = json.loads(path.read_text())
-    except OSError as err:
-        raise CannotRun(f"{option} {path}: {err.strerror or err}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CannotRun(f"{option} {path} is not JSON: {err}") from None
-    if not isinstance(outputs, dict):
-        raise CannotRun(f"{option} {path} is not a JSON object of stack outputs (like out/<env>-<side>/outputs.json)")
-    return outputs
 
 
 def stack_outputs(pulumi: Pulumi, stack: str) -> dict[str, Any]:
@@ -401,15 +389,15 @@ def load_endpoint(args: argparse.Namespace, make_pulumi: Callable[[], Pulumi]) -
     trusted_stack, cloud_stack = stack_name(args.env, "trusted"), stack_name(args.env, "cloud")
     pulumi: Pulumi | None = None
 
-    def outputs(option: str, path: Path | None, stack: str) -> dict[str, Any]:
+    def outputs(path: Path | None, side: str) -> dict[str, Any]:
         nonlocal pulumi
         if path is not None:
-            return read_outputs_file(option, path)
+            return read_outputs_file(f"--{side}-outputs", path, side)
         pulumi = pulumi or make_pulumi()
-        return stack_outputs(pulumi, stack)
+        return stack_outputs(pulumi, stack_name(args.env, side))
 
-    trusted = outputs("--trusted-outputs", args.trusted_outputs, trusted_stack)
-    cloud = outputs("--cloud-outputs", args.cloud_outputs, cloud_stack)
+    trusted = outputs(args.trusted_outputs, "trusted")
+    cloud = outputs(args.cloud_outputs, "cloud")
     return endpoint_from_outputs(args.model, trusted_stack, trusted, cloud_stack, cloud)
 
 
@@ -418,7 +406,7 @@ def main(argv: Sequence[str] | None = None, make_pulumi: Callable[[], Pulumi] = 
     try:
         endpoint = load_endpoint(args, make_pulumi)
         context = client_context(endpoint.ca_pem, (args.client_cert, args.client_key) if args.client_cert else None)
-    except (CannotRun, StackFileError, PulumiError) as err:
+    except (CannotRun, OutputsFileError, StackFileError, PulumiError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except Failed as err:
