@@ -37,9 +37,10 @@ from scripts.up import environments, stack_name
 CONNECT_SECONDS = 10.0
 ANSWER_SECONDS = 300.0  # a first completion on a cold model can take minutes
 MAX_TOKENS = 512
-# The OpenShift ingress operator's own CA signs the router's default certificate as
-# `ingress-operator@<unix time>` (openshift/cluster-ingress-operator pkg/operator/controller/certificate/ca.go).
-ROUTER_CA_PREFIX = "ingress-operator@"
+# The OpenShift ingress operator's own CA, which signs the router's default wildcard certificate, is named
+# `cluster-ingress-operator@<unix time>` (openshift/cluster-ingress-operator
+# pkg/operator/controller/certificate/ca.go generateRouterCA, commit 1807b23a).
+ROUTER_CA_MARK = "ingress-operator@"
 
 
 class CannotRun(Exception):
@@ -262,7 +263,7 @@ def why_not_verified(endpoint: Endpoint, certificate: x509.Certificate | None, e
     names = ", ".join(_names(certificate)) or "no name"
     issuer = _common_name(certificate.issuer)
     if not issued_by(certificate, endpoint.ca):
-        if issuer.startswith(ROUTER_CA_PREFIX) or any(n.startswith("*.") and _covers(n, endpoint.host) for n in _names(certificate)):
+        if ROUTER_CA_MARK in issuer or any(n.startswith("*.") and _covers(n, endpoint.host) for n in _names(certificate)):
             return (
                 f"{where}: TLS ends at the cluster's router, not in the TEE (certificate for {names} issued by {issuer}): "
                 "the model is exposed through an edge or re-encrypt Route; do not send it prompts"

@@ -61,8 +61,9 @@ EDITS: dict[str, dict[str, Any]] = {
 UNPROTECTED = {"dev-cloud": ("aro",)}
 # Changes a provider can only make by replacing the resource: an ARO cluster's domain is fixed at
 # creation (Microsoft.RedHatOpenShift openShiftClusters: clusterProfile.domain is not updatable).
-# So is every input of a pulumi-tls certificate request and certificate (terraform-provider-tls:
-# all their attributes are RequiresReplace).
+# So are the inputs of a pulumi-tls certificate request and certificate (RequiresReplace in
+# hashicorp/terraform-provider-tls internal/provider/resource_cert_request.go, commit 0ea34fdd, and
+# resource_locally_signed_cert.go).
 REPLACED_BY = {
     "azure-native:redhatopenshift:OpenShiftCluster": ("clusterProfile.domain", "clusterProfile.resourceGroupId"),
     "tls:index/certRequest:CertRequest": ("dnsNames", "subject", "privateKeyPem"),

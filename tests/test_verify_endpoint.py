@@ -72,7 +72,7 @@ class OpenAiHandler(BaseHTTPRequestHandler):
 def pki(tmp_path_factory) -> dict[str, Any]:
     inference_ca = ca("inference-ca", "Confidential AI inference CA")
     other_ca = ca("other-ca", "Some other CA")
-    router_ca = ca("router-ca", "ingress-operator@1764547200")
+    router_ca = ca("router-ca", "cluster-ingress-operator@1764547200")  # the ingress operator's CA name
     return {
         "ca": inference_ca,
         "serving": server_certificate("inference-llama", inference_ca, [HOST]),
@@ -200,7 +200,7 @@ def test_an_edge_route_shows_the_router_certificate_and_is_refused(pki, servers,
     assert run(tmp_path, trusted_outputs(pki), f"https://{HOST}:{port}", "--prompt", "my diagnosis") == 1
     assert failure(capsys) == (
         f"FAILED: {HOST}:{port}: TLS ends at the cluster's router, not in the TEE (certificate for "
-        "*.apps.confai-dev.eastus2.aroapp.test issued by ingress-operator@1764547200): the model is exposed through an "
+        "*.apps.confai-dev.eastus2.aroapp.test issued by cluster-ingress-operator@1764547200): the model is exposed through an "
         "edge or re-encrypt Route; do not send it prompts"
     )
     assert servers["router"].requests == []
