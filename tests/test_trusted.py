@@ -12,7 +12,6 @@ import tomllib
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from jwcrypto import jwk, jws
 
@@ -23,6 +22,7 @@ from scripts.plan import kubernetes_manifests
 from stacks.contracts import TRUSTED_OUTPUTS, WORKLOAD_KEYS
 from tests.rego_engines import evaluate
 from tests.test_sealed_secret import decode
+from tests.tls_fixtures import private_lines
 from tests.trusted_stack import example_trusted
 
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
@@ -491,23 +491,6 @@ def test_load_balancer_exposure_replaces_the_route(runner):
 
 
 # --- Secrets and providers -------------------------------------------------------------------
-
-
-def private_lines(pem: str) -> list[str]:
-    """The base64 lines of a private key PEM that carry its private bytes.
-
-    The rest is public: an EC key's DER ends with its public point, which a certificate or request for
-    the same key carries too, and may happen to encode to an identical 64-character line.
-    """
-    lines = [line for line in pem.strip().splitlines() if not line.startswith("-----")]
-    key = serialization.load_pem_private_key(pem.encode(), password=None)
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        secret = key.private_numbers().private_value.to_bytes((key.curve.key_size + 7) // 8, "big")
-    else:
-        secret = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
-    start = base64.b64decode("".join(lines)).find(secret)
-    assert start >= 0, "the private bytes are in the key's DER"
-    return lines[start // 48 : (start + len(secret) - 1) // 48 + 1]  # 48 bytes per 64-character line
 
 
 def private_material(run: StackRun) -> list[str]:

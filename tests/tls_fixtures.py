@@ -1,10 +1,14 @@
 """Keys and certificates made by the offline plan's pulumi-tls fakes (scripts/offline/fakes.py): real,
-deterministic PEMs, derived from a resource name, so a test builds the same chain the plan would."""
+deterministic PEMs, derived from a resource name, so a test builds the same chain the plan would; and
+which lines of a private key PEM are actually private."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from pulumi.runtime import MockResourceArgs
 
 from scripts.offline.fakes import RESOURCE_FAKES
@@ -44,3 +48,20 @@ def server_certificate(name: str, issuer: tuple[str, str], dns_names: list[str],
          "validityPeriodHours": TEN_YEARS, "allowedUses": ["digital_signature", "key_encipherment", use]},
     )["certPem"]
     return cert, key
+
+
+def private_lines(pem: str) -> list[str]:
+    """The base64 lines of a private key PEM that carry its private bytes.
+
+    The rest is public: an EC key's DER ends with its public point, which a certificate or request for
+    the same key carries too, and may happen to encode to an identical 64-character line.
+    """
+    lines = [line for line in pem.strip().splitlines() if not line.startswith("-----")]
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        secret = key.private_numbers().private_value.to_bytes((key.curve.key_size + 7) // 8, "big")
+    else:
+        secret = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    start = base64.b64decode("".join(lines)).find(secret)
+    assert start >= 0, "the private bytes are in the key's DER"
+    return lines[start // 48 : (start + len(secret) - 1) // 48 + 1]  # 48 bytes per 64-character line
