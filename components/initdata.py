@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
+from components import encrypted_model
 from components.templating import render
 
 # Every request the Kata agent asks its policy about, as `data.agent_policy.<name>`; an undefined one
@@ -76,12 +77,43 @@ class Initdata:
 
 
 @dataclass(frozen=True)
+class DecryptorPolicy:
+    """The model decryptor a workload's pod also runs (components/encrypted_model.py): an interpreter
+    with the model key in reach, so the policy pins what decides the code it runs, not just the image."""
+
+    image: str
+    """`repo@sha256:<digest>`."""
+    key_uri: str
+    manifest_sha256: str
+
+
+@dataclass(frozen=True)
 class AgentPolicyArgs:
     image: str
     """The one application image the pod VM may run, `repo@sha256:<digest>`."""
     allow_read_stream: bool = True
     args: tuple[str, ...] | None = None
     """The only command line (entrypoint and arguments) the container may run, or None: any."""
+    decryptor: DecryptorPolicy | None = None
+    """The init container that decrypts the workload's encrypted model, or None."""
+
+
+# Environment variables through which a process loads code or configuration that can load code: glibc's
+# list of variables it drops for setuid programs (glibc sysdeps/generic/unsecvars.h UNSECURE_ENVVARS,
+# all `LD_*` among them) and OpenSSL's configuration and module paths (OpenSSL doc/man7/openssl-env.pod).
+# The decryptor runs `python3 -I`, which ignores every PYTHON* variable already.
+UNSAFE_ENV_PREFIXES = ("LD_",)
+UNSAFE_ENV = (
+    "GCONV_PATH", "GETCONF_DIR", "GLIBC_TUNABLES", "HOSTALIASES", "LOCALDOMAIN", "LOCPATH", "MALLOC_TRACE",
+    "NIS_PATH", "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "TMPDIR", "TZDIR",
+    "OPENSSL_CONF", "OPENSSL_ENGINES", "OPENSSL_MODULES", "SSL_CERT_FILE", "SSL_CERT_DIR",
+)
+# Where the decryptor's code, interpreter and libraries live: no volume may be mounted at, above or under
+# them. The runtime's own files under /etc (kata-containers genpolicy testdata createcontainer/gid mounts)
+# are single files the host writes anyway.
+CODE_DIRS = ("/opt", "/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc")
+RUNTIME_ETC_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
+_SOURCE_PLACEHOLDER = "https://source.invalid/"
 
 
 @dataclass(frozen=True)
@@ -108,7 +140,27 @@ def render_agent_policy(args: AgentPolicyArgs) -> str:
         digest=match["digest"],
         args=list(args.args) if args.args is not None else None,
         shared_dir=SHARED_CONTAINERS_DIR,
+        decryptor=_decryptor_values(args.decryptor) if args.decryptor else None,
     )
+
+
+def _decryptor_values(decryptor: DecryptorPolicy) -> dict[str, object]:
+    match = PINNED_IMAGE.match(decryptor.image)
+    if not match:
+        raise ValueError(f"{decryptor.image!r} is not pinned by digest")
+    process = [*encrypted_model.COMMAND, *encrypted_model.decryptor_args(_SOURCE_PLACEHOLDER, decryptor.key_uri, decryptor.manifest_sha256)]
+    return {
+        "repository": match["repository"],
+        "digest": match["digest"],
+        # The one argument left free: where the ciphertext is. What it downloads is authenticated by the
+        # key and checked against the pinned manifest, so the host choosing it only chooses failure.
+        "process": process,
+        "source_index": process.index(_SOURCE_PLACEHOLDER),
+        "unsafe_env": UNSAFE_ENV,
+        "unsafe_env_prefixes": UNSAFE_ENV_PREFIXES,
+        "code_dirs": CODE_DIRS,
+        "runtime_etc_files": RUNTIME_ETC_FILES,
+    }
 
 
 def render_initdata(args: InitdataArgs) -> Initdata:

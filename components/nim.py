@@ -13,6 +13,8 @@ from typing import Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import encrypted_model
+from components.encrypted_model import EncryptedModelArgs
 from components.sealed_secret import KBS_RESOURCE_LABEL
 
 NIM_PORT = 8000
@@ -79,8 +81,9 @@ class NimModelArgs:
     runtime_class: str
     initdata: str
     """gzip+base64 initdata of the model's workload, from the trusted stack (public)."""
-    ngc_api_key_sealed: str
-    """The signed sealed pointer to the NGC API key in KBS, made by the trusted stack (public)."""
+    ngc_api_key_sealed: str | None
+    """The signed sealed pointer to the NGC API key in KBS, made by the trusted stack (public); None for
+    an encrypted model, which NIM serves from a local directory without NGC."""
     serving_certificate: str
     """The workload's serving certificate from the trusted side's inference CA (public PEM)."""
     serving_key_sealed: str
@@ -97,6 +100,10 @@ class NimModelArgs:
     """Creates the runtime class and CAA the pod runs with."""
     data_science_cluster: pulumi.Resource
     """Deploys KServe, which serves the ServingRuntime and InferenceService CRDs."""
+    encrypted: EncryptedModelArgs | None = None
+    """An encrypted model: decrypted by an init container inside the pod VM into a memory volume."""
+    model_sas: pulumi.Output[str] | None = None
+    """Read SAS of the encrypted model's blob container (a Pulumi secret), when the stack made the storage."""
 
 
 class NimModel(pulumi.ComponentResource):
@@ -112,14 +119,31 @@ class NimModel(pulumi.ComponentResource):
         confidential = {CONFIDENTIAL_MODEL_LABEL: "true"}
         namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": args.namespace, "labels": confidential}, opts=child)
         in_namespace = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[namespace]))
-        # Not secret: a pointer the confidential data hub resolves inside the TEE after attestation.
-        ngc_key = k8s.core.v1.Secret(
-            f"{name}-ngc-api-key",
-            metadata={"name": f"{args.name}-ngc-api-key", "namespace": args.namespace, "labels": {KBS_RESOURCE_LABEL: "true"}},
-            type="Opaque",
-            string_data={"NGC_API_KEY": args.ngc_api_key_sealed},
-            opts=in_namespace,
-        )
+        secrets: list[pulumi.Resource] = []
+        env: list[dict] = [{"name": "NIM_CACHE_PATH", "value": NIM_CACHE_PATH}]
+        if args.ngc_api_key_sealed is not None:
+            # Not secret: a pointer the confidential data hub resolves inside the TEE after attestation.
+            secrets.append(
+                k8s.core.v1.Secret(
+                    f"{name}-ngc-api-key",
+                    metadata={"name": f"{args.name}-ngc-api-key", "namespace": args.namespace, "labels": {KBS_RESOURCE_LABEL: "true"}},
+                    type="Opaque",
+                    string_data={"NGC_API_KEY": args.ngc_api_key_sealed},
+                    opts=in_namespace,
+                )
+            )
+            env.append({"name": "NGC_API_KEY", "valueFrom": {"secretKeyRef": {"name": f"{args.name}-ngc-api-key", "key": "NGC_API_KEY"}}})
+        if args.model_sas is not None:
+            # A cloud-side credential that reads ciphertext only.
+            secrets.append(
+                k8s.core.v1.Secret(
+                    f"{name}-model-sas",
+                    metadata={"name": f"{args.name}-model-sas", "namespace": args.namespace},
+                    type="Opaque",
+                    string_data={encrypted_model.SAS_SECRET_KEY: args.model_sas},
+                    opts=in_namespace,
+                )
+            )
         # The whole file is the sealed pointer: the kata agent unseals top-level files of Secret volumes
         # inside the guest and relinks the entry to the plaintext (kata-containers src/agent/src/rpc.rs).
         tls_key = k8s.core.v1.Secret(
@@ -136,7 +160,7 @@ class NimModel(pulumi.ComponentResource):
             data=public_tls,
             opts=in_namespace,
         )
-        secrets: list[pulumi.Resource] = [ngc_key, tls_key, tls_certificate]
+        secrets += [tls_key, tls_certificate]
         pull_secrets: list[dict[str, str]] = []
         if args.pull_secret is not None:
             secrets.append(
@@ -174,11 +198,7 @@ class NimModel(pulumi.ComponentResource):
                         "image": args.image,
                         # The only port, and it speaks TLS: nothing in plaintext leaves the pod VM.
                         "ports": [{"name": TLS_PORT_NAME, "containerPort": NIM_PORT, "protocol": "TCP"}],
-                        "env": [
-                            {"name": "NIM_CACHE_PATH", "value": NIM_CACHE_PATH},
-                            {"name": "NGC_API_KEY", "valueFrom": {"secretKeyRef": {"name": f"{args.name}-ngc-api-key", "key": "NGC_API_KEY"}}},
-                            *_tls_env(mutual),
-                        ],
+                        "env": [*env, *_tls_env(mutual)],
                         "readinessProbe": _probe(READY_PATH, mutual, period=10, failures=3),
                         "livenessProbe": _probe(LIVE_PATH, mutual, period=30, failures=3),
                         "startupProbe": _probe(READY_PATH, mutual, period=30, failures=120),
@@ -190,6 +210,30 @@ class NimModel(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=[namespace, args.data_science_cluster])),
         )
         gpu = str(args.gpus)
+        model_spec: dict = {
+            "modelFormat": {"name": model_name, "version": model_version},
+            "runtime": runtime_name,
+            # CAA's peer-pods webhook reads the GPU *request* into default_gpus, then replaces every
+            # container's resources with kata.peerpods.io/vm (cloud-api-adaptor
+            # src/webhook/pkg/mutating-webhook/remove-resourcespec.go): both are set, equal.
+            "resources": {"limits": {"nvidia.com/gpu": gpu}, "requests": {"nvidia.com/gpu": gpu}},
+        }
+        predictor: dict = {
+            "minReplicas": args.replicas,
+            "maxReplicas": args.replicas,
+            "runtimeClassName": args.runtime_class,
+            # Predictor annotations go onto the pod, where the kata-remote runtime reads them.
+            "annotations": {MACHINE_TYPE_ANNOTATION: args.machine_type, INITDATA_ANNOTATION: args.initdata},
+            "imagePullSecrets": pull_secrets,
+            "model": model_spec,
+        }
+        if args.encrypted is not None:
+            # KServe merges predictor.model into the runtime's container and the predictor's pod fields
+            # (initContainers, volumes) into the pod (serving.kserve.io_inferenceservices.yaml, predictor).
+            predictor["initContainers"] = [encrypted_model.init_container(args.encrypted)]
+            predictor["volumes"] = [encrypted_model.memory_volume(args.encrypted)]
+            model_spec["env"] = encrypted_model.nim_env()
+            model_spec["volumeMounts"] = [encrypted_model.nim_volume_mount()]
         k8s.apiextensions.CustomResource(
             f"{name}-inference-service",
             api_version="serving.kserve.io/v1beta1",
@@ -206,24 +250,7 @@ class NimModel(pulumi.ComponentResource):
                     "pulumi.com/timeoutSeconds": _READY_WAIT_SECONDS,
                 },
             },
-            spec={
-                "predictor": {
-                    "minReplicas": args.replicas,
-                    "maxReplicas": args.replicas,
-                    "runtimeClassName": args.runtime_class,
-                    # Predictor annotations go onto the pod, where the kata-remote runtime reads them.
-                    "annotations": {MACHINE_TYPE_ANNOTATION: args.machine_type, INITDATA_ANNOTATION: args.initdata},
-                    "imagePullSecrets": pull_secrets,
-                    "model": {
-                        "modelFormat": {"name": model_name, "version": model_version},
-                        "runtime": runtime_name,
-                        # CAA's peer-pods webhook reads the GPU *request* into default_gpus, then replaces every
-                        # container's resources with kata.peerpods.io/vm (cloud-api-adaptor
-                        # src/webhook/pkg/mutating-webhook/remove-resourcespec.go): both are set, equal.
-                        "resources": {"limits": {"nvidia.com/gpu": gpu}, "requests": {"nvidia.com/gpu": gpu}},
-                    },
-                }
-            },
+            spec={"predictor": predictor},
             opts=pulumi.ResourceOptions.merge(
                 in_namespace, pulumi.ResourceOptions(depends_on=[namespace, runtime, *secrets, args.kata_config, args.data_science_cluster])
             ),

@@ -14,11 +14,12 @@ from components.azure import ids
 from components.azure.aro import AroCluster, AroClusterArgs
 from components.azure.gallery import PodVmGallery, PodVmGalleryArgs
 from components.azure.identity import PeerPodIdentity, PeerPodIdentityArgs
+from components.azure.model_storage import ModelStorage, ModelStorageArgs
 from components.azure.network import ClusterNetwork, ClusterNetworkArgs, PodVmNetwork, PodVmNetworkArgs
 from components.kubernetes import cluster_provider
 from stacks.config import CloudConfig
 from stacks.config.base import secret_output
-from stacks.contracts import AzureLayer
+from stacks.contracts import AzureLayer, ModelStorageHandOff
 
 
 def deploy_azure_layer(config: CloudConfig) -> AzureLayer:
@@ -146,6 +147,17 @@ def deploy_azure_layer(config: CloudConfig) -> AzureLayer:
     pulumi.export("podVmNsgId", nsg)
     pulumi.export("natPublicIp", nat_public_ip)
     pulumi.export("podVmImageId", config.peer_pods.image_id)
+    model_storage = None
+    if config.model_storage:
+        settings = config.model_storage
+        storage = ModelStorage(
+            "model-storage",
+            ModelStorageArgs(group.name, azure.location, settings.account_name, settings.container_name, settings.sas_expiry, tags),
+            provider,
+        )
+        model_storage = ModelStorageHandOff(storage.container_url, storage.read_sas)
+        # Where to upload the encrypted models (az storage blob upload-batch -d <container> --destination-path <model>).
+        pulumi.export("modelStorageContainerUrl", storage.container_url)
     return AzureLayer(
         kubernetes=kubernetes,
         kubeconfig=pulumi.Output.secret(kubeconfig),
@@ -160,6 +172,7 @@ def deploy_azure_layer(config: CloudConfig) -> AzureLayer:
         peer_pods_client_id=config.peer_pods.client_id,
         peer_pods_client_secret=secret_output(config.peer_pods_client_secret),
         pod_vm_ready=pod_vm_ready,
+        model_storage=model_storage,
     )
 
 

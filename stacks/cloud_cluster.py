@@ -10,7 +10,7 @@ import base64
 import gzip
 import json
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,17 +18,19 @@ import pulumi
 from cryptography import x509
 from pulumi.runtime.sync_await import _sync_await
 
+from components.encrypted_model import EncryptedModelArgs
 from components.nim import NimModel, NimModelArgs
 from components.olm import OperatorInstall, OperatorInstallArgs, OperatorPin
 from components.openshift_ai import OpenShiftAi, OpenShiftAiArgs
 from components.peerpods import OSC_NAMESPACE, PeerPods, PeerPodsArgs
 from components.sealed_secret import KBS_URI_PREFIX
 from stacks.config import CloudConfig, ConfigError
+from stacks.config.workloads import ModelSettings
 from stacks import versions
 from stacks.config.base import OperatorPin as OperatorPinSettings
-from stacks.config.workloads import ModelSettings
 from stacks.config.base import Problem, secret_output
 from stacks.contracts import CLOUD_READS, OPTIONAL_TRUSTED_OUTPUTS, WORKLOAD_KEYS, AzureLayer
+from stacks.encrypted_models import EncryptedModelPlan
 
 NVCR = "nvcr.io"
 
@@ -55,6 +57,8 @@ class TrustedWorkload:
     """Its TLS serving certificate from the inference CA (public PEM); None when it serves no model."""
     serving_key_resource: str | None
     """The kbsResources name of its serving key (a sealed pointer to it is in `sealed_secrets`)."""
+    encrypted_model: dict[str, str] | None = None
+    """{"decryptorImage", "keyUri", "manifestSha256"} when the workload serves an encrypted model."""
 
     @property
     def repository(self) -> str:
@@ -133,6 +137,7 @@ def _workloads(stack: str, raw: Any) -> tuple[dict[str, TrustedWorkload], list[P
             sealed_secrets=dict(entry["sealedSecrets"]),
             serving_certificate=entry.get("servingCertificate"),
             serving_key_resource=entry.get("servingKeyResource"),
+            encrypted_model=dict(entry["encryptedModel"]) if entry.get("encryptedModel") else None,
         )
     return workloads, problems
 
@@ -152,13 +157,9 @@ def _model_problems(config: CloudConfig, trusted: TrustedSide) -> Iterator[Probl
             yield Problem(f"models[{i}].gpus", f"workload {model.workload} is declared with {workload.gpus} GPUs; the model asks for {model.gpus}")
         if problem := _serving_problem(model_hostname(config, model), model.workload, workload, trusted.stack):
             yield Problem(f"models[{i}].hostname" if model.hostname else f"models[{i}].workload", problem)
-        resource = trusted.kbs_resources.get(model.ngc_api_key_resource)
-        if resource is None:
-            yield Problem(f"models[{i}].ngcApiKeyResource", f"{model.ngc_api_key_resource} is not a KBS resource of {trusted.stack} (it publishes: {published})")
-        elif model.ngc_api_key_resource not in workload.sealed_secrets:
-            yield Problem(f"models[{i}].ngcApiKeyResource", f"workload {model.workload} may not receive {model.ngc_api_key_resource} (its resources: {', '.join(workload.resources) or 'none'})")
-        elif resource.gpu_gated and model.gpus < resource.min_gpus:
-            yield Problem(f"models[{i}].gpus", f"KBS releases {model.ngc_api_key_resource} only to pod VMs attesting {resource.min_gpus} GPUs; the model asks for {model.gpus}")
+        # An encrypted model is served locally, without NGC (stacks/encrypted_models.py checks it).
+        if model.source == "ngc":
+            yield from _ngc_key_problems(i, model, workload, trusted)
         if config.image_pull.mode == "kbs":
             credentials = trusted.kbs_resources.get(config.image_pull.kbs_resource)
             if credentials is not None and registry_credentials_uri(workload.initdata) != credentials.uri:
@@ -191,6 +192,17 @@ def _serving_problem(hostname: str, name: str, workload: TrustedWorkload, stack:
     if hostname not in names:
         return f"workload {name}'s serving certificate names {', '.join(names)}, not {hostname}: {fix}"
     return None
+
+
+def _ngc_key_problems(i: int, model: ModelSettings, workload: TrustedWorkload, trusted: TrustedSide) -> Iterator[Problem]:
+    resource = trusted.kbs_resources.get(model.ngc_api_key_resource)
+    if resource is None:
+        published = ", ".join(sorted(trusted.kbs_resources)) or "none"
+        yield Problem(f"models[{i}].ngcApiKeyResource", f"{model.ngc_api_key_resource} is not a KBS resource of {trusted.stack} (it publishes: {published})")
+    elif model.ngc_api_key_resource not in workload.sealed_secrets:
+        yield Problem(f"models[{i}].ngcApiKeyResource", f"workload {model.workload} may not receive {model.ngc_api_key_resource} (its resources: {', '.join(workload.resources) or 'none'})")
+    elif resource.gpu_gated and model.gpus < resource.min_gpus:
+        yield Problem(f"models[{i}].gpus", f"KBS releases {model.ngc_api_key_resource} only to pod VMs attesting {resource.min_gpus} GPUs; the model asks for {model.gpus}")
 
 
 def registry_credentials_uri(initdata: str) -> str | None:
@@ -242,7 +254,7 @@ def nvcr_pull_secret(key: pulumi.Output[str]) -> pulumi.Output[str]:
     return pulumi.Output.secret(key.apply(render))
 
 
-def deploy_cluster_layer(config: CloudConfig, azure: AzureLayer, trusted: TrustedSide) -> None:
+def deploy_cluster_layer(config: CloudConfig, azure: AzureLayer, trusted: TrustedSide, encrypted: Mapping[str, EncryptedModelPlan]) -> None:
     """Everything on the cloud cluster, wired to the trusted stack's public outputs."""
     provider = azure.kubernetes
     after_cluster = pulumi.ResourceOptions(depends_on=azure.cluster_ready)
@@ -305,7 +317,7 @@ def deploy_cluster_layer(config: CloudConfig, azure: AzureLayer, trusted: Truste
                 replicas=model.replicas,
                 runtime_class=peer_pods.runtime_class,
                 initdata=workload.initdata,
-                ngc_api_key_sealed=workload.sealed_secrets[model.ngc_api_key_resource],
+                ngc_api_key_sealed=None if model.name in encrypted else workload.sealed_secrets[model.ngc_api_key_resource],
                 serving_certificate=workload.serving_certificate,
                 serving_key_sealed=workload.sealed_secrets[workload.serving_key_resource],
                 client_ca_certificate=trusted.inference_client_ca,
@@ -314,6 +326,7 @@ def deploy_cluster_layer(config: CloudConfig, azure: AzureLayer, trusted: Truste
                 exposure=model.exposure,
                 kata_config=peer_pods.kata_config,
                 data_science_cluster=openshift_ai.data_science_cluster,
+                **_encrypted_model_args(model.name, encrypted.get(model.name), azure),
             ),
             provider,
         )
@@ -324,8 +337,33 @@ def deploy_cluster_layer(config: CloudConfig, azure: AzureLayer, trusted: Truste
     pulumi.export("kbsResourcesReferenced", referenced_kbs_resources(config, trusted))
 
 
+def _encrypted_model_args(name: str, plan: EncryptedModelPlan | None, azure: AzureLayer) -> dict[str, Any]:
+    """NimModelArgs' encrypted-model fields: the decryptor as the workload pins it, the ciphertext's place."""
+    if plan is None:
+        return {}
+    storage = azure.model_storage if plan.url is None else None
+    if plan.url is None:
+        assert storage is not None  # config rules: no url needs modelStorage
+    url = plan.url or f"{storage.container_url}/{name}"
+    args = EncryptedModelArgs(
+        source_url=url,
+        manifest_sha256=plan.manifest_sha256,
+        total_size=plan.manifest.total_size,
+        key_uri=plan.key_uri,
+        decryptor_image=plan.decryptor_image,
+        sas_secret_name=f"{name}-model-sas" if storage else None,
+    )
+    return {"encrypted": args, "model_sas": storage.read_sas if storage else None}
+
+
 def referenced_kbs_resources(config: CloudConfig, trusted: TrustedSide) -> list[str]:
-    names = {model.ngc_api_key_resource for model in config.models}
+    uris = set()
+    for model in config.models:
+        pinned = trusted.workloads[model.workload].encrypted_model
+        if model.source == "encrypted" and pinned:
+            uris.add(pinned["keyUri"])
+        else:
+            uris.add(trusted.kbs_resources[model.ngc_api_key_resource].uri)
     if config.image_pull.mode == "kbs":
-        names.add(config.image_pull.kbs_resource)
-    return sorted(trusted.kbs_resources[name].uri for name in names)
+        uris.add(trusted.kbs_resources[config.image_pull.kbs_resource].uri)
+    return sorted(uris)

@@ -12,7 +12,9 @@ import pulumi_kubernetes as k8s
 # - `workloads`: workload name -> WORKLOAD_KEYS: "image" (`repo@sha256:<64 hex>`, the only image its
 #   agent policy runs), "initdata" (gzip+base64 pod annotation), "initdataDigest" and "initdataPcr8"
 #   (hex), "resources" (kbsResources names KBS releases to it), "gpus" (int), "sealedSecrets"
-#   (resource name -> "sealed.<ES256 JWS>", signed on the trusted side, used verbatim).
+#   (resource name -> "sealed.<ES256 JWS>", signed on the trusted side, used verbatim); and, only for a
+#   workload serving an encrypted model, "encryptedModel": {"decryptorImage" (pinned), "keyUri" (the
+#   model key's kbs:/// URI), "manifestSha256"}: the init container its agent policy runs.
 # - `sealedSecretKeyUri`: the kbs:/// URI of the public JWK the sealed secrets name as `kid`.
 # - `inferenceCaCert`: PEM of the inference CA, what model clients trust (scripts/verify_endpoint.py).
 #   A workload that serves a model also has "servingCertificate" (PEM, issued by that CA
@@ -22,8 +24,19 @@ import pulumi_kubernetes as k8s
 TRUSTED_OUTPUTS = ("kbsUrl", "kbsCaCert", "kbsResources", "workloads", "sealedSecretKeyUri", "inferenceCaCert")
 OPTIONAL_TRUSTED_OUTPUTS = ("inferenceClientCaCert",)
 WORKLOAD_KEYS = ("image", "initdata", "initdataDigest", "initdataPcr8", "resources", "gpus", "sealedSecrets")
+# Present only for the workloads they concern.
+OPTIONAL_WORKLOAD_KEYS = ("encryptedModel",)
 # What the cloud stack needs; model clients, not the cloud stack, read `inferenceCaCert`.
 CLOUD_READS = ("kbsUrl", "kbsCaCert", "kbsResources", "workloads", "sealedSecretKeyUri")
+
+
+@dataclass(frozen=True)
+class ModelStorageHandOff:
+    """The encrypted models' blob container, when the cloud stack creates it (config `modelStorage`)."""
+
+    container_url: str
+    read_sas: pulumi.Output[str]
+    """A Pulumi secret: read-only SAS for the container (ciphertext only)."""
 
 
 @dataclass(frozen=True)
@@ -49,3 +62,5 @@ class AzureLayer:
     pod_vm_ready: list[pulumi.Resource] = field(default_factory=list)
     """What must exist before CAA creates a pod VM: the peer-pod role assignments, the pod VM subnet,
     its NSG and NAT gateway, the hosted image definition. Depend on it from what starts CAA."""
+    model_storage: ModelStorageHandOff | None = None
+    """The encrypted models' container and its read SAS, when the stack creates the storage."""

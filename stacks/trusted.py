@@ -11,7 +11,7 @@ import pulumi
 import pulumi_random as random
 import pulumi_tls as tls
 
-from components.initdata import AgentPolicyArgs, Initdata, InitdataArgs, render_initdata
+from components.initdata import AgentPolicyArgs, DecryptorPolicy, Initdata, InitdataArgs, render_initdata
 from components.kubernetes import cluster_provider
 from components.olm import OperatorInstall, OperatorInstallArgs, OperatorPin
 from components.sealed_secret import public_jwk, sealed_secret
@@ -156,12 +156,20 @@ def _workload_initdata(config: TrustedConfig, ca_pem: str) -> dict[str, Initdata
                     image=w.image,
                     allow_read_stream=config.agent_policy.allow_read_stream,
                     args=tuple(w.args) if w.args is not None else None,
+                    decryptor=_decryptor_policy(w, uris),
                 ),
                 registry_credentials_uri=uris[w.registry_credentials] if w.registry_credentials else None,
             )
         )
         for w in config.workloads
     }
+
+
+def _decryptor_policy(workload: Workload, uris: dict[str, str]) -> DecryptorPolicy | None:
+    model = workload.encrypted_model
+    if model is None:
+        return None
+    return DecryptorPolicy(image=model.decryptor_image, key_uri=uris[model.key_resource], manifest_sha256=model.manifest_sha256)
 
 
 def _measurements(workload: Workload, initdata: dict[str, Initdata]) -> list[str]:
@@ -233,9 +241,20 @@ def _workload_outputs(
                 if w.serving_hostnames
                 else {}
             ),
+            **_encrypted_model_output(w, config),
         }
         for w in config.workloads
     }
+
+
+def _encrypted_model_output(workload: Workload, config: TrustedConfig) -> dict[str, dict[str, str]]:
+    """`encryptedModel`, for a workload that has one: what the cloud side needs to start the decryptor
+    exactly as the workload's agent policy pins it."""
+    model = workload.encrypted_model
+    if model is None:
+        return {}
+    uri = next(r.uri for r in config.kbs_resources if r.name == model.key_resource)
+    return {"encryptedModel": {"decryptorImage": model.decryptor_image, "keyUri": uri, "manifestSha256": model.manifest_sha256}}
 
 
 def _https_material(config: TrustedConfig, provider: tls.Provider) -> HttpsMaterial:

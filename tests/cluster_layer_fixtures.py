@@ -10,6 +10,7 @@ import base64
 import gzip
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -22,7 +23,8 @@ from scripts.offline import StackRun, run_stack
 from scripts.offline.fakes import StackOutputs, fake_pem
 from stacks.config import CloudConfig, load_from_pulumi
 from stacks.cloud_cluster import deploy_cluster_layer, read_trusted_stack
-from stacks.contracts import AzureLayer
+from stacks.contracts import AzureLayer, ModelStorageHandOff
+from stacks.encrypted_models import plan_encrypted_models
 from tests.conftest import example_config
 from tests.tls_fixtures import ca, server_certificate
 
@@ -37,6 +39,7 @@ POD_VM_NSG_ID = f"{RESOURCE_GROUP}/providers/Microsoft.Network/networkSecurityGr
 POD_VM_IMAGE_ID = f"{RESOURCE_GROUP}/providers/Microsoft.Compute/galleries/PodVMGallery/images/podvm-gpu/versions/1.0.0"
 PEER_PODS_CLIENT_ID = "5b1e2c3d-4f5a-4b6c-8d7e-9f0a1b2c3d4e"
 PEER_PODS_CLIENT_SECRET = "azure-client-secret:peer-pods:dev"
+MODEL_STORAGE_SAS = "sv=2022-11-02&sr=c&sp=r&spr=https&se=2027-06-30T00:00:00Z&sig=model-storage-sas:dev"
 
 
 def _toml_str(value: str) -> str:
@@ -75,16 +78,29 @@ def model_hosts(model: str) -> tuple[str, str]:
 MODEL_HOST = model_hosts("llama-3-1-8b")[0]
 SERVING_KEY_RESOURCE = "llama-3-1-8b-tls-key"
 KBS_RESOURCES = {
-    **{f"{w}-tls-key": {"uri": f"kbs:///default/inference-tls-keys/{w}", "gpuGated": True, "minGpus": 1} for w in ("llama-3-1-8b", "mistral-7b")},
+    **{f"{w}-tls-key": {"uri": f"kbs:///default/inference-tls-keys/{w}", "gpuGated": True, "minGpus": 1} for w in ("llama-3-1-8b", "mistral-7b", "llama-ft")},
     "ngc-api-key": {"uri": NGC_API_KEY_URI, "gpuGated": True, "minGpus": 1},
     "nvcr-credentials": {"uri": NVCR_CREDENTIALS_URI, "gpuGated": False, "minGpus": 0},
-    "model-key": {"uri": "kbs:///default/model/key", "gpuGated": True, "minGpus": 1},
+    "model-key": {"uri": "kbs:///default/model-decryption/key.bin", "gpuGated": True, "minGpus": 1},
 }
+# The prod example's encrypted model (stacks/Pulumi.prod-*.yaml, stacks/models/prod/llama-ft/manifest.json).
+ENCRYPTED_WORKLOAD = "llama-ft"
+ENCRYPTED_WORKLOAD_IMAGE = "nvcr.io/nim/nvidia/llm-nim@sha256:" + "5d" * 32
+DECRYPTOR_IMAGE = "registry.example.com/confidential-ai/model-decryptor@sha256:" + "0c" * 32
+PROD_MANIFEST = Path(__file__).resolve().parents[1] / "stacks" / "models" / "prod" / "llama-ft" / "manifest.json"
+
+
+def encrypted_model_output(manifest_sha256: str | None = None) -> dict[str, str]:
+    return {
+        "decryptorImage": DECRYPTOR_IMAGE,
+        "keyUri": KBS_RESOURCES["model-key"]["uri"],
+        "manifestSha256": manifest_sha256 or hashlib.sha256(PROD_MANIFEST.read_bytes()).hexdigest(),
+    }
 
 
 def workload_output(
     registry_credentials_uri: str | None = None, image: str = WORKLOAD_IMAGE, resources: tuple[str, ...] = ("ngc-api-key", "model-key"), gpus: int = 1, policy: str = "",
-    name: str = "llama-3-1-8b", serving_hostnames: tuple[str, ...] | None = None,
+    encrypted_model: dict[str, str] | None = None, name: str = "llama-3-1-8b", serving_hostnames: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """One entry of the trusted stack's `workloads` output (stacks/contracts.py WORKLOAD_KEYS)."""
     document = initdata_toml(registry_credentials_uri, f"package agent_policy\npinned_image := {json.dumps(image)}\n{policy}").encode()
@@ -105,10 +121,19 @@ def workload_output(
         "gpus": gpus,
         "sealedSecrets": {name: sealed_secret(KBS_RESOURCES[name]["uri"], SEALING_KEY_PEM, SEALED_SECRET_KEY_URI) for name in resources},
         **serving,
+        **({"encryptedModel": encrypted_model} if encrypted_model else {}),
     }
 
 
-def trusted_outputs(registry_credentials_uri: str | None = None, **overrides: Any) -> StackOutputs:
+def encrypted_workload_output(registry_credentials_uri: str | None = None, **encrypted: str) -> dict[str, Any]:
+    """The prod example's llama-ft workload: an encrypted model, its own initdata."""
+    return workload_output(
+        registry_credentials_uri, ENCRYPTED_WORKLOAD_IMAGE, ("model-key",),
+        encrypted_model=encrypted_model_output(**encrypted), name=ENCRYPTED_WORKLOAD,
+    )
+
+
+def trusted_outputs(registry_credentials_uri: str | None = None, encrypted_workload: bool = True, **overrides: Any) -> StackOutputs:
     values = {
         "kbsUrl": KBS_URL,
         "kbsCaCert": KBS_CA_CERT,
@@ -116,6 +141,7 @@ def trusted_outputs(registry_credentials_uri: str | None = None, **overrides: An
         "workloads": {
             "llama-3-1-8b": workload_output(registry_credentials_uri),
             "mistral-7b": workload_output(registry_credentials_uri, MISTRAL_IMAGE, ("ngc-api-key",), name="mistral-7b"),
+            **({ENCRYPTED_WORKLOAD: encrypted_workload_output(registry_credentials_uri)} if encrypted_workload else {}),
         },
         "sealedSecretKeyUri": SEALED_SECRET_KEY_URI,
         "inferenceCaCert": INFERENCE_CA[0],
@@ -139,6 +165,10 @@ def azure_layer(config: CloudConfig) -> AzureLayer:
         pod_vm_image_id=POD_VM_IMAGE_ID,
         peer_pods_client_id=PEER_PODS_CLIENT_ID,
         peer_pods_client_secret=pulumi.Output.secret(PEER_PODS_CLIENT_SECRET),
+        model_storage=ModelStorageHandOff(
+            f"https://{config.model_storage.account_name}.blob.core.windows.net/{config.model_storage.container_name}",
+            pulumi.Output.secret(MODEL_STORAGE_SAS),
+        ) if config.model_storage else None,
     )
 
 
@@ -146,7 +176,7 @@ def cluster_layer_program() -> None:
     config = load_from_pulumi()
     assert isinstance(config, CloudConfig)
     trusted = read_trusted_stack(config)
-    deploy_cluster_layer(config, azure_layer(config), trusted)
+    deploy_cluster_layer(config, azure_layer(config), trusted, plan_encrypted_models(config, trusted.workloads))
 
 
 def run_cluster_layer(stack: str = "dev-cloud", trusted: StackOutputs | None = None, set: dict[str, Any] | None = None, delete: tuple[str, ...] = ()) -> StackRun:

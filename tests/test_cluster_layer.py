@@ -49,7 +49,8 @@ APPROVAL = "pulumi-python:dynamic:Resource"
 
 @pytest.fixture(scope="module")
 def trusted():
-    return trusted_outputs()
+    """What dev-trusted exports: the dev models' workloads only."""
+    return trusted_outputs(encrypted_workload=False)
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +59,8 @@ def run(trusted) -> StackRun:
 
 
 @pytest.fixture(scope="module")
-def prod(trusted) -> StackRun:
-    return run_cluster_layer("prod-cloud", trusted=trusted)
+def prod() -> StackRun:
+    return run_cluster_layer("prod-cloud", trusted=trusted_outputs())
 
 
 def k8s_object(run: StackRun, kind: str, name: str) -> Registered:
@@ -434,9 +435,9 @@ def test_undeployed_trusted_stack_stops_before_any_resource():
     ("trusted", "set", "line"),
     [
         (trusted_outputs(kbsCaCert=None), {}, "trustedStack: organization/confidential-ai/dev-trusted has no output kbsCaCert (deploy it first: pulumi up -s dev-trusted)"),
-        (trusted_outputs(), {"models": [{**MODEL, "ngcApiKeyResource": "hf-token"}]}, "models[0].ngcApiKeyResource: hf-token is not a KBS resource of organization/confidential-ai/dev-trusted (it publishes: llama-3-1-8b-tls-key, mistral-7b-tls-key, model-key, ngc-api-key, nvcr-credentials)"),
+        (trusted_outputs(), {"models": [{**MODEL, "ngcApiKeyResource": "hf-token"}]}, "models[0].ngcApiKeyResource: hf-token is not a KBS resource of organization/confidential-ai/dev-trusted (it publishes: llama-3-1-8b-tls-key, llama-ft-tls-key, mistral-7b-tls-key, model-key, ngc-api-key, nvcr-credentials)"),
         (trusted_outputs(), {"models": [{**MODEL, "ngcApiKeyResource": "nvcr-credentials"}]}, "models[0].ngcApiKeyResource: workload llama-3-1-8b may not receive nvcr-credentials (its resources: ngc-api-key, model-key, llama-3-1-8b-tls-key)"),
-        (trusted_outputs(), {"models": [{**MODEL, "workload": "phi-3"}]}, "models[0].workload: phi-3 is not a workload of organization/confidential-ai/dev-trusted (it exports: llama-3-1-8b, mistral-7b)"),
+        (trusted_outputs(encrypted_workload=False), {"models": [{**MODEL, "workload": "phi-3"}]}, "models[0].workload: phi-3 is not a workload of organization/confidential-ai/dev-trusted (it exports: llama-3-1-8b, mistral-7b)"),
         (trusted_outputs(), {"models": [{**MODEL, "workload": "mistral-7b", "hostname": model_hosts("mistral-7b")[0]}]}, "models[0].image: nvcr.io/nim/meta/llama-3.1-8b-instruct is not the repository of workload mistral-7b's pinned image " + MISTRAL_IMAGE),
         (trusted_outputs(), {"models": [{**MODEL, "image": "nvcr.io/nim/meta/llama-3.1-70b-instruct:1.3.3"}]}, "models[0].image: nvcr.io/nim/meta/llama-3.1-70b-instruct is not the repository of workload llama-3-1-8b's pinned image " + WORKLOAD_IMAGE),
         (with_workload("llama-3-1-8b", workload_output(gpus=2)), {}, "models[0].gpus: workload llama-3-1-8b is declared with 2 GPUs; the model asks for 1"),

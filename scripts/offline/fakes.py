@@ -324,6 +324,8 @@ _AZURE_PATHS = {
     "azure-native:network:PublicIPAddress": "Microsoft.Network/publicIPAddresses/{publicIpAddressName}",
     "azure-native:compute:Gallery": "Microsoft.Compute/galleries/{galleryName}",
     "azure-native:compute:GalleryImage": "Microsoft.Compute/galleries/{galleryName}/images/{galleryImageName}",
+    "azure-native:storage:StorageAccount": "Microsoft.Storage/storageAccounts/{accountName}",
+    "azure-native:storage:BlobContainer": "Microsoft.Storage/storageAccounts/{accountName}/blobServices/default/containers/{containerName}",
 }
 
 
@@ -388,3 +390,12 @@ def _aro_admin_kubeconfig(args: MockCallArgs) -> dict[str, Any]:
         f"users:\n- name: admin\n  user:\n    token: offline-plan-placeholder-{digest('aro-admin', group, name)}\n"
     )
     return {"kubeconfig": base64.b64encode(kubeconfig.encode()).decode()}
+
+
+@call_fake("azure-native:storage:listStorageAccountServiceSAS")
+def _service_sas(args: MockCallArgs) -> dict[str, Any]:
+    """A SAS query string of the requested shape whose signature is a placeholder (no account key here)."""
+    inputs = args.args
+    fields = {"sv": "2022-11-02", "sr": inputs["resource"], "sp": inputs["permissions"], "spr": inputs.get("protocols", "https"),
+              "se": inputs["sharedAccessExpiryTime"], "sig": f"offline-plan-placeholder-{digest('sas', inputs['canonicalizedResource'])}"}
+    return {"serviceSasToken": "&".join(f"{key}={value}" for key, value in fields.items())}

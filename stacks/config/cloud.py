@@ -203,6 +203,17 @@ class PeerPodsSettings(Model):
             yield Problem("defaultInstanceSize", f"{self.default_instance_size} is not in instanceSizes")
 
 
+class ModelStorageSettings(Model):
+    """An Azure Storage account and private container for encrypted models (components/azure/model_storage.py)."""
+
+    account_name: Annotated[str, matching(r"^[a-z0-9]{3,24}$", "a storage account name (3-24 lowercase letters and digits, globally unique)")]
+    """The storage account to create (globally unique in Azure)."""
+    container_name: Annotated[str, matching(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$", "a blob container name (3-63 lowercase letters, digits, single '-')")] = "models"
+    """Its private container; each model's ciphertext goes under `<container>/<model name>/`."""
+    sas_expiry: Annotated[str, matching(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$", "a UTC instant like 2027-06-30T00:00:00Z")]
+    """When the pods' read-only SAS stops working: renew it (change this, pulumi up) before then."""
+
+
 class CloudConfig(Model):
     stack: StackId
     role: Literal["cloud"]
@@ -228,6 +239,8 @@ class CloudConfig(Model):
     image_pull: ImagePullSettings = ImagePullSettings()
     nvcr_pull_key: SecretStr | None = None
     """nvcr.io pull key (an NGC key, ideally pull-only) for `imagePull.mode: pullSecret`; a cloud-side credential."""
+    model_storage: ModelStorageSettings | None = None
+    """Create the blob storage for encrypted models (models with `source: encrypted`)."""
 
     @property
     def ingress_domain(self) -> str:
@@ -309,6 +322,8 @@ def workload_rules(config: CloudConfig) -> Iterator[Problem]:
                 "osc.rootVolumeSizeGb",
                 f"{config.osc.root_volume_size_gb} GB cannot hold model {model.name}: image {model.image_size_gi} GiB + cache {model.model_cache_gi} GiB + NIM scratch {nim.SCRATCH_GI} GiB",
             )
+        if model.source == "encrypted" and model.encrypted and model.encrypted.url is None and config.model_storage is None:
+            yield Problem(f"models[{i}].encrypted.url", "is required unless modelStorage is set (the stack then serves the model from its container)")
     needs_pull_key = config.image_pull.mode == "pullSecret" and config.models
     if needs_pull_key and config.nvcr_pull_key is None:
         yield Problem("nvcrPullKey", f"is required with imagePull.mode pullSecret: pulumi config set --secret nvcrPullKey <pull-only NGC key> -s {config.stack.name}")

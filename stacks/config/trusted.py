@@ -186,6 +186,20 @@ def _pinned_image(value: str) -> str:
 
 
 PinnedImage = Annotated[str, AfterValidator(_pinned_image)]
+Sha256Hex = Annotated[str, matching(r"^[0-9a-f]{64}$", "a sha256 (64 lowercase hex characters)")]
+
+
+class EncryptedModel(Model):
+    """The encrypted model a workload serves: its pod's init container decrypts it inside the pod VM
+    (components/encrypted_model.py), and the workload's agent policy runs that container exactly."""
+
+    decryptor_image: PinnedImage
+    """The decryptor image (images/model-decryptor) pinned by digest."""
+    key_resource: DnsLabel
+    """The kbsResources name of the model key (listed in the workload's `resources`)."""
+    manifest_sha256: Sha256Hex
+    """sha256 of the model's manifest.json (`python -m scripts.encrypt_model` prints it): the one model
+    this workload may decrypt, pinned in its agent policy."""
 
 
 class Workload(Model):
@@ -212,6 +226,8 @@ class Workload(Model):
     retiring_pcr08: list[Pcr] = []
     """PCR 8 of this workload's previous initdata (its old `workloads.<name>.initdataPcr8` output), still
     accepted, and still given its resources, while running pod VMs restart onto the new one; empty it once they have."""
+    encrypted_model: EncryptedModel | None = None
+    """Set when the workload serves a model encrypted at source instead of one NIM downloads."""
 
     def rules(self) -> Iterator[Problem]:
         for i, name in enumerate(self.resources):
@@ -219,6 +235,10 @@ class Workload(Model):
                 yield Problem(f"resources[{i}]", f"{name!r} is listed twice")
         if self.registry_credentials and self.registry_credentials not in self.resources:
             yield Problem("registryCredentials", f"{self.registry_credentials!r} is not in this workload's resources; list it there so KBS releases it to the workload")
+        if self.encrypted_model and self.encrypted_model.key_resource not in self.resources:
+            yield Problem("encryptedModel.keyResource", f"{self.encrypted_model.key_resource!r} is not in this workload's resources; list it there so KBS releases it to the workload")
+        if self.encrypted_model and self.encrypted_model.decryptor_image == self.image:
+            yield Problem("encryptedModel.decryptorImage", "is the workload's own image; the decryptor is a separate image (images/model-decryptor)")
 
 
 class InferenceTls(Model):

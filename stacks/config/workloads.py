@@ -100,6 +100,21 @@ class OpenShiftAiSettings(Model):
     derived from cluster.aro.domain when the stack creates the cluster."""
 
 
+# What the decryptor's agent policy accepts as the ciphertext's place (components/initdata.py template).
+BlobUrl = Annotated[str, matching(r"^https://[a-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~%/-]*)?$", "an https URL without query (like https://<account>.blob.core.windows.net/<container>/<model>)")]
+
+
+class EncryptedSource(Model):
+    """An encrypted model (`python -m scripts.encrypt_model` output): where its ciphertext is, which manifest describes it."""
+
+    manifest: str = Field(min_length=1)
+    """Path of the model's manifest.json, relative to the project root: the plan sizes the pod's memory
+    volume from it and checks it is the manifest the model's workload pins on the trusted side."""
+    url: BlobUrl | None = None
+    """Base URL of the uploaded ciphertext (its manifest.json.jwe and *.jwe); default
+    `<modelStorage container URL>/<model name>`, read with the stack's SAS."""
+
+
 class ModelSettings(Model):
     """One NIM model served by an InferenceService in its own namespace (named after the model)."""
 
@@ -125,6 +140,11 @@ class ModelSettings(Model):
     must list it in `servingHostnames` (its certificate names it)."""
     ngc_api_key_resource: str = "ngc-api-key"
     """Logical name, in the trusted stack's kbsResources, of the NGC API key NIM downloads the model with."""
+    source: Literal["ngc", "encrypted"] = "ngc"
+    """`ngc`: NIM downloads the model with the NGC key. `encrypted`: an init container decrypts it inside
+    the pod VM into memory and NIM serves that directory; no NGC key at run time."""
+    encrypted: EncryptedSource | None = None
+    """With source encrypted: the ciphertext's place and manifest."""
 
     @property
     def namespace(self) -> str:
@@ -142,6 +162,10 @@ class ModelSettings(Model):
         return match["model"], match["tag"]
 
     def rules(self) -> Iterator[Problem]:
+        if self.source == "encrypted" and self.encrypted is None:
+            yield Problem("encrypted", "is required with source encrypted (manifest, and url unless modelStorage holds the model)")
+        if self.source == "ngc" and self.encrypted is not None:
+            yield Problem("encrypted", "is only used with source encrypted")
         if len(self.name) > 31:
             yield Problem("name", f"{self.name} is longer than 31 characters; its Route host <name>-<namespace> must fit one DNS label")
         if reason := confidential_size_problem(self.machine_type):
