@@ -30,13 +30,7 @@ class SelfSignedServerCertificate(pulumi.ComponentResource):
     def __init__(self, name: str, args: ServerCertificateArgs, provider: tls.Provider, opts: pulumi.ResourceOptions | None = None):
         super().__init__("confidential-ai:tls:SelfSignedServerCertificate", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=provider)
-        ca_key, ca = _self_signed(
-            f"{name}-ca",
-            tls.SelfSignedCertSubjectArgs(common_name=f"{args.organization} CA", organization=args.organization),
-            args.validity_hours,
-            ["cert_signing", "crl_signing"],
-            child,
-        )
+        ca_key, ca = _certificate_authority(f"{name}-ca", f"{args.organization} CA", args.organization, args.validity_hours, child)
         server_key, server = _server_certificate(name, args.hostname, [args.hostname], args.organization, (ca_key, ca), args.validity_hours, child)
         self.ca_cert_pem: pulumi.Output[str] = ca.cert_pem
         self.cert_pem: pulumi.Output[str] = server.cert_pem
@@ -74,6 +68,14 @@ def _self_signed(
     return key, cert
 
 
+def _certificate_authority(
+    name: str, common_name: str, organization: str, validity_hours: int, opts: pulumi.ResourceOptions
+) -> tuple[tls.PrivateKey, tls.SelfSignedCert]:
+    """A protected CA key and its self-signed CA certificate."""
+    subject = tls.SelfSignedCertSubjectArgs(common_name=common_name, organization=organization)
+    return _self_signed(name, subject, validity_hours, ["cert_signing", "crl_signing"], opts)
+
+
 @dataclass(frozen=True)
 class InferenceCertificatesArgs:
     organization: str
@@ -100,13 +102,7 @@ class InferenceCertificates(pulumi.ComponentResource):
     def __init__(self, name: str, args: InferenceCertificatesArgs, provider: tls.Provider, opts: pulumi.ResourceOptions | None = None):
         super().__init__("confidential-ai:tls:InferenceCertificates", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=provider)
-        ca_key, ca = _self_signed(
-            f"{name}-ca",
-            tls.SelfSignedCertSubjectArgs(common_name=f"{args.organization} inference CA", organization=args.organization),
-            args.validity_hours,
-            ["cert_signing", "crl_signing"],
-            child,
-        )
+        ca_key, ca = _certificate_authority(f"{name}-ca", f"{args.organization} inference CA", args.organization, args.validity_hours, child)
         self.ca_cert_pem: pulumi.Output[str] = ca.cert_pem
         self.servers: dict[str, ServingIdentity] = {}
         for workload, hostnames in sorted(args.servers.items()):
