@@ -21,7 +21,7 @@ from components.trustee import names, render
 from components.trustee.kbs import Kbs, KbsArgs, KbsDocuments, KbsKeys, KbsSecretResources, SecretResource
 from stacks.config import TrustedConfig
 from stacks.config.base import secret_output
-from stacks.config.trusted import Workload
+from stacks.config.trusted import ReferenceValues, Workload
 
 
 @dataclass(frozen=True)
@@ -108,11 +108,11 @@ def deploy(config: TrustedConfig) -> None:
             hostname=config.kbs.hostname,
             exposure=config.kbs.exposure,
             documents=KbsDocuments(
-                kbs_config=render.kbs_config(config.kbs.nvidia_verifier),
-                cpu_policy=render.cpu_policy(config.reference_values),
+                kbs_config=render.kbs_config(config.kbs.nvidia_verifier.type, config.kbs.nvidia_verifier.url),
+                cpu_policy=render.cpu_policy(pin_measurement=bool(config.reference_values.measurements)),
                 gpu_policy=render.gpu_policy(),
                 resource_policy=initdata.apply(lambda i: render.resource_policy([*_releases(config, i), *_serving_releases(config, i)])),
-                reference_values=initdata.apply(lambda i: render.reference_values_document(config.reference_values, _all_pcr8(config, i))),
+                reference_values=initdata.apply(lambda i: render.reference_values_document(reference_value_set(config.reference_values), _all_pcr8(config, i))),
             ),
             keys=KbsKeys(
                 admin_public_key_pem=admin_key.public_key_pem,
@@ -184,6 +184,18 @@ def _decryptor_policy(workload: Workload, uris: dict[str, str]) -> DecryptorPoli
 def _measurements(workload: Workload, initdata: dict[str, Initdata]) -> list[str]:
     """The PCR 8 values a pod VM of `workload` may show: its current initdata's, then retiring ones."""
     return [initdata[workload.name].pcr8, *workload.retiring_pcr08]
+
+
+def reference_value_set(values: ReferenceValues) -> render.ReferenceValueSet:
+    """The config's reference values as the renderer takes them."""
+    return render.ReferenceValueSet(
+        expiration=values.expiration,
+        pcrs=values.pcrs.model_dump(),
+        minimum_tcb=values.minimum_tcb.model_dump(),
+        allowed_driver_versions=values.allowed_driver_versions,
+        allowed_vbios_versions=values.allowed_vbios_versions,
+        measurements=values.measurements,
+    )
 
 
 def _all_pcr8(config: TrustedConfig, initdata: dict[str, Initdata]) -> list[str]:

@@ -20,6 +20,7 @@ from components import nim
 from components.initdata import AgentPolicyArgs, InitdataArgs, render_agent_policy, render_initdata
 from components.trustee import render
 from stacks.config.trusted import ReferenceValues
+from stacks.trusted import reference_value_set
 from tests.conftest import SHARED
 from tests.fixtures.attestation.derive import nras_policy_input
 from tests.rego_engines import evaluate as evaluate_modules
@@ -81,7 +82,7 @@ def reference_values(cpu_input) -> ReferenceValues:
 
 def rvps_data(values: ReferenceValues, pcr8: str) -> dict[str, Any]:
     """`data.rv` for the shim: the values of the rendered RVPS document, decoded as RVPS would."""
-    records = json.loads(render.reference_values_document(values, [pcr8]))
+    records = json.loads(render.reference_values_document(reference_value_set(values), [pcr8]))
     return {name: json.loads(base64.urlsafe_b64decode(record))["value"] for name, record in records.items()}
 
 
@@ -108,7 +109,7 @@ def cpu_claims(cpu_input, reference_values):
         edit(input_)
         rv = rvps_data(values, cpu_input["az-snp-vtpm"]["tpm"]["pcr08"])
         rv_edit(rv)
-        return tiers(evaluate(render.cpu_policy(values), "data.policy.trust_claims", input_, {"rv": rv}))
+        return tiers(evaluate(render.cpu_policy(pin_measurement=bool(values.measurements)), "data.policy.trust_claims", input_, {"rv": rv}))
 
     return claims
 
@@ -330,7 +331,7 @@ def upstream_tiers(policy: str, input_: dict[str, Any], values: ReferenceValues,
 
 def test_upstream_az_snp_vtpm_evidence_affirms(upstream_cpu, upstream_values):
     """Trustee's own genuine evidence, turned into claims as its verifier does, affirms once its values are configured."""
-    claims = upstream_tiers(render.cpu_policy(upstream_values), upstream_cpu, upstream_values, upstream_cpu["init_data"])
+    claims = upstream_tiers(render.cpu_policy(pin_measurement=bool(upstream_values.measurements)), upstream_cpu, upstream_values, upstream_cpu["init_data"])
     assert tiers(claims) == AFFIRMING_CPU
 
 
@@ -346,7 +347,7 @@ def test_upstream_az_snp_vtpm_evidence_affirms(upstream_cpu, upstream_values):
 def test_upstream_az_snp_vtpm_bypasses_are_unrecognised_executables(upstream_cpu, upstream_values, edit):
     evidence = copy.deepcopy(upstream_cpu)
     edit(evidence["az-snp-vtpm"])
-    claims = upstream_tiers(render.cpu_policy(upstream_values), evidence, upstream_values, upstream_cpu["init_data"])
+    claims = upstream_tiers(render.cpu_policy(pin_measurement=bool(upstream_values.measurements)), evidence, upstream_values, upstream_cpu["init_data"])
     assert claims["executables"] == 33 and claims["hardware"] == 2 and claims["configuration"] == 2
 
 
@@ -363,7 +364,7 @@ def test_gpu_policy_reads_only_claims_the_nras_v3_claim_set_has(upstream_gpu):
 def test_upstream_ear_token_vectors_are_what_the_shipped_policies_decide(upstream_values):
     """The EAR fixture's trust vectors are exactly what Trustee would compute with our policies."""
     token = upstream("ear_token.json")
-    for name, policy in (("cpu0", render.cpu_policy(upstream_values)), ("gpu0", render.gpu_policy())):
+    for name, policy in (("cpu0", render.cpu_policy(pin_measurement=bool(upstream_values.measurements))), ("gpu0", render.gpu_policy())):
         submod = token["submods"][name]
         evidence = submod["ear.veraison.annotated-evidence"]
         decided = upstream_tiers(policy, evidence, upstream_values, evidence.get("init_data", "00" * 32))

@@ -1,15 +1,14 @@
-"""Trustee's configuration documents, rendered from the stack config: pure functions, no resources."""
+"""Trustee's configuration documents: pure functions of the arguments the stack maps its config into, no resources."""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from components.templating import render
-from stacks.config.trusted import NvidiaVerifier, ReferenceValues
 
 # Reference value names the attestation policies query (templates/trustee/attestation-policy-*.rego.j2).
 RV_PCR08 = "snp_pcr08"
@@ -21,13 +20,29 @@ RV_VERSION = "0.1.0"
 _VERIFIER_TYPES = {"remote": "Remote", "local": "Local"}
 
 
-def kbs_config(verifier: NvidiaVerifier) -> str:
-    return render("trustee/kbs-config.toml.j2", nvidia_verifier_type=_VERIFIER_TYPES[verifier.type], nvidia_verifier_url=verifier.url)
+@dataclass(frozen=True)
+class ReferenceValueSet:
+    """What Trustee trusts besides each workload's PCR 8: the pod VM image's PCRs, firmware minimums,
+    GPU driver and VBIOS versions, and the SNP launch measurements (empty: not checked)."""
+
+    expiration: str
+    """UTC timestamp like 2027-01-01T00:00:00Z."""
+    pcrs: Mapping[str, Sequence[str]]
+    """`pcr03` -> accepted values, for every pinned PCR but 8."""
+    minimum_tcb: Mapping[str, int]
+    """Reported TCB component (`bootloader`, `tee`, `snp`, `microcode`) -> lowest accepted version."""
+    allowed_driver_versions: Sequence[str]
+    allowed_vbios_versions: Sequence[str]
+    measurements: Sequence[str] = ()
 
 
-def cpu_policy(values: ReferenceValues) -> str:
+def kbs_config(verifier_type: Literal["remote", "local"], verifier_url: str) -> str:
+    return render("trustee/kbs-config.toml.j2", nvidia_verifier_type=_VERIFIER_TYPES[verifier_type], nvidia_verifier_url=verifier_url)
+
+
+def cpu_policy(pin_measurement: bool) -> str:
     """The CPU policy checks the launch measurement only when an allow-list is configured."""
-    return render("trustee/attestation-policy-cpu.rego.j2", pin_measurement=bool(values.measurements))
+    return render("trustee/attestation-policy-cpu.rego.j2", pin_measurement=pin_measurement)
 
 
 def gpu_policy() -> str:
@@ -55,30 +70,23 @@ def resource_policy(releases: Sequence[Release]) -> str:
     return render("trustee/resource-policy.rego.j2", releases=table)
 
 
-def reference_value_entries(values: ReferenceValues, pcr08: Sequence[str]) -> dict[str, Any]:
+def reference_value_entries(values: ReferenceValueSet, pcr08: Sequence[str]) -> dict[str, Any]:
     """Reference value name -> value: lists for `in` checks, numbers for minimums.
 
     `pcr08`: every workload's PCR 8, current and retiring, in order; duplicates dropped.
     """
-    entries: dict[str, Any] = {
-        "snp_pcr03": values.pcrs.pcr03,
-        "snp_pcr04": values.pcrs.pcr04,
-        "snp_pcr07": values.pcrs.pcr07,
-        RV_PCR08: list(dict.fromkeys(pcr08)),
-        "snp_pcr09": values.pcrs.pcr09,
-        "snp_pcr11": values.pcrs.pcr11,
-        "snp_pcr12": values.pcrs.pcr12,
-        "allowed_driver_versions": values.allowed_driver_versions,
-        "allowed_vbios_versions": values.allowed_vbios_versions,
-    }
-    for component, minimum in values.minimum_tcb.model_dump().items():
+    entries: dict[str, Any] = {f"snp_{pcr}": list(accepted) for pcr, accepted in values.pcrs.items()}
+    entries[RV_PCR08] = list(dict.fromkeys(pcr08))
+    entries["allowed_driver_versions"] = list(values.allowed_driver_versions)
+    entries["allowed_vbios_versions"] = list(values.allowed_vbios_versions)
+    for component, minimum in values.minimum_tcb.items():
         entries[f"snp_min_tcb_{component}"] = minimum
     if values.measurements:
-        entries[RV_MEASUREMENT] = values.measurements
+        entries[RV_MEASUREMENT] = list(values.measurements)
     return entries
 
 
-def reference_values_document(values: ReferenceValues, pcr08: Sequence[str]) -> str:
+def reference_values_document(values: ReferenceValueSet, pcr08: Sequence[str]) -> str:
     """The RVPS `reference_value` file of Trustee 1.2: {name: URL-safe padded base64 of a JSON record}."""
     records = {
         name: base64.urlsafe_b64encode(
