@@ -127,39 +127,23 @@ class NimModel(pulumi.ComponentResource):
         confidential = {CONFIDENTIAL_MODEL_LABEL: "true"}
         namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": args.namespace, "labels": confidential}, opts=child)
         in_namespace = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[namespace]))
+        def secret(suffix: str, data: dict[str, pulumi.Input[str]], sealed: bool = False, type_: str = "Opaque") -> k8s.core.v1.Secret:
+            """Secret `<model>-<suffix>`; a sealed one holds only pointers the guest resolves (the policy pack checks them)."""
+            labels = {"labels": {KBS_RESOURCE_LABEL: "true"}} if sealed else {}
+            metadata = {"name": f"{args.name}-{suffix}", "namespace": args.namespace, **labels}
+            return k8s.core.v1.Secret(f"{name}-{suffix}", metadata=metadata, type=type_, string_data=data, opts=in_namespace)
+
         secrets: list[pulumi.Resource] = []
         ngc_secret = f"{args.name}-ngc-api-key" if args.ngc_api_key_sealed is not None else None
         if args.ngc_api_key_sealed is not None:
             # Not secret: a pointer the confidential data hub resolves inside the TEE after attestation.
-            secrets.append(
-                k8s.core.v1.Secret(
-                    f"{name}-ngc-api-key",
-                    metadata={"name": ngc_secret, "namespace": args.namespace, "labels": {KBS_RESOURCE_LABEL: "true"}},
-                    type="Opaque",
-                    string_data={"NGC_API_KEY": args.ngc_api_key_sealed},
-                    opts=in_namespace,
-                )
-            )
+            secrets.append(secret("ngc-api-key", {"NGC_API_KEY": args.ngc_api_key_sealed}, sealed=True))
         if args.model_sas is not None:
             # A cloud-side credential that reads ciphertext only.
-            secrets.append(
-                k8s.core.v1.Secret(
-                    f"{name}-model-sas",
-                    metadata={"name": f"{args.name}-model-sas", "namespace": args.namespace},
-                    type="Opaque",
-                    string_data={encrypted_model.SAS_SECRET_KEY: args.model_sas},
-                    opts=in_namespace,
-                )
-            )
+            secrets.append(secret("model-sas", {encrypted_model.SAS_SECRET_KEY: args.model_sas}))
         # The whole file is the sealed pointer: the kata agent unseals top-level files of Secret volumes
         # inside the guest and relinks the entry to the plaintext (kata-containers src/agent/src/rpc.rs).
-        tls_key = k8s.core.v1.Secret(
-            f"{name}-tls-key",
-            metadata={"name": f"{args.name}-tls-key", "namespace": args.namespace, "labels": {KBS_RESOURCE_LABEL: "true"}},
-            type="Opaque",
-            string_data={TLS_KEY_FILE: args.serving_key_sealed},
-            opts=in_namespace,
-        )
+        tls_key = secret("tls-key", {TLS_KEY_FILE: args.serving_key_sealed}, sealed=True)
         public_tls = {TLS_CERT_FILE: args.serving_certificate, **({CLIENT_CA_FILE: args.client_ca_certificate} if args.client_ca_certificate else {})}
         tls_certificate = k8s.core.v1.ConfigMap(
             f"{name}-tls-certificate",
@@ -170,15 +154,7 @@ class NimModel(pulumi.ComponentResource):
         secrets += [tls_key, tls_certificate]
         pull_secrets: list[dict[str, str]] = []
         if args.pull_secret is not None:
-            secrets.append(
-                k8s.core.v1.Secret(
-                    f"{name}-nvcr-pull",
-                    metadata={"name": f"{args.name}-nvcr-pull", "namespace": args.namespace},
-                    type="kubernetes.io/dockerconfigjson",
-                    string_data={".dockerconfigjson": args.pull_secret},
-                    opts=in_namespace,
-                )
-            )
+            secrets.append(secret("nvcr-pull", {".dockerconfigjson": args.pull_secret}, type_="kubernetes.io/dockerconfigjson"))
             pull_secrets.append({"name": f"{args.name}-nvcr-pull"})
 
         model_name, model_version = args.model_format
