@@ -11,7 +11,9 @@ It runs in the pod VM, after attestation, as one container of the model's pod:
 2. downloads `manifest.json.jwe` and accepts it only if it decrypts with that key and its sha256 is the
    pinned one;
 3. streams every file: download, decrypt, hash, into a hidden `.partial` file next to its final name;
-   renames it only when its tag, size and sha256 all match the manifest.
+   renames it only when its tag, size and sha256 all match the manifest. Each file's chunks overlap
+   (the next downloads, the previous is hashed and written, while one is decrypted), and several files
+   go at once when the pod VM has the cores (`files_at_once`).
 Plaintext is written only under `--target`, which must be a tmpfs (a memory-backed emptyDir). Anything
 wrong ends with one line on stderr, exit status 1, and nothing this run wrote left in the target.
 The Azure Blob read credential is a SAS in AZURE_STORAGE_SAS_TOKEN (it grants ciphertext only).

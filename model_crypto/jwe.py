@@ -44,12 +44,13 @@ KEY_BYTES = 32
 _CEK_BITS = 256
 _IV_BYTES = 12  # RFC 7518 5.3: A256GCM uses a 96-bit IV and a 128-bit tag
 _TAG_BYTES = 16
+_WRAPPED_KEY_BYTES = 40  # RFC 3394: A256KW wraps the 32-byte content key into 40 bytes
 _PROTECTED = {"alg": ALG, "enc": ENC}
 # Plaintext read per step: a multiple of 3, so each step's base64 has no padding and the pieces concatenate.
 # Small enough that the chunks in flight (read, encrypt, hash, write) stay a few MiB and in cache.
-_ENCRYPT_CHUNK = 3 << 19
+_ENCRYPT_CHUNK = 3 << 18
 # Serialized text read per step (a multiple of 4 decodes on its own; the parser copes with any size).
-_DECRYPT_CHUNK = 2 << 20
+_DECRYPT_CHUNK = 1 << 20
 _HEADER_LIMIT = 4096
 _B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _URL_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
@@ -117,6 +118,16 @@ def parse_key(data: bytes) -> jwk.JWK:
     if size != KEY_BYTES:
         raise KeyFormatError(f"is {size} bytes; A256KW needs {KEY_BYTES}")
     return key
+
+
+def serialized_size(plaintext_size: int) -> int:
+    """The length of `encrypt`'s output for a plaintext of this size (so a file can be reserved whole)."""
+    return len(_HEADER_B64) + _b64url_length(_WRAPPED_KEY_BYTES) + _b64url_length(_IV_BYTES) \
+        + _b64url_length(plaintext_size) + _b64url_length(_TAG_BYTES) + 4
+
+
+def _b64url_length(size: int) -> int:
+    return (size * 4 + 2) // 3
 
 
 def encrypt(src: BinaryIO, dst: BinaryIO, key: jwk.JWK) -> Plaintext:

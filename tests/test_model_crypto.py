@@ -476,6 +476,7 @@ def test_chunk_boundaries_never_change_the_bytes(data, chunk, read, dribble):
         patch.setattr(jwe, "_DECRYPT_CHUNK", read)
         jwe.encrypt(io.BytesIO(data) if dribble is None else _Dribble(data, dribble), out, key)
         token = out.getvalue()
+        assert len(token) == jwe.serialized_size(len(data))
         jwe.decrypt(io.BytesIO(token) if dribble is None else _Dribble(token, dribble), sink, key)
     oracle = jwcrypto_jwe.JWE()
     oracle.deserialize(out.getvalue().decode(), key)
