@@ -45,6 +45,7 @@ CASES: dict[str, tuple[str, list[str], dict[str, dict[str, Any] | str]]] = {
     "trusted-role": (PLAN, [], {"dev-trusted": {"role": "cloud"}}),
     "trusted-secret-without-resource": (PLAN, [], {"dev-trusted": {"kbsResources": [{"name": "ngc-api-key", "secret": "ngc-api-key", "key": "api-key"}]}}),
     "trusted-unknown-key": (PLAN, [], {"dev-trusted": {"zzUnknown": 1}}),
+    "trusted-unpinned-process": (PLAN, [], {"dev-trusted": {"workloads.1.args": DELETE}}),
     "duplicate-key": (PLAN, [], {"dev-trusted": "config:\n  confidential-ai:role: trusted\n  confidential-ai:role: trusted\n"}),
     "invalid-yaml": (PLAN, [], {"dev-trusted": "config:\n  confidential-ai:role: [trusted\n"}),
     "not-utf8": (PLAN, [], {"dev-cloud": "config:\n  confidential-ai:role: \udcff\n"}),
@@ -132,6 +133,11 @@ def test_what_the_messages_tell(driven) -> None:
     assert printed["up-unknown-environment"] == ["error: unknown environment 'staging': expected one of dev, prod"]
     assert printed["verify-unknown-environment"] == ["error: unknown environment 'staging': expected one of dev, prod"]
     assert printed["verify-unknown-model"] == ["error: unknown model 'gpt-9' in dev-cloud: expected one of llama-3-1-8b, mistral-7b"]
+    # a workload given secrets with no pinned process is told the command that pins it
+    assert printed["trusted-unpinned-process"] == [
+        "dev-trusted: workloads[1].args: is unset, but workload mistral-7b receives KBS resources: pin its image's process with "
+        "`python -m scripts.pin_workload nvcr.io/nim/mistralai/mistral-7b-instruct-v0.3@sha256:5de10d5a6f4253c86eb3e62b3a0e39db0dafc65bc2d4d8f193cd44673c62cace "
+        "--env dev --workload mistral-7b --write`"]
     # the right size in the wrong case is told its spelling, not that it is no confidential size
     assert printed["cloud-lower-case-size"] == [
         "dev-cloud: models[0].machineType: standard_ncc40ads_h100_v5 is written in the wrong case: write Standard_NCC40ads_H100_v5"]
