@@ -22,8 +22,8 @@ from tests.stack_edits import DELETE, stacks_with
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = [sys.executable, "-W", "error::ResourceWarning"]
 
-PLAN, POLICY, PREFLIGHT, PREVIEW, UP, VERIFY = (
-    f"python -m scripts.{m}" for m in ("plan", "offline.policy", "preflight", "preview_pr", "up", "verify_endpoint")
+PLAN, POLICY, PREFLIGHT, PREVIEW, UP, VERIFY, PIN = (
+    f"python -m scripts.{m}" for m in ("plan", "offline.policy", "preflight", "preview_pr", "up", "verify_endpoint", "pin_workload")
 )
 
 # id: (command, arguments, edits per stack file). "{stacks}" is a copy of stacks/ with the edits,
@@ -60,6 +60,10 @@ CASES: dict[str, tuple[str, list[str], dict[str, dict[str, Any] | str]]] = {
     "up-destroy-unconfirmed": (UP, ["dev", "--destroy"], {}),
     "verify-unknown-environment": (VERIFY, ["staging", "llama-3-1-8b"], {}),
     "verify-unknown-model": (VERIFY, ["dev", "gpt-9"], {}),
+    "pin-unreachable-registry": (PIN, ["127.0.0.1:9/nim/llm:1.0", "--env", "dev", "--workload", "llama-3-1-8b", "--plain-http"], {}),
+    "pin-unknown-workload": (PIN, ["nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3", "--env", "dev", "--workload", "gpt-9"], {}),
+    "pin-bad-platform": (PIN, ["nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3", "--env", "dev", "--workload", "llama-3-1-8b", "--platform", "amd64"], {}),
+    "pin-no-tag": (PIN, ["nvcr.io/nim/meta/llama-3.1-8b-instruct", "--env", "dev", "--workload", "llama-3-1-8b"], {}),
     "verify-trusted-outputs": (VERIFY, ["dev", "llama-3-1-8b", "--trusted-outputs", "{tmp}/missing.json"], {}),
 }
 
@@ -133,6 +137,8 @@ def test_what_the_messages_tell(driven) -> None:
     assert printed["up-unknown-environment"] == ["error: unknown environment 'staging': expected one of dev, prod"]
     assert printed["verify-unknown-environment"] == ["error: unknown environment 'staging': expected one of dev, prod"]
     assert printed["verify-unknown-model"] == ["error: unknown model 'gpt-9' in dev-cloud: expected one of llama-3-1-8b, mistral-7b"]
+    assert printed["pin-no-tag"] == [
+        "error: 'nvcr.io/nim/meta/llama-3.1-8b-instruct' names no tag or digest: give the release to pin, like nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3"]
     # a workload given secrets with no pinned process is told the command that pins it
     assert printed["trusted-unpinned-process"] == [
         "dev-trusted: workloads[1].args: is unset, but workload mistral-7b receives KBS resources: pin its image's process with "
