@@ -225,3 +225,11 @@ def loads(stack: str, **edits):
     config, secret_keys = example_config(stack, **edits)
     raw = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("confidential-ai:")}
     return load(stack, raw, [k.split(":", 1)[1] for k in secret_keys])
+
+
+def test_an_unpinned_process_stops_the_stack_before_any_resource(runner):
+    config, secret_keys = example_config("dev-trusted", delete=("workloads.0.args",))
+    with pytest.raises(ConfigError) as err:
+        runner("dev-trusted", config, secret_keys)
+    assert err.value.registered == []
+    assert [line.split(": ")[1] for line in err.value.lines()] == ["workloads[0].args"]
