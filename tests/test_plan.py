@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from scripts.offline.stackfile import PLACEHOLDER_PREFIX, STACKS_DIR
 from scripts import plan
 from scripts.plan import dump_manifest, kubernetes_manifests, main, plan_environment, write_plan
+from tests.stack_edits import UNKNOWN_ENV, known_environments
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -171,11 +172,11 @@ def test_broken_config_exits_2_with_one_line_per_problem(tmp_path):
 
 def test_unknown_environment_is_one_line(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "scripts.plan", "staging", "--out", str(tmp_path)],
+        [sys.executable, "-m", "scripts.plan", UNKNOWN_ENV, "--out", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == "staging-trusted: no stack file stacks/Pulumi.staging-trusted.yaml (environments there: dev, prod)"
+    assert result.stderr.strip() == f"{UNKNOWN_ENV}-trusted: no stack file stacks/Pulumi.{UNKNOWN_ENV}-trusted.yaml (environments there: {known_environments()})"
 
 
 # Text that trips YAML emitters: indicators, quotes, blank lines, tabs, non-ASCII, control characters.
