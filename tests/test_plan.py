@@ -55,8 +55,10 @@ def test_manifests_are_kubernetes_objects(planned):
         if manifest["kind"] == "Secret":
             for field in ("data", "stringData"):
                 value = manifest.get(field, {})
-                # A field secret as a whole stays one "[secret]", never spelt out as keys.
-                assert value == "[secret]" or (set(value.values()) <= {"[secret]"} and "[" not in value), path.name
+                # A field secret as a whole stays one "[secret]", never spelt out as keys; a value is redacted
+                # unless it is a sealed pointer, shown as the KBS resource it names.
+                assert value == "[secret]" or "[" not in value, path.name
+                assert all(v == "[secret]" or re.fullmatch(r"sealed pointer -> kbs:///default/[^/]+/[^/]+", v) for v in dict(value).values()), path.name
 
 
 # Keys the consumers read: CAA reads peer-pods-secret's AZURE_* (OSC), NIM reads NGC_API_KEY, kubelet
@@ -64,8 +66,6 @@ def test_manifests_are_kubernetes_objects(planned):
 SECRET_KEYS = {
     "cloud": {
         "openshift-sandboxed-containers-operator--secret--peer-pods-secret.yaml": ["AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_SUBSCRIPTION_ID", "AZURE_TENANT_ID"],
-        "llama-3-1-8b--secret--llama-3-1-8b-ngc-api-key.yaml": ["NGC_API_KEY"],
-        "llama-3-1-8b--secret--llama-3-1-8b-nvcr-pull.yaml": [".dockerconfigjson"],
     },
     "trusted": {
         "trustee-operator-system--secret--ngc-api-key.yaml": ["api-key"],
@@ -86,6 +86,16 @@ def test_secret_manifests_keep_their_key_names_with_redacted_values(planned):
         manifest = yaml.safe_load(path.read_text())
         keys = [*manifest.get("data", {}), *manifest.get("stringData", {})]
         assert keys and all(SECRET_KEY_NAME.match(key) for key in keys), f"{path.name}: {keys}"
+
+
+def test_a_sealed_pointer_shows_as_the_kbs_resource_it_names_and_real_secrets_stay_redacted(example_plan):
+    cloud = next(run for run in example_plan("dev") if run.stack == "dev-cloud")
+    secrets = {name: manifest.get("stringData") for name, manifest in kubernetes_manifests(cloud) if manifest["kind"] == "Secret"}
+    # The cloud cluster holds pointers, not the NGC key or the serving key: the plan says so.
+    assert secrets["llama-3-1-8b--secret--llama-3-1-8b-ngc-api-key.yaml"] == {"NGC_API_KEY": "sealed pointer -> kbs:///default/ngc-api-key/api-key"}
+    assert secrets["llama-3-1-8b--secret--llama-3-1-8b-tls-key.yaml"] == {"tls.key": "sealed pointer -> kbs:///default/inference-tls-keys/llama-3-1-8b"}
+    # A pull credential is a real secret of the cloud stack's own.
+    assert secrets["llama-3-1-8b--secret--llama-3-1-8b-nvcr-pull.yaml"] == {".dockerconfigjson": "[secret]"}
 
 
 def test_manifests_parse_back_to_what_the_stack_sends(planned, example_plan):
