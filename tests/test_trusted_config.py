@@ -77,6 +77,19 @@ def test_required_measurement_without_a_list_is_one_line():
     ]
 
 
+def test_a_declared_unpinned_measurement_needs_an_empty_list_and_no_requirement():
+    measured = "q83vASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4mrze8BI0VniavN7wEjRWeJ"
+    assert problems("dev-trusted", set={"referenceValues.measurements": [measured]}) == [
+        "dev-trusted: referenceValues.unpinnedMeasurementReason: is only used while measurements is empty; remove it now that "
+        "measurements are pinned"
+    ]
+    assert problems("dev-trusted", set={"referenceValues.requireMeasurement": True}) == [
+        "dev-trusted: referenceValues.unpinnedMeasurementReason: contradicts requireMeasurement: true; keep one of the two",
+        "dev-trusted: referenceValues.measurements: is empty but requireMeasurement is true: list the SNP launch "
+        "measurement of your pod VMs (docs/trusted-cluster.md: Reading the SNP launch measurement)",
+    ]
+
+
 def test_pcr4_and_pcr7_are_required_reference_values():
     assert problems("dev-trusted", delete=("referenceValues.pcrs.pcr04", "referenceValues.pcrs.pcr07")) == [
         "dev-trusted: referenceValues.pcrs.pcr04: required key is missing",
