@@ -32,6 +32,10 @@ def with_resource(**fields) -> list[dict]:
             "dev-trusted: kbs.url: a Route serves on 443, not 8443: use https://kbs.trusted-dev.example.com",
         ),
         (
+            {"set": {"kbs.url": "https://kbs.example.com:99999"}},
+            "dev-trusted: kbs.url: 99999 is not a TCP port (1-65535)",
+        ),
+        (
             {"set": {"kbs.exposure": "loadBalancer"}},
             "dev-trusted: kbs.url: a LoadBalancer kbs-service listens on 8080: use https://kbs.trusted-dev.example.com:8080",
         ),
