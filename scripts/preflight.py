@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None, clients: Callable[[CloudConfig], AzureCl
     parser = ArgumentParser(prog="python -m scripts.preflight", description=__doc__.splitlines()[0])
     parser.add_argument("env", type=environment, help="environment: checks stack ENV-cloud")
     parser.add_argument("--trusted-outputs", type=Path, help="JSON of the trusted stack outputs (e.g. out/ENV-trusted/outputs.json); default: pulumi stack output")
-    parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR)
+    parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR, help="where the Pulumi.<stack>.yaml files are (default: stacks/)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.env, args.stacks_dir)

@@ -129,8 +129,15 @@ class ReferenceValues(Model):
     empty: not checked (any paravisor passes)."""
     require_measurement: bool = False
     """Refuse a config whose `measurements` is empty."""
+    unpinned_measurement_reason: str | None = Field(default=None, min_length=1)
+    """Why this environment accepts any paravisor while `measurements` is empty (a dev environment whose pod VMs
+    are not measured yet): declared, the plan reports it as a note instead of warning about it."""
 
     def rules(self) -> Iterator[Problem]:
+        if self.unpinned_measurement_reason is not None and self.measurements:
+            yield Problem("unpinnedMeasurementReason", "is only used while measurements is empty; remove it now that measurements are pinned")
+        if self.unpinned_measurement_reason is not None and self.require_measurement:
+            yield Problem("unpinnedMeasurementReason", "contradicts requireMeasurement: true; keep one of the two")
         if self.require_measurement and not self.measurements:
             yield Problem(
                 "measurements",
