@@ -204,3 +204,16 @@ def test_bench_counts_in_words() -> None:
 
     assert render([], "dev", 1).splitlines()[0].startswith("scripts.bench: dev, 1 pair per size,")
     assert render([], "dev", 5).splitlines()[0].startswith("scripts.bench: dev, 5 pairs per size,")
+
+
+def test_commands_run_from_outside_the_repository(tmp_path: Path) -> None:
+    # requirements-dev.txt installs the project (`-e .`): the README's commands work from any directory.
+    import subprocess
+    import sys
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run([sys.executable, "-m", "scripts.plan", "dev", "--out", "plan"], cwd=elsewhere,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (elsewhere / "plan" / "dev-cloud" / "outputs.json").is_file()

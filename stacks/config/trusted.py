@@ -186,6 +186,7 @@ class KbsResource(Model):
 
 
 def _pinned_image(value: str) -> str:
+    """an image pinned by digest, `<repository>@sha256:<64 hex>`, like nvcr.io/nim/meta/llama-3.1-8b-instruct@sha256:bcf3...c220 (a tag alone is not a pin)"""
     if not PINNED_IMAGE.match(value):
         hint = " (a tag is not a pin: the registry can move it)" if "@" not in value else ""
         raise ValueError(f"{value!r} is not an image pinned by digest like nvcr.io/nim/meta/llama-3.1-8b-instruct@sha256:<64 hex>{hint}")
