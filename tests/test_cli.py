@@ -207,13 +207,13 @@ def test_bench_counts_in_words() -> None:
 
 
 def test_commands_run_from_outside_the_repository(tmp_path: Path) -> None:
-    # requirements-dev.txt installs the project (`-e .`): the README's commands work from any directory.
+    # requirements-dev.txt installs the project (`-e .`): the README's commands work from any directory and
+    # still find the stack files of the clone.
     import subprocess
     import sys
 
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    done = subprocess.run([sys.executable, "-m", "scripts.plan", "dev", "--out", "plan"], cwd=elsewhere,
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    assert (elsewhere / "plan" / "dev-cloud" / "outputs.json").is_file()
+    from tests.stack_edits import UNKNOWN_ENV, known_environments
+
+    done = subprocess.run([sys.executable, "-m", "scripts.plan", UNKNOWN_ENV], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert (done.returncode, done.stderr.strip()) == (
+        2, f"{UNKNOWN_ENV}-trusted: no stack file stacks/Pulumi.{UNKNOWN_ENV}-trusted.yaml (environments there: {known_environments()})")
