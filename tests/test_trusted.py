@@ -469,11 +469,21 @@ def test_restart_trigger_follows_the_secrets_and_reveals_nothing(dev):
     assert config_map.is_secret("metadata", "annotations", names.SECRETS_REVISION_ANNOTATION)
 
 
-def test_unpinned_launch_measurement_is_the_only_warning(dev, prod):
+def test_unpinned_launch_measurement_is_one_warning(runner):
+    run = runner.example("dev-trusted", delete=("referenceValues.unpinnedMeasurementReason",))
+    assert len(run.warnings) == 1 and "referenceValues.measurements is empty" in run.warnings[0]
+    assert "referenceValues.unpinnedMeasurementReason" in run.warnings[0]
+    assert run.notes == []
+
+
+def test_an_unpinned_launch_measurement_declared_on_purpose_is_a_note_that_says_so(dev, prod):
     # Both examples pin every workload's process: no warning about it (an unpinned one is a config error).
-    warnings = dev[1].warnings
-    assert len(warnings) == 1 and "referenceValues.measurements is empty" in warnings[0]
-    assert prod[1].warnings == []
+    assert dev[1].warnings == []
+    assert dev[1].notes == [
+        "referenceValues.measurements is empty on purpose (dev pod VMs not measured yet): the CPU policy accepts any SNP "
+        "launch measurement of Azure's paravisor"
+    ]
+    assert prod[1].warnings == [] and prod[1].notes == []
 
 
 def test_config_objects_wait_for_the_namespace_only(dev):
