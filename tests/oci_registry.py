@@ -180,19 +180,24 @@ def _b64url(data: bytes) -> str:
 
 
 class Registry:
-    """docker-registry on 127.0.0.1, plain HTTP; `auth` is its config's auth section (None: anonymous)."""
+    """docker-registry on 127.0.0.1; `auth` is its config's auth section (None: anonymous). Plain HTTP, or
+    with `tls` (certificate and key PEM files for the name `localhost`) HTTPS, named `localhost:<port>`."""
 
-    def __init__(self, workdir: Path, auth: dict[str, Any] | None = None, push_creds: str | None = None) -> None:
+    def __init__(self, workdir: Path, auth: dict[str, Any] | None = None, push_creds: str | None = None, tls: tuple[Path, Path] | None = None) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.push_creds = push_creds
         self.port = _free_port()
-        self.host = f"127.0.0.1:{self.port}"
+        self.address = f"127.0.0.1:{self.port}"
+        self.host = f"localhost:{self.port}" if tls else self.address
+        listen = {"addr": self.address, "secret": "pin-workload-test"}
+        if tls:
+            listen["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
         config = {
             "version": 0.1,
             "log": {"level": "info", "accesslog": {"disabled": True}},
             "storage": {"filesystem": {"rootdirectory": str(workdir / "data")}},
-            "http": {"addr": self.host, "secret": "pin-workload-test"},
+            "http": listen,
             **({"auth": auth} if auth else {}),
         }
         (workdir / "config.yml").write_text(json.dumps(config))  # JSON is YAML
@@ -210,7 +215,7 @@ class Registry:
                 line = raw.decode(errors="replace")
                 if not listening.is_set():
                     seen.append(line)
-                    if f"listening on {self.host}" in line:
+                    if f"listening on {self.address}" in line:
                         listening.set()
             listening.set()  # it exited
 

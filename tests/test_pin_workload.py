@@ -19,6 +19,7 @@ from scripts.registry import credentials
 from scripts.registry.reference import parse
 from stacks.config import load
 from tests.oci_registry import MISSING, SERVICE, ISSUER, Layout, Registry, TokenService, User, htpasswd
+from tests.tls_fixtures import ca, server_certificate
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"not installed: {', '.join(MISSING)} (.ci/run installs them)")
 
@@ -32,6 +33,7 @@ AMD64 = {
 ARM64 = {**AMD64, "Env": ["PATH=/usr/bin:/bin", "LD_LIBRARY_PATH=/usr/lib/aarch64-linux-gnu"], "WorkingDir": "/srv"}
 SINGLE = {"Cmd": ["/usr/bin/server", "--port", "8000"], "Env": ["PATH=/usr/bin:/bin"]}
 PASSWORD = "s3cret-Pa55word"
+TLS_CA = ca("pin-workload-registry-ca", "pin_workload test registry CA")
 WORKLOAD = "llama-3-1-8b"
 
 
@@ -63,10 +65,15 @@ def open_registry(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def basic_registry(tmp_path_factory):
+    """Basic auth over real TLS, as a private registry serves it: `localhost:<port>`, its CA in TLS_CA."""
     tmp = tmp_path_factory.mktemp("basic-registry")
     (tmp / "registry").mkdir()
     users = htpasswd(tmp / "registry", {"reader": PASSWORD})
-    registry = Registry(tmp / "registry", auth={"htpasswd": {"realm": "pin-workload-test", "path": str(users)}}, push_creds=f"reader:{PASSWORD}")
+    certificate, key = server_certificate("pin-workload-registry", TLS_CA, ["localhost"])
+    (tmp / "cert.pem").write_text(certificate)
+    (tmp / "key.pem").write_text(key)
+    registry = Registry(tmp / "registry", auth={"htpasswd": {"realm": "pin-workload-test", "path": str(users)}}, push_creds=f"reader:{PASSWORD}",
+                        tls=(tmp / "cert.pem", tmp / "key.pem"))
     try:
         layout = _layout(tmp, "image")
         registry.push(layout.write(layout.image("linux", "amd64", SINGLE), "1.0"), "private/server", "1.0")
@@ -94,9 +101,12 @@ def token_registry(tmp_path_factory):
 
 @pytest.fixture
 def no_credentials(tmp_path, monkeypatch) -> Path:
-    """No credentials anywhere the tool looks but the docker config directory returned (empty)."""
-    for name in ("REGISTRY_AUTH_FILE", "NGC_API_KEY"):
+    """No credentials anywhere the tool looks but the docker config directory returned (empty); TLS trusts
+    the test registry's CA only."""
+    for name in ("REGISTRY_AUTH_FILE", "NGC_API_KEY", "SSL_CERT_DIR"):
         monkeypatch.delenv(name, raising=False)
+    (tmp_path / "ca.pem").write_text(TLS_CA[0])
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
     for name in ("HOME", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME"):
         monkeypatch.setenv(name, str(tmp_path / "empty" / name))
     docker = tmp_path / "docker"
@@ -111,8 +121,8 @@ def docker_login(directory: Path, host: str, user: str, password: str, key: str 
     (directory / "config.json").write_text(json.dumps({"auths": {key or host: {"auth": auth}}, "credsStore": ""}))
 
 
-def pin(capsys, image: str, *extra: str, stacks: Path = STACKS_DIR) -> tuple[int, dict[str, Any] | None, str, str]:
-    status = main([image, "--env", "dev", "--workload", WORKLOAD, "--stacks-dir", str(stacks), "--plain-http", *extra])
+def pin(capsys, image: str, *extra: str, stacks: Path = STACKS_DIR, plain_http: bool = True) -> tuple[int, dict[str, Any] | None, str, str]:
+    status = main([image, "--env", "dev", "--workload", WORKLOAD, "--stacks-dir", str(stacks), *(["--plain-http"] if plain_http else []), *extra])
     out, err = capsys.readouterr()
     values = yaml.safe_load(out.split("\nwrote ")[0]) if status == 0 else None
     return status, values, out, err
@@ -194,29 +204,37 @@ def test_an_unreachable_registry_is_one_line(no_credentials, capsys):
 def test_basic_auth_uses_the_docker_login_credentials(basic_registry, no_credentials, capsys):
     registry = basic_registry
     docker_login(no_credentials, registry.host, "reader", PASSWORD)
-    status, values, out, err = pin(capsys, f"{registry.host}/private/server:1.0")
+    status, values, out, err = pin(capsys, f"{registry.host}/private/server:1.0", plain_http=False)
     assert status == 0 and values["args"] == SINGLE["Cmd"]
     assert PASSWORD not in out + err
+
+
+def test_tls_is_verified_and_plain_http_is_named(basic_registry, open_registry, no_credentials, monkeypatch, capsys):
+    monkeypatch.setenv("SSL_CERT_FILE", str(no_credentials / "nothing.pem"))  # the system's CAs do not know the test CA
+    status, _, _, err = pin(capsys, f"{basic_registry.host}/private/server:1.0", plain_http=False)
+    assert status == 2 and err.startswith(f"error: cannot reach {basic_registry.host}: ") and "CERTIFICATE_VERIFY_FAILED" in err
+    status, _, _, err = pin(capsys, f"{open_registry[0].host}/nim/llm:1.0", plain_http=False)
+    assert status == 2 and err.startswith(f"error: cannot reach {open_registry[0].host}: ") and err.endswith("(a registry serving plain HTTP needs --plain-http)\n")
 
 
 def test_basic_auth_reads_a_containers_auth_file_by_its_url_key(basic_registry, no_credentials, tmp_path, monkeypatch, capsys):
     registry = basic_registry
     auth_file = tmp_path / "auth.json"
-    docker_login(tmp_path, registry.host, "reader", PASSWORD, key=f"http://{registry.host}/v2/")
+    docker_login(tmp_path, registry.host, "reader", PASSWORD, key=f"https://{registry.host}/v2/")
     (tmp_path / "config.json").rename(auth_file)
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth_file))
-    status, _, _, _ = pin(capsys, f"{registry.host}/private/server:1.0")
+    status, _, _, _ = pin(capsys, f"{registry.host}/private/server:1.0", plain_http=False)
     assert status == 0
 
 
 def test_a_basic_auth_registry_refuses_without_or_with_wrong_credentials(basic_registry, no_credentials, capsys):
     registry = basic_registry
-    status, _, out, err = pin(capsys, f"{registry.host}/private/server:1.0")
+    status, _, out, err = pin(capsys, f"{registry.host}/private/server:1.0", plain_http=False)
     assert (status, out) == (2, "")
     assert err == (f"error: {registry.host} requires credentials and none were found for it: `docker login {registry.host}` or "
                    f"`podman login {registry.host}` (or, for nvcr.io, set NGC_API_KEY)\n")
     docker_login(no_credentials, registry.host, "reader", "wrong-" + PASSWORD)
-    status, _, out, err = pin(capsys, f"{registry.host}/private/server:1.0")
+    status, _, out, err = pin(capsys, f"{registry.host}/private/server:1.0", plain_http=False)
     assert (status, out) == (2, "")
     assert err.startswith(f"error: {registry.host} refused the credentials from {no_credentials / 'config.json'} (auths {registry.host}) for private/server (HTTP 401)")
     assert PASSWORD not in err and err.count("\n") == 1
