@@ -250,6 +250,18 @@ def test_a_token_auth_registry_issues_a_pull_token_for_the_credentials(token_reg
     assert PASSWORD not in out + err
 
 
+def test_ngc_api_key_is_traded_for_a_token_as_nvcr_io_does(token_registry, no_credentials, monkeypatch, capsys):
+    registry, index_digest = token_registry
+    monkeypatch.setattr(credentials, "NGC_REGISTRY", registry.host)  # this registry stands in for nvcr.io
+    monkeypatch.setenv("NGC_API_KEY", PASSWORD)
+    status, values, out, err = pin(capsys, f"{registry.host}/nim/llm:1.0")
+    assert status == 0 and values["image"] == f"{registry.host}/nim/llm@{index_digest}"
+    assert PASSWORD not in out + err
+    monkeypatch.setenv("NGC_API_KEY", "nvapi-revoked")
+    status, _, _, err = pin(capsys, f"{registry.host}/nim/llm:1.0")
+    assert status == 2 and "refused the credentials from NGC_API_KEY for nim/llm (HTTP 401)" in err and "nvapi-revoked" not in err
+
+
 def test_a_token_auth_registry_refuses_anonymous_and_wrong_credentials(token_registry, no_credentials, capsys):
     registry, _ = token_registry
     status, _, _, err = pin(capsys, f"{registry.host}/nim/llm:1.0")
