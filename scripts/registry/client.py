@@ -96,6 +96,8 @@ class Repository:
             if status not in (301, 302, 303, 307, 308) or not location:
                 return status, headers, body
             url = urljoin(url, location)
+            if urlsplit(url).scheme != self._scheme and urlsplit(url).scheme != "https":
+                raise RegistryError(f"{self._host} redirects to {urlsplit(url).scheme}://{urlsplit(url).netloc}; refusing to leave HTTPS")
             if urlsplit(url).netloc != origin:
                 authorization = None
         raise RegistryError(f"{self._host}: more than {redirects} redirects for {self.image.repository}")
