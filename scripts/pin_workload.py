@@ -10,7 +10,7 @@ workload's agent policy pins:
   so the one digest fixes every byte the pod VM runs; it is also what `skopeo inspect` and NGC show.
 - `args`: the image's Entrypoint then Cmd, the process the runtime starts when the pod spec sets no command;
 - `imageEnv`: the image's Env, which the runtime puts in front of the pod's own environment;
-- `workingDir`: the image's WorkingDir (`/` when it sets none, as the runtimes default).
+- `workingDir`: the image's WorkingDir, normalised (`/` when it sets none, as the runtimes default).
 Not the image's User: OpenShift's restricted SCC assigns the UID at admission, and a pinned one would not match.
 
 Credentials: NGC_API_KEY for nvcr.io (user `$oauthtoken`), else REGISTRY_AUTH_FILE, containers' auth.json
@@ -22,6 +22,7 @@ Exit status: 0 resolved (and written), 2 could not (one line naming why).
 from __future__ import annotations
 
 import argparse
+import posixpath
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,8 +70,17 @@ def pinned_values(image: ImageReference, resolved: ResolvedImage) -> dict[str, A
         "image": image.pinned(resolved.digest),
         "args": args,
         "imageEnv": _strings(config.get("Env")),
-        "workingDir": config.get("WorkingDir") or "/",
+        "workingDir": _working_dir(image, config.get("WorkingDir")),
     }
+
+
+def _working_dir(image: ImageReference, value: object) -> str:
+    """The image's WorkingDir as the agent uses it: `/` when unset, `//` and `..` collapsed, no trailing `/`."""
+    if not value:
+        return "/"
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise RegistryError(f"{image}: its WorkingDir {value!r} is not an absolute path")
+    return "/" + posixpath.normpath(value).lstrip("/")
 
 
 def _strings(value: object) -> list[str]:

@@ -30,7 +30,7 @@ AMD64 = {
     "WorkingDir": "/opt/nim",
     "User": "1000",
 }
-ARM64 = {**AMD64, "Env": ["PATH=/usr/bin:/bin", "LD_LIBRARY_PATH=/usr/lib/aarch64-linux-gnu"], "WorkingDir": "/srv"}
+ARM64 = {**AMD64, "Env": ["PATH=/usr/bin:/bin", "LD_LIBRARY_PATH=/usr/lib/aarch64-linux-gnu"], "WorkingDir": "//srv/app/../www/"}
 SINGLE = {"Cmd": ["/usr/bin/server", "--port", "8000"], "Env": ["PATH=/usr/bin:/bin"]}
 PASSWORD = "s3cret-Pa55word"
 TLS_CA = ca("pin-workload-registry-ca", "pin_workload test registry CA")
@@ -152,7 +152,8 @@ def test_another_platform_pins_the_same_index_with_its_own_process(open_registry
     status, values, _, _ = pin(capsys, f"{registry.host}/nim/llm:1.0", "--platform", "linux/arm64")
     assert status == 0
     assert values["image"].endswith(index_digest)
-    assert (values["imageEnv"], values["workingDir"]) == (ARM64["Env"], "/srv")
+    # Its WorkingDir as the agent normalises it (the config's own spelling is no normal path: workingDir refuses it).
+    assert (values["imageEnv"], values["workingDir"]) == (ARM64["Env"], "/srv/www")
 
 
 def test_a_digest_reference_resolves_to_itself(open_registry, no_credentials, capsys):

@@ -195,6 +195,7 @@ def _pinned_image(value: str) -> str:
 
 PinnedImage = Annotated[str, AfterValidator(_pinned_image)]
 ImageEnvEntry = Annotated[str, matching(r"^[A-Za-z_][A-Za-z0-9_]*=[^\n]*\Z", "an environment entry NAME=value as the image's config lists it")]
+AbsolutePath = Annotated[str, matching(r"^(?:/|(?:/(?!\.\.?(?:/|\Z))[^/\x00\n]+)+)\Z", "a normal absolute path like /opt/nim (no trailing or doubled /, no . or ..)")]
 Sha256Hex = Annotated[str, matching(r"^[0-9a-f]{64}$", "a sha256 (64 lowercase hex characters)")]
 
 
@@ -226,13 +227,15 @@ class Workload(Model):
     """The container's full command line, the image's Entrypoint then Cmd (`python -m scripts.pin_workload` reads
     them from the registry), pinned in the agent policy so the host cannot run the image with another command.
     Required for a workload that receives any KBS resource."""
+    working_dir: AbsolutePath | None = None
+    """The image's WorkingDir (`skopeo inspect --config`, `.config.WorkingDir`; `python -m scripts.pin_workload`
+    writes it): the only working directory the agent policy lets the container have. Unset: any outside
+    host-written files."""
     image_env: list[ImageEnvEntry] = []
     """The image's own `NAME=value` environment entries (its config's `Env`, as `scripts.pin_workload` writes them)
     that the agent policy would otherwise refuse: the runtime passes the image's environment to the container,
     and NIM's sets PYTHONPATH and LD_LIBRARY_PATH. Allowed verbatim; any other entry naming a variable through
     which a process loads code (components/initdata.py UNSAFE_ENV) is refused."""
-    working_dir: str | None = None
-    """The image's working directory (`.config.WorkingDir`, an absolute path; `/` when the image sets none)."""
     registry_credentials: DnsLabel | None = None
     """A kbsResources name (listed in `resources`) holding the registry credentials the guest pulls
     `image` with: rendered as cdh.toml `[image] authenticated_registry_credentials_uri`."""
