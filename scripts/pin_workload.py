@@ -122,7 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, value in values.items():
             edit.set(f"{key}.{name}", value)
         if edit.changed:
-            edit.write()
+            try:
+                edit.write()
+            except OSError as err:
+                print(f"error: cannot write {path}: {err.strerror or err}", file=sys.stderr)
+                return 2
             print(f"wrote {key}.{{{', '.join(values)}}} to {path}; plan it: python -m scripts.plan {args.env}")
         else:
             print(f"{path}: {key} is already pinned to these values")
