@@ -1,0 +1,22 @@
+"""Policy diff: what a change does to who receives which secret, and to what attests.
+
+`python -m scripts.policy_diff ENV [--base REF] [--json]` plans the trusted side of ENV at REF and in
+the working tree, and compares the decisions of the rendered policies, evaluated with regorus as
+Trustee runs them: the release matrix (releases.py), the reference values (reference_values.py) and
+the attestation corpus (corpus.py). docs/pipelines.md shows it in the pull request comment.
+"""
+
+from __future__ import annotations
+
+from scripts.policy_diff.corpus import attestation_changes
+from scripts.policy_diff.plans import TrustedPlan
+from scripts.policy_diff.reference_values import reference_value_changes
+from scripts.policy_diff.releases import release_changes
+from scripts.policy_diff.report import PolicyDiff
+
+
+def compare(environment: str, base: str, old: TrustedPlan, new: TrustedPlan) -> PolicyDiff:
+    gains, losses = release_changes(old, new)
+    added, removed = reference_value_changes(old.reference_values, new.reference_values)
+    newly_refused, newly_affirmed = attestation_changes(old, new)
+    return PolicyDiff(environment, base, gains, losses, added, removed, newly_refused, newly_affirmed)
