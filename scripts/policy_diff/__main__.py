@@ -23,9 +23,10 @@ from stacks.config import ConfigError
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def policy_diff(env: str, root: Path, base: str | None = None, base_plan: Path | None = None) -> PolicyDiff:
-    """The diff of `env` between `base` (planned at that commit, or read from `base_plan`) and `root`'s working tree."""
-    label, commit = resolve(root, base)
+def policy_diff(env: str, root: Path, base: str | None = None, base_plan: Path | None = None, merge_base: bool = False) -> PolicyDiff:
+    """The diff of `env` between `base` (its merge base with HEAD if `merge_base`; planned at that commit,
+    or read from `base_plan`) and `root`'s working tree."""
+    label, commit = resolve(root, base, merge_base)
     old = TrustedPlan.from_dir(base_plan, env) if base_plan else plan_at(root, commit, env)
     new = plan_here(env, root / "stacks")
     return compare(env, f"{label} ({commit[:12]})" if label != commit else commit[:12], old, new)

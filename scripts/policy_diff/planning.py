@@ -35,8 +35,11 @@ def git(root: Path, *args: str) -> str:
     return result.stdout.strip()
 
 
-def resolve(root: Path, ref: str | None) -> tuple[str, str]:
-    """(label, commit) of `ref`, or of the merge base of HEAD with main (origin/main in a CI checkout)."""
+def resolve(root: Path, ref: str | None, merge_base: bool = False) -> tuple[str, str]:
+    """(label, commit) of `ref` (with `merge_base`, of the merge base of HEAD with it), or of the merge
+    base of HEAD with main (origin/main in a CI checkout)."""
+    if ref is not None and merge_base:
+        return f"merge base with {ref}", git(root, "merge-base", "HEAD", ref)
     if ref is not None:
         return ref, git(root, "rev-parse", "--verify", "--end-of-options", f"{ref}^{{commit}}")
     for main in ("main", "origin/main"):

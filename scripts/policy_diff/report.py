@@ -99,7 +99,9 @@ def markdown(diff: PolicyDiff) -> list[str]:
     """The comment's section for one environment: gains (danger) first, then losses, then attestation; nothing when nothing changed."""
     if diff.empty:
         return []
-    lines = [f"### Who gets which secret in `{diff.environment}`", ""]
+    lines = [f"### Who gets which secret in `{diff.environment}`", "",
+             f"Against {diff.base}: the planned policies decided by regorus, as Trustee runs them "
+             f"(`python -m scripts.policy_diff {diff.environment}`).", ""]
     if diff.dangers:
         lines += ["> [!CAUTION]", f"> **A pod VM measuring no declared workload would receive {', '.join(sorted({f'`{d.resource}`' for d in diff.dangers}))}**: "
                   "any initdata the host boots gets it.", ""]
