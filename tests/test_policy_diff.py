@@ -185,3 +185,16 @@ class _nothing:
 
     def __exit__(self, *exc: object) -> bool:
         return False
+
+
+def test_pod_vms_are_read_per_cloud_stack_once_a_fleet_names_them() -> None:
+    from scripts.policy_diff.plans import PodVm, pod_vms
+
+    today = {"workloads": {"llama": {"initdataPcr8": "aa", "gpus": 1}, "mistral": {"initdataPcr8": "bb", "gpus": 2}}}
+    assert pod_vms(today) == [PodVm("llama", "aa", 1), PodVm("mistral", "bb", 2)]
+    fleet = {"spokes": {"prod-cloud-east": {"workloads": {"llama": {"initdataPcr8": "cc", "gpus": 1}}},
+                        "prod-cloud-west": {"llama": {"initdataPcr8": "dd", "gpus": 1}}}}
+    assert [(vm.cloud_stack, vm.workload, vm.pcr8) for vm in pod_vms(fleet)] == [
+        ("prod-cloud-east", "llama", "cc"), ("prod-cloud-west", "llama", "dd")]
+    assert Release("prod-cloud-east", "llama", "model-key", 1).as_json() == {
+        "cloudStack": "prod-cloud-east", "workload": "llama", "resource": "model-key", "gpus": 1}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,9 @@ DOCUMENTS = {
     "gpu_policy": ("kbsGpuAttestationPolicyConfigMapName", "default_gpu.rego"),
     "reference_values": ("kbsRvpsRefValuesConfigMapName", "reference_value"),
 }
+
+
+CLOUD_STACK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*-cloud(-[a-z0-9-]+)?$")
 
 
 class PlanError(Exception):
@@ -103,11 +107,23 @@ def decode_reference_values(document: str) -> dict[str, Any]:
 
 
 def pod_vms(outputs: Mapping[str, Any]) -> list[PodVm]:
-    """Every (cloud stack, workload) pair the trusted side measured, from its `workloads` output."""
-    found = []
-    for name, workload in sorted((outputs.get("workloads") or {}).items()):
-        found.append(PodVm(name, workload["initdataPcr8"], int(workload.get("gpus", 0)), workload.get("cloudStack")))
-    return found
+    """Every (cloud stack, workload) pair the trusted side measured: each entry with an `initdataPcr8`
+    under the `workloads` (or, in a fleet, `spokes`) output, named by its key; its cloud stack is its
+    `cloudStack`, else the nearest enclosing key that is a cloud stack's name (`ENV-cloud[-NAME]`)."""
+    found: list[PodVm] = []
+
+    def walk(node: Any, name: str, cloud_stack: str | None) -> None:
+        if not isinstance(node, Mapping):
+            return
+        if isinstance(node.get("initdataPcr8"), str):
+            found.append(PodVm(name, node["initdataPcr8"], int(node.get("gpus") or 0), node.get("cloudStack") or cloud_stack))
+            return
+        for key, child in node.items():
+            walk(child, key, key if CLOUD_STACK.match(key) else cloud_stack)
+
+    for output in ("workloads", "spokes"):
+        walk(outputs.get(output), output, None)
+    return sorted(set(found), key=lambda vm: vm.key)
 
 
 def resources(outputs: Mapping[str, Any]) -> dict[str, list[str]]:
