@@ -1,4 +1,5 @@
-"""Preview the stacks a change affects and render one Markdown comment for the pull request.
+"""Preview the stacks a change affects and render one Markdown comment for the pull request, opened by
+the policy diff (scripts.policy_diff) of each environment whose trusted stack the change affects.
 
     python -m scripts.preview_pr [--base REF] [--output FILE]     # pull request
     python -m scripts.preview_pr --drift [--output FILE]          # nightly drift check, all stacks

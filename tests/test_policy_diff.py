@@ -137,7 +137,7 @@ def test_a_cpu_policy_that_stops_checking_debug_affirms_that_claim_of_the_debug_
     assert lax != scratch.base.cpu_policy
     diff = compare(ENV, "main", scratch.base, dataclasses.replace(scratch.base, cpu_policy=lax))
     assert diff.newly_affirmed == [{"case": "genoa-debug-allowed", "policy": "cpu", "verdict": "refused", "claims": ["configuration"]}]
-    assert "genoa-debug-allowed (the SNP guest policy lets the host debug the VM) by the CPU policy: configuration newly affirmed" in text(diff)
+    assert "genoa-debug-allowed (the SNP guest policy lets the host debug the VM) by the CPU policy: configuration now affirmed (still refused on another claim)" in text(diff)
 
 
 def test_a_policy_that_fails_to_evaluate_refuses_and_says_why(scratch: Scratch) -> None:

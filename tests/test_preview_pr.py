@@ -500,3 +500,10 @@ def test_a_policy_diff_that_fails_is_said_and_fails_the_run() -> None:
 
 def test_environments_are_those_whose_trusted_stack_is_affected() -> None:
     assert ps.environments_of(["dev-trusted", "dev-cloud", "prod-cloud", "prod-trusted"]) == ["dev", "prod"]
+
+
+def test_a_fleet_wide_change_is_cut_to_a_readable_table(tmp_path: Path) -> None:
+    gains = [Release("", f"model-{i:03}", "ngc-api-key", 0) for i in range(120)]
+    comment = comment_for(with_policy_diff(tmp_path, PR, PolicyDiff("dev", "origin/main", gains=gains).as_json()))[1]
+    assert len(table_rows(comment, "#### Gains")) == 50
+    assert "_Only the first 50 of 120 shown: `python -m scripts.policy_diff dev` lists all._" in comment

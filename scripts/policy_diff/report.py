@@ -9,6 +9,7 @@ from scripts.policy_diff.corpus import describe
 from scripts.policy_diff.releases import UNKNOWN, Release
 
 POLICY_NAMES = {"cpu": "CPU policy", "gpu": "GPU policy"}
+ROWS = 50  # per table in the comment: a fleet-wide change would otherwise crowd out the rest
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,12 @@ def value(entry: dict[str, Any]) -> str:
 
 
 def attestation_line(entry: dict[str, Any], newly: str) -> str:
-    claims = ", ".join(entry["claims"])
-    now = {"affirmed": "now affirmed", "refused": "refused", "error": f"the policy fails: {entry.get('error', '')}"}[entry["verdict"]]
-    still = "" if entry["verdict"] != "refused" or newly == "refused" else " (still refused on another claim)"
-    return f"{entry['case']} ({describe(entry['case'])}) by the {POLICY_NAMES[entry['policy']]}: {claims} newly {newly}; {now}{still}"
+    head = f"{entry['case']} ({describe(entry['case'])}) by the {POLICY_NAMES[entry['policy']]}: {', '.join(entry['claims'])} now {newly}"
+    if entry["verdict"] == "error":
+        return f"{head} (the policy fails: {entry.get('error', '')})"
+    if newly == "affirmed":
+        return head + ("; the case passes" if entry["verdict"] == "affirmed" else " (still refused on another claim)")
+    return head
 
 
 def text(diff: PolicyDiff) -> str:
@@ -80,14 +83,14 @@ def text(diff: PolicyDiff) -> str:
         if releases:
             lines.append(f"{title} ({len(releases)}):")
             lines += [f"  {'DANGER ' if r.dangerous else ''}{who(r)} {verb} {r.resource} with {gpus(r.gpus)} attested" for r in releases]
-    for title, entries in (("Reference values added", diff.added), ("Reference values removed", diff.removed)):
-        if entries:
-            lines.append(f"{title} ({len(entries)}):")
-            lines += [f"  {e['name']}: {value(e)}" for e in entries]
     for title, entries, newly in (("Newly refused", diff.newly_refused, "refused"), ("Newly affirmed", diff.newly_affirmed, "affirmed")):
         if entries:
             lines.append(f"{title} ({len(entries)}):")
             lines += [f"  {attestation_line(e, newly)}" for e in entries]
+    for title, entries in (("Reference values added", diff.added), ("Reference values removed", diff.removed)):
+        if entries:
+            lines.append(f"{title} ({len(entries)}):")
+            lines += [f"  {e['name']}: {value(e)}" for e in entries]
     return "\n".join(lines) + "\n"
 
 
@@ -113,22 +116,29 @@ def markdown(diff: PolicyDiff) -> list[str]:
             continue
         head = "| | Cloud stack | Workload | Resource | GPUs attested |" if stack else "| | Workload | Resource | GPUs attested |"
         lines += [f"#### {title}", "", head, "|---|" + "---|" * (head.count("|") - 2)]
-        for r in releases:
+        for r in releases[:ROWS]:
             mark = "🚨" if r.dangerous else "+" if r in diff.gains else "−"
             name = UNKNOWN if r.dangerous else r.workload
             cells = [mark, *([f"`{r.cloud_stack}`" if r.cloud_stack else "–"] if stack else []), _cell(f"`{name}`"), f"`{r.resource}`", str(r.gpus)]
             lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += [*more(len(releases), diff.environment), ""]
     if diff.newly_refused or diff.newly_affirmed:
         lines += ["#### Attestation decisions that change", "", "| | Case | Policy | Claims | Now |", "|---|---|---|---|---|"]
         for entries, mark in ((diff.newly_refused, "refused"), (diff.newly_affirmed, "affirmed")):
-            for e in entries:
+            for e in entries[:ROWS]:
                 now = e["verdict"] if e["verdict"] != "error" else f"error: {e.get('error', '')}"
                 lines.append(f"| newly {mark} | `{e['case']}`: {_cell(describe(e['case']))} | {POLICY_NAMES[e['policy']]} | {', '.join(e['claims'])} | {_cell(now)} |")
-        lines.append("")
+        lines += [*more(max(len(diff.newly_refused), len(diff.newly_affirmed)), diff.environment), ""]
     if diff.added or diff.removed:
         lines += ["#### Reference values", ""]
-        lines += [f"- added `{e['name']}`: `{value(e)}`" for e in diff.added]
-        lines += [f"- removed `{e['name']}`: `{value(e)}`" for e in diff.removed]
-        lines.append("")
+        lines += [f"- added `{e['name']}`: `{value(e)}`" for e in diff.added[:ROWS]]
+        lines += [f"- removed `{e['name']}`: `{value(e)}`" for e in diff.removed[:ROWS]]
+        lines += [*more(max(len(diff.added), len(diff.removed)), diff.environment), ""]
     return lines
+
+
+def more(count: int, environment: str) -> list[str]:
+    """The note under a table cut at ROWS rows."""
+    if count <= ROWS:
+        return []
+    return ["", f"_Only the first {ROWS} of {count} shown: `python -m scripts.policy_diff {environment}` lists all._"]
