@@ -41,7 +41,10 @@ def resolve(root: Path, ref: str | None, merge_base: bool = False) -> tuple[str,
     if ref is not None and merge_base:
         return f"merge base with {ref}", git(root, "merge-base", "HEAD", ref)
     if ref is not None:
-        return ref, git(root, "rev-parse", "--verify", "--end-of-options", f"{ref}^{{commit}}")
+        try:
+            return ref, git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
+        except GitError:
+            raise GitError(f"--base {ref} names no commit in {root} (a tag deployed/ENV exists once the deploy workflow ran)") from None
     for main in ("main", "origin/main"):
         try:
             return f"merge base with {main}", git(root, "merge-base", "HEAD", main)
