@@ -15,7 +15,7 @@ from pathlib import Path
 from scripts.cli import ArgumentParser, environment
 from scripts.offline.stackfile import StackFileError
 from scripts.policy_diff import compare
-from scripts.policy_diff.planning import GitError, plan_at, plan_here, resolve
+from scripts.policy_diff.planning import EMPTY, GitError, plan_at, plan_here, resolve
 from scripts.policy_diff.plans import PlanError, TrustedPlan
 from scripts.policy_diff.report import PolicyDiff, text
 from stacks.config import ConfigError
@@ -29,6 +29,8 @@ def policy_diff(env: str, root: Path, base: str | None = None, base_plan: Path |
     label, commit = resolve(root, base, merge_base)
     old = TrustedPlan.from_dir(base_plan, env) if base_plan else plan_at(root, commit, env)
     new = plan_here(env, root / "stacks")
+    if old is EMPTY and new is EMPTY:
+        raise PlanError(f"{env}: no stack file stacks/Pulumi.{env}-trusted.yaml, neither at {label} nor in the working tree")
     return compare(env, f"{label} ({commit[:12]})" if label != commit else commit[:12], old, new)
 
 
