@@ -172,7 +172,7 @@ def test_the_cli_prints_the_json_document_and_a_short_report(scratch: Scratch, m
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["dev", "--base", "no-such-ref"], re.compile(r"^error: --base no-such-ref names no commit in .*\n$")),
-    (["nope"], re.compile(r"^error: nope: no stack file stacks/Pulumi.nope-trusted.yaml, neither at merge base with main \(.*\) nor in the working tree\n$")),
+    (["nope"], re.compile(r"^error: nope: no stack file stacks/Pulumi.nope-trusted.yaml, neither at merge base with main nor in the working tree\n$")),
     (["no/env"], re.compile(r"^python -m scripts.policy_diff: error: argument env: 'no/env' is not an environment name .*\n$")),
 ])
 def test_bad_input_is_one_line(scratch: Scratch, argv: list[str], message: re.Pattern[str], capsys: pytest.CaptureFixture[str]) -> None:
