@@ -192,3 +192,38 @@ def test_pod_vms_are_read_per_cloud_stack_once_a_fleet_names_them() -> None:
         ("prod-cloud-east", "llama", "cc"), ("prod-cloud-west", "llama", "dd")]
     assert Release("prod-cloud-east", "llama", "model-key", 1).as_json() == {
         "cloudStack": "prod-cloud-east", "workload": "llama", "resource": "model-key", "gpus": 1}
+
+
+# What each corpus case exists to show: the claim its policy refuses (none for a genuine case).
+TARGETED = {
+    "genuine-milan": set(), "genoa-debug-allowed": {"configuration"}, "genoa-migration-agent-allowed": {"configuration"},
+    "genoa-13-pcr-quote": {"executables"}, "genoa-unlisted-measurement": {"executables"},
+    **{f"genoa-low-tcb-{c}": {"hardware"} for c in ("bootloader", "snp", "microcode")},
+    **{f"genoa-wrong-pcr{n}": {"executables"} for n in ("03", "04", "07", "08", "09", "11", "12")},
+    "genuine-h100": set(), "h100-debug-enabled": {"configuration"}, "h100-secure-boot-off": {"configuration"},
+    "h100-unknown-driver": {"configuration"}, "h100-unknown-vbios": {"configuration"}, "h100-measurement-mismatch": {"executables"},
+    "h100-nonce-mismatch": {"hardware"}, "h100-revoked-device-certificate": {"hardware"}, "h100-unsigned-driver-rim": {"executables"},
+}
+
+
+def test_each_corpus_case_is_refused_for_what_it_shows_and_both_engines_agree(scratch: Scratch) -> None:
+    """With dev's policies and reference values (its launch measurement pinned, Genoa's TCB as the minimum),
+    genuine cases affirm and each refusal is refused on its claim; regopy decides as regorus."""
+    from scripts.policy_diff import corpus
+    from tests.rego_engines import evaluate
+
+    genoa = json.loads((corpus.CORPUS / "az-snp-vtpm-genoa.json").read_text())["az-snp-vtpm"]
+    values = dict(scratch.base.reference_values) | {"measurement": [genoa["measurement"]]} | {
+        f"snp_min_tcb_{c}": min(int(genoa[f"reported_tcb_{c}"]), scratch.base.reference_values[f"snp_min_tcb_{c}"])
+        for c in ("bootloader", "tee", "snp", "microcode")}
+    plan = dataclasses.replace(scratch.base, reference_values=values, cpu_policy=scratch.base.cpu_policy.replace(
+        "launch_measurement_approved := true", 'launch_measurement_approved if evidence.measurement in query_reference_value("measurement")'))
+    pcr8 = corpus.reference_pcr8(plan, plan)
+    decided = corpus.statuses(plan, values, pcr8)
+    cases = {(kind, case["name"]) for kind in ("cpu", "gpu") for case in corpus.CASES[kind]}
+    assert {name for _, name in cases} == set(TARGETED) | {"genuine-genoa"}
+    for kind, name in sorted(cases):
+        claims = evaluate({"policy.rego": getattr(plan, f"{kind}_policy"), "shim.rego": corpus.SHIM}, "data.policy.trust_claims",
+                          corpus.case_input(next(c for c in corpus.CASES[kind] if c["name"] == name), kind, values, pcr8), {"rv": values})
+        refused = {c for c in corpus.APPRAISED if claims[c] not in corpus.AFFIRMING}
+        assert refused == set(decided[kind, name].refused) == TARGETED.get(name, set()), name
