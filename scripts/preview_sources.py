@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from scripts.offline.stackfile import StackFileError
-from scripts.policy_diff.__main__ import policy_diff
+from scripts.policy_diff import policy_diff
 from scripts.policy_diff.planning import GitError
 from scripts.policy_diff.plans import PlanError
 from scripts.policy_diff.report import PolicyDiff

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+import scripts.policy_diff as policy_diff_package
 from scripts.policy_diff import compare
 from scripts.policy_diff import __main__ as cli
 from scripts.policy_diff.planning import plan_at, plan_here
@@ -151,7 +152,7 @@ def test_a_policy_that_fails_to_evaluate_refuses_and_says_why(scratch: Scratch) 
 def test_the_cli_prints_the_json_document_and_a_short_report(scratch: Scratch, monkeypatch: pytest.MonkeyPatch,
                                                              capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     planned_at = []
-    monkeypatch.setattr(cli, "plan_at", lambda root, commit, env: planned_at.append((root, commit, env)) or scratch.base)
+    monkeypatch.setattr(policy_diff_package, "plan_at", lambda root, commit, env: planned_at.append((root, commit, env)) or scratch.base)
     stack_file = scratch.repo / "stacks" / f"Pulumi.{ENV}-trusted.yaml"
     original = stack_file.read_text()
     git(scratch.repo, "checkout", "-q", "-b", "feature")
