@@ -225,3 +225,28 @@ def test_each_corpus_case_is_refused_for_what_it_shows_and_both_engines_agree(sc
                           corpus.case_input(next(c for c in corpus.CASES[kind] if c["name"] == name), kind, values, pcr8), {"rv": values})
         refused = {c for c in corpus.APPRAISED if claims[c] not in corpus.AFFIRMING}
         assert refused == set(decided[kind, name].refused) == TARGETED.get(name, set()), name
+
+
+def test_asking_for_every_resource_at_once_decides_as_asking_for_each(scratch: Scratch) -> None:
+    """The release matrix asks the policy about all resources in one evaluation (`with data["resource-path"]`);
+    that is what KBS decides asking for one resource at a time."""
+    from scripts.policy_diff.releases import UNKNOWN, PROBE_PCR8, PodVm, _allowed, ear_for, released
+    from scripts.policy_diff.rego import Policy
+
+    plan = scratch.base
+    matrix = [(vm, n) for vm in (*plan.pod_vms, PodVm(UNKNOWN, PROBE_PCR8, 1)) for n in (0, 1, 2)]
+    one = Policy(plan.resource_policy)
+    each = {Release("", vm.workload, name, n) for vm, n in matrix for name, path in plan.resources.items()
+            if _allowed(one, ear_for(vm.pcr8, n), path)}
+    assert released(plan, matrix, dict(plan.resources)) == each and len(each) > 5
+
+
+def test_a_policy_that_fails_on_one_resource_still_decides_the_others(scratch: Scratch) -> None:
+    """KBS denies the request the policy fails on, and only that one."""
+    from scripts.policy_diff.releases import released
+
+    failing = ('package policy\nimport rego.v1\ndefault allow := false\nallow if data["resource-path"][1] == "ngc-api-key"\n'
+               'allow if {\n\tdata["resource-path"][1] == "model-decryption"\n\tupper(1) == "1"\n}\n')
+    plan = dataclasses.replace(scratch.base, resource_policy=failing)
+    matrix = [(vm, 0) for vm in plan.pod_vms]
+    assert released(plan, matrix, dict(plan.resources)) == {Release("", vm.workload, "ngc-api-key", 0) for vm in plan.pod_vms}
