@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scripts.policy_diff.corpus import describe
-from scripts.policy_diff.releases import UNKNOWN, Release
+from scripts.policy_diff.releases import Release
 
 POLICY_NAMES = {"cpu": "CPU policy", "gpu": "GPU policy"}
 ROWS = 50  # per table in the comment: a fleet-wide change would otherwise crowd out the rest
@@ -111,15 +111,14 @@ def markdown(diff: PolicyDiff) -> list[str]:
     elif diff.gains:
         lines += ["> [!WARNING]", f"> **{len(diff.gains)} new release{'s' if len(diff.gains) != 1 else ''}** of secrets: check each is meant.", ""]
     stack = any(r.cloud_stack for r in (*diff.gains, *diff.losses))
-    for title, releases in (("Gains", diff.gains), ("Losses (pod VMs that stop receiving a secret: an outage unless meant)", diff.losses)):
+    for title, releases, sign in (("Gains", diff.gains, "+"), ("Losses (pod VMs that stop receiving a secret: an outage unless meant)", diff.losses, "−")):
         if not releases:
             continue
         head = "| | Cloud stack | Workload | Resource | GPUs attested |" if stack else "| | Workload | Resource | GPUs attested |"
         lines += [f"#### {title}", "", head, "|---|" + "---|" * (head.count("|") - 2)]
         for r in releases[:ROWS]:
-            mark = "🚨" if r.dangerous else "+" if r in diff.gains else "−"
-            name = UNKNOWN if r.dangerous else r.workload
-            cells = [mark, *([f"`{r.cloud_stack}`" if r.cloud_stack else "–"] if stack else []), _cell(f"`{name}`"), f"`{r.resource}`", str(r.gpus)]
+            mark = "🚨" if r.dangerous and sign == "+" else sign
+            cells = [mark, *([f"`{r.cloud_stack}`" if r.cloud_stack else "–"] if stack else []), _cell(f"`{r.workload}`"), f"`{r.resource}`", str(r.gpus)]
             lines.append("| " + " | ".join(cells) + " |")
         lines += [*more(len(releases), diff.environment), ""]
     if diff.newly_refused or diff.newly_affirmed:
