@@ -436,8 +436,9 @@ def policy_sections(policies: Mapping[str, PolicyDiff | PolicyDiffError]) -> lis
 
 
 def render_pr(base: str, changed: Sequence[str], why_affected: Mapping[str, list[str]],
-              reports: Sequence[StackReport], policies: Mapping[str, PolicyDiff | PolicyDiffError] | None = None) -> str:
-    head = [MARKER, "## Pulumi preview", "", *policy_sections(policies or {})]
+              reports: Sequence[StackReport], policies: Mapping[str, PolicyDiff | PolicyDiffError] | None = None,
+              uncommitted: Sequence[str] = ()) -> str:
+    head = [MARKER, "## Pulumi preview", "", *uncommitted_note(base, uncommitted), *policy_sections(policies or {})]
     if not reports:
         head.append(f"No stack is affected: the {plural(len(changed), 'changed file')} against `{base}` "
                     "touch neither a stack's config nor the code and templates the stacks share.")
@@ -446,6 +447,19 @@ def render_pr(base: str, changed: Sequence[str], why_affected: Mapping[str, list
     head += [f"- `{stack}`: {file_list(paths)}" for stack, paths in why_affected.items()]
     head += ["", *summary_table(reports), ""]
     return assemble(head, reports)
+
+
+def uncommitted_note(base: str, uncommitted: Sequence[str]) -> list[str]:
+    """What the comparison with `base` leaves out: it lists the files committed since, not the working tree's."""
+    if not uncommitted:
+        return []
+    return ["> [!NOTE]", f"> {uncommitted_message(base, uncommitted)}", ""]
+
+
+def uncommitted_message(base: str, uncommitted: Sequence[str]) -> str:
+    shown = ", ".join(f"`{p}`" for p in uncommitted[:5]) + (f" and {len(uncommitted) - 5} more" if len(uncommitted) > 5 else "")
+    return (f"The working tree has {plural(len(uncommitted), 'uncommitted change')} ({shown}) that the comparison with "
+            f"`{base}` does not cover: the stacks they affect are not listed; commit them to include them.")
 
 
 def render_drift(reports: Sequence[StackReport], policies: Mapping[str, PolicyDiff | PolicyDiffError] | None = None) -> str:
@@ -489,12 +503,15 @@ def run(args: argparse.Namespace, source: Source) -> tuple[str, list[str]]:
         policies = policy_diffs(source, environments_of(stacks), lambda env: f"deployed/{env}", merge_base=False)
         return render_drift(reports, policies), failures
     changed = source.changed(args.base)
+    uncommitted = source.uncommitted()
     why_affected = affected_stacks(changed, stacks)
     reports = [report(s, source.preview(s)) for s in why_affected]
     failures = [f"the preview of {r.stack} failed: {error_text(r.preview.error)}" for r in reports if r.preview.error]
     policies = policy_diffs(source, environments_of(why_affected), lambda env: args.base, merge_base=True)
     failures += [f"the policy diff of {env} failed: {diff}" for env, diff in policies.items() if isinstance(diff, PolicyDiffError)]
-    return render_pr(args.base, changed, why_affected, reports, policies), failures
+    if uncommitted:
+        print(f"note: {uncommitted_message(args.base, uncommitted).replace('`', '')}", file=sys.stderr)
+    return render_pr(args.base, changed, why_affected, reports, policies, uncommitted), failures
 
 
 def policy_diffs(source: Source, envs: Sequence[str], base: Any, merge_base: bool) -> dict[str, PolicyDiff | PolicyDiffError]:

@@ -41,6 +41,10 @@ class Source(Protocol):
 
     def changed(self, base: str) -> list[str]: ...
 
+    def uncommitted(self) -> list[str]:
+        """Paths changed in the working tree but not committed: `changed` compares commits only."""
+        ...
+
     def preview(self, stack: str, *, refresh: bool = False, expect_no_changes: bool = False) -> Preview: ...
 
     def policy_diff(self, env: str, base: str, merge_base: bool = True) -> PolicyDiff | None:
@@ -72,6 +76,18 @@ def changed_files(base: str, root: Path) -> list[str]:
     if result.returncode != 0:
         raise UsageError(f"cannot diff against {base}: {(result.stderr.strip() or 'git failed').splitlines()[0]}")
     return sorted(set(result.stdout.splitlines()))
+
+
+def uncommitted_files(root: Path) -> list[str]:
+    """Tracked files changed and untracked files not ignored, in the working tree of `root`."""
+    try:
+        result = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--no-renames"],
+                                cwd=root, capture_output=True, text=True, check=False)
+    except FileNotFoundError as exc:
+        raise UsageError("git is not installed") from exc
+    if result.returncode != 0:
+        raise UsageError(f"cannot read the working tree's status: {(result.stderr.strip() or 'git failed').splitlines()[0]}")
+    return sorted({line[3:] for line in result.stdout.splitlines() if len(line) > 3})
 
 
 def affected_stacks(changed: Iterable[str], stacks: Sequence[str]) -> dict[str, list[str]]:
@@ -119,6 +135,9 @@ class LiveSource:
     def changed(self, base: str) -> list[str]:
         return changed_files(base, self.root)
 
+    def uncommitted(self) -> list[str]:
+        return uncommitted_files(self.root)
+
     def policy_diff(self, env: str, base: str, merge_base: bool = True) -> PolicyDiff | None:
         try:
             return policy_diff(env, self.root, base, merge_base=merge_base)
@@ -127,7 +146,7 @@ class LiveSource:
 
 
 class RecordedSource:
-    """A recorded run: `changed-files.txt` (`git diff --name-only`), and per stack `STACK.json`
+    """A recorded run: `changed-files.txt` (`git diff --name-only`), optional `uncommitted-files.txt`, and per stack `STACK.json`
     (`pulumi preview --json` stdout), optional `STACK.events.jsonl` (its `--event-log`, for policy
     events) and `STACK.stderr.txt` (present when the preview failed), and per environment an optional
     `ENV.policy-diff.json` (`python -m scripts.policy_diff ENV --json`)."""
@@ -147,6 +166,9 @@ class RecordedSource:
 
     def changed(self, base: str) -> list[str]:
         return sorted(set((self._text("changed-files.txt") or "").split()))
+
+    def uncommitted(self) -> list[str]:
+        return sorted(set((self._text("uncommitted-files.txt") or "").split()))
 
     def policy_diff(self, env: str, base: str, merge_base: bool = True) -> PolicyDiff | None:
         recorded = self._text(f"{env}{POLICY_DIFF_SUFFIX}")

@@ -507,3 +507,30 @@ def test_a_fleet_wide_change_is_cut_to_a_readable_table(tmp_path: Path) -> None:
     comment = comment_for(with_policy_diff(tmp_path, PR, PolicyDiff("dev", "origin/main", gains=gains).as_json()))[1]
     assert len(table_rows(comment, "#### Gains")) == 50
     assert "_Only the first 50 of 120 shown: `python -m scripts.policy_diff dev` lists all._" in comment
+
+
+def test_uncommitted_changes_are_said_since_the_comparison_leaves_them_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = tmp_path / "repo"
+    (repo / "stacks").mkdir(parents=True)
+    (repo / "stacks" / "Pulumi.dev-trusted.yaml").write_text("config: {}\n")
+    git = lambda *args: subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)  # noqa: E731
+    git("init", "-q", "-b", "main")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "base")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "stack")
+    assert ps.uncommitted_files(repo) == []
+    (repo / "stacks" / "Pulumi.dev-trusted.yaml").write_text("config: {changed: true}\n")
+    (repo / "stacks" / "Pulumi.qa-trusted.yaml").write_text("config: {}\n")
+    assert ps.uncommitted_files(repo) == ["stacks/Pulumi.dev-trusted.yaml", "stacks/Pulumi.qa-trusted.yaml"]
+
+    class WithUncommitted(ps.RecordedSource):
+        def uncommitted(self) -> list[str]:
+            return ps.uncommitted_files(repo)
+
+    comment, _ = pp.run(pp.parse_args(["--recorded", str(PR), "--base", "main"]), WithUncommitted(PR))
+    said = ("The working tree has 2 uncommitted changes (`stacks/Pulumi.dev-trusted.yaml`, `stacks/Pulumi.qa-trusted.yaml`) that "
+            "the comparison with `main` does not cover")
+    assert f"> [!NOTE]\n> {said}" in comment
+    assert capsys.readouterr().err.startswith("note: " + said.replace("`", ""))
+    # A clean tree adds nothing.
+    assert "uncommitted" not in pp.run(pp.parse_args(["--recorded", str(PR)]), ps.RecordedSource(PR))[0]
