@@ -21,7 +21,7 @@ from model_crypto import jwe
 from model_crypto.encrypt import EncryptError, Identity, encrypt_model
 from scripts.cli import ArgumentParser, environment
 from scripts.offline.stackfile import STACKS_DIR, StackFileError, read_stack_file
-from stacks.config import ConfigError, TrustedConfig, load
+from stacks.config import ConfigError, TrustedConfig, clock, load
 
 PROG = "python -m scripts.encrypt_model"
 DEFAULT_KEY_RESOURCE = "model-key"
@@ -91,9 +91,11 @@ def main(argv: list[str] | None = None, stacks_dir: Path = STACKS_DIR) -> int:
     keys = parser.add_mutually_exclusive_group()
     keys.add_argument("--key-file", type=Path, help="file holding the key (base64url text or JWK JSON); default: standard input")
     keys.add_argument("--new-key", type=Path, help="make a fresh key and write it to this new file (mode 0600)")
+    parser.add_argument("--as-of", type=clock.as_of_argument, metavar="YYYY-MM-DD", help="judge the trusted config's expiry dates as of this day (default: today, UTC)")
     args = parser.parse_args(argv)
     try:
-        uri = key_resource_uri(args.env, args.workload, args.key_resource, stacks_dir)
+        with clock.as_of(args.as_of):
+            uri = key_resource_uri(args.env, args.workload, args.key_resource, stacks_dir)
         key = read_key(args.key_file, args.new_key)
         started = time.monotonic()
         manifest = encrypt_model(args.src, args.out, key, Identity(args.env, args.workload, uri))

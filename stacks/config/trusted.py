@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from components.initdata import PINNED_IMAGE
 from components.trustee.names import RESERVED as RESERVED_NAMES
 from components.trustee.names import serving_key_resource
 from stacks import versions
+from stacks.config import clock
 from stacks.config.base import DnsLabel, Hostname, HttpsUrl, Model, OpenShiftVersion, OperatorPin, Problem, StackId, matching, nested, pin_fits
 
 def _verifier_url(value: str) -> str:
@@ -118,8 +120,15 @@ class MinimumTcb(Model):
     microcode: int = Field(ge=0, le=255)
 
 
+# How long before `referenceValues.expiration` the plan starts warning.
+EXPIRY_WARNING = datetime.timedelta(days=30)
+
+
 class ReferenceValues(Model):
     expiration: Timestamp
+    """When these values stop being accepted. Trustee's RVPS stores it but never enforces it (trustee
+    rvps/src: `ReferenceValue::expired` has no caller), so the stack does: a config whose values have
+    expired is refused, and one expiring within 30 days warns (judged today, or at `--as-of`)."""
     pcrs: PcrReferenceValues
     minimum_tcb: MinimumTcb
     allowed_driver_versions: list[Version] = Field(min_length=1)
@@ -130,7 +139,29 @@ class ReferenceValues(Model):
     require_measurement: bool = False
     """Refuse a config whose `measurements` is empty."""
 
+    @property
+    def expires(self) -> datetime.datetime | None:
+        """The expiration instant, or None when the timestamp names no real date and time."""
+        try:
+            return datetime.datetime.strptime(self.expiration, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+        except ValueError:
+            return None
+
+    def expires_soon(self) -> bool:
+        """Within EXPIRY_WARNING of the day config is judged at (clock.today)."""
+        expires = self.expires
+        return expires is not None and expires.date() - clock.today() <= EXPIRY_WARNING
+
     def rules(self) -> Iterator[Problem]:
+        expires = self.expires
+        if expires is None:
+            yield Problem("expiration", f"{self.expiration!r} is not a date and time that exists")
+        elif expires.date() <= clock.today():
+            yield Problem(
+                "expiration",
+                f"{self.expiration} has passed (as of {clock.today()}): Trustee would keep matching these values, so the stack "
+                "refuses them; read current values from evidence (python -m scripts.reference_values) and move expiration forward",
+            )
         if self.require_measurement and not self.measurements:
             yield Problem(
                 "measurements",
