@@ -239,9 +239,11 @@ class NimModel(pulumi.ComponentResource):
             ),
         )
         self.exposure = self._expose(name, args, in_namespace)
-        # KServe names the predictor Service <name>-predictor (port 80 to the container's TLS port); its
+        # KServe names the predictor Service <name>-predictor and serves it on port 80, forwarded to the
+        # container's TLS port (opendatahub-io/kserve pkg/controller/v1beta1/inferenceservice/reconcilers/
+        # service/service_reconciler.go): an https URL without a port would mean 443, so it names :80. The
         # certificate names only `hostname`, so in-cluster clients send that name (SNI) to this address.
-        self.in_cluster_url = f"https://{args.name}-predictor.{args.namespace}.svc.cluster.local"
+        self.in_cluster_url = f"https://{args.name}-predictor.{args.namespace}.svc.cluster.local:80"
         self.external_url = f"https://{args.hostname}"
         self.register_outputs({"inClusterUrl": self.in_cluster_url, "externalUrl": self.external_url})
 
