@@ -71,14 +71,23 @@ def read_key(key_file: Path | None, new_key: Path | None) -> jwk.JWK:
             data = key_file.read_bytes()
         except OSError as err:
             raise CannotEncrypt(f"--key-file: cannot read {key_file} ({err.strerror})") from None
+        _refuse_padded_raw_key(data, f"--key-file: {key_file}", "write it without (printf %s KEY > FILE)")
     elif sys.stdin is None or sys.stdin.isatty():
         raise CannotEncrypt("no key: pipe it on standard input, or use --key-file F or --new-key F")
     else:
         data = sys.stdin.buffer.read()
+        _refuse_padded_raw_key(data, "the key on standard input", "pipe it without (printf %s KEY |)")
     try:
         return jwe.parse_key(data)
     except jwe.KeyFormatError as err:
         raise CannotEncrypt(f"the key {err}") from None
+
+
+def _refuse_padded_raw_key(data: bytes, what: str, fix: str) -> None:
+    """KServe's decryptor reads a raw (base64url text) key as UTF-8 and does not strip it (kserve-storage 0.21.0
+    confidential/jwe_decryptor.py): a key stored with its file's newline would encrypt here and fail there."""
+    if not data.lstrip().startswith(b"{") and data != data.strip():
+        raise CannotEncrypt(f"{what} has a newline or spaces around the key: KServe's decryptor would read them as part of the key; {fix}")
 
 
 def main(argv: list[str] | None = None, stacks_dir: Path = STACKS_DIR) -> int:

@@ -319,6 +319,7 @@ class TrustedConfig(Model):
 
     def _resource_rules(self) -> Iterator[Problem]:
         names = Counter(r.name for r in self.kbs_resources)
+        model_keys = {w.encrypted_model.key_resource for w in self.workloads if w.encrypted_model}
         uris = Counter(r.uri for r in self.kbs_resources)
         for i, resource in enumerate(self.kbs_resources):
             # The loader collects nested rules of top-level models only; list items' rules run here.
@@ -333,6 +334,13 @@ class TrustedConfig(Model):
                                             f"pulumi config set --secret --path 'kbsSecrets.{resource.name}' <value> -s {self.stack.name}")
             elif not value.get_secret_value():
                 yield Problem(f"kbsSecrets.{resource.name}", "is empty")
+            elif resource.name in model_keys and _raw_key_with_whitespace(value.get_secret_value()):
+                yield Problem(
+                    f"kbsSecrets.{resource.name}",
+                    "is a model key with a newline or spaces around it: KServe's decryptor reads a raw key as UTF-8 text "
+                    "without stripping it (kserve-storage 0.21.0 confidential/jwe_decryptor.py) and fails; store the key text "
+                    f"alone: pulumi config set --secret --path 'kbsSecrets.{resource.name}' \"$(cat KEY_FILE)\" -s {self.stack.name}",
+                )
         for name in sorted(set(self.kbs_secrets) - set(names)):
             yield Problem(f"kbsSecrets.{name}", "is not a declared kbsResources name; declare it or remove the value")
 
@@ -369,6 +377,11 @@ class TrustedConfig(Model):
                     yield Problem(key, "is required when kbs.tls.mode is provided (store it as a secret)")
             elif value is not None:
                 yield Problem(key, "is only used when kbs.tls.mode is provided")
+
+
+def _raw_key_with_whitespace(value: str) -> bool:
+    """A model key given as base64url text (not JWK JSON, which JSON parsing trims) with whitespace around it."""
+    return not value.lstrip().startswith("{") and value != value.strip()
 
 
 def _is_pem(value: str | None, label: str) -> bool:
