@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trusted-outputs", required=True, type=Path, help="JSON of the trusted stack outputs (pulumi stack output --json -s ENV-trusted)")
     parser.add_argument("--namespace", default="default", help="namespace of the capture pods (default: default)")
     parser.add_argument("--size", action="append", help="only this pod VM size (repeatable; default: every instance size)")
-    parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR)
+    parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR, help="where the Pulumi.<stack>.yaml files are (default: stacks/)")
     args = parser.parse_args(argv)
     try:
         config = _cloud_config(args.env, args.stacks_dir)
