@@ -86,6 +86,9 @@ def apply(edit: StackFileEdit, evidence: Sequence[Evidence]) -> list[str]:
     for e in evidence:
         if edit.append_unique("referenceValues.measurements", e.measurement):
             changes.append(f"referenceValues.measurements: + {e.measurement}")
+    if any(c.startswith("referenceValues.measurements") for c in changes) and edit.get("referenceValues.unpinnedMeasurementReason") is not None:
+        # StackFileEdit removes no key: the reviewer deletes it (the config refuses it next to a measurement).
+        changes.append("referenceValues.unpinnedMeasurementReason: delete this line by hand, the measurement is pinned now")
     floor = lowest_tcb(evidence).as_dict()
     current = edit.get("referenceValues.minimumTcb")
     if current != floor:

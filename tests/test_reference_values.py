@@ -20,6 +20,7 @@ from components.trustee import render
 from scripts import az_snp_evidence, reference_values
 from scripts.az_snp_evidence import EvidenceError
 from scripts.offline.stackfile import STACKS_DIR
+from stacks.config import load
 from stacks.config.trusted import ReferenceValues
 from tests.conftest import example_config
 from tests.fixtures.attestation.derive import quote_parts, snp_claims
@@ -196,33 +197,48 @@ def stacks(tmp_path) -> Path:
 
 
 @pytest.mark.filterwarnings("ignore:Parsed a serial number")
-def test_write_appends_pinned_pcrs_and_the_measurement_and_replaces_the_floor(stacks, capsys):
+def test_write_appends_pinned_pcrs_and_the_measurement(stacks, capsys):
     path = stacks / "Pulumi.dev-trusted.yaml"
     before = path.read_text()
     genoa = az_snp_evidence.read(document("evidence-genoa.json"))
     assert reference_values.main([str(EVIDENCE / "evidence-genoa.json"), "--env", "dev", "--write", "--stacks-dir", str(stacks)]) == 0
+    out = capsys.readouterr().out
     after = path.read_text()
     config, _ = example_config("dev-trusted")
     old = json.loads(config["confidential-ai:referenceValues"])
-    new = yaml.safe_load(after)["config"]["confidential-ai:referenceValues"]
+    written = yaml.safe_load(after)
+    new = written["config"]["confidential-ai:referenceValues"]
     for n in CONFIGURED_PCRS:
         expected = old["pcrs"][f"pcr{n}"] + ([genoa.pcrs[int(n)]] if genoa.pcrs[int(n)] not in old["pcrs"][f"pcr{n}"] else [])
         assert new["pcrs"][f"pcr{n}"] == expected
     assert set(new["pcrs"]) == set(old["pcrs"])  # no PCR 8, nor any PCR the config did not pin
     assert genoa.pcrs[8] not in after
+    assert "pcr08 " + genoa.pcrs[8] + "  (initdata: computed per workload, never written)" in out
     assert new["measurements"] == [genoa.measurement]
-    assert new["minimumTcb"] == GENOA_TCB
-    assert {k: v for k, v in new.items() if k not in ("pcrs", "measurements", "minimumTcb")} == {k: v for k, v in old.items() if k not in ("pcrs", "minimumTcb")}
+    assert new["minimumTcb"] == GENOA_TCB == old["minimumTcb"], "the examples' floor is Genoa's already"
+    assert {k: v for k, v in new.items() if k not in ("pcrs", "measurements")} == {k: v for k, v in old.items() if k != "pcrs"}
     # Comments and every other line kept.
     kept = [line for line in before.splitlines() if line.lstrip().startswith("#")]
     assert kept and all(line in after.splitlines() for line in kept)
-    out = capsys.readouterr().out
-    assert "pcr08 " + genoa.pcrs[8] + "  (initdata: computed per workload, never written)" in out
-    assert "referenceValues.minimumTcb: bootloader 10, tee 0, snp 23, microcode 84 -> bootloader 10, tee 0, snp 23, microcode 84" not in out
+    # dev declared why it pinned no measurement; that reason must go now (StackFileEdit deletes nothing) ...
+    assert "referenceValues.unpinnedMeasurementReason: delete this line by hand, the measurement is pinned now" in out
+    # ... and once the reviewer has deleted it, the written values are a valid config.
+    del new["unpinnedMeasurementReason"]
+    config, secret_keys = example_config("dev-trusted", set={"referenceValues": new})
+    load("dev-trusted", {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("confidential-ai:")}, [k.split(":", 1)[1] for k in secret_keys])
     # A second run finds nothing to add and leaves the file as it is.
     assert reference_values.main([str(EVIDENCE / "evidence-genoa.json"), "--env", "dev", "--write", "--stacks-dir", str(stacks)]) == 0
     assert path.read_text() == after
     assert "already lists these values" in capsys.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore:Parsed a serial number")
+def test_write_replaces_the_floor_with_the_evidence_s_tcb(stacks, capsys):
+    assert reference_values.main([str(EVIDENCE / "evidence-v2.json"), "--env", "dev", "--write", "--stacks-dir", str(stacks)]) == 0
+    new = yaml.safe_load((stacks / "Pulumi.dev-trusted.yaml").read_text())["config"]["confidential-ai:referenceValues"]
+    assert new["minimumTcb"] == {"bootloader": 4, "tee": 0, "snp": 24, "microcode": 219}
+    assert ("referenceValues.minimumTcb: bootloader 10, tee 0, snp 23, microcode 84 -> bootloader 4, tee 0, snp 24, microcode 219"
+            in capsys.readouterr().out)
 
 
 @pytest.mark.filterwarnings("ignore:Parsed a serial number")
