@@ -33,6 +33,8 @@ from scripts.plan import plan_environment
 from scripts.policy_diff import compare
 from scripts.policy_diff.plans import TrustedPlan
 from scripts.preview_sources import POLICY_DIFF_SUFFIX
+from stacks.config import clock
+from tests.conftest import AS_OF
 from tests.stack_edits import DELETE, stacks_with
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,8 +188,9 @@ def policy_events(run: StackRun) -> list[dict[str, Any]]:
 def record(directory: Path) -> None:
     """Write the recording: changed-files.txt, and per stack `<stack>.json`, `.events.jsonl`, `.stderr.txt`."""
     with tempfile.TemporaryDirectory(prefix="preview-recording-") as scratch:
-        base = plan_environment(ENV)
-        changed = plan_environment(ENV, stacks_with(Path(scratch) / "stacks", EDITS))
+        with clock.as_of(AS_OF):  # the day the tests judge config at
+            base = plan_environment(ENV)
+            changed = plan_environment(ENV, stacks_with(Path(scratch) / "stacks", EDITS))
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.iterdir():
         stale.unlink()
