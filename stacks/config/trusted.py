@@ -145,6 +145,10 @@ class AgentPolicy(Model):
     allow_read_stream: bool = True
     """Serve the container's stdout/stderr to the host (kubectl logs). Refusing it blocks the container on
     kata agents older than 3.15.0, whose log pipe then fills (kata-containers PR #10818, commit 937fd907)."""
+    mode: Literal["enforce", "audit"] = "enforce"
+    """`audit`: the agent serves every request and logs `policy: ignoring error for <Request>` for each one the
+    enforcing policy would refuse (a trial on a new cluster; `python -m scripts.replay_agent_requests` names the
+    field). Never on production: the policy pack refuses it there."""
 
 
 class KbsResource(Model):
@@ -187,6 +191,7 @@ def _pinned_image(value: str) -> str:
 
 PinnedImage = Annotated[str, AfterValidator(_pinned_image)]
 ImageEnvEntry = Annotated[str, matching(r"^[A-Za-z_][A-Za-z0-9_]*=[^\n]*\Z", "an environment entry NAME=value as the image's config lists it")]
+AbsolutePath = Annotated[str, matching(r"^(?:/|(?:/(?!\.\.?(?:/|\Z))[^/\x00\n]+)+)\Z", "a normal absolute path like /opt/nim (no trailing or doubled /, no . or ..)")]
 Sha256Hex = Annotated[str, matching(r"^[0-9a-f]{64}$", "a sha256 (64 lowercase hex characters)")]
 
 
@@ -217,6 +222,10 @@ class Workload(Model):
     args: list[str] | None = Field(default=None, min_length=1)
     """The container's full command line (the image's entrypoint and cmd, `skopeo inspect --config`), pinned in
     the agent policy so the host cannot run the image with another command; unset: any command of the image."""
+    working_dir: AbsolutePath | None = None
+    """The image's WorkingDir (`skopeo inspect --config`, `.config.WorkingDir`; `python -m scripts.pin_workload`
+    writes it): the only working directory the agent policy lets the container have. Unset: any outside
+    host-written files."""
     image_env: list[ImageEnvEntry] = []
     """The image's own `NAME=value` environment entries (`skopeo inspect --config docker://<image>`, `.config.Env`)
     that the agent policy would otherwise refuse: the runtime passes the image's environment to the container,
