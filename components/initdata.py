@@ -196,20 +196,15 @@ SYSCTLS = {"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_rang
 BIND_OPTIONS = ("bind", "rbind", "private", "rprivate", "slave", "rslave", "ro", "rw", "nosuid", "nodev", "noexec", "relatime")
 # Environment the runtimes generate: kubelet's service links and HOSTNAME (genpolicy-settings.json
 # allow_env_regex), KServe's INFERENCE_SERVICE_NAME (kserve predictor.go).
-_SERVICE = "[A-Z](?:[A-Z0-9_]{0,61}[A-Z0-9])?"
-_IP = r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_IP = r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}"
 _PORT = "[0-9]{1,5}"
+_PROTO = "(?:tcp|udp|sctp)"
 ENV_PATTERNS = (
     "^HOSTNAME=[a-zA-Z0-9_.-]+$",
-    f"^{_SERVICE}_SERVICE_HOST={_IP}$",
-    f"^{_SERVICE}_SERVICE_PORT={_PORT}$",
-    f"^{_SERVICE}_SERVICE_PORT_[A-Z0-9_]+={_PORT}$",
-    f"^{_SERVICE}_PORT=(tcp|udp|sctp)://{_IP}:{_PORT}$",
-    f"^{_SERVICE}_PORT_{_PORT}_(TCP|UDP|SCTP)=(tcp|udp|sctp)://{_IP}:{_PORT}$",
-    f"^{_SERVICE}_PORT_{_PORT}_(TCP|UDP|SCTP)_PROTO=(tcp|udp|sctp)$",
-    f"^{_SERVICE}_PORT_{_PORT}_(TCP|UDP|SCTP)_PORT={_PORT}$",
-    f"^{_SERVICE}_PORT_{_PORT}_(TCP|UDP|SCTP)_ADDR={_IP}$",
     "^INFERENCE_SERVICE_NAME=[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+    # <SERVICE>_SERVICE_HOST, _SERVICE_PORT[_<NAME>], _PORT, _PORT_<port>_<PROTO>[_PROTO|_PORT|_ADDR]
+    f"^[A-Z][A-Z0-9_]{{0,62}}_(?:SERVICE_HOST={_IP}|SERVICE_PORT(?:_[A-Z0-9_]+)?={_PORT}|PORT={_PROTO}://{_IP}:{_PORT}"
+    f"|PORT_{_PORT}_(?:TCP|UDP|SCTP)(?:={_PROTO}://{_IP}:{_PORT}|_PROTO={_PROTO}|_PORT={_PORT}|_ADDR={_IP}))$",
 )
 # The CRI annotations naming a container's type and its sandbox, containerd's and CRI-O's
 # (kata-containers src/runtime/pkg/oci/utils.go; the agent's K8S_CONTAINER_TYPE_KEYS).
