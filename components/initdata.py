@@ -175,11 +175,13 @@ CODE_DIRS = ("/opt", "/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc")
 # type (containerd's and CRI-O's default spec: genpolicy testdata createcontainer; cri-o
 # server/container_create_linux.go); files the runtime copies in: kubelet's /etc/hosts, termination log and
 # service-account token, the sandbox's resolv.conf and hostname, CRI-O's /run/.containerenv
-# (server/container_create.go setupBaseContainerMounts) and /run/secrets (containers mounts.conf on RHEL).
+# (server/container_create.go setupBaseContainerMounts) and /run/secrets (containers mounts.conf on RHEL), and
+# the /etc/passwd and /etc/group CRI-O writes for a UID the image does not list, as OpenShift's restricted SCC
+# assigns one (server/container_create.go setupContainerUser, utils.GeneratePasswd).
 KERNEL_MOUNTS = {"/proc": "proc", "/dev": "tmpfs", "/dev/pts": "devpts", "/dev/mqueue": "mqueue", "/sys": "sysfs", "/sys/fs/cgroup": "cgroup"}
 RUNTIME_FILES = (
     "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/dev/termination-log", "/run/.containerenv", "/run/secrets",
-    "/var/run/secrets/kubernetes.io/serviceaccount",
+    "/var/run/secrets/kubernetes.io/serviceaccount", "/etc/passwd", "/etc/group",
 )
 PAUSE_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/run/.containerenv")
 # The pause process as containerd and OpenShift's CRI-O (`pause_command`) send it; the agent replaces it anyway.

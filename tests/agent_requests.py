@@ -153,7 +153,8 @@ def crio(request: dict[str, Any]) -> dict[str, Any]:
       merges them into the image_guest_pull metadata;
     - 64-hex container ids; the pause process `pause_command` (OpenShift: /usr/bin/pod);
     - /etc/hostname, /etc/resolv.conf (options rw|ro, bind, nodev, nosuid, noexec) and /run/.containerenv
-      bind mounts (server/container_create.go setupBaseContainerMounts; sandbox_run_linux.go), /dev/shm
+      bind mounts (server/container_create.go setupBaseContainerMounts; sandbox_run_linux.go), /etc/passwd and
+      /etc/group for a UID the image does not list (setupContainerUser), /dev/shm
       bind-mounted from the sandbox (addShmMount; kata's handleShm rewrites it to the guest's shm),
       /sys/fs/cgroup as cgroup with relatime (container_create_linux.go);
     - the sysctl OpenShift's crio.conf sets by default (default_sysctls: ping_group_range).
@@ -194,7 +195,8 @@ def crio(request: dict[str, Any]) -> dict[str, Any]:
             mount["options"] = ["nosuid", "noexec", "nodev", "relatime", "ro"]
         mounts.append(mount)
     destinations = {m["destination"] for m in mounts}
-    for destination in ("/etc/hostname", "/run/.containerenv"):
+    # The passwd and group files CRI-O writes for the UID OpenShift's restricted SCC assigns (setupContainerUser).
+    for destination in ("/etc/hostname", "/run/.containerenv", *(() if sandbox else ("/etc/passwd", "/etc/group"))):
         if destination not in destinations:
             name = destination.rsplit("/", 1)[-1]
             mounts.append({"destination": destination, "options": ["ro" if sandbox else "rw", "bind"], "source": f"{SHARED}{new_id}-fedcba9876543210-{name}", "type_": "bind"})
