@@ -91,7 +91,7 @@ def _volume_mount(mount: dict[str, Any], volume: dict[str, Any], request: dict[s
 
 
 def pod_container(spec: dict[str, Any], volumes: list[dict[str, Any]], image: str = IMAGE, image_env: tuple[str, ...] = NIM_IMAGE_ENV,
-                  args: tuple[str, ...] = NIM_ARGS, cwd: str = NIM_WORKING_DIR) -> dict[str, Any]:
+                  args: tuple[str, ...] = NIM_ARGS, cwd: str = NIM_WORKING_DIR, sealed: str | None = SEALED_NGC_KEY) -> dict[str, Any]:
     """A pod's container (its Kubernetes spec, the pod's volumes) in the CreateContainerRequest the agent receives:
     the image's config Env first (the runtime passes it on: genpolicy src/registry.rs get_process), the fixture's
     HOSTNAME and service links, the spec's env (a secretKeyRef resolved to the sealed pointer) and KServe's
@@ -99,7 +99,7 @@ def pod_container(spec: dict[str, Any], volumes: list[dict[str, Any]], image: st
     request = container(image)
     oci = request["OCI"]
     oci["Annotations"]["io.kubernetes.cri.container-name"] = spec["name"]
-    rendered = [f"{e['name']}={e['value'] if 'value' in e else SEALED_NGC_KEY}" for e in spec.get("env", [])]
+    rendered = [f"{e['name']}={e['value'] if 'value' in e else sealed}" for e in spec.get("env", [])]
     services = ["LLAMA_PREDICTOR_SERVICE_HOST=172.30.12.7", "LLAMA_PREDICTOR_SERVICE_PORT=80", "LLAMA_PREDICTOR_PORT=tcp://172.30.12.7:80",
                 "LLAMA_PREDICTOR_PORT_80_TCP=tcp://172.30.12.7:80", "LLAMA_PREDICTOR_PORT_80_TCP_PROTO=tcp"]
     oci["Process"]["Env"] = [*image_env, *oci["Process"]["Env"][1:], *services, *rendered, "INFERENCE_SERVICE_NAME=llama"]
@@ -235,3 +235,9 @@ def create_sandbox() -> dict[str, Any]:
     return {"hostname": "llama-predictor-7d9c", "dns": [], "storages": [{"driver": "ephemeral", "driver_options": [], "source": "shm", "fstype": "tmpfs",
             "options": ["noexec", "nosuid", "nodev", "mode=1777", "size=67108864"], "mount_point": "/run/kata-containers/sandbox/shm", "fs_group": None}],
             "sandbox_pidns": False, "sandbox_id": SANDBOX_ID, "guest_hook_path": "", "kernel_modules": []}
+
+
+def policy_data(text: str) -> dict[str, Any]:
+    """The rendered data block of an agent policy's text (`policy_data := {...}`)."""
+    start = text.index("policy_data := ") + len("policy_data := ")
+    return json.JSONDecoder().raw_decode(text, start)[0]

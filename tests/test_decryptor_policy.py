@@ -12,9 +12,24 @@ import pytest
 from components import encrypted_model, nim
 from components.initdata import DecryptorPolicy
 from tests.agent_requests import DECRYPTOR, KEY_URI, MANIFEST, SOURCE, decryptor_container, fixture, nim_container
-from tests.test_agent_policy import IMAGE, Policy, allows
+from tests.rego_engines import Engines
+from tests.test_agent_policy import IMAGE, REFUSAL_RULES, Policy, allows
 
 PINNED = DecryptorPolicy(DECRYPTOR, KEY_URI, MANIFEST)
+
+
+class RenderedPolicy:
+    """An agent policy's text, decided as the agent asks, by both Rego engines (which must agree)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.engines = Engines({"policy.rego": text})
+
+    def decide(self, request: str, input_: dict[str, Any]) -> Any:
+        return self.engines.evaluate(f"data.agent_policy.{request}", input_)
+
+    def refusals(self, input_: dict[str, Any], rule: str = REFUSAL_RULES[0]) -> set[str]:
+        return set(self.engines.evaluate(f"data.agent_policy.{rule}", input_))
 
 
 def workload_policy(decryptor: DecryptorPolicy | None = PINNED) -> Policy:
@@ -41,7 +56,8 @@ def decryptor_request(image: str = DECRYPTOR, args: list[str] | None = None, env
     request = decryptor_container(args)
     (storage,) = [s for s in request["storages"] if s["driver"] == "image_guest_pull"]
     storage["source"] = image
-    request["OCI"]["Process"]["Env"] += list(env)
+    names = {entry.split("=")[0] for entry in env}
+    request["OCI"]["Process"]["Env"] = [e for e in request["OCI"]["Process"]["Env"] if e.split("=")[0] not in names] + list(env)
     request["OCI"]["Mounts"] += list(mounts)
     return request
 
