@@ -263,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for run in runs:
         print(render_tree(run))
+        for note in run.notes:
+            print(f"note: {run.stack}: {note}", file=sys.stderr)
         for warning in run.warnings:
             print(f"warning: {run.stack}: {warning}", file=sys.stderr)
     print(f"\nwrote {args.out}/ ({', '.join(run.stack for run in runs)}, topology.md)")

@@ -47,6 +47,12 @@ def deploy(config: TrustedConfig) -> None:
         kubernetes,
     )
 
+    if config.agent_policy.mode == "audit":
+        pulumi.log.info(
+            "agentPolicy.mode is audit: pod VMs serve every request and their agent logs each one the enforcing policy "
+            "refuses (`policy: ignoring error for <Request>`); replay them with `python -m scripts.replay_agent_requests`, "
+            "then set mode: enforce (the policy pack refuses audit on production)"
+        )
     if not config.reference_values.measurements:
         pulumi.log.warn(
             "referenceValues.measurements is empty: the CPU policy does not check the SNP launch measurement of Azure's "

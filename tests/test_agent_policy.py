@@ -22,14 +22,12 @@ from tests.agent_requests import (
     NGC_PREFIXES,
     NIM_ARGS,
     NIM_IMAGE_ENV,
-    NIM_WORKING_DIR,
     REPOSITORY,
     SANDBOX_ID,
     SHARED,
     copy_file,
     fixture,
     nim_container,
-    pod_container,
 )
 from tests.rego_engines import Engines
 

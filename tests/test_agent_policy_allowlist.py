@@ -8,7 +8,6 @@ so a test fails if the request is refused for another reason than the one it tes
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 

@@ -4,7 +4,6 @@ tests/test_agent_policy.py (provenance in tests/fixtures/kata-genpolicy/SOURCES.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest

@@ -89,6 +89,8 @@ class StackRun:
     secret_outputs: frozenset[str]
     warnings: list[str] = field(default_factory=list)
     """What the program logged with `pulumi.log.warn`, in order: `pulumi up` shows the same lines."""
+    notes: list[str] = field(default_factory=list)
+    """What the program logged with `pulumi.log.info`: a deliberate choice worth a line, not a problem."""
 
     def of_type(self, type_: str) -> list[Registered]:
         return [r for r in self.resources if r.type == type_]
@@ -158,15 +160,18 @@ def _plain_wire(value: Any) -> bool:
 
 
 class _WarningRecorder(logging.Handler):
-    """Collects the messages the mock engine logs at WARNING (pulumi.log.warn) for one run."""
+    """Collects the messages the mock engine logs at WARNING (pulumi.log.warn) and INFO (pulumi.log.info) for one run."""
 
     def __init__(self) -> None:
-        super().__init__(logging.WARNING)
+        super().__init__(logging.INFO)
         self.messages: list[str] = []
+        self.notes: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.levelno == logging.WARNING:
             self.messages.append(record.getMessage())
+        elif record.levelno == logging.INFO:
+            self.notes.append(record.getMessage())
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -264,7 +269,7 @@ def run_stack(
             monitor = RecordingMonitor(mocks)
             warnings = _WarningRecorder()
             # A level of its own: the SDK's debug lines are then dropped before a record is made.
-            logger = logging.Logger(f"{PROJECT}.offline.{stack}", logging.WARNING)
+            logger = logging.Logger(f"{PROJECT}.offline.{stack}", logging.INFO)
             logger.addHandler(warnings)
             pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=logger, monitor=monitor)
             try:
@@ -279,7 +284,7 @@ def run_stack(
             _close(loop)
             asyncio.set_event_loop(None)
     resources = sorted(monitor.registrations, key=lambda r: r.urn)
-    return StackRun(stack, resources, outputs, frozenset(secret_names), warnings.messages)
+    return StackRun(stack, resources, outputs, frozenset(secret_names), warnings.messages, warnings.notes)
 
 
 class _MonitorLoop(asyncio.SelectorEventLoop):
