@@ -61,6 +61,7 @@ class Engines:
 
     def __init__(self, modules: Mapping[str, str], data: Any = None):
         self._regorus = regorus.Engine()
+        self._regorus.set_gather_prints(True)  # as the agent's engine (kata-containers src/agent/policy/src/policy.rs)
         self._regopy = Interpreter()
         for name, text in modules.items():
             self._regorus.add_policy(name, text)
@@ -78,6 +79,7 @@ class Engines:
     def evaluate(self, rule: str, input_: Any) -> Any:
         self._regorus.set_input_json(json.dumps(input_))
         by_regorus = json.loads(self._regorus.eval_rule_as_json(rule))
+        self._regorus.take_prints()
         by_regorus = UNDEFINED if by_regorus == "<undefined>" else by_regorus
         entrypoint = rule.removeprefix("data.").replace(".", "/")
         if entrypoint not in self._bundles:
