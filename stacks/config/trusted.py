@@ -235,10 +235,10 @@ class Workload(Model):
     writes it): the only working directory the agent policy lets the container have. Unset: any outside
     host-written files."""
     image_env: list[ImageEnvEntry] = []
-    """The image's own `NAME=value` environment entries (`skopeo inspect --config docker://<image>`, `.config.Env`)
-    that the agent policy would otherwise refuse: the runtime passes the image's environment to the container,
-    and NIM's sets PYTHONPATH and LD_LIBRARY_PATH. Allowed verbatim; any other entry naming a variable through
-    which a process loads code (components/initdata.py UNSAFE_ENV) is refused."""
+    """The image's own `NAME=value` environment entries (`skopeo inspect --config docker://<image>`, `.config.Env`):
+    the runtime passes them to the container, and the agent policy allows exactly these, beside the pod spec's and
+    the runtime's own (service links, HOSTNAME); the same name with another value (PATH, LD_LIBRARY_PATH,
+    REQUESTS_CA_BUNDLE) is refused, so an image whose environment is not listed does not start."""
     registry_credentials: DnsLabel | None = None
     """A kbsResources name (listed in `resources`) holding the registry credentials the guest pulls
     `image` with: rendered as cdh.toml `[image] authenticated_registry_credentials_uri`."""
