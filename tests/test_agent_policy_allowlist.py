@@ -221,6 +221,20 @@ def test_a_device_is_refused(ngc_policy):
     assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"devices"}
 
 
+@pytest.mark.parametrize("edit, field", [
+    (lambda r: r["OCI"]["Linux"]["Resources"].update(Devices=[{"Allow": True, "Type": "b", "Major": 8, "Minor": 0, "Access": "rwm"}]), "OCI.Linux.Resources.Devices"),
+    (lambda r: r["OCI"]["Linux"]["Namespaces"].append({"Type": "pid", "Path": "/proc/1/ns/pid"}), "OCI.Linux.Namespaces[pid]"),
+    (lambda r: r["OCI"]["Linux"]["UIDMappings"].append({"ContainerID": 0, "HostID": 0, "Size": 65536}), "OCI.Linux.UIDMappings"),
+    (lambda r: r.update(sandbox_pidns=True), "sandbox_pidns"),
+], ids=["device-cgroup-rule", "guest-namespace", "uid-mapping", "shared-pid-namespace"])
+def test_reaching_beyond_the_container_is_refused(ngc_policy, edit, field):
+    """Genpolicy's own refusals (rules.rego allow_create_container_input, allow_linux): a device rule with
+    CAP_MKNOD, the agent's namespaces, ID mappings, a PID namespace shared with the other containers."""
+    request = nim_container()
+    edit(request)
+    assert refused_for(ngc_policy, "CreateContainerRequest", request) == {field}
+
+
 @pytest.mark.parametrize("field, value", [("guest_hook_path", "/run/kata-containers/shared/containers/hooks"), ("kernel_modules", [{"name": "evil", "parameters": []}])])
 def test_sandbox_hooks_and_kernel_modules_are_refused(ngc_policy, field, value):
     request = {**create_sandbox(), field: value}
