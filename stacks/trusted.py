@@ -53,6 +53,11 @@ def deploy(config: TrustedConfig) -> None:
             "refuses (`policy: ignoring error for <Request>`); replay them with `python -m scripts.replay_agent_requests`, "
             "then set mode: enforce (the policy pack refuses audit on production)"
         )
+    if config.reference_values.expires_soon():
+        pulumi.log.warn(
+            f"referenceValues.expiration {config.reference_values.expiration} is within 30 days; after it the stack refuses "
+            "these values: confirm them against evidence (python -m scripts.reference_values) and move it forward (docs/operations.md)"
+        )
     if not config.reference_values.measurements:
         if reason := config.reference_values.unpinned_measurement_reason:
             pulumi.log.info(
