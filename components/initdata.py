@@ -116,8 +116,10 @@ class PodContainer:
     env: tuple[str, ...] = ()
     """`NAME=value` entries the pod spec sets."""
     sealed_env: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    """(NAME, prefixes): a variable whose value is a sealed pointer starting with one of the prefixes
-    (`sealed.<header>.<payload>.`: components/sealed_secret.py sealed_prefix), its signature free."""
+    """(NAME, excluded): a variable the pod spec fills with a sealed pointer, never one starting with an
+    `excluded` prefix (`sealed.<header>.<payload>.`: components/sealed_secret.py sealed_prefix): the workload's
+    own secrets meant for something else. Which resource a pointer may name otherwise is KBS's decision (it
+    releases only the workload's own), so adding a resource to a workload leaves its policy as it is."""
     free_env: tuple[str, ...] = ()
     """Variables whose value the pod spec takes from a plain Secret (any value, never a sealed pointer)."""
     volumes: tuple[PodVolume, ...] = ()
@@ -135,9 +137,10 @@ class AgentPolicyArgs:
     """The only command line (entrypoint and arguments) the container may run, or None: any."""
     decryptor: DecryptorPolicy | None = None
     """The init container that decrypts the workload's encrypted model, or None."""
-    image_env: tuple[str, ...] = ()
+    image_env: tuple[str, ...] | None = ()
     """`NAME=value` entries of the image's own config Env: the only values its variables may take
-    (PATH, LD_LIBRARY_PATH, ...), beside the pod spec's and the runtime's own."""
+    (PATH, LD_LIBRARY_PATH, ...), beside the pod spec's and the runtime's own. None: not pinned, any entry but
+    those through which a process loads code (UNSAFE_ENV) and sealed pointers: only for a pod no secret reaches."""
     working_dir: str | None = None
     """The image's WorkingDir: the only working directory the container may have; None: any outside host files."""
     container: PodContainer = PodContainer()
@@ -286,9 +289,9 @@ def _workload_spec(args: AgentPolicyArgs) -> dict[str, Any]:
         "free_arg": {"index": -1, "pattern": "^$"},
         "cwd": args.working_dir,
         "env": list(args.container.env),
-        "image_env": list(args.image_env),
+        "image_env": list(args.image_env) if args.image_env is not None else None,
         "free_env": list(args.container.free_env),
-        "sealed_env": {name: list(prefixes) for name, prefixes in args.container.sealed_env},
+        "sealed_env": {name: list(excluded) for name, excluded in args.container.sealed_env},
         "volumes": [_volume(v) for v in args.container.volumes],
     }
 

@@ -316,16 +316,16 @@ def volume_mounts() -> list[dict[str, object]]:
     ]
 
 
-def policy_container(ngc_key_prefixes: tuple[str, ...] | None, mutual: bool, encrypted: bool) -> PodContainer:
+def policy_container(not_ngc_keys: tuple[str, ...] | None, mutual: bool, encrypted: bool) -> PodContainer:
     """The kserve-container as its workload's agent policy expects it: the environment `container_env` (and
-    an encrypted model's) sets, the NGC key's variable holding one of `ngc_key_prefixes`' sealed pointers
-    (None: an encrypted model, no NGC key), and every volume of `volume_mounts`."""
-    env = container_env("ngc-api-key" if ngc_key_prefixes is not None else None, mutual) + (encrypted_model.nim_env() if encrypted else [])
+    an encrypted model's) sets, the NGC key's variable holding a sealed pointer but none starting with one of
+    `not_ngc_keys` (None: an encrypted model, no NGC key), and every volume of `volume_mounts`."""
+    env = container_env("ngc-api-key" if not_ngc_keys is not None else None, mutual) + (encrypted_model.nim_env() if encrypted else [])
     mounts = volume_mounts() + ([encrypted_model.nim_volume_mount()] if encrypted else [])
     pod_volumes = {v["name"]: v for v in volumes("model", 1)} | {encrypted_model.VOLUME: {"emptyDir": {"medium": "Memory"}}}
     return PodContainer(
         env=tuple(f"{e['name']}={e['value']}" for e in env if "value" in e),
-        sealed_env=tuple((e["name"], ngc_key_prefixes) for e in env if "valueFrom" in e and ngc_key_prefixes is not None),
+        sealed_env=tuple((e["name"], not_ngc_keys) for e in env if "valueFrom" in e and not_ngc_keys is not None),
         volumes=tuple(PodVolume(m["mountPath"], _volume_kind(pod_volumes[m["name"]]), m["name"], bool(m.get("readOnly"))) for m in mounts),
     )
 

@@ -196,19 +196,20 @@ def agent_policy_args(config: TrustedConfig, workload: Workload) -> AgentPolicyA
         decryptor=_decryptor_policy(workload, uris),
         image_env=tuple(workload.image_env),
         working_dir=workload.working_dir,
-        container=nim.policy_container(_ngc_key_prefixes(workload, uris), config.inference_tls.client_ca_certificate is not None, workload.encrypted_model is not None),
+        container=nim.policy_container(_not_ngc_keys(workload, uris), config.inference_tls.client_ca_certificate is not None, workload.encrypted_model is not None),
         mode=config.agent_policy.mode,
     )
 
 
-def _ngc_key_prefixes(workload: Workload, uris: dict[str, str]) -> tuple[str, ...] | None:
-    """The sealed pointers NIM's NGC_API_KEY may hold: to one of the workload's resources the cloud side may
-    choose as its NGC key (stacks/cloud_cluster.py ngcApiKeyResource), never its model key or registry
-    credentials; None for an encrypted model, whose NIM has no NGC key."""
+def _not_ngc_keys(workload: Workload, uris: dict[str, str]) -> tuple[str, ...] | None:
+    """The sealed pointers NIM's NGC_API_KEY may not hold: the workload's secrets meant for something else (its
+    TLS serving key, its registry credentials), which NIM would send to NGC as an API key; None for an encrypted
+    model, whose NIM has no NGC key."""
     if workload.encrypted_model is not None:
         return None
-    other = {workload.registry_credentials}
-    return tuple(sealed_prefix(uris[name], names.SEALED_SECRET_KEY_URI) for name in workload.resources if name not in other)
+    others = [names.serving_key_uri(workload.name)] if workload.serving_hostnames else []
+    others += [uris[workload.registry_credentials]] if workload.registry_credentials else []
+    return tuple(sealed_prefix(uri, names.SEALED_SECRET_KEY_URI) for uri in others)
 
 
 def _decryptor_policy(workload: Workload, uris: dict[str, str]) -> DecryptorPolicy | None:

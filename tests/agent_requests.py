@@ -23,8 +23,10 @@ DIGEST = "sha256:" + "ab" * 32
 IMAGE = f"{REPOSITORY}@{DIGEST}"
 SANDBOX_ID = "8667fea11fc4fc70d427cc3645950ac83cc7d33ca515a8774ab95043f0096bb8"  # the gid fixture's io.kubernetes.cri.sandbox-id
 SEALED_NGC_KEY = "sealed.eyJhbGciOiJFUzI1NiJ9.eyJwcm92aWRlciI6Imticy.c2lnbmF0dXJl"
-"""A sealed pointer; the policy takes it where its `sealed.<header>.<payload>.` prefix is pinned (NGC_PREFIXES)."""
-NGC_PREFIXES = ("sealed.eyJhbGciOiJFUzI1NiJ9.eyJwcm92aWRlciI6Imticy.",)
+"""A sealed pointer, taken in the one variable the pod spec puts one in, unless it names a resource in NOT_NGC_KEYS."""
+SERVING_KEY = "sealed.eyJhbGciOiJFUzI1NiJ9.eyJuYW1lIjoia2JzOi8vL2RlZmF1bHQvc2VydmluZy1rZXlzL2xsYW1hIn0.c2ln"
+NOT_NGC_KEYS = (SERVING_KEY.rsplit(".", 1)[0] + ".",)
+"""The `sealed.<header>.<payload>.` of the workload's serving key: never the NGC key (stacks/trusted.py _not_ngc_keys)."""
 # NVIDIA publishes no Dockerfile for NIM; these entries follow the NIM image's Env as a third party copied
 # it (Clarifai/clarifai-python PR #444, clarifai/runners/dockerfile_template/Dockerfile.nim).
 NIM_IMAGE_ENV = (

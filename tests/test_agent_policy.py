@@ -19,7 +19,7 @@ from tests.agent_requests import (
     DIGEST,
     IMAGE,
     IMAGE_ANNOTATIONS,
-    NGC_PREFIXES,
+    NOT_NGC_KEYS,
     NIM_ARGS,
     NIM_IMAGE_ENV,
     REPOSITORY,
@@ -40,7 +40,7 @@ class Policy:
     working directory and the container components/nim.py renders)."""
 
     def __init__(self, **args: Any):
-        values = {"image_env": NIM_IMAGE_ENV, "container": nim.policy_container(NGC_PREFIXES, False, False), **args}
+        values = {"image_env": NIM_IMAGE_ENV, "container": nim.policy_container(NOT_NGC_KEYS, False, False), **args}
         self.text = render_agent_policy(AgentPolicyArgs(IMAGE, **values))
         self.engines = Engines({"policy.rego": self.text})
         self.engines.prepare([f"data.agent_policy.{r}" for r in (*AGENT_REQUESTS, *REFUSAL_RULES)])
@@ -244,7 +244,7 @@ def host_volume(destination: str, name: str = "evil") -> dict[str, Any]:
 @pytest.mark.parametrize("encrypted, mutual", [(False, False), (True, False), (False, True)], ids=["ngc-model", "encrypted-model", "mutual-tls"])
 def test_the_nim_container_runs_as_kserve_starts_it(encrypted, mutual):
     """With its TLS settings, the sealed key's Secret and the certificate's ConfigMap: data outside the code directories."""
-    workload_policy = Policy(container=nim.policy_container(None if encrypted else NGC_PREFIXES, mutual, encrypted))
+    workload_policy = Policy(container=nim.policy_container(None if encrypted else NOT_NGC_KEYS, mutual, encrypted))
     request = nim_container(encrypted, mutual)
     destinations = {m["destination"] for m in request["OCI"]["Mounts"]}
     assert {"/opt/nim/.cache", "/opt/nim/workspace", "/dev/termination-log", "/var/run/secrets/kubernetes.io/serviceaccount", nim.TLS_KEY_DIR, nim.TLS_CERT_DIR} <= destinations

@@ -20,7 +20,8 @@ from tests.agent_requests import (
     IMAGE,
     KEY_URI,
     MANIFEST,
-    NGC_PREFIXES,
+    NOT_NGC_KEYS,
+    SERVING_KEY,
     NIM_ARGS,
     NIM_IMAGE_ENV,
     NIM_WORKING_DIR,
@@ -266,12 +267,12 @@ def test_a_sealed_pointer_moved_to_another_variable_is_refused(ngc_policy, entry
     assert refused_for(ngc_policy, "CreateContainerRequest", request) == {f"OCI.Process.Env[{entry.split('=')[0]}]"}
 
 
-def test_the_ngc_key_variable_takes_only_the_ngc_keys_pointer(ngc_policy):
+def test_the_ngc_key_variable_takes_no_pointer_to_the_workloads_other_secrets(ngc_policy):
     """The serving key's pointer (another payload) in NGC_API_KEY would send the TLS key to NGC as an API key."""
     request = nim_container()
     env = request["OCI"]["Process"]["Env"]
     index = next(i for i, entry in enumerate(env) if entry.startswith("NGC_API_KEY="))
-    env[index] = "NGC_API_KEY=sealed.eyJhbGciOiJFUzI1NiJ9.eyJuYW1lIjoia2JzOi8vL2RlZmF1bHQvc2VydmluZy1rZXlzL2xsYW1hIn0.c2ln"
+    env[index] = f"NGC_API_KEY={SERVING_KEY}"
     assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"OCI.Process.Env[NGC_API_KEY]"}
 
 
@@ -288,7 +289,7 @@ def test_audit_mode_lets_everything_through_and_decides_as_enforce():
     """The agent serves a refused request when AllowRequestsFailingPolicy is true and logs
     `policy: ignoring error for <Request>` (kata-containers src/agent/policy/src/policy.rs allow_request);
     the rules are the enforcing ones, so that log names exactly what enforce would refuse."""
-    args = dict(image_env=NIM_IMAGE_ENV, container=nim.policy_container(NGC_PREFIXES, False, False))
+    args = dict(image_env=NIM_IMAGE_ENV, container=nim.policy_container(NOT_NGC_KEYS, False, False))
     enforce = render_agent_policy(AgentPolicyArgs(IMAGE, **args))
     audit = Policy(mode="audit")
     assert audit.decide("AllowRequestsFailingPolicy", {}) is True

@@ -11,7 +11,7 @@ import pytest
 
 from scripts import replay_agent_requests as replay
 from scripts.offline.stackfile import STACKS_DIR
-from tests.agent_requests import create_sandbox, crio, pause, pod_container, pod_copies, policy_data
+from tests.agent_requests import SEALED_NGC_KEY, create_sandbox, crio, pause, pod_container, pod_copies, policy_data
 from components import nim
 
 WORKLOAD = "llama-3-1-8b"
@@ -28,7 +28,7 @@ def dev_nim(pinned: dict[str, Any]) -> dict[str, Any]:
     spec = {"name": "kserve-container", "env": nim.container_env("llama-ngc-api-key", False), "volumeMounts": nim.volume_mounts()}
     return pod_container(spec, nim.volumes("llama", 40), image=f"{pinned['repository']}@{pinned['digest']}", image_env=tuple(pinned["image_env"]),
                          args=tuple(pinned["args"] or ["/opt/nim/start_server.sh"]), cwd=pinned["cwd"] or "/",
-                         sealed=pinned["sealed_env"]["NGC_API_KEY"][0] + "c2lnbmF0dXJl")
+                         sealed=SEALED_NGC_KEY)
 
 
 def write(tmp_path: Path, entries: list[dict[str, Any]]) -> Path:
