@@ -259,14 +259,15 @@ class Workload(Model):
     gpus: int = Field(default=1, ge=0, le=8)
     """GPUs the workload's pod VM attests; each resource's minGpus must fit."""
     args: list[str] | None = Field(default=None, min_length=1)
-    """The container's full command line (the image's entrypoint and cmd, `skopeo inspect --config`), pinned in
-    the agent policy so the host cannot run the image with another command; unset: any command of the image."""
+    """The container's full command line, the image's Entrypoint then Cmd (`python -m scripts.pin_workload` reads
+    them from the registry), pinned in the agent policy so the host cannot run the image with another command.
+    Required for a workload that receives any KBS resource."""
     working_dir: AbsolutePath | None = None
     """The image's WorkingDir (`skopeo inspect --config`, `.config.WorkingDir`; `python -m scripts.pin_workload`
     writes it): the only working directory the agent policy lets the container have. Unset: any outside
     host-written files."""
     image_env: list[ImageEnvEntry] = []
-    """The image's own `NAME=value` environment entries (`skopeo inspect --config docker://<image>`, `.config.Env`):
+    """The image's own `NAME=value` environment entries (its config's `Env`, as `scripts.pin_workload` writes them):
     the runtime passes them to the container, and the agent policy allows exactly these, beside the pod spec's and
     the runtime's own (service links, HOSTNAME); the same name with another value (PATH, LD_LIBRARY_PATH,
     REQUESTS_CA_BUNDLE) is refused, so an image whose environment is not listed does not start."""
@@ -373,6 +374,13 @@ class TrustedConfig(Model):
                     yield Problem(f"workloads[{i}].resources[{j}]", f"{name!r} is not a kbsResources name (declared: {', '.join(sorted(resources)) or 'none'})")
                 elif resource.required_gpus > workload.gpus:
                     yield Problem(f"workloads[{i}].gpus", f"{workload.gpus} GPUs cannot receive {name!r}: KBS releases it only to pod VMs attesting {resource.required_gpus}")
+            if workload.args is None and (workload.resources or workload.serving_hostnames):
+                # Fail closed: with an unpinned process the host picks what runs next to the released secrets.
+                yield Problem(
+                    f"workloads[{i}].args",
+                    f"is unset, but workload {workload.name} receives KBS resources: pin its image's process with "
+                    f"`python -m scripts.pin_workload {workload.image} --env {self.stack.env} --workload {workload.name} --write`",
+                )
 
     def _serving_rules(self) -> Iterator[Problem]:
         """Each serving key is a KBS resource named after its workload; each host name serves one workload."""
