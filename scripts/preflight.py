@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 
 from components.azure import ids
+from scripts import custody
 from scripts.cli import ArgumentParser, OutputsFileError, environment, read_outputs_file
 from scripts.offline.stackfile import STACKS_DIR, StackFileError, read_stack_file
 from stacks.config import CloudConfig, ConfigError, load
@@ -325,6 +326,16 @@ def trusted_outputs(config: CloudConfig) -> dict[str, Any] | str:
     return outputs if isinstance(outputs, dict) else f"{command} printed no JSON object of outputs"
 
 
+def check_custody(env: str, stacks_dir: Path, reads_trusted_state: bool) -> None:
+    """Refuse an environment whose trusted stack keeps its state or secrets key in the cloud (scripts/custody.py)."""
+    trusted = f"{env}-trusted"
+    refusal = custody.trusted_stack_refusal(
+        trusted, stacks_dir / f"Pulumi.{trusted}.yaml", custody.current_backend(stacks_dir.parent) if reads_trusted_state else None, reads_trusted_state
+    )
+    if refusal:
+        raise CannotRun(refusal)
+
+
 def load_config(env: str, stacks_dir: Path = STACKS_DIR) -> CloudConfig:
     stack = f"{env}-cloud"
     stack_file = read_stack_file(stack, stacks_dir)
@@ -345,6 +356,8 @@ def main(argv: list[str] | None = None, clients: Callable[[CloudConfig], AzureCl
         config = load_config(args.env, args.stacks_dir)
         trusted = read_trusted_outputs(args.trusted_outputs) if args.trusted_outputs else None
         azure = clients(config)
+        # Read through `pulumi stack output`, the trusted stack is in this backend: it must be on premises.
+        check_custody(args.env, args.stacks_dir, reads_trusted_state=args.trusted_outputs is None)
     except ConfigError as err:
         print(str(err), file=sys.stderr)
         return 2

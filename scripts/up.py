@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from scripts import custody
 from scripts.cli import ArgumentParser
 from scripts.offline.stackfile import environments as stack_environments
 from scripts.pulumi_cli import REPO_ROOT, AutomationPulumi, Pulumi, PulumiError
@@ -43,6 +44,14 @@ def check_trusted(pulumi: Pulumi, env: str) -> None:
     missing = missing_outputs(outputs)
     if missing:
         raise Refused(f"refusing {cloud}: {trusted} lacks the outputs {', '.join(missing)}")
+
+
+def check_custody(env: str, root: Path = REPO_ROOT) -> None:
+    """The trusted stack's state and secrets provider are on the trusted side (scripts/custody.py)."""
+    trusted = stack_name(env, "trusted")
+    refusal = custody.trusted_stack_refusal(trusted, root / "stacks" / f"Pulumi.{trusted}.yaml", custody.current_backend(root))
+    if refusal:
+        raise Refused(refusal)
 
 
 def deploy(pulumi: Pulumi, env: str, sides: Sequence[str] = SIDES) -> None:
@@ -81,6 +90,8 @@ def main(argv: Sequence[str] | None = None, make_pulumi: Callable[[], Pulumi] = 
             raise Refused(f"unknown environment {args.env!r}: expected one of {', '.join(known)}")
         if args.destroy and not args.yes:
             raise Refused(f"--destroy deletes every resource of {args.env}: add --yes to confirm")
+        if "trusted" in sides:
+            check_custody(args.env)
         pulumi = make_pulumi()
         (destroy if args.destroy else deploy)(pulumi, args.env, sides)
     except Refused as exc:

@@ -25,6 +25,12 @@ TRUSTED_OUTPUTS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def on_premises_backend(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The trusted runner's backend (scripts/custody.py refuses any other for a trusted stack)."""
+    monkeypatch.setenv("PULUMI_BACKEND_URL", f"file://{tmp_path}/state")
+
+
 class FakePulumi:
     """A workspace that records every call; `up` gives a stack the outputs in `produces`."""
 
@@ -197,3 +203,20 @@ def test_adapter_turns_a_failed_up_into_one_line(monkeypatch: pytest.MonkeyPatch
     assert commands(log) == [("up", "dev-trusted")]
     assert capsys.readouterr().err.splitlines()[-1] == (
         "error: pulumi up failed on dev-trusted: error: 1 resource failed on dev-trusted")
+
+
+@pytest.mark.parametrize("backend", ["azblob://pulumi-state?storage_account=stpulumi", "s3://state", "https://api.pulumi.com"])
+def test_a_trusted_stack_in_a_cloud_backend_is_refused_before_any_pulumi_call(
+        backend: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PULUMI_BACKEND_URL", backend)
+    fake = FakePulumi()
+    assert run(["prod"], fake) == 2
+    assert fake.calls == []
+    err = capsys.readouterr().err
+    assert err.startswith("error: refusing prod-trusted: its state backend ") and err.count("\n") == 1
+
+
+def test_the_cloud_side_alone_may_use_a_cloud_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PULUMI_BACKEND_URL", "azblob://pulumi-state?storage_account=stpulumi")
+    fake = FakePulumi(deployed={"dev-trusted": TRUSTED_OUTPUTS})
+    assert run(["dev", "--only", "cloud"], fake) == 0
