@@ -101,7 +101,8 @@ def unverified_payload(token: str) -> dict[str, Any]:
     return _parts(token)[1]
 
 
-def _public_key(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
+def verify_key(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
+    """The public key of a pinned JWK; BundleError when it is not a P-256 point."""
     if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
         raise BundleError(f"pinned key {jwk.get('kid')} is not an EC P-256 key")
     x = int.from_bytes(_unb64url(str(jwk.get("x", "")), "pinned key x"), "big")
@@ -127,7 +128,7 @@ def verify(token: str, pinned: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         raise BundleError("its signature is not an ES256 signature (64 bytes r||s)")
     der = encode_dss_signature(int.from_bytes(signature[:_COORDINATE_BYTES], "big"), int.from_bytes(signature[_COORDINATE_BYTES:], "big"))
     try:
-        _public_key(keys[kid]).verify(der, signing_input.encode(), ec.ECDSA(hashes.SHA256()))
+        verify_key(keys[kid]).verify(der, signing_input.encode(), ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
         raise BundleError(f"its signature does not verify with pinned key {kid}") from None
     return payload

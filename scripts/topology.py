@@ -309,8 +309,8 @@ def render_topology(runs: list[StackRun]) -> str:
     bundle_readers = [p for p in pictures if p.role == "cloud" and not p.holding(_STACK_REFERENCE)]
     bundle_edges: list[str] = []
     bundle_summary: list[str] = []
-    for p in pictures:
-        keys = _bundle_keys(p) if p.role == "trusted" else []
+    for p in (p for p in pictures if p.role == "trusted"):
+        keys = _bundle_keys(p)
         readers = [c for c in bundle_readers if c.run.stack.startswith(p.run.stack.rsplit("-", 1)[0] + "-")]
         if not readers:
             for node in keys:
@@ -319,12 +319,14 @@ def render_topology(runs: list[StackRun]) -> str:
         read = [name for name in CLOUD_READS if name in p.run.outputs]
         for cloud in readers:
             consumers = _consumers(cloud, p.run.outputs)
-            bundle_edges += [f'  {key.id} -- "signed trust bundle" --> {_slug(cloud.run.stack)}_bundle' for key in keys]
+            bundle = f"{_slug(cloud.run.stack)}_bundle"
+            bundle_edges.append(f'  {_slug(p.run.stack)} -- "{", ".join(read)}" --> {bundle}')
+            bundle_edges += [f'  {key.id} -- "signs" --> {bundle}' for key in keys]
             bundle_edges += [f'  {_slug(cloud.run.stack)}_bundle -- "{", ".join(names)}" --> {node_id}' for node_id, names in consumers.items()]
             _attestation(p, cloud, bundle_edges, bundle_summary)
             bundle_summary.insert(len(bundle_summary) - (1 if p.holding(_KBS_CONFIG) else 0), 
-                f"- **Between the clusters**: {cloud.run.stack} reads {_and([f'`{n}`' for n in read])} from the trust bundle "
-                f"{p.run.stack} signed (output `trustBundles`), all public, verified against the pinned `trustBundleKey` before use"
+                f"- **Between the clusters**: {cloud.run.stack} reads {_and([f'`{n}`' for n in read])} from {p.run.stack}, as the "
+                "trust bundle it signed (output `trustBundles`), all public, verified against the pinned `trustBundleKey` before use"
                 + "".join(f"; {_and(names)} go{'es' if len(names) == 1 else ''} to {cloud.nodes[node_id].title}" for node_id, names in consumers.items())
                 + "."
             )

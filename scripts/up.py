@@ -1,7 +1,11 @@
 """Deploy or destroy one environment: `python -m scripts.up ENV [--destroy --yes] [--only trusted|cloud]`.
 
-`up` runs `ENV-trusted` then `ENV-cloud`; the cloud stack is refused unless the trusted stack is
-deployed and exports everything the cloud side reads. `--destroy` goes the other way round.
+`up` runs `ENV-trusted` then `ENV-cloud`. After the trusted stack it writes the trust bundle it signed
+for the cloud stack to the file the cloud config names (`trustBundle.file`: what the pipeline hands over).
+The cloud stack is refused unless that bundle verifies against the pinned key, which must not be the
+offline plan's placeholder (or, for a cloud stack reading a StackReference, unless the trusted stack is
+deployed and exports everything the cloud side reads). A trusted stack is refused unless its state and
+secrets provider are on premises (scripts/custody.py). `--destroy` goes the other way round.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from scripts import custody
+from scripts import custody, trust_bundles
 from scripts.cli import ArgumentParser
 from scripts.offline.stackfile import environments as stack_environments
 from scripts.pulumi_cli import REPO_ROOT, AutomationPulumi, Pulumi, PulumiError
+from stacks.config import ConfigError
 from stacks.contracts import CLOUD_READS
 
 REQUIRED_TRUSTED_OUTPUTS = CLOUD_READS
@@ -54,11 +59,40 @@ def check_custody(env: str, root: Path = REPO_ROOT) -> None:
         raise Refused(refusal)
 
 
-def deploy(pulumi: Pulumi, env: str, sides: Sequence[str] = SIDES) -> None:
+def hand_over_bundles(pulumi: Pulumi, env: str, root: Path) -> None:
+    """Write the bundle the trusted stack signed for the cloud stack to the file its config names (the
+    file the pipeline hands over as an artifact)."""
+    cloud = trust_bundles.cloud_config(stack_name(env, "cloud"), root / "stacks")
+    if cloud.trust_bundle is None:
+        return
+    trusted = stack_name(env, "trusted")
+    token = ((pulumi.outputs(trusted) or {}).get("trustBundles") or {}).get(cloud.stack.name)
+    if not isinstance(token, str):
+        raise Refused(f"{trusted} has no output trustBundles.{cloud.stack.name}: update the trusted stack")
+    path = trust_bundles.bundle_path(cloud, root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(token)
+    print(f"wrote {path.relative_to(root) if path.is_relative_to(root) else path}: the trust bundle for {cloud.stack.name}")
+
+
+def check_cloud_reads(pulumi: Pulumi, env: str, root: Path) -> None:
+    """The cloud stack's source of trusted values is there and verifies: its bundle, or the trusted outputs."""
+    cloud = trust_bundles.cloud_config(stack_name(env, "cloud"), root / "stacks")
+    if cloud.trust_bundle is None:
+        check_trusted(pulumi, env)
+        return
+    try:
+        trust_bundles.verified_view(cloud, root)
+    except trust_bundles.BundleRefused as err:
+        raise Refused(f"refusing {cloud.stack.name}: {err}") from None
+
+
+def deploy(pulumi: Pulumi, env: str, sides: Sequence[str] = SIDES, root: Path = REPO_ROOT) -> None:
     if "trusted" in sides:
         pulumi.up(stack_name(env, "trusted"))
+        hand_over_bundles(pulumi, env, root)
     if "cloud" in sides:
-        check_trusted(pulumi, env)
+        check_cloud_reads(pulumi, env, root)
         pulumi.up(stack_name(env, "cloud"))
 
 
@@ -96,6 +130,9 @@ def main(argv: Sequence[str] | None = None, make_pulumi: Callable[[], Pulumi] = 
         (destroy if args.destroy else deploy)(pulumi, args.env, sides)
     except Refused as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print("\n".join(exc.lines()), file=sys.stderr)
         return 2
     except PulumiError as exc:
         print(f"error: {exc}", file=sys.stderr)

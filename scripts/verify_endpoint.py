@@ -29,10 +29,12 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
+from scripts import trust_bundles
 from scripts.cli import ArgumentParser, OutputsFileError, environment, read_outputs_file
 from scripts.offline.stackfile import STACKS_DIR, StackFileError, read_stack_file
 from scripts.pulumi_cli import AutomationPulumi, Pulumi, PulumiError
 from scripts.up import environments, stack_name
+from stacks.config import ConfigError
 
 CONNECT_SECONDS = 10.0
 ANSWER_SECONDS = 300.0  # a first completion on a cold model can take minutes
@@ -370,6 +372,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("model", help="a model name of the cloud stack (confidential-ai:models)")
     parser.add_argument("--prompt", help="after verifying, send this as one chat completion and print the answer")
     parser.add_argument("--trusted-outputs", type=Path, help="JSON of the trusted stack outputs (e.g. out/ENV-trusted/outputs.json); default: pulumi stack output")
+    parser.add_argument("--trust-bundle", type=Path, help="the cloud stack's trust bundle file (default: its trustBundle.file); read instead of the trusted outputs")
     parser.add_argument("--cloud-outputs", type=Path, help="JSON of the cloud stack outputs (e.g. out/ENV-cloud/outputs.json); default: pulumi stack output")
     parser.add_argument("--client-cert", type=Path, help="PEM client certificate (and key) for models that require mutual TLS")
     parser.add_argument("--client-key", type=Path, help="PEM key of --client-cert, when not in the same file")
@@ -397,7 +400,18 @@ def load_endpoint(args: argparse.Namespace, make_pulumi: Callable[[], Pulumi]) -
         pulumi = pulumi or make_pulumi()
         return stack_outputs(pulumi, stack_name(args.env, side))
 
-    trusted = outputs(args.trusted_outputs, "trusted")
+    config = trust_bundles.cloud_config(cloud_stack, args.stacks_dir)
+    if config.trust_bundle is not None and args.trusted_outputs is None:
+        # The trusted side's values as the cloud stack got them: its bundle, verified against the pinned key.
+        try:
+            trusted = trust_bundles.verified_view(config, args.stacks_dir.parent, args.trust_bundle)
+        except trust_bundles.BundleRefused as err:
+            raise CannotRun(str(err)) from None
+        trusted_stack = f"the trust bundle of {cloud_stack} ({trust_bundles.bundle_path(config, args.stacks_dir.parent, args.trust_bundle)})"
+    elif args.trust_bundle is not None:
+        raise CannotRun(f"--trust-bundle {args.trust_bundle}: {cloud_stack} pins no trust bundle key (set trustBundle in its stack file)")
+    else:
+        trusted = outputs(args.trusted_outputs, "trusted")
     cloud = outputs(args.cloud_outputs, "cloud")
     return endpoint_from_outputs(args.model, trusted_stack, trusted, cloud_stack, cloud)
 
@@ -409,6 +423,9 @@ def main(argv: Sequence[str] | None = None, make_pulumi: Callable[[], Pulumi] = 
         context = client_context(endpoint.ca_pem, (args.client_cert, args.client_key) if args.client_cert else None)
     except (CannotRun, OutputsFileError, StackFileError, PulumiError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ConfigError as err:
+        print("\n".join(err.lines()), file=sys.stderr)
         return 2
     except Failed as err:
         print(f"FAILED: {err}", file=sys.stderr)

@@ -220,3 +220,81 @@ def test_the_cloud_side_alone_may_use_a_cloud_backend(monkeypatch: pytest.Monkey
     monkeypatch.setenv("PULUMI_BACKEND_URL", "azblob://pulumi-state?storage_account=stpulumi")
     fake = FakePulumi(deployed={"dev-trusted": TRUSTED_OUTPUTS})
     assert run(["dev", "--only", "cloud"], fake) == 0
+
+
+# --- the trust bundle hand-over (a cloud stack that reads a bundle: prod) -------------------------
+
+
+def _root_with(tmp_path: Path, pinned: dict[str, Any] | None = None) -> Path:
+    """A project root whose stack files are the examples, prod-cloud pinning `pinned` when given."""
+    import shutil
+
+    import yaml
+
+    root = tmp_path / "project"
+    shutil.copytree(ROOT / "stacks", root / "stacks", ignore=shutil.ignore_patterns("*.py", "__pycache__", "config", "models"))
+    if pinned is not None:
+        path = root / "stacks" / "Pulumi.prod-cloud.yaml"
+        document = yaml.safe_load(path.read_text())
+        document["config"]["confidential-ai:trustBundle"]["keys"] = [pinned]
+        path.write_text(yaml.safe_dump(document))
+    return root
+
+
+def _real_key() -> tuple[str, dict[str, Any]]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from components.trust_bundle import public_jwk
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return pem, public_jwk(public)
+
+
+def _prod_trusted_outputs(private_pem: str | None = None) -> dict[str, Any]:
+    from stacks.trust_bundle import signed_bundles
+    from tests.conftest import plan_once
+
+    outputs = dict(plan_once("prod")[0].outputs)
+    if private_pem is not None:
+        outputs["trustBundles"] = signed_bundles("prod", 1, outputs, private_pem)
+    return outputs
+
+
+def test_the_trusted_up_writes_the_bundle_the_cloud_config_names(tmp_path: Path) -> None:
+    root = _root_with(tmp_path)
+    outputs = _prod_trusted_outputs()
+    fake = FakePulumi(produces={"prod-trusted": outputs})
+    up.deploy(fake, "prod", ("trusted",), root)
+    assert (root / "trust-bundles" / "prod-cloud.jws").read_text() == outputs["trustBundles"]["prod-cloud"]
+
+
+def test_the_cloud_up_runs_on_a_bundle_that_verifies_with_a_real_pinned_key(tmp_path: Path) -> None:
+    private, public = _real_key()
+    root = _root_with(tmp_path, pinned=public)
+    fake = FakePulumi(produces={"prod-trusted": _prod_trusted_outputs(private)})
+    up.deploy(fake, "prod", up.SIDES, root)
+    assert mutating(fake) == [("up", "prod-trusted"), ("up", "prod-cloud")]
+
+
+def test_the_cloud_up_is_refused_on_a_changed_bundle(tmp_path: Path) -> None:
+    private, public = _real_key()
+    root = _root_with(tmp_path, pinned=public)
+    fake = FakePulumi(produces={"prod-trusted": _prod_trusted_outputs(private)})
+    up.deploy(fake, "prod", ("trusted",), root)
+    bundle = root / "trust-bundles" / "prod-cloud.jws"
+    header, payload, signature = bundle.read_text().split(".")
+    bundle.write_text(f"{header}.{payload[:-2]}{'A' if payload[-2] != 'A' else 'B'}{payload[-1]}.{signature}")
+    with pytest.raises(up.Refused, match=r"^refusing prod-cloud: prod-cloud: trust bundle .*prod-cloud.jws: refused: "):
+        up.deploy(fake, "prod", ("cloud",), root)
+    assert ("up", "prod-cloud") not in fake.calls
+
+
+def test_the_cloud_up_is_refused_while_the_offline_placeholder_key_is_pinned(tmp_path: Path) -> None:
+    root = _root_with(tmp_path)
+    fake = FakePulumi(produces={"prod-trusted": _prod_trusted_outputs()})
+    up.deploy(fake, "prod", ("trusted",), root)
+    with pytest.raises(up.Refused, match=r"trustBundle.keys\[0\] is the offline plan's placeholder key f5Q6IhMpcxzfoWmYt1vehzM070L_mn6Bt3r43tszZ-g"):
+        up.deploy(fake, "prod", ("cloud",), root)
