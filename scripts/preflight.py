@@ -343,9 +343,11 @@ def load_config(env: str, stacks_dir: Path = STACKS_DIR) -> CloudConfig:
 
 
 def trusted_values(config: CloudConfig, args: Any) -> dict[str, Any] | None:
-    """What the KBS check reads of the trusted side: the cloud stack's verified trust bundle (refused,
-    exit 2, when it does not verify or pins the offline placeholder key), a --trusted-outputs file, or
-    None to read the trusted stack's outputs with the CLI."""
+    """What the KBS check reads of the trusted side: a --trusted-outputs file when given, else the cloud
+    stack's verified trust bundle (refused, exit 2, when it does not verify or pins the offline placeholder
+    key), else None: the trusted stack's outputs, read with the CLI."""
+    if args.trusted_outputs is not None:
+        return read_trusted_outputs(args.trusted_outputs)
     if config.trust_bundle is not None or args.trust_bundle is not None:
         if config.trust_bundle is None:
             raise CannotRun(f"--trust-bundle {args.trust_bundle}: {config.stack.name} pins no trust bundle key (set trustBundle in its stack file)")
@@ -353,7 +355,7 @@ def trusted_values(config: CloudConfig, args: Any) -> dict[str, Any] | None:
             return trust_bundles.verified_view(config, args.stacks_dir.parent, args.trust_bundle)
         except trust_bundles.BundleRefused as err:
             raise CannotRun(str(err).removeprefix(f"{config.stack.name}: ")) from None
-    return read_trusted_outputs(args.trusted_outputs) if args.trusted_outputs else None
+    return None
 
 
 def main(argv: list[str] | None = None, clients: Callable[[CloudConfig], AzureClients] = live_clients) -> int:
@@ -365,8 +367,9 @@ def main(argv: list[str] | None = None, clients: Callable[[CloudConfig], AzureCl
     args = parser.parse_args(argv)
     try:
         config = load_config(args.env, args.stacks_dir)
-        trusted = trusted_values(config, args)
+        trusted = read_trusted_outputs(args.trusted_outputs) if args.trusted_outputs else None
         azure = clients(config)
+        trusted = trusted_values(config, args)
         # Read through `pulumi stack output`, the trusted stack is in this backend: it must be on premises.
         check_custody(args.env, args.stacks_dir, reads_trusted_state=trusted is None)
     except ConfigError as err:

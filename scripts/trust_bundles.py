@@ -68,3 +68,33 @@ def verified_view(config: CloudConfig, root: Path, override: Path | None = None)
         return trust_bundle.open_bundle(token, [key.model_dump() for key in settings.keys], config.stack.env, stack, settings.minimum_version)
     except jws.BundleError as err:
         raise BundleRefused(f"{stack}: trust bundle {path}: refused: {err}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m scripts.trust_bundles ENV...`: write the bundles the deployed trusted stacks signed to the
+    files their cloud stacks name (what a preview or drift check of the cloud side needs), on the trusted runner."""
+    import sys
+
+    from scripts.cli import ArgumentParser, environment
+    from scripts.pulumi_cli import REPO_ROOT, AutomationPulumi, PulumiError
+    from scripts.up import Refused, hand_over_bundles
+    from stacks.config import ConfigError
+
+    parser = ArgumentParser(prog="python -m scripts.trust_bundles", description=main.__doc__.splitlines()[0] if main.__doc__ else None)
+    parser.add_argument("envs", nargs="+", type=environment, metavar="ENV")
+    args = parser.parse_args(argv)
+    pulumi = AutomationPulumi(REPO_ROOT)
+    try:
+        for env in args.envs:
+            hand_over_bundles(pulumi, env, REPO_ROOT)
+    except (Refused, PulumiError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ConfigError as err:
+        print("\n".join(err.lines()), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -116,18 +116,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None, make_pulumi: Callable[[], Pulumi] = AutomationPulumi) -> int:
+def main(argv: Sequence[str] | None = None, make_pulumi: Callable[[], Pulumi] = AutomationPulumi, root: Path = REPO_ROOT) -> int:
     args = parse_args(argv)
     sides = (args.only,) if args.only else SIDES
     try:
-        if args.env not in (known := environments()):
+        if args.env not in (known := environments(root)):
             raise Refused(f"unknown environment {args.env!r}: expected one of {', '.join(known)}")
         if args.destroy and not args.yes:
             raise Refused(f"--destroy deletes every resource of {args.env}: add --yes to confirm")
         if "trusted" in sides:
-            check_custody(args.env)
+            check_custody(args.env, root)
         pulumi = make_pulumi()
-        (destroy if args.destroy else deploy)(pulumi, args.env, sides)
+        if args.destroy:
+            destroy(pulumi, args.env, sides)
+        else:
+            deploy(pulumi, args.env, sides, root)
     except Refused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

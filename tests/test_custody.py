@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from scripts import custody, preflight
+from tests.stack_edits import single_backend_lab
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ROOT / "stacks"
@@ -106,7 +107,8 @@ def test_the_guard_catches_a_cloud_provider_for_a_trusted_stack() -> None:
 
 def test_preflight_refuses_a_trusted_stack_read_from_a_cloud_backend(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("PULUMI_BACKEND_URL", "azblob://pulumi-state?storage_account=stpulumistate")
-    assert preflight.main(["dev"], clients=lambda config: None) == 2
+    lab = single_backend_lab() / "stacks"  # dev-cloud reads dev-trusted through the CLI
+    assert preflight.main(["dev", "--stacks-dir", str(lab)], clients=lambda config: None) == 2
     assert capsys.readouterr().err.splitlines() == [
         "dev-cloud: refusing dev-trusted: its state backend azblob://pulumi-state?storage_account=stpulumistate is not on the trusted "
         f"side; use {custody.ALLOWED_BACKENDS}"]

@@ -14,6 +14,7 @@ import pytest
 from scripts import up
 from scripts.pulumi_cli import AutomationPulumi, Preview, PulumiError
 from tests import fake_pulumi
+from tests.stack_edits import single_backend_lab
 
 ROOT = Path(__file__).resolve().parent.parent
 TRUSTED_OUTPUTS = {
@@ -61,7 +62,8 @@ class FakePulumi:
 
 
 def run(argv: list[str], fake: FakePulumi) -> int:
-    return up.main(argv, make_pulumi=lambda: fake)
+    """`scripts.up` in a single-backend lab, whose dev-cloud reads dev-trusted through a StackReference."""
+    return up.main(argv, make_pulumi=lambda: fake, root=single_backend_lab())
 
 
 def mutating(fake: FakePulumi) -> list[tuple[str, str]]:
@@ -171,7 +173,7 @@ def commands(log: Path) -> list[tuple[str, str]]:
 
 def test_adapter_deploys_in_order_through_the_cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     log = fake_pulumi.install(monkeypatch, tmp_path, recorded(tmp_path, TRUSTED_OUTPUTS))
-    assert up.main(["dev"], make_pulumi=lambda: AutomationPulumi(ROOT)) == 0
+    assert up.main(["dev"], make_pulumi=lambda: AutomationPulumi(ROOT), root=single_backend_lab()) == 0
     ups = [c for c in commands(log) if c[0] == "up"]
     assert ups == [("up", "dev-trusted"), ("up", "dev-cloud")]
     # the trusted outputs were read after the trusted up and before the cloud up
@@ -182,7 +184,7 @@ def test_adapter_deploys_in_order_through_the_cli(monkeypatch: pytest.MonkeyPatc
 def test_adapter_refuses_cloud_on_missing_outputs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     log = fake_pulumi.install(monkeypatch, tmp_path, recorded(tmp_path, {"kbsUrl": "https://kbs"}))
-    assert up.main(["dev", "--only", "cloud"], make_pulumi=lambda: AutomationPulumi(ROOT)) == 2
+    assert up.main(["dev", "--only", "cloud"], make_pulumi=lambda: AutomationPulumi(ROOT), root=single_backend_lab()) == 2
     assert [c for c in commands(log) if c[0] == "up"] == []
     assert capsys.readouterr().err.endswith(
         "error: refusing dev-cloud: dev-trusted lacks the outputs kbsCaCert, kbsResources, workloads, sealedSecretKeyUri\n")
@@ -191,7 +193,7 @@ def test_adapter_refuses_cloud_on_missing_outputs(monkeypatch: pytest.MonkeyPatc
 def test_adapter_treats_a_missing_trusted_stack_as_not_deployed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     fake_pulumi.install(monkeypatch, tmp_path, recorded(tmp_path, None))
-    assert up.main(["dev", "--only", "cloud"], make_pulumi=lambda: AutomationPulumi(ROOT)) == 2
+    assert up.main(["dev", "--only", "cloud"], make_pulumi=lambda: AutomationPulumi(ROOT), root=single_backend_lab()) == 2
     assert "dev-trusted has not been deployed" in capsys.readouterr().err
 
 
@@ -199,7 +201,7 @@ def test_adapter_turns_a_failed_up_into_one_line(monkeypatch: pytest.MonkeyPatch
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     log = fake_pulumi.install(monkeypatch, tmp_path, recorded(tmp_path, TRUSTED_OUTPUTS))
     monkeypatch.setenv("FAKE_PULUMI_FAIL", "dev-trusted")
-    assert up.main(["dev"], make_pulumi=lambda: AutomationPulumi(ROOT)) == 1
+    assert up.main(["dev"], make_pulumi=lambda: AutomationPulumi(ROOT), root=single_backend_lab()) == 1
     assert commands(log) == [("up", "dev-trusted")]
     assert capsys.readouterr().err.splitlines()[-1] == (
         "error: pulumi up failed on dev-trusted: error: 1 resource failed on dev-trusted")
