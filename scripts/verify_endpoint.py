@@ -1,13 +1,24 @@
 """Check a model's endpoint before sending it anything: `python -m scripts.verify_endpoint ENV MODEL [--prompt TEXT]`.
 
-The model's TLS key is a KBS resource released only to a pod VM that attested the model's workload
-(CPU, GPUs, PCR 8), and its certificate is issued by the trusted stack's inference CA. So a handshake
-that verifies against that CA alone, for the model's host name, with the certificate the trusted
-stack published for the workload, is a handshake with such a pod VM. With --prompt, one
-OpenAI-compatible chat completion goes over that same verified connection.
+What it checks: the server at the model's host name completes a TLS handshake with a certificate that
+chains to the inference CA alone (no system CA), names that host, and is exactly the serving certificate
+the trusted side published for the model's workload; so the server holds that certificate's private key.
+With --prompt, one OpenAI-compatible chat completion goes over that same verified connection.
+
+Where the published values come from: the cloud stack's trust bundle (`trustBundle.file`, or
+--trust-bundle FILE), verified against the key the cloud config pins, refused when that key is the
+offline plan's placeholder; for a cloud stack without a bundle, the trusted stack's outputs.
+
+What it relies on and does not check (docs/talking-to-a-model.md): that the pinned key is the trusted
+side's; that KBS released the serving key only to a pod VM that attested the workload (CPU evidence with
+its PCR 8, and its GPUs), which is the trusted side's policy and reference values (this check sees no
+evidence); that the key never left that pod VM; and that the inference CA's key stayed on the trusted side.
+It says nothing of freshness (no re-attestation per connection), of what the model does, or of who the
+client is.
 
 Exit status: 0 verified (and answered), 1 the endpoint failed a check (or did not answer),
-2 could not run (unknown environment or model, stack outputs unavailable or malformed).
+2 could not run (unknown environment or model, a bundle that does not verify or a placeholder pin, stack
+outputs unavailable or malformed).
 """
 
 from __future__ import annotations
