@@ -84,6 +84,10 @@ def test_token_permissions_are_per_job_and_minimal(name: str) -> None:
     assert workflow["permissions"] == {}
     allowed = {"contents": "read", "id-token": "write", "pull-requests": "write", "issues": "write"}
     for job in workflow["jobs"].values():
+        # Writing to the repository (a tag) only in a job that runs no action and checks nothing out.
+        if job["permissions"] == {"contents": "write"}:
+            assert name == "deploy.yml" and not any("uses" in s for s in job["steps"])
+            continue
         assert job["permissions"] and all(allowed[k] == v for k, v in job["permissions"].items())
         checkout = [s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@")]
         assert all(s["with"]["persist-credentials"] is False for s in checkout)
@@ -109,13 +113,29 @@ def test_deploy_runs_dev_on_merge_and_prod_behind_its_environments() -> None:
     workflow = load("deploy.yml")
     assert workflow[True] == {"push": {"branches": ["main"]}}
     jobs = workflow["jobs"]
-    assert list(jobs) == ["dev-trusted", "dev-cloud", "prod-trusted", "prod-cloud"]
-    assert [(jobs[j]["environment"], jobs[j].get("needs")) for j in jobs] == [
+    deploys = [j for j in jobs if not j.startswith("mark-")]
+    assert deploys == ["dev-trusted", "dev-cloud", "prod-trusted", "prod-cloud"]
+    assert [(jobs[j]["environment"], jobs[j].get("needs")) for j in deploys] == [
         ("dev-trusted", None), ("dev", "dev-trusted"), ("prod-trusted", "dev-cloud"), ("prod", "prod-trusted")]
     for env in ("dev", "prod"):
         assert runs(jobs[f"{env}-trusted"]).strip().endswith(f"python -m scripts.up {env} --only trusted")
         assert runs(jobs[f"{env}-cloud"]).strip().endswith(f"python -m scripts.up {env} --only cloud")
     assert workflow["concurrency"]["cancel-in-progress"] is False
+
+
+def test_each_deploy_moves_its_environments_tag_to_the_deployed_commit() -> None:
+    jobs = load("deploy.yml")["jobs"]
+    for env in ("dev", "prod"):
+        mark = jobs[f"mark-{env}"]
+        # Once both stacks of the environment are up.
+        assert mark["needs"] == f"{env}-cloud" and mark["permissions"] == {"contents": "write"}
+        assert mark["steps"][0]["env"]["SHA"] == "${{ github.sha }}"
+        assert f'ref="tags/deployed/{env}"' in runs(mark) and "-F force=true" in runs(mark)
+
+
+def test_drift_checks_out_the_tags_its_policy_diff_compares_with() -> None:
+    for check in ("check-trusted", "check-cloud"):
+        assert load("drift.yml")["jobs"][check]["steps"][0]["with"]["fetch-depth"] == 0
 
 
 def test_drift_runs_nightly_and_reports_through_an_issue() -> None:
