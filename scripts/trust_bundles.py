@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     from stacks.config import ConfigError
 
     parser = ArgumentParser(prog="python -m scripts.trust_bundles", description=main.__doc__.splitlines()[0] if main.__doc__ else None)
-    parser.add_argument("envs", nargs="+", type=environment, metavar="ENV")
+    parser.add_argument("envs", nargs="+", type=environment, metavar="ENV", help="environments whose deployed ENV-trusted bundles to write")
     args = parser.parse_args(argv)
     pulumi = AutomationPulumi(REPO_ROOT)
     try:
