@@ -11,14 +11,17 @@ secrets provider are on premises (scripts/custody.py). `--destroy` goes the othe
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from components import trust_bundle as jws
 from scripts import custody, trust_bundles
 from scripts.cli import ArgumentParser
 from scripts.offline.stackfile import environments as stack_environments
+from scripts.offline.stackfile import read_stack_file
 from scripts.pulumi_cli import REPO_ROOT, AutomationPulumi, Pulumi, PulumiError
 from stacks.config import ConfigError
 from stacks.contracts import CLOUD_READS
@@ -87,8 +90,30 @@ def check_cloud_reads(pulumi: Pulumi, env: str, root: Path) -> None:
         raise Refused(f"refusing {cloud.stack.name}: {err}") from None
 
 
+def check_bundle_version(pulumi: Pulumi, env: str, root: Path) -> None:
+    """`trustBundle.version` never goes down: a lower one would sign bundles the cloud side refuses, or,
+    below its minimum, re-open a replay of older ones."""
+    trusted = stack_name(env, "trusted")
+    stack_file = read_stack_file(trusted, root / "stacks")
+    settings = json.loads(stack_file.config.get("confidential-ai:trustBundle", "{}"))
+    version = settings.get("version") if isinstance(settings, dict) else None
+    deployed = [_bundle_version(token) for token in ((pulumi.outputs(trusted) or {}).get("trustBundles") or {}).values()]
+    highest = max((v for v in deployed if v is not None), default=None)
+    if isinstance(version, int) and highest is not None and version < highest:
+        raise Refused(f"refusing {trusted}: trustBundle.version {version} is below the deployed bundles' version {highest}; raise it above {highest}")
+
+
+def _bundle_version(token: object) -> int | None:
+    try:
+        version = jws.unverified_payload(str(token)).get("version")
+    except jws.BundleError:
+        return None
+    return version if isinstance(version, int) else None
+
+
 def deploy(pulumi: Pulumi, env: str, sides: Sequence[str] = SIDES, root: Path = REPO_ROOT) -> None:
     if "trusted" in sides:
+        check_bundle_version(pulumi, env, root)
         pulumi.up(stack_name(env, "trusted"))
         hand_over_bundles(pulumi, env, root)
     if "cloud" in sides:

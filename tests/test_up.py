@@ -73,7 +73,8 @@ def mutating(fake: FakePulumi) -> list[tuple[str, str]]:
 def test_up_deploys_trusted_then_cloud_after_checking_its_outputs() -> None:
     fake = FakePulumi()
     assert run(["dev"], fake) == 0
-    assert fake.calls == [("up", "dev-trusted"), ("outputs", "dev-trusted"), ("up", "dev-cloud")]
+    # The deployed bundles' version is read first (trustBundle.version never goes down).
+    assert fake.calls == [("outputs", "dev-trusted"), ("up", "dev-trusted"), ("outputs", "dev-trusted"), ("up", "dev-cloud")]
 
 
 def test_destroy_goes_cloud_first_then_trusted() -> None:
@@ -122,13 +123,13 @@ def test_cloud_only_runs_against_a_deployed_trusted_stack() -> None:
 def test_trusted_only_never_touches_cloud() -> None:
     fake = FakePulumi()
     assert run(["dev", "--only", "trusted"], fake) == 0
-    assert fake.calls == [("up", "dev-trusted")]
+    assert fake.calls == [("outputs", "dev-trusted"), ("up", "dev-trusted")]
 
 
 def test_a_failed_trusted_up_stops_before_cloud(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakePulumi(failing=("dev-trusted",))
     assert run(["dev"], fake) == 1
-    assert fake.calls == [("up", "dev-trusted")]
+    assert fake.calls == [("outputs", "dev-trusted"), ("up", "dev-trusted")]
     assert capsys.readouterr().err == "error: pulumi up failed on dev-trusted: error: 1 resource failed\n"
 
 
@@ -202,7 +203,8 @@ def test_adapter_turns_a_failed_up_into_one_line(monkeypatch: pytest.MonkeyPatch
     log = fake_pulumi.install(monkeypatch, tmp_path, recorded(tmp_path, TRUSTED_OUTPUTS))
     monkeypatch.setenv("FAKE_PULUMI_FAIL", "dev-trusted")
     assert up.main(["dev"], make_pulumi=lambda: AutomationPulumi(ROOT), root=single_backend_lab()) == 1
-    assert commands(log) == [("up", "dev-trusted")]
+    calls = commands(log)  # the deployed outputs are read first (the Automation API reads them twice)
+    assert set(calls[:-1]) == {("stack output", "dev-trusted")} and calls[-1] == ("up", "dev-trusted")
     assert capsys.readouterr().err.splitlines()[-1] == (
         "error: pulumi up failed on dev-trusted: error: 1 resource failed on dev-trusted")
 
@@ -300,3 +302,14 @@ def test_the_cloud_up_is_refused_while_the_offline_placeholder_key_is_pinned(tmp
     up.deploy(fake, "prod", ("trusted",), root)
     with pytest.raises(up.Refused, match=r"trustBundle.keys\[0\] is the offline plan's placeholder key f5Q6IhMpcxzfoWmYt1vehzM070L_mn6Bt3r43tszZ-g"):
         up.deploy(fake, "prod", ("cloud",), root)
+
+
+def test_a_trusted_up_is_refused_below_the_deployed_bundle_version(tmp_path: Path) -> None:
+    outputs = _prod_trusted_outputs()  # bundles at version 1
+    root = _root_with(tmp_path)
+    trusted_file = root / "stacks" / "Pulumi.prod-trusted.yaml"
+    trusted_file.write_text(trusted_file.read_text().replace("    version: 1\n", "    version: 0\n", 1))
+    fake = FakePulumi(deployed={"prod-trusted": outputs})
+    with pytest.raises(up.Refused, match=r"^refusing prod-trusted: trustBundle.version 0 is below the deployed bundles' version 1; raise it above 1$"):
+        up.deploy(fake, "prod", ("trusted",), root)
+    assert mutating(fake) == []
