@@ -94,8 +94,9 @@ def stack_file_problem(path: Path) -> str | None:
 
 def current_backend(project_dir: Path, environ: Mapping[str, str] = os.environ) -> str | None:
     """The backend the Pulumi CLI would use from `project_dir`: PULUMI_BACKEND_URL, else Pulumi.yaml
-    `backend.url`, else the `current` of the stored credentials (pulumi/pulumi
-    sdk/go/common/workspace/creds.go GetCurrentCloudURL); None means the Pulumi Cloud service."""
+    `backend.url`, else the `current` of the stored credentials in PULUMI_CREDENTIALS_PATH, PULUMI_HOME or
+    ~/.pulumi (pulumi/pulumi pkg/workspace/creds.go GetCurrentCloudURLWithSource, getCredsFilePath); None
+    means the Pulumi Cloud service."""
     if url := environ.get("PULUMI_BACKEND_URL"):
         return url
     try:
@@ -104,7 +105,7 @@ def current_backend(project_dir: Path, environ: Mapping[str, str] = os.environ) 
         project = {}
     if url := ((project.get("backend") or {}).get("url") if isinstance(project, dict) else None):
         return str(url)
-    home = Path(environ.get("PULUMI_HOME") or Path(environ.get("HOME", "~")).expanduser() / ".pulumi")
+    home = Path(environ.get("PULUMI_CREDENTIALS_PATH") or environ.get("PULUMI_HOME") or Path(environ.get("HOME", "~")).expanduser() / ".pulumi")
     try:
         credentials = json.loads((home / "credentials.json").read_text())
     except (OSError, ValueError):
