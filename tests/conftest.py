@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import functools
 import hashlib
 import json
 import pickle
@@ -18,7 +19,7 @@ import yaml
 
 from scripts.offline import StackRun, run_stack
 from scripts.offline.fakes import StackOutputs
-from scripts.offline.stackfile import read_stack_file
+from scripts.offline.stackfile import StackFile, read_stack_file, stack_path
 from scripts.plan import plan_environment, reads_bundle, with_bundle
 from stacks.config import clock
 
@@ -39,7 +40,7 @@ def example_config(stack: str, set: dict[str, Any] | None = None, delete: tuple[
 
     Paths are dotted key paths without the project prefix: `peerPods.instanceSizes`, `kbs.url`.
     """
-    stack_file = read_stack_file(stack)
+    stack_file = _example_stack_file(stack, stack_path(stack).read_text())
     tree: dict[str, Any] = {}
     for key, value in stack_file.config.items():
         tree[key] = json.loads(value) if value[:1] in "{[" else value
@@ -52,6 +53,12 @@ def example_config(stack: str, set: dict[str, Any] | None = None, delete: tuple[
         del parent[leaf]
     config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in tree.items()}
     return config, tuple(stack_file.secret_keys)
+
+
+@functools.lru_cache(maxsize=16)
+def _example_stack_file(stack: str, text: str) -> StackFile:
+    """A stack file parsed once per content (fuzz tests ask for the same one hundreds of times); read-only."""
+    return read_stack_file(stack)
 
 
 def _walk(tree: dict[str, Any], path: str, create: bool) -> tuple[Any, str | int]:
