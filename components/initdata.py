@@ -186,6 +186,9 @@ RUNTIME_FILES = (
     "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/dev/termination-log", "/run/.containerenv", "/run/secrets",
     "/var/run/secrets/kubernetes.io/serviceaccount", "/etc/passwd", "/etc/group",
 )
+# Every container's namespaces as the kata runtime sends them, on containerd and CRI-O alike (kata_agent.go
+# drops cgroup, network and time, handlePidNamespace pid; genpolicy testdata createcontainer).
+NAMESPACES = ("ipc", "mount", "uts")
 PAUSE_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/run/.containerenv")
 # The pause process as containerd and OpenShift's CRI-O (`pause_command`) send it; the agent replaces it anyway.
 PAUSE_ARGS = (["/pause"], ["/usr/bin/pod"])
@@ -257,6 +260,7 @@ def policy_data(args: AgentPolicyArgs) -> dict[str, Any]:
         "env_patterns": list(ENV_PATTERNS),
         "ephemeral_dir": EPHEMERAL_DIR,
         "kernel_mounts": KERNEL_MOUNTS,
+        "namespaces": list(NAMESPACES),
         "pause": {"args": [list(a) for a in PAUSE_ARGS], "files": list(PAUSE_FILES)},
         "runtime_files": list(RUNTIME_FILES),
         "sandbox_shm": SANDBOX_SHM,

@@ -224,7 +224,7 @@ def test_a_device_is_refused(ngc_policy):
 
 @pytest.mark.parametrize("edit, field", [
     (lambda r: r["OCI"]["Linux"]["Resources"].update(Devices=[{"Allow": True, "Type": "b", "Major": 8, "Minor": 0, "Access": "rwm"}]), "OCI.Linux.Resources.Devices"),
-    (lambda r: r["OCI"]["Linux"]["Namespaces"].append({"Type": "pid", "Path": "/proc/1/ns/pid"}), "OCI.Linux.Namespaces[pid]"),
+    (lambda r: r["OCI"]["Linux"]["Namespaces"][0].update(Path="/proc/1/ns/ipc"), "OCI.Linux.Namespaces[ipc]"),
     (lambda r: r["OCI"]["Linux"]["UIDMappings"].append({"ContainerID": 0, "HostID": 0, "Size": 65536}), "OCI.Linux.UIDMappings"),
     (lambda r: r.update(sandbox_pidns=True), "sandbox_pidns"),
 ], ids=["device-cgroup-rule", "guest-namespace", "uid-mapping", "shared-pid-namespace"])

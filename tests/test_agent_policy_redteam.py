@@ -53,3 +53,17 @@ def test_dropping_home_on_cri_o_is_refused(ngc_policy):
     request = _without_env(crio(nim_container()), "HOME")
     assert any(m["destination"] == "/etc/passwd" and m["source"].startswith(SHARED) for m in request["OCI"]["Mounts"])
     assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"OCI.Process.Env[HOME] (missing)"}
+
+
+@pytest.mark.parametrize("namespaces", [None, [], [{"Type": "ipc", "Path": ""}, {"Type": "uts", "Path": ""}]], ids=["null", "none", "no-mount"])
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_container_without_its_own_mount_namespace_is_refused(ngc_policy, runtime, namespaces):
+    """rustjail sets up the container's root filesystem (init_rootfs, pivot_root) only for a new mount namespace
+    (container.rs: `if to_new.contains(CLONE_NEWNS)`); without one the process starts on the pod VM's own root,
+    beside the agent, the other containers' root filesystems and the unsealed secrets. The agent adds a PID
+    namespace only to a list it receives (rpc.rs update_container_namespaces). The kata runtime sends ipc, uts
+    and mount, on containerd and CRI-O alike (kata_agent.go drops cgroup, network, time; handlePidNamespace pid)."""
+    request = RUNTIMES[runtime](nim_container())
+    assert sorted(n["Type"] for n in request["OCI"]["Linux"]["Namespaces"]) == ["ipc", "mount", "uts"]
+    request["OCI"]["Linux"]["Namespaces"] = namespaces
+    assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"OCI.Linux.Namespaces"}
