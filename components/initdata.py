@@ -221,7 +221,7 @@ ANNOTATIONS = {
     "sandbox_id": ["io.kubernetes.cri.sandbox-id", "io.kubernetes.cri-o.SandboxID"],
 }
 # Requests whose rules the template writes; every other request is a plain default.
-_RULED = ("CreateContainerRequest", "CopyFileRequest", "CreateSandboxRequest")
+_RULED = ("CreateContainerRequest", "CopyFileRequest", "CreateSandboxRequest", "UpdateContainerRequest")
 # Refused whatever their fields: the agent returns a file the host chose (GetDiagnosticData reads the
 # termination log's source), mounts what the host names (UpdateEphemeralMounts), swaps to a host disk
 # (AddSwap, AddSwapPath); FACTS section 4, kata-containers src/agent/src/rpc.rs.

@@ -31,7 +31,7 @@ from tests.agent_requests import (
 )
 from tests.rego_engines import Engines
 
-REFUSAL_RULES = ("create_container_refusals", "copy_file_refusals", "create_sandbox_refusals")
+REFUSAL_RULES = ("create_container_refusals", "copy_file_refusals", "create_sandbox_refusals", "update_container_refusals")
 
 
 class Policy:

@@ -67,3 +67,14 @@ def test_a_container_without_its_own_mount_namespace_is_refused(ngc_policy, runt
     assert sorted(n["Type"] for n in request["OCI"]["Linux"]["Namespaces"]) == ["ipc", "mount", "uts"]
     request["OCI"]["Linux"]["Namespaces"] = namespaces
     assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"OCI.Linux.Namespaces"}
+
+
+def test_a_device_rule_through_update_container_is_refused(ngc_policy):
+    """CreateContainer refuses OCI.Linux.Resources.Devices; UpdateContainer applies the same rules to a running
+    container's and the pod's cgroup (rpc.rs update_container -> rustjail cgroups/fs set_devices_resources),
+    so it is refused there too. Resources without device rules (the runtime's CPU and memory updates) pass."""
+    update = {"container_id": "5e0c" * 16, "resources": {"Devices": [], "Memory": {"Limit": 8 << 30}, "CPU": {"Shares": 1024}}}
+    assert refused_for(ngc_policy, "UpdateContainerRequest", update, "update_container_refusals") == set()
+    update["resources"]["Devices"] = [{"Allow": True, "Type": "b", "Major": 8, "Minor": 0, "Access": "rwm"}]
+    assert refused_for(ngc_policy, "UpdateContainerRequest", update, "update_container_refusals") == {"resources.Devices"}
+    assert ngc_policy.decide("UpdateContainerRequest", update) is False
