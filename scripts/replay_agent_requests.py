@@ -35,6 +35,7 @@ REFUSAL_RULES = {
     "CreateContainerRequest": "create_container_refusals",
     "CopyFileRequest": "copy_file_refusals",
     "CreateSandboxRequest": "create_sandbox_refusals",
+    "UpdateContainerRequest": "update_container_refusals",
 }
 
 

@@ -97,7 +97,7 @@ def test_the_pod_decrypts_in_its_vm_into_memory_and_nim_serves_it_without_ngc(pl
     assert predictor["model"]["volumeMounts"] == [{"name": "decrypted-model", "mountPath": "/mnt/models", "readOnly": True}]
     assert predictor["annotations"]["io.katacontainers.config.hypervisor.cc_init_data"] == trusted.outputs["workloads"][MODEL]["initdata"]
     runtime = _object(cloud, "ServingRuntime", f"{MODEL}-nim").inputs
-    assert [e["name"] for e in runtime["spec"]["containers"][0]["env"]] == ["NIM_CACHE_PATH", "NIM_SSL_MODE", "NIM_SSL_KEY_PATH", "NIM_SSL_CERTS_PATH"]
+    assert [e["name"] for e in runtime["spec"]["containers"][0]["env"]] == ["HOME", "NIM_CACHE_PATH", "NIM_SSL_MODE", "NIM_SSL_KEY_PATH", "NIM_SSL_CERTS_PATH"]
     secrets = {r.inputs["metadata"]["name"] for r in cloud.resources if r.inputs.get("kind") == "Secret" and r.inputs["metadata"].get("namespace") == MODEL}
     assert secrets == {f"{MODEL}-model-sas", f"{MODEL}-nvcr-pull", f"{MODEL}-tls-key"}  # the pull secret stays, no NGC key
     assert KEY_URI in cloud.outputs["kbsResourcesReferenced"]
