@@ -111,7 +111,7 @@ def deploy(config: TrustedConfig) -> None:
                 kbs_config=render.kbs_config(config.kbs.nvidia_verifier.type, config.kbs.nvidia_verifier.url),
                 cpu_policy=render.cpu_policy(pin_measurement=bool(config.reference_values.measurements)),
                 gpu_policy=render.gpu_policy(),
-                resource_policy=initdata.apply(lambda i: render.resource_policy([*_releases(config, i), *_serving_releases(config, i)])),
+                resource_policy=initdata.apply(lambda i: resource_policy(config, i)),
                 reference_values=initdata.apply(lambda i: render.reference_values_document(reference_value_set(config.reference_values), _all_pcr8(config, i))),
             ),
             keys=KbsKeys(
@@ -201,6 +201,17 @@ def reference_value_set(values: ReferenceValues) -> render.ReferenceValueSet:
 def _all_pcr8(config: TrustedConfig, initdata: dict[str, Initdata]) -> list[str]:
     """Every workload's current PCR 8, then every retiring one: the `snp_pcr08` reference values."""
     return [initdata[w.name].pcr8 for w in config.workloads] + [v for w in config.workloads for v in w.retiring_pcr08]
+
+
+def resource_policy(config: TrustedConfig, initdata: dict[str, Initdata]) -> str:
+    """The KBS resource policy: every resource, released only to the measured workloads given it."""
+    labels: dict[str, list[str]] = defaultdict(list)
+    for w in config.workloads:
+        labels[initdata[w.name].pcr8].append(w.name)
+        for retiring in w.retiring_pcr08:
+            labels[retiring].append(f"{w.name} (retiring)")
+    releases = [*_releases(config, initdata), *_serving_releases(config, initdata)]
+    return render.resource_policy(releases, {pcr8: ", ".join(names) for pcr8, names in labels.items()})
 
 
 def _releases(config: TrustedConfig, initdata: dict[str, Initdata]) -> list[render.Release]:

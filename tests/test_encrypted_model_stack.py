@@ -24,6 +24,7 @@ from tests.cluster_layer_fixtures import (
     trusted_outputs,
 )
 from tests.conftest import Runner
+from tests.rego_engines import evaluate
 from tests.test_config import problems
 from tests.test_agent_policy import allows, pod_container
 from tests.test_decryptor_policy import RenderedPolicy, decryptor_request
@@ -139,9 +140,9 @@ def test_the_model_key_goes_only_to_the_encrypted_workloads_measurement(plan):
     trusted, _ = plan
     policy = next(r for r in trusted.resources if r.inputs.get("kind") == "ConfigMap" and "resource-policy.rego" in r.inputs.get("data", {}))
     text = policy.inputs["data"]["resource-policy.rego"]
-    releases = json.loads(text[text.index("releases := ") + len("releases := "): text.index("\ndefault allow")])
-    (release,) = [r for r in releases if r["path"] == ["default", "model-decryption", "key.bin"]]
-    assert release["pcr08"] == [trusted.outputs["workloads"][MODEL]["initdataPcr8"]]
+    grants = evaluate({"policy.rego": text}, "data.policy.grants", {})
+    assert evaluate({"policy.rego": text}, "data.policy.every_workload", {}).split().count("model-decryption/key.bin:1") == 0
+    assert [pcr8 for pcr8, entries in grants.items() if "model-decryption/key.bin:1" in entries.split()] == [trusted.outputs["workloads"][MODEL]["initdataPcr8"]]
 
 
 # --- one-line config errors, before anything registers ---

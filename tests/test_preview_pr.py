@@ -151,8 +151,9 @@ def test_trusted_side_flags_kbs_config_reference_values_policy_and_a_deleted_sec
         ("**replace**", "`inference-tls-mistral-7b-request`", "`tls:index/certRequest:CertRequest`"),
         ("**delete**", "`kbs-resources-model-decryption`", "`kubernetes:core/v1:Secret`"),
     ]
-    # the retired resource leaves the resource policy: the diff shows the removed lines
-    assert re.search(r'^-\s+"name": "model-key",$', pr_comment, re.M)
+    # the retired resource leaves the resource policy: the diff shows the workload's grant losing it
+    assert re.search(r'^-\s+"[0-9a-f]{64}": ".*\bmodel-decryption/key\.bin:1\b.*", # llama-3-1-8b$', pr_comment, re.M)
+    assert not re.search(r'^\+.*model-decryption/key\.bin', pr_comment, re.M)
 
 
 def test_policy_violations_list_mandatory_first(pr_comment: str) -> None:

@@ -368,7 +368,21 @@ def test_previous_initdata_pcr8_stays_accepted_and_served_during_a_rollout(runne
 
 
 def releases(run: StackRun) -> list[dict]:
-    return evaluate({"policy.rego": config_map_value(run, names.RESOURCE_POLICY)}, "data.policy.releases", {})
+    """The resource policy's grants read back per resource (by both engines): its kbsResources name (from the
+    stack's outputs), path, GPUs and the PCR 8 values it is released to."""
+    policy = {"policy.rego": config_map_value(run, names.RESOURCE_POLICY)}
+    grants = evaluate(policy, "data.policy.grants", {})
+    every_workload = evaluate(policy, "data.policy.every_workload", {}).split()
+    given: dict[str, set[str]] = {}
+    for pcr8, entries in grants.items():
+        for entry in [*entries.split(), *every_workload]:
+            given.setdefault(entry, set()).add(pcr8)
+    uris = {r["uri"]: name for name, r in run.outputs["kbsResources"].items()} | {run.outputs["sealedSecretKeyUri"]: names.SEALED_SECRET_KEY}
+    table = []
+    for entry, pcr8s in given.items():
+        path, gpus = entry.split(":")
+        table.append({"name": uris[f"kbs:///default/{path}"], "path": ["default", *path.split("/")], "gpus": int(gpus), "pcr08": sorted(pcr8s)})
+    return table
 
 
 def test_resource_policy_declares_each_configured_resource(dev):
