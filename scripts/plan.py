@@ -9,6 +9,8 @@ an --out that cannot be written), with one line per problem.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import gc
 import io
 import json
@@ -21,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from components.sealed_secret import pointer_target
 from scripts.cli import ArgumentParser, environment
 from scripts.offline import SECRET, Registered, StackRun, collector_paused, run_stack
 from scripts.offline.stackfile import STACKS_DIR, StackFileError, read_stack_file
@@ -79,12 +82,25 @@ def kubernetes_manifests(run: StackRun) -> list[tuple[str, dict[str, Any]]]:
             # Key names from the plain inputs: when the whole map is a secret, the redacted one is a string.
             for field in ("data", "stringData"):
                 if field in manifest:
-                    manifest[field] = {key: SECRET for key in sorted(r.inputs[field])}
+                    manifest[field] = {key: _secret_value_shown(field, value) for key, value in sorted(r.inputs[field].items())}
         metadata = manifest.get("metadata", {})
         scope = metadata.get("namespace", "cluster")
         filename = f"{scope}--{manifest['kind']}--{metadata.get('name', r.name)}.yaml".lower()
         found.append((filename, manifest))
     return sorted(found)
+
+
+def _secret_value_shown(field: str, value: Any) -> str:
+    """A Secret value as the plan shows it: a sealed pointer as the KBS resource it names (it is public,
+    and `[secret]` would read as if the secret itself went to the cluster); anything else redacted."""
+    text = value if isinstance(value, str) else ""
+    if field == "data":
+        try:
+            text = base64.b64decode(text, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return SECRET
+    target = pointer_target(text)
+    return f"sealed pointer -> {target}" if target else SECRET
 
 
 def dump_manifest(manifest: dict[str, Any]) -> str:
@@ -263,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for run in runs:
         print(render_tree(run))
+        for note in run.notes:
+            print(f"note: {run.stack}: {note}", file=sys.stderr)
         for warning in run.warnings:
             print(f"warning: {run.stack}: {warning}", file=sys.stderr)
     print(f"\nwrote {args.out}/ ({', '.join(run.stack for run in runs)}, topology.md)")

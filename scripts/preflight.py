@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError, ServiceRequestError
 
 from components.azure import ids
 from scripts.cli import ArgumentParser, OutputsFileError, environment, read_outputs_file
@@ -70,19 +70,55 @@ def live_clients(config: CloudConfig, credential: Any = None) -> AzureClients:
     # DefaultAzureCredential logs every credential it tried; the one line below says what to do.
     logging.getLogger("azure.identity").setLevel(logging.CRITICAL)
     credential = credential or DefaultAzureCredential()
-    try:
-        credential.get_token(MANAGEMENT_SCOPE)
-    except ClientAuthenticationError:
-        raise CannotRun(
-            "no Azure credentials: run `az login`, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET "
-            "(DefaultAzureCredential found none)"
-        ) from None
+    if problem := token_problem(credential):
+        raise CannotRun(problem)
     subscription = config.azure.subscription_id
     return AzureClients(
         ComputeManagementClient(credential, subscription),
         ResourceManagementClient(credential, subscription),
         AzureRedHatOpenShiftClient(credential, subscription),
     )
+
+
+def token_problem(credential: Any) -> str | None:
+    """Why no Azure token can be had, told apart: no credential configured, credentials refused, or Azure's
+    sign-in service unreachable; None when one of the credentials gets a token.
+
+    A chain (DefaultAzureCredential) reports every failure as ClientAuthenticationError with the causes in
+    prose, so its credentials are asked one at a time, in its order, as the chain itself does
+    (azure-identity _credentials/chained.py): one that is not configured is skipped, the first that fails stops.
+    """
+    from azure.identity import CredentialUnavailableError
+
+    for candidate in getattr(credential, "credentials", (credential,)):
+        try:
+            candidate.get_token(MANAGEMENT_SCOPE)
+            return None
+        except CredentialUnavailableError:
+            continue
+        except ClientAuthenticationError as err:
+            name = type(candidate).__name__
+            if network := _network_failure(err):
+                return f"cannot reach Azure's sign-in service ({name}: {network}); check the network, DNS or HTTPS_PROXY, then retry"
+            return f"Azure refused the credentials of {name}: {_first_line(err.message)}; fix them (az login, or AZURE_CLIENT_ID/AZURE_CLIENT_SECRET)"
+    return (
+        "no Azure credentials: run `az login`, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET "
+        "(DefaultAzureCredential found none)"
+    )
+
+
+def _network_failure(err: BaseException) -> str | None:
+    """The network error under an authentication failure (the request never got an answer), if there is one."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, ServiceRequestError):
+            return _first_line(str(seen.message if hasattr(seen, "message") else seen))
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0]
 
 
 # --- Checks ----------------------------------------------------------------------------------
@@ -339,7 +375,7 @@ def main(argv: list[str] | None = None, clients: Callable[[CloudConfig], AzureCl
     parser = ArgumentParser(prog="python -m scripts.preflight", description=__doc__.splitlines()[0])
     parser.add_argument("env", type=environment, help="environment: checks stack ENV-cloud")
     parser.add_argument("--trusted-outputs", type=Path, help="JSON of the trusted stack outputs (e.g. out/ENV-trusted/outputs.json); default: pulumi stack output")
-    parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR)
+    parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR, help="where the Pulumi.<stack>.yaml files are (default: stacks/)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.env, args.stacks_dir)

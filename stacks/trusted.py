@@ -48,10 +48,17 @@ def deploy(config: TrustedConfig) -> None:
     )
 
     if not config.reference_values.measurements:
-        pulumi.log.warn(
-            "referenceValues.measurements is empty: the CPU policy does not check the SNP launch measurement of Azure's "
-            "paravisor; list it (docs/trusted-cluster.md) and set referenceValues.requireMeasurement: true"
-        )
+        if reason := config.reference_values.unpinned_measurement_reason:
+            pulumi.log.info(
+                f"referenceValues.measurements is empty on purpose ({reason}): the CPU policy accepts any SNP launch "
+                "measurement of Azure's paravisor"
+            )
+        else:
+            pulumi.log.warn(
+                "referenceValues.measurements is empty: the CPU policy does not check the SNP launch measurement of Azure's "
+                "paravisor; list it (docs/trusted-cluster.md) and set referenceValues.requireMeasurement: true, or declare "
+                "why this environment accepts any in referenceValues.unpinnedMeasurementReason"
+            )
     for resource in config.kbs_resources:
         if not any(resource.name in w.resources for w in config.workloads):
             pulumi.log.warn(f"kbsResources {resource.name} is in no workload's resources: KBS holds it but releases it to no pod VM")

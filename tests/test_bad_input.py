@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.bad_input_driver import MARK
-from tests.stack_edits import DELETE, stacks_with
+from tests.stack_edits import DELETE, UNKNOWN_ENV, known_environments, stacks_with
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = [sys.executable, "-W", "error::ResourceWarning"]
@@ -48,16 +48,16 @@ CASES: dict[str, tuple[str, list[str], dict[str, dict[str, Any] | str]]] = {
     "duplicate-key": (PLAN, [], {"dev-trusted": "config:\n  confidential-ai:role: trusted\n  confidential-ai:role: trusted\n"}),
     "invalid-yaml": (PLAN, [], {"dev-trusted": "config:\n  confidential-ai:role: [trusted\n"}),
     "not-utf8": (PLAN, [], {"dev-cloud": "config:\n  confidential-ai:role: \udcff\n"}),
-    "unknown-environment": (PLAN, ["staging"], {}),
+    "unknown-environment": (PLAN, [UNKNOWN_ENV], {}),
     "out-is-a-file": (PLAN, ["dev", "--out", "{tmp}/taken/out"], {}),
     "unknown-option": (PLAN, ["dev", "--bogus"], {}),
-    "policy-unknown-environment": (POLICY, ["staging"], {}),
+    "policy-unknown-environment": (POLICY, [UNKNOWN_ENV], {}),
     "preflight-config": (PREFLIGHT, ["dev", "--stacks-dir", "{stacks}"], {"dev-cloud": {"network.podVmSubnetCidr": "10.10.0.0/22"}}),
     "preflight-trusted-outputs": (PREFLIGHT, ["dev", "--trusted-outputs", "{tmp}/missing.json"], {}),
     "preview-no-recording": (PREVIEW, ["--recorded", "{tmp}/nothing"], {}),
-    "up-unknown-environment": (UP, ["staging"], {}),
+    "up-unknown-environment": (UP, [UNKNOWN_ENV], {}),
     "up-destroy-unconfirmed": (UP, ["dev", "--destroy"], {}),
-    "verify-unknown-environment": (VERIFY, ["staging", "llama-3-1-8b"], {}),
+    "verify-unknown-environment": (VERIFY, [UNKNOWN_ENV, "llama-3-1-8b"], {}),
     "verify-unknown-model": (VERIFY, ["dev", "gpt-9"], {}),
     "verify-trusted-outputs": (VERIFY, ["dev", "llama-3-1-8b", "--trusted-outputs", "{tmp}/missing.json"], {}),
 }
@@ -128,9 +128,10 @@ def test_the_reported_cloud_cidr_error_through_the_real_entry_point(tmp_path: Pa
 def test_what_the_messages_tell(driven) -> None:
     _, printed, _ = driven
     # an unknown environment lists the known ones, in every command
-    assert printed["policy-unknown-environment"] == ["staging-trusted: no stack file stacks/Pulumi.staging-trusted.yaml (environments there: dev, prod)"]
-    assert printed["up-unknown-environment"] == ["error: unknown environment 'staging': expected one of dev, prod"]
-    assert printed["verify-unknown-environment"] == ["error: unknown environment 'staging': expected one of dev, prod"]
+    known = known_environments()
+    assert printed["policy-unknown-environment"] == [f"{UNKNOWN_ENV}-trusted: no stack file stacks/Pulumi.{UNKNOWN_ENV}-trusted.yaml (environments there: {known})"]
+    assert printed["up-unknown-environment"] == [f"error: unknown environment '{UNKNOWN_ENV}': expected one of {known}"]
+    assert printed["verify-unknown-environment"] == [f"error: unknown environment '{UNKNOWN_ENV}': expected one of {known}"]
     assert printed["verify-unknown-model"] == ["error: unknown model 'gpt-9' in dev-cloud: expected one of llama-3-1-8b, mistral-7b"]
     # the right size in the wrong case is told its spelling, not that it is no confidential size
     assert printed["cloud-lower-case-size"] == [

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -169,3 +171,49 @@ def test_preview_output_in_a_missing_directory_fails_before_any_preview(tmp_path
 def test_preview_output_that_cannot_be_written_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert preview_pr.main(["--recorded", str(RECORDED_PR), "--output", str(tmp_path)]) == 2
     assert one_error_line(capsys) == f"error: --output {tmp_path}: Is a directory"
+
+
+def _commands() -> list[str]:
+    """Every `python -m scripts.…` command: the modules under scripts/ with a `main`."""
+    found = []
+    for path in sorted((ROOT / "scripts").rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        if path.name != "__init__.py" and re.search(r"^def main\(", path.read_text(), re.M):
+            found.append(module)
+    return found
+
+
+@pytest.mark.parametrize("module", _commands())
+def test_every_option_of_every_command_says_what_it_does(module: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        importlib.import_module(module).main(["--help"])
+    assert exited.value.code == 0
+    help_text = capsys.readouterr().out
+    lines = help_text.splitlines()
+    # argparse lists each argument on a line of its own, its description beside it or on the next,
+    # more indented line; an argument followed by another argument or a section break has none.
+    listed = [i for i, line in enumerate(lines) if re.match(r"^  \S", line) and not line.startswith("  -h, --help")]
+    assert listed, help_text
+    bare = [lines[i].strip() for i in listed if not re.match(r"^  \S+(?: \S+)*  +\S", lines[i])
+            and not (i + 1 < len(lines) and re.match(r"^ {5,}\S", lines[i + 1]))]
+    assert bare == [], f"{module} --help lists arguments without a description"
+
+
+def test_bench_counts_in_words() -> None:
+    from scripts.bench import render
+
+    assert render([], "dev", 1).splitlines()[0].startswith("scripts.bench: dev, 1 pair per size,")
+    assert render([], "dev", 5).splitlines()[0].startswith("scripts.bench: dev, 5 pairs per size,")
+
+
+def test_commands_run_from_outside_the_repository(tmp_path: Path) -> None:
+    # requirements-dev.txt installs the project (`-e .`): the README's commands work from any directory.
+    import subprocess
+    import sys
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run([sys.executable, "-m", "scripts.plan", "dev", "--out", "plan"], cwd=elsewhere,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (elsewhere / "plan" / "dev-cloud" / "outputs.json").is_file()

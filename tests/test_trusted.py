@@ -482,10 +482,21 @@ def _warnings_besides_unpinned_processes(run) -> list[str]:
     return [w for w in run.warnings if not w.startswith("workloads[")]
 
 
-def test_unpinned_launch_measurement_is_one_warning(dev, prod):
-    warnings = _warnings_besides_unpinned_processes(dev[1])
+def test_unpinned_launch_measurement_is_one_warning(runner):
+    run = runner.example("dev-trusted", delete=("referenceValues.unpinnedMeasurementReason",))
+    warnings = _warnings_besides_unpinned_processes(run)
     assert len(warnings) == 1 and "referenceValues.measurements is empty" in warnings[0]
-    assert _warnings_besides_unpinned_processes(prod[1]) == []
+    assert "referenceValues.unpinnedMeasurementReason" in warnings[0]
+    assert run.notes == []
+
+
+def test_an_unpinned_launch_measurement_declared_on_purpose_is_a_note_that_says_so(dev, prod):
+    assert _warnings_besides_unpinned_processes(dev[1]) == []
+    assert dev[1].notes == [
+        "referenceValues.measurements is empty on purpose (dev pod VMs not measured yet): the CPU policy accepts any SNP "
+        "launch measurement of Azure's paravisor"
+    ]
+    assert _warnings_besides_unpinned_processes(prod[1]) == [] and prod[1].notes == []
 
 
 def test_each_workload_with_secrets_and_no_pinned_process_is_one_warning(runner):

@@ -32,6 +32,10 @@ def with_resource(**fields) -> list[dict]:
             "dev-trusted: kbs.url: a Route serves on 443, not 8443: use https://kbs.trusted-dev.example.com",
         ),
         (
+            {"set": {"kbs.url": "https://kbs.example.com:99999"}},
+            "dev-trusted: kbs.url: 99999 is not a TCP port (1-65535)",
+        ),
+        (
             {"set": {"kbs.exposure": "loadBalancer"}},
             "dev-trusted: kbs.url: a LoadBalancer kbs-service listens on 8080: use https://kbs.trusted-dev.example.com:8080",
         ),
@@ -74,6 +78,19 @@ def test_required_measurement_without_a_list_is_one_line():
     assert problems("prod-trusted", delete=("referenceValues.measurements",)) == [
         "prod-trusted: referenceValues.measurements: is empty but requireMeasurement is true: list the SNP launch "
         "measurement of your pod VMs (docs/trusted-cluster.md: Reading the SNP launch measurement)"
+    ]
+
+
+def test_a_declared_unpinned_measurement_needs_an_empty_list_and_no_requirement():
+    measured = "q83vASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4mrze8BI0VniavN7wEjRWeJ"
+    assert problems("dev-trusted", set={"referenceValues.measurements": [measured]}) == [
+        "dev-trusted: referenceValues.unpinnedMeasurementReason: is only used while measurements is empty; remove it now that "
+        "measurements are pinned"
+    ]
+    assert problems("dev-trusted", set={"referenceValues.requireMeasurement": True}) == [
+        "dev-trusted: referenceValues.unpinnedMeasurementReason: contradicts requireMeasurement: true; keep one of the two",
+        "dev-trusted: referenceValues.measurements: is empty but requireMeasurement is true: list the SNP launch "
+        "measurement of your pod VMs (docs/trusted-cluster.md: Reading the SNP launch measurement)",
     ]
 
 

@@ -129,8 +129,15 @@ class ReferenceValues(Model):
     empty: not checked (any paravisor passes)."""
     require_measurement: bool = False
     """Refuse a config whose `measurements` is empty."""
+    unpinned_measurement_reason: str | None = Field(default=None, min_length=1)
+    """Why this environment accepts any paravisor while `measurements` is empty (a dev environment whose pod VMs
+    are not measured yet): declared, the plan reports it as a note instead of warning about it."""
 
     def rules(self) -> Iterator[Problem]:
+        if self.unpinned_measurement_reason is not None and self.measurements:
+            yield Problem("unpinnedMeasurementReason", "is only used while measurements is empty; remove it now that measurements are pinned")
+        if self.unpinned_measurement_reason is not None and self.require_measurement:
+            yield Problem("unpinnedMeasurementReason", "contradicts requireMeasurement: true; keep one of the two")
         if self.require_measurement and not self.measurements:
             yield Problem(
                 "measurements",
@@ -179,6 +186,7 @@ class KbsResource(Model):
 
 
 def _pinned_image(value: str) -> str:
+    """an image pinned by digest, `<repository>@sha256:<64 hex>`, like nvcr.io/nim/meta/llama-3.1-8b-instruct@sha256:bcf3...c220 (a tag alone is not a pin)"""
     if not PINNED_IMAGE.match(value):
         hint = " (a tag is not a pin: the registry can move it)" if "@" not in value else ""
         raise ValueError(f"{value!r} is not an image pinned by digest like nvcr.io/nim/meta/llama-3.1-8b-instruct@sha256:<64 hex>{hint}")
