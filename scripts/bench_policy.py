@@ -1,7 +1,8 @@
 """Benchmark: one KBS decision at fleet scale, `python -m scripts.bench_policy --workloads 1000,2000 [--keep DIR]`.
 
-For each count N it builds the prod trusted stack's config with N workloads (each with its own
-initdata, so its own PCR 8, and its own TLS serving key; all sharing the NGC key), renders the
+For each count N it builds the prod trusted stack's config with N workloads spread over up to ten
+cloud stacks, N distinct (cloud stack, workload) pairs (each with its own initdata, so its own PCR 8,
+and its own TLS serving key; all sharing the NGC key), renders the
 resource policy through the stack's own code (stacks/trusted.py resource_policy), and times what
 Trustee does per request (confidential-containers/trustee deps/policy-engine/src/policy/rego.rs
 evaluate_sync): a new regorus Engine, the policy added, the request's data and input set, one
@@ -45,6 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EAR_TOKEN = ROOT / "tests" / "fixtures" / "attestation" / "ear_token.json"
 STACK = "prod-trusted"
 SHARED_RESOURCE = "ngc-api-key"
+# The cloud stacks the pairs are spread over (a fleet of ten clusters).
+SPOKES = 10
 
 
 @dataclass(frozen=True)
@@ -53,23 +56,24 @@ class Fleet:
     initdata: dict[str, Initdata]
 
 
-def fleet(workloads: int) -> Fleet:
-    """The prod trusted config serving `workloads` workloads, each with its own PCR 8 and serving key."""
+def fleet(pairs: int) -> Fleet:
+    """The prod trusted config with `pairs` (cloud stack, workload) pairs over up to SPOKES cloud stacks,
+    each pair with its own initdata (so its own PCR 8) and serving key, all sharing the NGC key."""
     stack = read_stack_file(STACK)
     raw = {key.split(":", 1)[1]: value for key, value in stack.config.items() if key.startswith("confidential-ai:")}
     template = json.loads(raw["workloads"])[0]
-    raw["workloads"] = json.dumps([
-        {"name": f"w{i}", "image": template["image"], "resources": [SHARED_RESOURCE], "gpus": 1, "servingHostnames": [f"w{i}.apps.example.com"]}
-        for i in range(workloads)
-    ])
-    resources = [r for r in json.loads(raw["kbsResources"]) if r["name"] == SHARED_RESOURCE]
-    raw["kbsResources"] = json.dumps(resources)
+    raw["workloads"] = json.dumps([{"name": f"w{i}", "image": template["image"], "resources": [SHARED_RESOURCE], "gpus": 1} for i in range(pairs)])
+    clouds = ["prod-cloud", *(f"prod-cloud-r{n}" for n in range(1, min(pairs, SPOKES)))]
+    spokes: dict[str, dict[str, Any]] = {cloud: {} for cloud in clouds}
+    for i in range(pairs):
+        spokes[clouds[i % len(clouds)]][f"w{i}"] = {"servingHostnames": [f"w{i}.apps.{clouds[i % len(clouds)]}.example.com"]}
+    raw["spokes"] = json.dumps(spokes)
+    raw["kbsResources"] = json.dumps([r for r in json.loads(raw["kbsResources"]) if r["name"] == SHARED_RESOURCE])
     raw["kbsSecrets"] = json.dumps({SHARED_RESOURCE: "bench"})
-    secret_keys = [key.split(":", 1)[1] for key in stack.secret_keys]
-    config = load(STACK, raw, secret_keys)
+    config = load(STACK, raw, [key.split(":", 1)[1] for key in stack.secret_keys])
     assert isinstance(config, TrustedConfig)
-    # Each workload's own initdata document: what the policy needs of it is its PCR 8.
-    initdata = {w.name: Initdata(f"bench initdata of {w.name}\n".encode()) for w in config.workloads}
+    # Each pair's own initdata document: what the policy needs of it is its PCR 8.
+    initdata = {p.id: Initdata(f"bench initdata of {p.label}\n".encode()) for p in config.pairs}
     return Fleet(config, initdata)
 
 
@@ -84,7 +88,7 @@ def medians(*runs: Callable[[], Any], repeat: int) -> list[Timing]:
     """The median wall and CPU milliseconds of each of `runs`, timed in turn `repeat` times, so load hits them alike."""
     samples: list[list[tuple[float, float]]] = [[] for _ in runs]
     for _ in range(repeat):
-        for run, taken in zip(runs, samples):
+        for run, taken in zip(runs, samples, strict=False):
             wall, cpu = time.perf_counter(), time.thread_time()
             run()
             taken.append((time.perf_counter() - wall, time.thread_time() - cpu))
@@ -106,11 +110,11 @@ def decide(policy: str, token: str, data: str) -> bool:
 
 
 def request(fleet: Fleet) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The EAR token of the last workload's pod VM, and KBS's data for its serving key."""
-    workload = fleet.config.workloads[-1]
+    """The EAR token of the last pair's pod VM, and KBS's data for its serving key."""
+    pair = fleet.config.pairs[-1]
     token = json.loads(EAR_TOKEN.read_text())
-    token["submods"]["cpu0"]["ear.veraison.annotated-evidence"]["az-snp-vtpm"]["tpm"]["pcr08"] = fleet.initdata[workload.name].pcr8
-    data = {"plugin": "resource", "resource-path": ["default", names.SERVING_KEYS, workload.name], "query": {}}
+    token["submods"]["cpu0"]["ear.veraison.annotated-evidence"]["az-snp-vtpm"]["tpm"]["pcr08"] = fleet.initdata[pair.id].pcr8
+    data = {"plugin": "resource", "resource-path": ["default", names.SERVING_KEYS, pair.id], "query": {}}
     return token, data
 
 
@@ -126,7 +130,7 @@ def measure(count: int, repeat: int, keep: Path | None, floor: tuple[str, str, s
         raise SystemExit(f"bench_policy: at {count} workloads the declared workload's serving key is refused")
     other = json.loads(token_json)
     # Another workload's pod VM (the first's), or with one workload a pod VM measuring none.
-    foreign = bench.initdata[bench.config.workloads[0].name].pcr8 if count > 1 else "ee" * 32
+    foreign = bench.initdata[bench.config.pairs[0].id].pcr8 if count > 1 else "ee" * 32
     other["submods"]["cpu0"]["ear.veraison.annotated-evidence"]["az-snp-vtpm"]["tpm"]["pcr08"] = foreign
     if decide(policy, json.dumps(other), data_json):
         raise SystemExit(f"bench_policy: at {count} workloads another workload's pod VM gets the serving key")

@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError, ServiceRequestError
 
 from components.azure import ids
-from scripts.cli import ArgumentParser, OutputsFileError, environment, read_outputs_file
-from scripts.offline.stackfile import STACKS_DIR, StackFileError, read_stack_file
+from scripts.cli import ArgumentParser, CloudStackChoice, OutputsFileError, choose_cloud_stack, environment, read_outputs_file
+from scripts.offline.stackfile import STACKS_DIR, StackFileError, cloud_stacks, read_stack_file
 from stacks.config import CloudConfig, ConfigError, load
 from stacks import versions
 from stacks.config.base import CONFIDENTIAL_GPU_SIZE
@@ -361,8 +361,8 @@ def trusted_outputs(config: CloudConfig) -> dict[str, Any] | str:
     return outputs if isinstance(outputs, dict) else f"{command} printed no JSON object of outputs"
 
 
-def load_config(env: str, stacks_dir: Path = STACKS_DIR) -> CloudConfig:
-    stack = f"{env}-cloud"
+def load_config(env: str, stacks_dir: Path = STACKS_DIR, cloud_stack: str | None = None) -> CloudConfig:
+    stack = cloud_stack or f"{env}-cloud"
     stack_file = read_stack_file(stack, stacks_dir)
     prefix = "confidential-ai:"
     raw = {k[len(prefix):]: v for k, v in stack_file.config.items() if k.startswith(prefix)}
@@ -373,12 +373,14 @@ def load_config(env: str, stacks_dir: Path = STACKS_DIR) -> CloudConfig:
 
 def main(argv: list[str] | None = None, clients: Callable[[CloudConfig], AzureClients] = live_clients) -> int:
     parser = ArgumentParser(prog="python -m scripts.preflight", description=__doc__.splitlines()[0])
-    parser.add_argument("env", type=environment, help="environment: checks stack ENV-cloud")
+    parser.add_argument("env", type=environment, help="environment: checks its cloud stack (ENV-cloud, or --cloud-stack)")
+    parser.add_argument("--cloud-stack", metavar="NAME", help="the cloud stack to check (ENV-cloud or ENV-cloud-<name>); needed when ENV has more than one")
     parser.add_argument("--trusted-outputs", type=Path, help="JSON of the trusted stack outputs (e.g. out/ENV-trusted/outputs.json); default: pulumi stack output")
     parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR, help="where the Pulumi.<stack>.yaml files are (default: stacks/)")
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.env, args.stacks_dir)
+        stack = choose_cloud_stack(args.env, args.cloud_stack, cloud_stacks(args.env, args.stacks_dir))
+        config = load_config(args.env, args.stacks_dir, stack)
         trusted = read_trusted_outputs(args.trusted_outputs) if args.trusted_outputs else None
         azure = clients(config)
     except ConfigError as err:
@@ -386,6 +388,9 @@ def main(argv: list[str] | None = None, clients: Callable[[CloudConfig], AzureCl
         return 2
     except (StackFileError, CannotRun) as err:
         print(f"{args.env}-cloud: {err}" if isinstance(err, CannotRun) else str(err), file=sys.stderr)
+        return 2
+    except CloudStackChoice as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     results = run_checks(config, azure, trusted if trusted is not None else trusted_outputs(config))
     print(render(results))

@@ -21,7 +21,7 @@ from typing import Any
 from components.nim import MACHINE_TYPE_ANNOTATION
 from components.peerpods import RUNTIME_CLASS
 from scripts.offline import Registered, StackRun
-from stacks.contracts import CLOUD_READS
+from stacks.contracts import CLOUD_READS, cloud_view
 
 _TITLES = {"trusted": "trusted cluster, on premises", "cloud": "cloud cluster, Azure"}
 _INFERENCE_SERVICE = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
@@ -70,7 +70,7 @@ class Picture:
 
     @property
     def role(self) -> str:
-        return self.run.stack.rsplit("-", 1)[-1]
+        return _role(self.run.stack)
 
     def ordered(self) -> list[Node]:
         """The parts in the order Pulumi can build them (ties by id, so the file is deterministic)."""
@@ -152,9 +152,19 @@ def _model_detail(members: list[Registered]) -> str:
     return ""
 
 
+def _role(stack: str) -> str:
+    return "trusted" if stack.endswith("-trusted") else "cloud"
+
+
+def _prefix(stack: str) -> str:
+    """Node ids' prefix: the role, and for a cloud stack `<env>-cloud-<name>` its name, so two cloud stacks' parts stay apart."""
+    name = stack.split("-cloud-", 1)[1] if "-cloud-" in stack else ""
+    return _slug(_role(stack), name) if name else _role(stack)
+
+
 def picture(run: StackRun) -> Picture:
     by_urn = {r.urn: r for r in run.resources}
-    role = run.stack.rsplit("-", 1)[-1]
+    role = _prefix(run.stack)
     nodes: dict[str, Node] = {}
     node_of: dict[str, str] = {}
 
@@ -302,12 +312,14 @@ def render_topology(runs: list[StackRun]) -> str:
             source = by_stack.get(stack_name.rsplit("/", 1)[-1])
             if source is None:
                 continue
-            read = [name for name in CLOUD_READS if name in source.run.outputs]
+            # What this cloud stack reads: the shared outputs and its own spoke's (stacks/contracts.py cloud_view).
+            view = cloud_view(source.run.outputs, p.run.stack)
+            read = [name for name in CLOUD_READS if name in view]
             if not read:
                 summary.append(f"- **Between the clusters**: {source.run.stack} publishes nothing {p.run.stack} reads.")
                 continue
             edges.append(f'  {_slug(source.run.stack)} -- "{", ".join(read)}" --> {ref.id}')
-            consumers = _consumers(p, source.run.outputs)
+            consumers = _consumers(p, view)
             edges += [f'  {ref.id} -- "{", ".join(names)}" --> {node_id}' for node_id, names in consumers.items()]
             summary.append(f"- **Between the clusters**: {p.run.stack} reads {_and([f'`{n}`' for n in read])} from {source.run.stack}, "
                            "all public" + "".join(f"; {_and(names)} go{'es' if len(names) == 1 else ''} to {p.nodes[node_id].title}"

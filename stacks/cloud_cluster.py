@@ -29,7 +29,7 @@ from stacks.config.workloads import ModelSettings
 from stacks import versions
 from stacks.config.base import OperatorPin as OperatorPinSettings
 from stacks.config.base import Problem, secret_output
-from stacks.contracts import CLOUD_READS, OPTIONAL_TRUSTED_OUTPUTS, WORKLOAD_KEYS, AzureLayer
+from stacks.contracts import CLOUD_READS, OPTIONAL_TRUSTED_OUTPUTS, TRUSTED_OUTPUTS, WORKLOAD_KEYS, AzureLayer, cloud_view
 from stacks.encrypted_models import EncryptedModelPlan
 
 NVCR = "nvcr.io"
@@ -84,14 +84,18 @@ def read_trusted_stack(config: CloudConfig) -> TrustedSide:
     # StackReference outputs are asynchronous; waiting here keeps every other resource from being
     # registered when the trusted side is missing. `_sync_await` is the SDK's own helper for
     # synchronous invokes (pulumi sdk/python/lib/pulumi/runtime/sync_await.py), private API.
-    outputs: dict[str, Any] = _sync_await(ref.outputs.future()) or {}
+    everything: dict[str, Any] = _sync_await(ref.outputs.future()) or {}
     secret_names = set(_sync_await(ref.secret_output_names.future()) or ())
     stack = config.trusted_stack_name
     short = stack.rsplit("/", 1)[-1]
+    if everything.get("kbsUrl") and config.stack.name not in (everything.get("spokes") or {}):
+        raise ConfigError(config.stack.name, [Problem("trustedStack", f"{stack} runs nothing on {config.stack.name}: list it under spokes "
+                                                                       f"in {short}'s config and update {short} first")])
+    outputs = cloud_view(everything, config.stack.name)
     missing = [name for name in CLOUD_READS if outputs.get(name) in (None, "", {})]
     if missing:
         raise ConfigError(config.stack.name, [Problem("trustedStack", f"{stack} has no output {', '.join(missing)} (deploy it first: pulumi up -s {short})")])
-    secret = sorted(secret_names & {*CLOUD_READS, *OPTIONAL_TRUSTED_OUTPUTS})
+    secret = sorted(secret_names & {*TRUSTED_OUTPUTS, *OPTIONAL_TRUSTED_OUTPUTS})
     if secret:
         raise ConfigError(config.stack.name, [Problem("trustedStack", f"{stack} exports {', '.join(secret)} as secret; the cloud side reads only public values")])
     resources, problems = _kbs_resources(stack, outputs["kbsResources"])

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 # The trusted stack's outputs: everything the cloud side may read, all public.
-# - `kbsResources`: logical name -> {"uri": "kbs:///default/<secret>/<key>", "gpuGated": bool, "minGpus": int}.
-# - `workloads`: workload name -> WORKLOAD_KEYS: "image" (`repo@sha256:<64 hex>`, the only image its
+# - `spokes`: cloud stack name -> what that cloud stack reads of its own (`cloud_view`):
+#   - `kbsResources`: logical name -> {"uri": "kbs:///default/<secret>/<key>", "gpuGated": bool, "minGpus": int}:
+#     the declared resources, and the TLS serving keys of this cloud stack's pairs.
+#   - `workloads`: workload name -> WORKLOAD_KEYS, the workload as this cloud stack runs it (its own initdata,
+#     with the cloud stack's name in it, and PCR 8): "image" (`repo@sha256:<64 hex>`, the only image its
 #   agent policy runs), "initdata" (gzip+base64 pod annotation), "initdataDigest" and "initdataPcr8"
 #   (hex), "resources" (kbsResources names KBS releases to it), "gpus" (int), "sealedSecrets"
 #   (resource name -> "sealed.<ES256 JWS>", signed on the trusted side, used verbatim); and, only for a
@@ -21,13 +26,23 @@ import pulumi_kubernetes as k8s
 #   for its servingHostnames) and "servingKeyResource" (the kbsResources name of its TLS key, bound to
 #   its PCR 8; the signed pointer to it is in its "sealedSecrets").
 # - `inferenceClientCaCert`, only when models require client certificates: that CA's PEM.
-TRUSTED_OUTPUTS = ("kbsUrl", "kbsCaCert", "kbsResources", "workloads", "sealedSecretKeyUri", "inferenceCaCert")
+TRUSTED_OUTPUTS = ("kbsUrl", "kbsCaCert", "spokes", "sealedSecretKeyUri", "inferenceCaCert")
 OPTIONAL_TRUSTED_OUTPUTS = ("inferenceClientCaCert",)
 WORKLOAD_KEYS = ("image", "initdata", "initdataDigest", "initdataPcr8", "resources", "gpus", "sealedSecrets")
 # Present only for the workloads they concern.
 OPTIONAL_WORKLOAD_KEYS = ("encryptedModel",)
-# What the cloud stack needs; model clients, not the cloud stack, read `inferenceCaCert`.
+# What the cloud stack needs (of `spokes`, its own entry's keys); model clients, not the cloud stack, read `inferenceCaCert`.
 CLOUD_READS = ("kbsUrl", "kbsCaCert", "kbsResources", "workloads", "sealedSecretKeyUri")
+SPOKE_KEYS = ("kbsResources", "workloads")
+
+
+def cloud_view(outputs: Mapping[str, Any], cloud_stack: str) -> dict[str, Any]:
+    """The trusted outputs as `cloud_stack` reads them: the shared public values, and its own spoke's
+    `kbsResources` and `workloads` (absent when the trusted side gives it no spoke)."""
+    spokes = outputs.get("spokes")
+    own = spokes.get(cloud_stack) if isinstance(spokes, Mapping) else None
+    shared = {k: v for k, v in outputs.items() if k != "spokes"}
+    return {**shared, **({k: own[k] for k in SPOKE_KEYS if k in own} if isinstance(own, Mapping) else {})}
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ class Runner:
     def example(self, stack: str, set: dict[str, Any] | None = None, delete: tuple[str, ...] = (), stack_outputs: dict[str, StackOutputs] | None = None) -> StackRun:
         config, secret_keys = example_config(stack, set, delete)
         if stack_outputs is None and stack.endswith("-cloud"):
-            trusted = stack.rsplit("-", 1)[0] + "-trusted"
+            trusted = stack.split("-", 1)[0] + "-trusted"
             stack_outputs = {trusted: self.example(trusted).stack_outputs}
         return self(stack, config, secret_keys, stack_outputs)
 

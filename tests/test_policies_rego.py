@@ -560,7 +560,7 @@ def test_good_cpu_and_gpu_evidence_releases_every_resource_of_the_example_stacks
         receivers = [w.name for w in config.workloads if resource.name in w.resources]
         # Released to the pod VM of each workload allowed it (its PCR 8), and to no other.
         for workload in receivers:
-            assert allowed(edited(token, measuring(run.outputs["workloads"][workload]["initdataPcr8"])), path, policy=policy), resource.name
+            assert allowed(edited(token, measuring(run.outputs["spokes"][stack.replace("trusted", "cloud")]["workloads"][workload]["initdataPcr8"])), path, policy=policy), resource.name
         if not receivers:
             assert not allowed(token, path, policy=policy), f"{resource.name} is no workload's, yet released"
 
@@ -583,8 +583,8 @@ def test_dev_reference_values_affirm_a_guest_measuring_the_dev_initdata(cpu_inpu
     reference = run.named("kbs-rvps-reference-values", "kubernetes:core/v1:ConfigMap").inputs["data"]["reference_value"]
     rv = {name: json.loads(base64.urlsafe_b64decode(record))["value"] for name, record in json.loads(reference).items()}
     workload = config.workloads[0]
-    initdata = render_initdata(InitdataArgs(config.kbs.url, run.outputs["kbsCaCert"], AgentPolicyArgs(workload.image, config.agent_policy.allow_read_stream, writable_dirs=nim.WRITABLE_DIRS)))
-    assert initdata.pcr8 == run.outputs["workloads"][workload.name]["initdataPcr8"]
+    initdata = render_initdata(InitdataArgs(config.kbs.url, run.outputs["kbsCaCert"], AgentPolicyArgs(workload.image, config.agent_policy.allow_read_stream, writable_dirs=nim.WRITABLE_DIRS), cloud_stack="dev-cloud"))
+    assert initdata.pcr8 == run.outputs["spokes"]["dev-cloud"]["workloads"][workload.name]["initdataPcr8"]
     evidence = copy.deepcopy(cpu_input)
     tpm = evidence["az-snp-vtpm"]["tpm"]
     for n in CONFIGURED_PCRS:
@@ -600,11 +600,11 @@ def test_the_dev_serving_key_goes_only_to_a_pod_vm_measuring_its_workload_with_i
     config, run = example_trusted
     workload, other = config.workloads
     policy = run.named("kbs-resource-policy", "kubernetes:core/v1:ConfigMap").inputs["data"]["resource-policy.rego"]
-    pcr8 = run.outputs["workloads"][workload.name]["initdataPcr8"]
+    pcr8 = run.outputs["spokes"]["dev-cloud"]["workloads"][workload.name]["initdataPcr8"]
     data = {"plugin": "resource", "resource-path": ["default", "inference-tls-keys", workload.name], "query": {}}
     genuine = edited(ear, measuring(pcr8))
     assert evaluate(policy, "data.policy.allow", genuine, data) is True
-    other_pcr8 = run.outputs["workloads"][other.name]["initdataPcr8"]
+    other_pcr8 = run.outputs["spokes"]["dev-cloud"]["workloads"][other.name]["initdataPcr8"]
     assert evaluate(policy, "data.policy.allow", edited(ear, measuring(other_pcr8)), data) is False  # another model's pod VM
     assert evaluate(policy, "data.policy.allow", edited(genuine, lambda s: s.pop("gpu0")), data) is False
 
@@ -639,7 +639,7 @@ def test_dev_resource_policy_gives_each_workload_only_its_own_secrets(ear, examp
     llama-3-1-8b's model key, and a pod VM measuring no workload's initdata gets nothing."""
     _, run = example_trusted
     policy = run.named("kbs-resource-policy", "kubernetes:core/v1:ConfigMap").inputs["data"]["resource-policy.rego"]
-    workloads = run.outputs["workloads"]
+    workloads = run.outputs["spokes"]["dev-cloud"]["workloads"]
 
     def released(pcr8: str, path: list[str]) -> bool:
         data = {"plugin": "resource", "resource-path": path, "query": {}}

@@ -152,7 +152,7 @@ def test_trusted_side_flags_kbs_config_reference_values_policy_and_a_deleted_sec
         ("**delete**", "`kbs-resources-model-decryption`", "`kubernetes:core/v1:Secret`"),
     ]
     # the retired resource leaves the resource policy: the diff shows the workload's grant losing it
-    assert re.search(r'^-\s+"[0-9a-f]{64}": ".*\bmodel-decryption/key\.bin:1\b.*", # llama-3-1-8b$', pr_comment, re.M)
+    assert re.search(r'^-\s+"[0-9a-f]{64}": ".*\bmodel-decryption/key\.bin:1\b.*", # dev-cloud/llama-3-1-8b$', pr_comment, re.M)
     assert not re.search(r'^\+.*model-decryption/key\.bin', pr_comment, re.M)
 
 

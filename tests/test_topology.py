@@ -106,10 +106,12 @@ def test_small_enough_to_read_with_no_provider_and_no_lone_node(planned):
 
 def test_the_cross_cluster_arrow_carries_what_the_cloud_stack_reads(planned, monkeypatch):
     runs, text = planned
-    trusted, cloud = runs
+    trusted, cloud, *others = runs
     _, edges, _ = parts(text)
     crossing = [(label, b) for a, label, b in edges if a == trusted.stack.replace("-", "_")]
-    assert crossing == [(", ".join(CLOUD_READS), "cloud_stackreference_trusted_stack")]
+    # One arrow into each cloud stack's reference (prod: prod-cloud and prod-cloud-eastus).
+    references = ["cloud_stackreference_trusted_stack", *(f"cloud_{o.stack.split('-cloud-')[1]}_stackreference_trusted_stack" for o in others)]
+    assert crossing == [(", ".join(CLOUD_READS), ref) for ref in references]
     assert "initdataPcr8" not in text
     into = {b: label for a, label, b in edges if a == "cloud_stackreference_trusted_stack"}
     # Each model reads its own workload (initdata, signed pointers); peer-pods-cm carries no default initdata.

@@ -70,9 +70,24 @@ def test_up_deploys_trusted_then_cloud_after_checking_its_outputs() -> None:
 
 
 def test_destroy_goes_cloud_first_then_trusted() -> None:
-    fake = FakePulumi(deployed={"prod-trusted": TRUSTED_OUTPUTS, "prod-cloud": {}})
+    fake = FakePulumi(deployed={"prod-trusted": TRUSTED_OUTPUTS, "prod-cloud": {}, "prod-cloud-eastus": {}})
     assert run(["prod", "--destroy", "--yes"], fake) == 0
-    assert fake.calls == [("destroy", "prod-cloud"), ("destroy", "prod-trusted")]
+    assert fake.calls == [("destroy", "prod-cloud"), ("destroy", "prod-cloud-eastus"), ("destroy", "prod-trusted")]
+
+
+def test_destroying_one_cloud_stack_leaves_the_others_and_the_trusted_stack() -> None:
+    fake = FakePulumi(deployed={"prod-trusted": TRUSTED_OUTPUTS, "prod-cloud": {}, "prod-cloud-eastus": {}})
+    assert run(["prod", "--destroy", "--yes", "--cloud-stack", "prod-cloud-eastus"], fake) == 0
+    assert fake.calls == [("destroy", "prod-cloud-eastus")]
+
+
+def test_a_fleet_needs_the_cloud_stack_named(capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakePulumi()
+    assert run(["prod"], fake) == 2
+    assert fake.calls == []
+    assert capsys.readouterr().err == "error: prod has 2 cloud stacks (prod-cloud, prod-cloud-eastus): choose one with --cloud-stack NAME\n"
+    assert run(["prod", "--cloud-stack", "prod-cloud-west"], fake) == 2
+    assert capsys.readouterr().err == "error: --cloud-stack prod-cloud-west is not a cloud stack of prod (its cloud stacks: prod-cloud, prod-cloud-eastus)\n"
 
 
 def test_destroy_needs_confirmation(capsys: pytest.CaptureFixture[str]) -> None:
@@ -198,3 +213,17 @@ def test_adapter_turns_a_failed_up_into_one_line(monkeypatch: pytest.MonkeyPatch
     assert commands(log) == [("up", "dev-trusted")]
     assert capsys.readouterr().err.splitlines()[-1] == (
         "error: pulumi up failed on dev-trusted: error: 1 resource failed on dev-trusted")
+
+
+def test_a_cloud_stack_is_refused_until_the_trusted_stack_gives_it_a_spoke(capsys: pytest.CaptureFixture[str]) -> None:
+    """The trusted stack exports each cloud stack's own view under `spokes`: a cloud stack it runs nothing on is refused."""
+    spoke = {key: TRUSTED_OUTPUTS[key] for key in ("kbsResources", "workloads")}
+    shared = {k: v for k, v in TRUSTED_OUTPUTS.items() if k not in spoke}
+    fleet = {**shared, "spokes": {"prod-cloud": spoke}}
+    fake = FakePulumi(produces={"prod-trusted": fleet})
+    assert run(["prod", "--cloud-stack", "prod-cloud-eastus"], fake) == 2
+    assert fake.calls == [("up", "prod-trusted"), ("outputs", "prod-trusted")]
+    assert capsys.readouterr().err == "error: refusing prod-cloud-eastus: prod-trusted lacks the outputs kbsResources, workloads\n"
+    fake = FakePulumi(produces={"prod-trusted": {**shared, "spokes": {"prod-cloud": spoke, "prod-cloud-eastus": spoke}}})
+    assert run(["prod", "--cloud-stack", "prod-cloud-eastus"], fake) == 0
+    assert fake.calls == [("up", "prod-trusted"), ("outputs", "prod-trusted"), ("up", "prod-cloud-eastus")]
