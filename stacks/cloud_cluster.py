@@ -159,7 +159,7 @@ def _model_problems(config: CloudConfig, trusted: TrustedSide) -> Iterator[Probl
             yield Problem(f"models[{i}].image", f"{model.repository} is not the repository of workload {model.workload}'s pinned image {workload.image}")
         if model.gpus != workload.gpus:
             yield Problem(f"models[{i}].gpus", f"workload {model.workload} is declared with {workload.gpus} GPUs; the model asks for {model.gpus}")
-        if problem := _serving_problem(model_hostname(config, model), model.workload, workload, trusted.stack):
+        if problem := _serving_problem(model_hostname(config, model), model.workload, workload, trusted.stack, config.stack.name):
             yield Problem(f"models[{i}].hostname" if model.hostname else f"models[{i}].workload", problem)
         # An encrypted model is served locally, without NGC (stacks/encrypted_models.py checks it).
         if model.source == "ngc":
@@ -181,9 +181,9 @@ def model_hostname(config: CloudConfig, model: ModelSettings) -> str:
     return model.hostname or f"{model.name}-{model.namespace}.{config.ingress_domain}"
 
 
-def _serving_problem(hostname: str, name: str, workload: TrustedWorkload, stack: str) -> str | None:
+def _serving_problem(hostname: str, name: str, workload: TrustedWorkload, stack: str, cloud_stack: str) -> str | None:
     """Why the workload cannot serve TLS for `hostname` from inside its pod VM, or None."""
-    fix = f"list {hostname} in workload {name}'s servingHostnames on {stack}"
+    fix = f"list {hostname} in spokes.{cloud_stack}.{name}.servingHostnames on {stack}"
     if not workload.serving_certificate or not workload.serving_key_resource:
         return f"workload {name} has no TLS serving certificate: {fix}"
     if workload.serving_key_resource not in workload.sealed_secrets:

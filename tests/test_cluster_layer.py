@@ -300,11 +300,11 @@ def test_a_client_ca_makes_nim_require_client_certificates(trusted):
     ("trusted", "set", "line"),
     [
         (with_workload("llama-3-1-8b", workload_output(serving_hostnames=())), {},
-         f"models[0].workload: workload llama-3-1-8b has no TLS serving certificate: list {MODEL_HOST} in workload llama-3-1-8b's servingHostnames on organization/confidential-ai/dev-trusted"),
+         f"models[0].workload: workload llama-3-1-8b has no TLS serving certificate: list {MODEL_HOST} in spokes.dev-cloud.llama-3-1-8b.servingHostnames on organization/confidential-ai/dev-trusted"),
         (trusted_outputs(), {"models": [{**MODEL, "hostname": "chat.example.com"}]},
          "models[0].hostname: workload llama-3-1-8b's serving certificate names "
-         f"{MODEL_HOST}, llama-3-1-8b-llama-3-1-8b.apps.ocp-prod.example.com, not chat.example.com: list chat.example.com in workload "
-         "llama-3-1-8b's servingHostnames on organization/confidential-ai/dev-trusted"),
+         f"{MODEL_HOST}, llama-3-1-8b-llama-3-1-8b.apps.ocp-prod.example.com, not chat.example.com: list chat.example.com in "
+         "spokes.dev-cloud.llama-3-1-8b.servingHostnames on organization/confidential-ai/dev-trusted"),
     ],
     ids=["no-serving-certificate", "host-not-named"],
 )
