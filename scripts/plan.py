@@ -28,7 +28,7 @@ from scripts.cli import ArgumentParser, environment
 from scripts.offline import SECRET, Registered, StackRun, collector_paused, run_stack
 from scripts.offline.stackfile import STACKS_DIR, StackFileError, cloud_stacks, read_stack_file
 from scripts.topology import render_topology
-from stacks.config import ConfigError
+from stacks.config import ConfigError, clock
 
 
 def plan_environment(env: str, stacks_dir: Path = STACKS_DIR, secret_values: dict[str, dict[str, str]] | None = None) -> list[StackRun]:
@@ -261,12 +261,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("env", type=environment, help="environment name: plans stacks ENV-trusted and ENV-cloud")
     parser.add_argument("--out", type=Path, default=Path("out"), help="output directory (default: out/)")
     parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR, help="where the Pulumi.<stack>.yaml files are (default: stacks/)")
+    parser.add_argument("--as-of", type=clock.as_of_argument, metavar="YYYY-MM-DD", help="judge expiry dates as of this day (default: today, UTC)")
     args = parser.parse_args(argv)
     if problem := _out_problem(args.out):
         print(f"--out {args.out}: {problem}", file=sys.stderr)
         return 2
     try:
-        runs = plan_environment(args.env, args.stacks_dir)
+        with clock.as_of(args.as_of):
+            runs = plan_environment(args.env, args.stacks_dir)
     except (ConfigError, StackFileError) as err:
         print(str(err), file=sys.stderr)
         return 2

@@ -237,15 +237,34 @@ def image_definition(compute: Any, image_id: str, region: str) -> Result:
     return Result(check, True, "V2, SecurityType=" + features["SecurityType"])
 
 
-def image_version(compute: Any, image_id: str, region: str) -> Result:
+# The tag image builders set on each GPU pod VM image version (docs/azure.md): this build carries the
+# NVIDIA driver in confidential computing mode and a CDI spec. A gallery image version has resource tags;
+# a community gallery image version shows its publisher's artifact tags instead.
+GPU_IMAGE_TAG = ("confidential-ai-gpu", "h100-cc")
+
+
+def _gpu_tag_problem(tags: dict[str, str] | None) -> Result | None:
+    key, value = GPU_IMAGE_TAG
+    found = (tags or {}).get(key)
+    if found == value:
+        return None
+    detail = f"tagged {key}={found}" if found is not None else f"no {key} tag"
+    return Result("", False, f"{detail}: a GPU model needs an image built for H100 confidential computing",
+                  f"publish a version with the CC-mode NVIDIA driver and a CDI spec, tagged {key}={value} (docs/azure.md)")
+
+
+def image_version(compute: Any, image_id: str, region: str, gpu: bool = False) -> Result:
+    """The version exists in the region; for GPU models, it is tagged as an H100 CC build (GPU_IMAGE_TAG)."""
     version = image_id.rsplit("/", 1)[-1]
     check = f"pod VM image {version} available in {region}"
     if community := ids.COMMUNITY_IMAGE_VERSION_ID.match(image_id):
         try:
-            compute.community_gallery_image_versions.get(region, community["gallery"], community["image"], version)
+            found = compute.community_gallery_image_versions.get(region, community["gallery"], community["image"], version)
         except ResourceNotFoundError:
             return Result(check, False, "not published to this region (or does not exist)", "replicate the version to the region in the publisher's gallery, or fix peerPods.imageId")
-        return Result(check, True, "community gallery image version found in the region")
+        if gpu and (problem := _gpu_tag_problem(found.properties.artifact_tags)):
+            return Result(check, False, problem.detail, problem.fix)
+        return Result(check, True, "community gallery image version found in the region" + (f", {'='.join(GPU_IMAGE_TAG)}" if gpu else ""))
     gallery = ids.GALLERY_IMAGE_VERSION_ID.match(image_id)
     assert gallery is not None
     try:
@@ -258,7 +277,9 @@ def image_version(compute: Any, image_id: str, region: str) -> Result:
     regions = [r.name for r in found.properties.publishing_profile.target_regions or []]
     if _region_key(region) not in {_region_key(r) for r in regions}:
         return Result(check, False, f"replicated only to {', '.join(regions) or 'no region'}", f"az sig image-version update ... --add publishingProfile.targetRegions name={region}")
-    return Result(check, True, f"replicated to {', '.join(regions)}")
+    if gpu and (problem := _gpu_tag_problem(found.tags)):
+        return Result(check, False, problem.detail, problem.fix)
+    return Result(check, True, f"replicated to {', '.join(regions)}" + (f", {'='.join(GPU_IMAGE_TAG)}" if gpu else ""))
 
 
 def kbs_tls(trusted: dict[str, Any] | str, timeout: float = 5.0) -> Result:
@@ -324,7 +345,8 @@ def run_checks(config: CloudConfig, clients: AzureClients, trusted: dict[str, An
     namespaces = ["Microsoft.Compute", "Microsoft.Network"] + (["Microsoft.RedHatOpenShift"] if config.cluster.aro else [])
     results += [_guarded(f"{ns} provider registered", lambda ns=ns: provider_registered(clients.resources, ns)) for ns in namespaces]
     results.append(_guarded("pod VM image definition", lambda: image_definition(clients.compute, peer_pods.image_id, region)))
-    results.append(_guarded("pod VM image version", lambda: image_version(clients.compute, peer_pods.image_id, region)))
+    gpu = any(model.machine_type == CONFIDENTIAL_GPU_SIZE for model in config.models)
+    results.append(_guarded("pod VM image version", lambda: image_version(clients.compute, peer_pods.image_id, region, gpu)))
     results.append(kbs_tls(trusted))
     return results
 

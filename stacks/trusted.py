@@ -47,6 +47,11 @@ def deploy(config: TrustedConfig) -> None:
         kubernetes,
     )
 
+    if config.reference_values.expires_soon():
+        pulumi.log.warn(
+            f"referenceValues.expiration {config.reference_values.expiration} is within 30 days; after it the stack refuses "
+            "these values: confirm them against evidence (python -m scripts.reference_values) and move it forward (docs/operations.md)"
+        )
     if not config.reference_values.measurements:
         if reason := config.reference_values.unpinned_measurement_reason:
             pulumi.log.info(

@@ -13,6 +13,7 @@ import pytest
 
 from scripts import plan, preflight, preview_pr, up
 from scripts.offline import policy
+from scripts.policy_diff import __main__ as policy_diff
 from scripts.offline.stackfile import STACKS_DIR, StackFileError, read_stack_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +25,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "python -m scripts.offline.policy": policy.main,
     "python -m scripts.preview_pr": preview_pr.main,
     "python -m scripts.up": up.main,
+    "python -m scripts.policy_diff": policy_diff.main,
 }
 
 
@@ -53,7 +55,7 @@ def test_a_missing_environment_is_one_line(prog: str, capsys: pytest.CaptureFixt
     assert usage_error(COMMANDS[prog], [], capsys) == f"{prog}: error: the following arguments are required: env (see --help)"
 
 
-@pytest.mark.parametrize("prog", ["python -m scripts.plan", "python -m scripts.preflight", "python -m scripts.offline.policy"])
+@pytest.mark.parametrize("prog", ["python -m scripts.plan", "python -m scripts.preflight", "python -m scripts.offline.policy", "python -m scripts.policy_diff"])
 @pytest.mark.parametrize("env", ["../dev", "", "dev/x"])
 def test_an_environment_that_is_no_stack_name_is_refused(prog: str, env: str, capsys: pytest.CaptureFixture[str]) -> None:
     line = usage_error(COMMANDS[prog], [env], capsys)
@@ -207,13 +209,13 @@ def test_bench_counts_in_words() -> None:
 
 
 def test_commands_run_from_outside_the_repository(tmp_path: Path) -> None:
-    # requirements-dev.txt installs the project (`-e .`): the README's commands work from any directory.
+    # requirements-dev.txt installs the project (`-e .`): the README's commands work from any directory and
+    # still find the stack files of the clone.
     import subprocess
     import sys
 
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    done = subprocess.run([sys.executable, "-m", "scripts.plan", "dev", "--out", "plan"], cwd=elsewhere,
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    assert (elsewhere / "plan" / "dev-cloud" / "outputs.json").is_file()
+    from tests.stack_edits import UNKNOWN_ENV, known_environments
+
+    done = subprocess.run([sys.executable, "-m", "scripts.plan", UNKNOWN_ENV], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert (done.returncode, done.stderr.strip()) == (
+        2, f"{UNKNOWN_ENV}-trusted: no stack file stacks/Pulumi.{UNKNOWN_ENV}-trusted.yaml (environments there: {known_environments()})")

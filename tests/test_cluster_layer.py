@@ -391,12 +391,12 @@ def test_operators_install_in_parallel(run):
 def test_outputs_name_urls_runtime_class_and_referenced_resources(run):
     assert run.outputs["models"] == {
         "llama-3-1-8b": {
-            "inClusterUrl": "https://llama-3-1-8b-predictor.llama-3-1-8b.svc.cluster.local",
+            "inClusterUrl": "https://llama-3-1-8b-predictor.llama-3-1-8b.svc.cluster.local:80",
             "externalUrl": "https://llama-3-1-8b-llama-3-1-8b.apps.confai-dev.eastus2.aroapp.io",
             "workload": "llama-3-1-8b",
         },
         "mistral-7b": {
-            "inClusterUrl": "https://mistral-7b-predictor.mistral-7b.svc.cluster.local",
+            "inClusterUrl": "https://mistral-7b-predictor.mistral-7b.svc.cluster.local:80",
             "externalUrl": "https://mistral-7b-mistral-7b.apps.confai-dev.eastus2.aroapp.io",
             "workload": "mistral-7b",
         },

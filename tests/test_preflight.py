@@ -228,7 +228,7 @@ def test_recorded_dev_environment_passes_every_azure_check(dev_config, azure):
     # 3 x D8s_v5 masters + 3 x D4s_v5 workers, plus the 8-vCPU bootstrap machine regionally.
     assert results["quota for the ARO control plane and workers"].detail == "36 vCPUs of standardDSv5Family, 44 vCPUs of cores"
     assert results["Microsoft.RedHatOpenShift provider registered"].ok
-    assert results["pod VM image 1.0.0 available in eastus2"].detail == "replicated to East US 2, West Europe"
+    assert results["pod VM image 1.0.0 available in eastus2"].detail == "replicated to East US 2, West Europe, confidential-ai-gpu=h100-cc"
     assert ("gallery_image_version", ("confidential-ai-dev", "PodVMGallery", "podvm-image", "1.0.0")) in azure.requests
     assert ("resource_skus", ("location eq 'eastus2'",)) in azure.requests
 
@@ -466,6 +466,33 @@ def _pulumi_answers(monkeypatch, answer) -> None:
 def test_trusted_outputs_from_the_cli_fail_as_one_line(monkeypatch, answer, expected):
     _pulumi_answers(monkeypatch, answer)
     assert preflight.trusted_outputs(load_config("dev")) == expected
+
+
+# --- GPU pod VM image: built for H100 confidential computing -------------------------------------
+
+
+@pytest.mark.parametrize("tags, detail", [
+    ({"env": "dev"}, "no confidential-ai-gpu tag: a GPU model needs an image built for H100 confidential computing"),
+    ({"confidential-ai-gpu": "none"}, "tagged confidential-ai-gpu=none: a GPU model needs an image built for H100 confidential computing"),
+])
+def test_a_gpu_model_needs_an_image_version_tagged_for_h100_cc(dev_config, azure, tags, detail):
+    azure.bodies["gallery_image_version"]["tags"] = tags
+    (failed,) = failures(dev_config, azure)
+    assert (failed.check, failed.detail) == ("pod VM image 1.0.0 available in eastus2", detail)
+    assert failed.fix == "publish a version with the CC-mode NVIDIA driver and a CDI spec, tagged confidential-ai-gpu=h100-cc (docs/azure.md)"
+
+
+def test_a_community_gpu_image_is_checked_by_its_artifact_tags(azure):
+    prod = load_config("prod")
+    del azure.bodies["community_gallery_image_version"]["properties"]["artifactTags"]
+    (failed,) = failures(prod, azure)
+    assert failed.detail == "no confidential-ai-gpu tag: a GPU model needs an image built for H100 confidential computing"
+
+
+def test_without_gpu_models_the_tag_is_not_asked_for(dev_config, azure):
+    cpu_only = dev_config.model_copy(update={"models": [m for m in dev_config.models if m.machine_type != "Standard_NCC40ads_H100_v5"]})
+    azure.bodies["gallery_image_version"]["tags"] = {}
+    assert failures(cpu_only, azure) == []
 
 
 # --- Telling credential failures apart, against real HTTPS on 127.0.0.1 ----------------------------------------

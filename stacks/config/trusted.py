@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -15,7 +16,8 @@ from components.initdata import PINNED_IMAGE
 from components.trustee.names import RESERVED as RESERVED_NAMES
 from components.trustee.names import serving_key_resource
 from stacks import versions
-from stacks.config.base import cloud_stack_names, DnsLabel, Hostname, HttpsUrl, Model, OpenShiftVersion, OperatorPin, Problem, StackId, matching, nested, pin_fits
+from stacks.config import clock
+from stacks.config.base import DnsLabel, Hostname, HttpsUrl, Model, OpenShiftVersion, OperatorPin, Problem, StackId, cloud_stack_names, matching, nested, pin_fits
 
 def _verifier_url(value: str) -> str:
     parts = urlsplit(value)
@@ -119,8 +121,15 @@ class MinimumTcb(Model):
     microcode: int = Field(ge=0, le=255)
 
 
+# How long before `referenceValues.expiration` the plan starts warning.
+EXPIRY_WARNING = datetime.timedelta(days=30)
+
+
 class ReferenceValues(Model):
     expiration: Timestamp
+    """When these values stop being accepted. Trustee's RVPS stores it but never enforces it (trustee
+    rvps/src: `ReferenceValue::expired` has no caller), so the stack does: a config whose values have
+    expired is refused, and one expiring within 30 days warns (judged today, or at `--as-of`)."""
     pcrs: PcrReferenceValues
     minimum_tcb: MinimumTcb
     allowed_driver_versions: list[Version] = Field(min_length=1)
@@ -134,7 +143,29 @@ class ReferenceValues(Model):
     """Why this environment accepts any paravisor while `measurements` is empty (a dev environment whose pod VMs
     are not measured yet): declared, the plan reports it as a note instead of warning about it."""
 
+    @property
+    def expires(self) -> datetime.datetime | None:
+        """The expiration instant, or None when the timestamp names no real date and time."""
+        try:
+            return datetime.datetime.strptime(self.expiration, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+        except ValueError:
+            return None
+
+    def expires_soon(self) -> bool:
+        """Within EXPIRY_WARNING of the day config is judged at (clock.today)."""
+        expires = self.expires
+        return expires is not None and expires.date() - clock.today() <= EXPIRY_WARNING
+
     def rules(self) -> Iterator[Problem]:
+        expires = self.expires
+        if expires is None:
+            yield Problem("expiration", f"{self.expiration!r} is not a date and time that exists")
+        elif expires.date() <= clock.today():
+            yield Problem(
+                "expiration",
+                f"{self.expiration} has passed (as of {clock.today()}): Trustee would keep matching these values, so the stack "
+                "refuses them; read current values from evidence (python -m scripts.reference_values) and move expiration forward",
+            )
         if self.unpinned_measurement_reason is not None and self.measurements:
             yield Problem("unpinnedMeasurementReason", "is only used while measurements is empty; remove it now that measurements are pinned")
         if self.unpinned_measurement_reason is not None and self.require_measurement:
@@ -348,6 +379,7 @@ class TrustedConfig(Model):
 
     def _resource_rules(self) -> Iterator[Problem]:
         names = Counter(r.name for r in self.kbs_resources)
+        model_keys = {w.encrypted_model.key_resource for w in self.workloads if w.encrypted_model}
         uris = Counter(r.uri for r in self.kbs_resources)
         for i, resource in enumerate(self.kbs_resources):
             # The loader collects nested rules of top-level models only; list items' rules run here.
@@ -362,6 +394,13 @@ class TrustedConfig(Model):
                                             f"pulumi config set --secret --path 'kbsSecrets.{resource.name}' <value> -s {self.stack.name}")
             elif not value.get_secret_value():
                 yield Problem(f"kbsSecrets.{resource.name}", "is empty")
+            elif resource.name in model_keys and _raw_key_with_whitespace(value.get_secret_value()):
+                yield Problem(
+                    f"kbsSecrets.{resource.name}",
+                    "is a model key with a newline or spaces around it: KServe's decryptor reads a raw key as UTF-8 text "
+                    "without stripping it (kserve-storage 0.21.0 confidential/jwe_decryptor.py) and fails; store the key text "
+                    f"alone: pulumi config set --secret --path 'kbsSecrets.{resource.name}' \"$(cat KEY_FILE)\" -s {self.stack.name}",
+                )
         for name in sorted(set(self.kbs_secrets) - set(names)):
             yield Problem(f"kbsSecrets.{name}", "is not a declared kbsResources name; declare it or remove the value")
 
@@ -409,6 +448,11 @@ class TrustedConfig(Model):
                     yield Problem(key, "is required when kbs.tls.mode is provided (store it as a secret)")
             elif value is not None:
                 yield Problem(key, "is only used when kbs.tls.mode is provided")
+
+
+def _raw_key_with_whitespace(value: str) -> bool:
+    """A model key given as base64url text (not JWK JSON, which JSON parsing trims) with whitespace around it."""
+    return not value.lstrip().startswith("{") and value != value.strip()
 
 
 def _is_pem(value: str | None, label: str) -> bool:
