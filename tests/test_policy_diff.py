@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import scripts.policy_diff as policy_diff_package
-from scripts.policy_diff import compare
+from scripts.policy_diff import compare, corpus
 from scripts.policy_diff import __main__ as cli
 from scripts.policy_diff.planning import plan_at, plan_here
 from scripts.policy_diff.plans import TrustedPlan
@@ -102,11 +102,15 @@ def test_taking_a_resource_away_is_exactly_that_loss(scratch: Scratch, tmp_path:
 
 
 def test_raising_a_minimum_tcb_refuses_genuine_evidence_below_it(scratch: Scratch, tmp_path: Path) -> None:
-    # Upstream's Milan evidence reports SNP firmware 24, Genoa's 23 (corpus/SOURCES.md); dev asks for 20.
-    diff = compare(ENV, "main", scratch.base, planned_with(tmp_path, {"referenceValues.minimumTcb.snp": 25}))
+    # Upstream's Genoa evidence reports SNP firmware 23, and dev's floor is Genoa's (corpus/SOURCES.md); its Milan
+    # evidence (bootloader 4) is refused on hardware by that floor already, so only the Genoa cases change.
+    diff = compare(ENV, "main", scratch.base, planned_with(tmp_path, {"referenceValues.minimumTcb.snp": 24}))
     refused = {(e["case"], e["policy"]): (e["claims"], e["verdict"]) for e in diff.newly_refused}
-    assert refused == {("genuine-milan", "cpu"): (["hardware"], "refused")}
-    assert (diff.added, diff.removed) == ([{"name": "snp_min_tcb_snp", "value": 25}], [{"name": "snp_min_tcb_snp", "value": 20}])
+    # Every Genoa case not refused on hardware already (the low-TCB cases are).
+    genoa = {case["name"] for case in corpus.CASES["cpu"]
+             if case["name"] == "genuine-genoa" or (case["name"].startswith("genoa-") and not case["name"].startswith("genoa-low-tcb-"))}
+    assert refused == {(name, "cpu"): (["hardware"], "refused") for name in genoa}
+    assert (diff.added, diff.removed) == ([{"name": "snp_min_tcb_snp", "value": 24}], [{"name": "snp_min_tcb_snp", "value": 23}])
     assert (diff.gains, diff.losses, diff.newly_affirmed) == ([], [], [])
 
 
@@ -133,10 +137,19 @@ def test_a_release_to_a_pod_vm_measuring_no_workload_is_a_danger_listed_first(sc
 
 
 def test_a_cpu_policy_that_stops_checking_debug_affirms_that_claim_of_the_debug_case(scratch: Scratch) -> None:
-    """The Genoa cases are refused on hardware in dev (a Milan-derived microcode minimum), yet the weakened check shows."""
+    """dev's floor is Genoa's, so a debuggable Genoa pod VM is refused on its debug flag alone: dropping that check affirms it."""
     lax = scratch.base.cpu_policy.replace('evidence.policy_debug_allowed == "false"', "true")
     assert lax != scratch.base.cpu_policy
     diff = compare(ENV, "main", scratch.base, dataclasses.replace(scratch.base, cpu_policy=lax))
+    assert diff.newly_affirmed == [{"case": "genoa-debug-allowed", "policy": "cpu", "verdict": "affirmed", "claims": ["configuration"]}]
+    assert "genoa-debug-allowed (the SNP guest policy lets the host debug the VM) by the CPU policy: configuration now affirmed" in text(diff)
+
+
+def test_a_weakened_check_shows_even_while_the_case_stays_refused_on_another_claim(scratch: Scratch, tmp_path: Path) -> None:
+    """A Milan-derived microcode minimum (209) refuses every Genoa case on hardware, yet the weakened debug check shows."""
+    milan_floor = planned_with(tmp_path, {"referenceValues.minimumTcb.microcode": 209})
+    lax = milan_floor.cpu_policy.replace('evidence.policy_debug_allowed == "false"', "true")
+    diff = compare(ENV, "main", milan_floor, dataclasses.replace(milan_floor, cpu_policy=lax))
     assert diff.newly_affirmed == [{"case": "genoa-debug-allowed", "policy": "cpu", "verdict": "refused", "claims": ["configuration"]}]
     assert "genoa-debug-allowed (the SNP guest policy lets the host debug the VM) by the CPU policy: configuration now affirmed (still refused on another claim)" in text(diff)
 
@@ -207,12 +220,13 @@ TARGETED = {
 def test_each_corpus_case_is_refused_for_what_it_shows_and_both_engines_agree(scratch: Scratch) -> None:
     """With dev's policies and reference values (its launch measurement pinned, Genoa's TCB as the minimum),
     genuine cases affirm and each refusal is refused on its claim; regopy decides as regorus."""
-    from scripts.policy_diff import corpus
+
     from tests.rego_engines import evaluate
 
-    genoa = json.loads((corpus.CORPUS / "az-snp-vtpm-genoa.json").read_text())["az-snp-vtpm"]
+    genoa, milan = (json.loads((corpus.CORPUS / f"az-snp-vtpm-{cpu}.json").read_text())["az-snp-vtpm"] for cpu in ("genoa", "milan"))
+    # The floor of a fleet of both processors: the weaker of their TCBs, component by component (docs/operations.md).
     values = dict(scratch.base.reference_values) | {"measurement": [genoa["measurement"]]} | {
-        f"snp_min_tcb_{c}": min(int(genoa[f"reported_tcb_{c}"]), scratch.base.reference_values[f"snp_min_tcb_{c}"])
+        f"snp_min_tcb_{c}": min(int(genoa[f"reported_tcb_{c}"]), int(milan[f"reported_tcb_{c}"]), scratch.base.reference_values[f"snp_min_tcb_{c}"])
         for c in ("bootloader", "tee", "snp", "microcode")}
     plan = dataclasses.replace(scratch.base, reference_values=values, cpu_policy=scratch.base.cpu_policy.replace(
         "launch_measurement_approved := true", 'launch_measurement_approved if evidence.measurement in query_reference_value("measurement")'))

@@ -456,7 +456,8 @@ def test_the_comment_opens_with_who_gains_and_loses_which_secret(pr_comment: str
     assert table_rows(pr_comment, "#### Gains") == [["+", "`llama-3-1-8b`", "`ngc-api-key`", "0"], ["+", "`mistral-7b`", "`ngc-api-key`", "0"]]
     assert table_rows(pr_comment, "#### Losses") == [["−", "`llama-3-1-8b`", "`model-key`", "1"]]
     assert table_rows(pr_comment, "#### Attestation decisions that change")[0][:4] == [
-        "newly refused", "`genuine-milan`: a genuine pod VM on AMD Milan (CPUID 19h model 01h)", "CPU policy", "hardware"]
+        "newly refused", "`genuine-genoa`: a genuine pod VM on AMD Genoa (CPUID 19h model 11h), the processor of Standard_NCC40ads_H100_v5",
+        "CPU policy", "hardware"]
 
 
 def with_policy_diff(tmp_path: Path, source: Path, diff: dict[str, Any]) -> Path:
