@@ -250,7 +250,7 @@ def test_asking_for_every_resource_at_once_decides_as_asking_for_each(scratch: S
     plan = scratch.base
     matrix = [(vm, n) for vm in (*plan.pod_vms, PodVm(UNKNOWN, PROBE_PCR8, 1)) for n in (0, 1, 2)]
     one = Policy(plan.resource_policy)
-    each = {Release("", vm.workload, name, n) for vm, n in matrix for name, path in plan.resources.items()
+    each = {Release(vm.cloud_stack or "", vm.workload, name, n) for vm, n in matrix for name, path in plan.resources.items()
             if _allowed(one, ear_for(vm.pcr8, n), path)}
     assert released(plan, matrix, dict(plan.resources)) == each and len(each) > 5
 
@@ -263,4 +263,4 @@ def test_a_policy_that_fails_on_one_resource_still_decides_the_others(scratch: S
                'allow if {\n\tdata["resource-path"][1] == "model-decryption"\n\tupper(1) == "1"\n}\n')
     plan = dataclasses.replace(scratch.base, resource_policy=failing)
     matrix = [(vm, 0) for vm in plan.pod_vms]
-    assert released(plan, matrix, dict(plan.resources)) == {Release("", vm.workload, "ngc-api-key", 0) for vm in plan.pod_vms}
+    assert released(plan, matrix, dict(plan.resources)) == {Release(vm.cloud_stack or "", vm.workload, "ngc-api-key", 0) for vm in plan.pod_vms}
