@@ -71,12 +71,6 @@ def deploy(config: TrustedConfig) -> None:
     for workload in config.workloads:
         if workload.name not in running:
             pulumi.log.warn(f"workload {workload.name} is in no spoke: no cloud stack runs it (list it under spokes.<cloud stack>)")
-    for i, workload in enumerate(config.workloads):
-        if workload.resources and workload.args is None:
-            pulumi.log.warn(
-                f"workloads[{i}].args is unset: the host chooses which process workload {workload.name}'s image runs, with its "
-                "secrets in reach; pin the image's entrypoint and cmd (docs/security-model.md)"
-            )
     https = _https_material(config, keys_provider)
     admin_key = tls.PrivateKey("kbs-admin-key", algorithm="ED25519", opts=pulumi.ResourceOptions(provider=keys_provider, protect=True))
     # The EAR token broker signs with a P-256 key (confidential-containers/trustee
@@ -285,6 +279,7 @@ def _spoke_outputs(
             "resources": _received(p),
             "gpus": p.workload.gpus,
             "sealedSecrets": sealed[p.id],
+            **_pinned_process(p.workload),
             **(
                 {"servingCertificate": certificates[p.id], "servingKeyResource": names.serving_key_resource(p.id)}
                 if p.serving_hostnames
@@ -293,6 +288,16 @@ def _spoke_outputs(
             **_encrypted_model_output(p.workload, config),
         }
     return spokes
+
+
+def _pinned_process(workload: Workload) -> dict[str, Any]:
+    """What the agent policy runs in the workload's container, from its image config: public, for audit and
+    for the cloud side (`args` is absent only for a workload that receives no secret)."""
+    return {
+        "imageEnv": list(workload.image_env),
+        **({"args": list(workload.args)} if workload.args is not None else {}),
+        **({"workingDir": workload.working_dir} if workload.working_dir is not None else {}),
+    }
 
 
 def _encrypted_model_output(workload: Workload, config: TrustedConfig) -> dict[str, dict[str, str]]:

@@ -148,19 +148,12 @@ def test_plan_prints_a_tree_per_stack_and_the_programs_warnings(capsys, tmp_path
     printed = capsys.readouterr()
     assert printed.out.startswith("dev-trusted: ")
     assert "\ndev-cloud: " in printed.out
-    # dev declares why it pins no SNP launch measurement: a note, on stderr.
+    # dev declares why it pins no SNP launch measurement: a note, on stderr; its workloads pin their processes: no warning.
     assert [line for line in printed.err.splitlines() if line.startswith("note: ")] == [
         "note: dev-trusted: referenceValues.measurements is empty on purpose (dev pod VMs not measured yet): the CPU policy "
         "accepts any SNP launch measurement of Azure's paravisor",
     ]
-    # dev pins none of its workloads' processes (stacks/trusted.py warns): a line each, on stderr.
-    assert [line for line in printed.err.splitlines() if line.startswith("warning: ")] == [
-        *(
-            f"warning: dev-trusted: workloads[{i}].args is unset: the host chooses which process workload {name}'s image runs, "
-            "with its secrets in reach; pin the image's entrypoint and cmd (docs/security-model.md)"
-            for i, name in enumerate(["llama-3-1-8b", "mistral-7b"])
-        ),
-    ]
+    assert [line for line in printed.err.splitlines() if line.startswith("warning: ")] == []
 
 
 def test_broken_config_exits_2_with_one_line_per_problem(tmp_path):

@@ -41,14 +41,15 @@ def test_set_changes_only_that_value_and_keeps_comments_and_list_style(tmp_path:
 def test_set_creates_a_new_key_at_the_end_of_its_map_and_a_list_in_block_style_when_long(tmp_path: Path) -> None:
     path = _copy(tmp_path)
     edit = StackFileEdit.read(path)
-    args = ["/opt/nvidia/nvidia_entrypoint.sh", "/opt/nim/start_server.sh", "--a-long-flag-that-makes-the-line-too-wide-for-inline"]
-    edit.set("workloads[0].args", args)
-    edit.set("workloads[0].workingDir", "/opt/nim")
+    # The examples pin args and workingDir already: new keys are ones the dev workload does not set.
+    retiring = ["ab" * 32, "cd" * 32]
+    edit.set("workloads[0].retiringPcr08", retiring)
+    edit.set("workloads[0].registryCredentials", "ngc-api-key")
     edit.write()
     text = path.read_text()
-    assert "      args:\n        - /opt/nvidia/nvidia_entrypoint.sh\n" in text
-    assert StackFileEdit.read(path).get("workloads[0]")["workingDir"] == "/opt/nim"
-    assert list(StackFileEdit.read(path).get("workloads[0]"))[-2:] == ["args", "workingDir"]
+    assert f"      retiringPcr08:\n        - {'ab' * 32}\n" in text
+    assert StackFileEdit.read(path).get("workloads[0]")["registryCredentials"] == "ngc-api-key"
+    assert list(StackFileEdit.read(path).get("workloads[0]"))[-2:] == ["retiringPcr08", "registryCredentials"]
     assert text.count("#") == (STACKS_DIR / path.name).read_text().count("#")
 
 

@@ -235,3 +235,36 @@ def test_global_retiring_pcr08_moved_to_each_workload():
     assert problems("dev-trusted", set={"referenceValues.pcrs.retiringPcr08": ["00" * 32]}) == [
         "dev-trusted: referenceValues.pcrs.retiringPcr08: unknown key"
     ]
+
+
+PIN = "/opt/nvidia/nvidia_entrypoint.sh"
+
+
+def test_a_workload_receiving_secrets_without_a_pinned_process_is_a_config_error():
+    # Fail closed: with an unpinned process the host chooses what runs beside the released secrets.
+    expected = (
+        "dev-trusted: workloads[0].args: is unset, but workload llama-3-1-8b receives KBS resources: pin its image's process with "
+        f"`python -m scripts.pin_workload {IMAGE} --env dev --workload llama-3-1-8b --write`"
+    )
+    assert problems("dev-trusted", set={"workloads": workload()}) == [expected]
+    # A serving key is a KBS resource too.
+    assert problems("dev-trusted", set={"workloads": workload(resources=[], servingHostnames=["llm.example.com"])}) == [expected]
+    assert loads("dev-trusted", set={"workloads": workload(args=[PIN])}).workloads[0].args == [PIN]
+
+
+def test_a_workload_receiving_nothing_may_leave_its_process_to_the_image():
+    assert loads("dev-trusted", set={"workloads": workload(resources=[])}).workloads[0].args is None
+
+
+def loads(stack: str, **edits):
+    config, secret_keys = example_config(stack, **edits)
+    raw = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("confidential-ai:")}
+    return load(stack, raw, [k.split(":", 1)[1] for k in secret_keys])
+
+
+def test_an_unpinned_process_stops_the_stack_before_any_resource(runner):
+    config, secret_keys = example_config("dev-trusted", delete=("workloads.0.args",))
+    with pytest.raises(ConfigError) as err:
+        runner("dev-trusted", config, secret_keys)
+    assert err.value.registered == []
+    assert [line.split(": ")[1] for line in err.value.lines()] == ["workloads[0].args"]

@@ -227,6 +227,7 @@ def _pinned_image(value: str) -> str:
 
 PinnedImage = Annotated[str, AfterValidator(_pinned_image)]
 ImageEnvEntry = Annotated[str, matching(r"^[A-Za-z_][A-Za-z0-9_]*=[^\n]*\Z", "an environment entry NAME=value as the image's config lists it")]
+AbsolutePath = Annotated[str, matching(r"^(?:/|(?:/(?!\.\.?(?:/|\Z))[^/\x00\n]+)+)\Z", "a normal absolute path like /opt/nim (no trailing or doubled /, no . or ..)")]
 Sha256Hex = Annotated[str, matching(r"^[0-9a-f]{64}$", "a sha256 (64 lowercase hex characters)")]
 
 
@@ -255,10 +256,15 @@ class Workload(Model):
     gpus: int = Field(default=1, ge=0, le=8)
     """GPUs the workload's pod VM attests; each resource's minGpus must fit."""
     args: list[str] | None = Field(default=None, min_length=1)
-    """The container's full command line (the image's entrypoint and cmd, `skopeo inspect --config`), pinned in
-    the agent policy so the host cannot run the image with another command; unset: any command of the image."""
+    """The container's full command line, the image's Entrypoint then Cmd (`python -m scripts.pin_workload` reads
+    them from the registry), pinned in the agent policy so the host cannot run the image with another command.
+    Required for a workload that receives any KBS resource."""
+    working_dir: AbsolutePath | None = None
+    """The image's WorkingDir (`skopeo inspect --config`, `.config.WorkingDir`; `python -m scripts.pin_workload`
+    writes it): the only working directory the agent policy lets the container have. Unset: any outside
+    host-written files."""
     image_env: list[ImageEnvEntry] = []
-    """The image's own `NAME=value` environment entries (`skopeo inspect --config docker://<image>`, `.config.Env`)
+    """The image's own `NAME=value` environment entries (its config's `Env`, as `scripts.pin_workload` writes them)
     that the agent policy would otherwise refuse: the runtime passes the image's environment to the container,
     and NIM's sets PYTHONPATH and LD_LIBRARY_PATH. Allowed verbatim; any other entry naming a variable through
     which a process loads code (components/initdata.py UNSAFE_ENV) is refused."""
@@ -416,6 +422,13 @@ class TrustedConfig(Model):
                     yield Problem(f"workloads[{i}].resources[{j}]", f"{name!r} is not a kbsResources name (declared: {', '.join(sorted(resources)) or 'none'})")
                 elif resource.required_gpus > workload.gpus:
                     yield Problem(f"workloads[{i}].gpus", f"{workload.gpus} GPUs cannot receive {name!r}: KBS releases it only to pod VMs attesting {resource.required_gpus}")
+            if workload.args is None and (workload.resources or workload.serving_hostnames):
+                # Fail closed: with an unpinned process the host picks what runs next to the released secrets.
+                yield Problem(
+                    f"workloads[{i}].args",
+                    f"is unset, but workload {workload.name} receives KBS resources: pin its image's process with "
+                    f"`python -m scripts.pin_workload {workload.image} --env {self.stack.env} --workload {workload.name} --write`",
+                )
 
     def _spoke_rules(self) -> Iterator[Problem]:
         names = cloud_stack_names(self.stack.env)
