@@ -246,14 +246,16 @@ def test_a_workload_receiving_secrets_without_a_pinned_process_is_a_config_error
         "dev-trusted: workloads[0].args: is unset, but workload llama-3-1-8b receives KBS resources: pin its image's process with "
         f"`python -m scripts.pin_workload {IMAGE} --env dev --workload llama-3-1-8b --write`"
     )
-    assert problems("dev-trusted", set={"workloads": workload()}) == [expected]
+    runs = {"spokes": {"dev-cloud": {"llama-3-1-8b": {}}}}
+    assert problems("dev-trusted", set={"workloads": workload(), **runs}) == [expected]
     # A serving key is a KBS resource too.
-    assert problems("dev-trusted", set={"workloads": workload(resources=[], servingHostnames=["llm.example.com"])}) == [expected]
-    assert loads("dev-trusted", set={"workloads": workload(args=[PIN])}).workloads[0].args == [PIN]
+    serves = {"spokes": {"dev-cloud": {"llama-3-1-8b": {"servingHostnames": ["llm.example.com"]}}}}
+    assert problems("dev-trusted", set={"workloads": workload(resources=[]), **serves}) == [expected]
+    assert loads("dev-trusted", set={"workloads": workload(args=[PIN]), **runs}).workloads[0].args == [PIN]
 
 
 def test_a_workload_receiving_nothing_may_leave_its_process_to_the_image():
-    assert loads("dev-trusted", set={"workloads": workload(resources=[])}).workloads[0].args is None
+    assert loads("dev-trusted", set={"workloads": workload(resources=[]), "spokes": {"dev-cloud": {"llama-3-1-8b": {}}}}).workloads[0].args is None
 
 
 def loads(stack: str, **edits):

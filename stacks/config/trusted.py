@@ -413,6 +413,7 @@ class TrustedConfig(Model):
     def _workload_rules(self) -> Iterator[Problem]:
         resources = {r.name: r for r in self.kbs_resources}
         names = Counter(w.name for w in self.workloads)
+        serving = {p.workload.name for p in self.pairs if p.serving_hostnames}
         for i, workload in enumerate(self.workloads):
             if names[workload.name] > 1:
                 yield Problem(f"workloads[{i}].name", f"{workload.name!r} is declared more than once")
@@ -422,7 +423,7 @@ class TrustedConfig(Model):
                     yield Problem(f"workloads[{i}].resources[{j}]", f"{name!r} is not a kbsResources name (declared: {', '.join(sorted(resources)) or 'none'})")
                 elif resource.required_gpus > workload.gpus:
                     yield Problem(f"workloads[{i}].gpus", f"{workload.gpus} GPUs cannot receive {name!r}: KBS releases it only to pod VMs attesting {resource.required_gpus}")
-            if workload.args is None and (workload.resources or workload.serving_hostnames):
+            if workload.args is None and (workload.resources or workload.name in serving):
                 # Fail closed: with an unpinned process the host picks what runs next to the released secrets.
                 yield Problem(
                     f"workloads[{i}].args",
