@@ -62,7 +62,9 @@ def fleet(pairs: int) -> Fleet:
     stack = read_stack_file(STACK)
     raw = {key.split(":", 1)[1]: value for key, value in stack.config.items() if key.startswith("confidential-ai:")}
     template = json.loads(raw["workloads"])[0]
-    raw["workloads"] = json.dumps([{"name": f"w{i}", "image": template["image"], "resources": [SHARED_RESOURCE], "gpus": 1} for i in range(pairs)])
+    # Each workload runs the example's first image with its pinned process; only the name differs.
+    pinned = {key: template[key] for key in ("image", "args", "imageEnv", "workingDir") if key in template}
+    raw["workloads"] = json.dumps([{**pinned, "name": f"w{i}", "resources": [SHARED_RESOURCE], "gpus": 1} for i in range(pairs)])
     clouds = ["prod-cloud", *(f"prod-cloud-r{n}" for n in range(1, min(pairs, SPOKES)))]
     spokes: dict[str, dict[str, Any]] = {cloud: {} for cloud in clouds}
     for i in range(pairs):
