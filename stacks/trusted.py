@@ -15,7 +15,7 @@ from components import nim
 from components.initdata import AgentPolicyArgs, DecryptorPolicy, Initdata, InitdataArgs, render_initdata
 from components.kubernetes import cluster_provider
 from components.olm import OperatorInstall, OperatorInstallArgs, OperatorPin
-from components.sealed_secret import public_jwk, sealed_secret
+from components.sealed_secret import public_jwk, sealed_prefix, sealed_secret
 from components.tls import InferenceCertificates, InferenceCertificatesArgs, SelfSignedServerCertificate, ServerCertificateArgs, SigningCertificate
 from components.trustee import names, render
 from components.trustee.kbs import Kbs, KbsArgs, KbsDocuments, KbsKeys, KbsSecretResources, SecretResource
@@ -47,6 +47,12 @@ def deploy(config: TrustedConfig) -> None:
         kubernetes,
     )
 
+    if config.agent_policy.mode == "audit":
+        pulumi.log.info(
+            "agentPolicy.mode is audit: pod VMs serve every request and their agent logs each one the enforcing policy "
+            "refuses (`policy: ignoring error for <Request>`); replay them with `python -m scripts.replay_agent_requests`, "
+            "then set mode: enforce (the policy pack refuses audit on production)"
+        )
     if config.reference_values.expires_soon():
         pulumi.log.warn(
             f"referenceValues.expiration {config.reference_values.expiration} is within 30 days; after it the stack refuses "
@@ -161,20 +167,42 @@ def _workload_initdata(config: TrustedConfig, ca_pem: str) -> dict[str, Initdata
             InitdataArgs(
                 kbs_url=config.kbs.url,
                 kbs_ca_pem=ca_pem,
-                policy=AgentPolicyArgs(
-                    image=p.workload.image,
-                    allow_read_stream=config.agent_policy.allow_read_stream,
-                    args=tuple(p.workload.args) if p.workload.args is not None else None,
-                    decryptor=_decryptor_policy(p.workload, uris),
-                    image_env=tuple(p.workload.image_env),
-                    writable_dirs=nim.WRITABLE_DIRS,
-                ),
+                policy=agent_policy_args(config, p),
                 registry_credentials_uri=uris[p.workload.registry_credentials] if p.workload.registry_credentials else None,
                 cloud_stack=p.cloud_stack,
             )
         )
         for p in config.pairs
     }
+
+
+def agent_policy_args(config: TrustedConfig, pair: Pair) -> AgentPolicyArgs:
+    """The agent policy of the pair's pod VMs (`workload` its workload): its image, process and image environment as pinned, and
+    its container as components/nim.py renders it on the cloud side."""
+    workload = pair.workload
+    uris = {r.name: r.uri for r in config.kbs_resources}
+    return AgentPolicyArgs(
+        image=workload.image,
+        allow_read_stream=config.agent_policy.allow_read_stream,
+        args=tuple(workload.args) if workload.args is not None else None,
+        decryptor=_decryptor_policy(workload, uris),
+        image_env=tuple(workload.image_env),
+        working_dir=workload.working_dir,
+        container=nim.policy_container(_not_ngc_keys(pair, uris), config.inference_tls.client_ca_certificate is not None, workload.encrypted_model is not None),
+        mode=config.agent_policy.mode,
+    )
+
+
+def _not_ngc_keys(pair: Pair, uris: dict[str, str]) -> tuple[str, ...] | None:
+    """The sealed pointers NIM's NGC_API_KEY may not hold: the workload's secrets meant for something else (its
+    TLS serving key, its registry credentials), which NIM would send to NGC as an API key; None for an encrypted
+    model, whose NIM has no NGC key."""
+    workload = pair.workload
+    if workload.encrypted_model is not None:
+        return None
+    others = [names.serving_key_uri(pair.id)] if pair.serving_hostnames else []
+    others += [uris[workload.registry_credentials]] if workload.registry_credentials else []
+    return tuple(sealed_prefix(uri, names.SEALED_SECRET_KEY_URI) for uri in others)
 
 
 def _decryptor_policy(workload: Workload, uris: dict[str, str]) -> DecryptorPolicy | None:
