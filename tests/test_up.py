@@ -227,3 +227,9 @@ def test_a_cloud_stack_is_refused_until_the_trusted_stack_gives_it_a_spoke(capsy
     fake = FakePulumi(produces={"prod-trusted": {**shared, "spokes": {"prod-cloud": spoke, "prod-cloud-eastus": spoke}}})
     assert run(["prod", "--cloud-stack", "prod-cloud-eastus"], fake) == 0
     assert fake.calls == [("up", "prod-trusted"), ("outputs", "prod-trusted"), ("up", "prod-cloud-eastus")]
+
+
+def test_the_deploy_matrix_lists_an_environments_cloud_stacks(capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakePulumi()
+    assert run(["prod", "--list-cloud-stacks"], fake) == 0 and fake.calls == []
+    assert json.loads(capsys.readouterr().out) == ["prod-cloud", "prod-cloud-eastus"]

@@ -110,10 +110,20 @@ def test_preview_posts_the_summary_and_edits_its_previous_comment() -> None:
 def test_deploy_runs_dev_on_merge_and_prod_behind_its_environment() -> None:
     workflow = load("deploy.yml")
     assert workflow[True] == {"push": {"branches": ["main"]}}
-    dev, prod = workflow["jobs"]["dev"], workflow["jobs"]["prod"]
-    assert (dev["environment"], prod["environment"], prod["needs"]) == ("dev", "prod", "dev")
-    assert runs(dev).strip().endswith("python -m scripts.up dev")
-    assert runs(prod).strip().endswith("python -m scripts.up prod")
+    jobs = workflow["jobs"]
+    dev, prod = jobs["dev"], jobs["prod"]
+    assert (dev["environment"], prod["environment"], prod["needs"]) == ("dev", "prod", "dev-cloud")
+    for env in ("dev", "prod"):
+        trusted, clouds = jobs[env], jobs[f"{env}-cloud"]
+        assert "python -m scripts.up " + env + " --only trusted" in runs(trusted)
+        assert f"python -m scripts.up {env} --list-cloud-stacks" in runs(trusted)
+        # Every cloud stack after the trusted one, a matrix: bounded, and one failing spoke stops no other.
+        assert clouds["needs"] == env and clouds["environment"] == env
+        assert clouds["strategy"]["matrix"]["stack"] == f"${{{{ fromJSON(needs.{env}.outputs.cloud-stacks) }}}}"
+        assert clouds["strategy"]["max-parallel"] == 2 and clouds["strategy"]["fail-fast"] is False
+        step = clouds["steps"][-1]
+        assert step["env"]["STACK"] == "${{ matrix.stack }}"
+        assert step["run"].strip() == f'.venv/bin/python -m scripts.up {env} --only cloud --cloud-stack "${{STACK}}"'
     assert workflow["concurrency"]["cancel-in-progress"] is False
 
 
@@ -121,7 +131,7 @@ def test_each_deploy_moves_its_environments_tag_to_the_deployed_commit() -> None
     jobs = load("deploy.yml")["jobs"]
     for env in ("dev", "prod"):
         mark = jobs[f"mark-{env}"]
-        assert mark["needs"] == env and mark["permissions"] == {"contents": "write"}
+        assert mark["needs"] == f"{env}-cloud" and mark["permissions"] == {"contents": "write"}
         assert mark["steps"][0]["env"]["SHA"] == "${{ github.sha }}"
         assert f'ref="tags/deployed/{env}"' in runs(mark) and "-F force=true" in runs(mark)
 
