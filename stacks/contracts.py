@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -29,7 +27,13 @@ import pulumi_kubernetes as k8s
 #   for its servingHostnames) and "servingKeyResource" (the kbsResources name of its TLS key, bound to
 #   its PCR 8; the signed pointer to it is in its "sealedSecrets").
 # - `inferenceClientCaCert`, only when models require client certificates: that CA's PEM.
-TRUSTED_OUTPUTS = ("kbsUrl", "kbsCaCert", "spokes", "sealedSecretKeyUri", "inferenceCaCert")
+# - `trustBundles`: cloud stack name -> compact JWS (ES256) of the outputs that stack reads
+#   (stacks/trust_bundle.py cloud_view) with its environment, name and `version`; `trustBundleKey`: the
+#   signing key's public JWK (kid = RFC 7638 thumbprint), which cloud stacks pin; `trustBundleKeys`: every
+#   key kept (two during a rollover).
+TRUSTED_OUTPUTS = (
+    "kbsUrl", "kbsCaCert", "spokes", "sealedSecretKeyUri", "inferenceCaCert", "trustBundles", "trustBundleKey", "trustBundleKeys",
+)
 OPTIONAL_TRUSTED_OUTPUTS = ("inferenceClientCaCert",)
 WORKLOAD_KEYS = ("image", "initdata", "initdataDigest", "initdataPcr8", "resources", "gpus", "sealedSecrets", "imageEnv")
 # Present only for the workloads they concern.
@@ -38,14 +42,6 @@ OPTIONAL_WORKLOAD_KEYS = ("args", "workingDir", "encryptedModel")
 CLOUD_READS = ("kbsUrl", "kbsCaCert", "kbsResources", "workloads", "sealedSecretKeyUri")
 SPOKE_KEYS = ("kbsResources", "workloads")
 
-
-def cloud_view(outputs: Mapping[str, Any], cloud_stack: str) -> dict[str, Any]:
-    """The trusted outputs as `cloud_stack` reads them: the shared public values, and its own spoke's
-    `kbsResources` and `workloads` (absent when the trusted side gives it no spoke)."""
-    spokes = outputs.get("spokes")
-    own = spokes.get(cloud_stack) if isinstance(spokes, Mapping) else None
-    shared = {k: v for k, v in outputs.items() if k != "spokes"}
-    return {**shared, **({k: own[k] for k in SPOKE_KEYS if k in own} if isinstance(own, Mapping) else {})}
 
 
 @dataclass(frozen=True)

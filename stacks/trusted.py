@@ -12,6 +12,7 @@ import pulumi_random as random
 import pulumi_tls as tls
 
 from components import nim
+from components import trust_bundle as jws
 from components.initdata import AgentPolicyArgs, DecryptorPolicy, Initdata, InitdataArgs, render_initdata
 from components.kubernetes import cluster_provider
 from components.olm import OperatorInstall, OperatorInstallArgs, OperatorPin
@@ -19,6 +20,7 @@ from components.sealed_secret import public_jwk, sealed_prefix, sealed_secret
 from components.tls import InferenceCertificates, InferenceCertificatesArgs, SelfSignedServerCertificate, ServerCertificateArgs, SigningCertificate
 from components.trustee import names, render
 from components.trustee.kbs import Kbs, KbsArgs, KbsDocuments, KbsKeys, KbsSecretResources, SecretResource
+from stacks import trust_bundle
 from stacks.config import TrustedConfig
 from stacks.config.base import secret_output
 from stacks.config.trusted import Pair, ReferenceValues, Workload
@@ -149,14 +151,42 @@ def deploy(config: TrustedConfig) -> None:
     sealed = pulumi.Output.unsecret(sealing_key.private_key_pem.apply(lambda pem: _sealed_pointers(config, pem)))
 
     # The only things the cloud side may read (stacks/contracts.py TRUSTED_OUTPUTS): all public.
-    pulumi.export("kbsUrl", config.kbs.url)
-    pulumi.export("kbsCaCert", https.ca_cert_pem)
-    # Per cloud stack, what it reads: the resources and the workloads as it runs them (stacks/contracts.py cloud_view).
-    pulumi.export("spokes", pulumi.Output.all(initdata, sealed, serving_certificates).apply(lambda args: _spoke_outputs(config, *args)))
-    pulumi.export("sealedSecretKeyUri", names.SEALED_SECRET_KEY_URI)
-    pulumi.export("inferenceCaCert", inference.ca_cert_pem)
+    published: dict[str, Any] = {
+        "kbsUrl": config.kbs.url,
+        "kbsCaCert": https.ca_cert_pem,
+        # Per cloud stack, what it reads of its own: the resources and the workloads as it runs them.
+        "spokes": pulumi.Output.all(initdata, sealed, serving_certificates).apply(lambda args: _spoke_outputs(config, *args)),
+        "sealedSecretKeyUri": names.SEALED_SECRET_KEY_URI,
+        "inferenceCaCert": inference.ca_cert_pem,
+    }
     if config.inference_tls.client_ca_certificate:
-        pulumi.export("inferenceClientCaCert", config.inference_tls.client_ca_certificate)
+        published["inferenceClientCaCert"] = config.inference_tls.client_ca_certificate
+    for name, value in published.items():
+        pulumi.export(name, value)
+    _export_trust_bundles(config, published, keys_provider)
+
+
+def _export_trust_bundles(config: TrustedConfig, published: dict[str, Any], provider: tls.Provider) -> None:
+    """`trustBundles`: each cloud stack's view of `published`, signed by a key made and kept here.
+
+    The key is its own (not the sealed-secret key, which KBS hands to every pod VM), protected like it:
+    replacing it breaks every cloud stack that pins it. Two slots let a rollover overlap old and new."""
+    settings = config.trust_bundle
+    keys = {
+        slot: tls.PrivateKey(
+            f"trust-bundle-key-{slot}", algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(provider=provider, protect=True)
+        )
+        for slot in settings.keys
+    }
+    signing = keys[settings.signing_key]
+    env, version = config.stack.env, settings.version
+    # Signing reads the private key (a secret); the bundles are public values and signatures.
+    bundles = pulumi.Output.all(pulumi.Output.all(**published), signing.private_key_pem).apply(
+        lambda args: trust_bundle.signed_bundles(env, version, args[0], args[1])
+    )
+    pulumi.export("trustBundles", pulumi.Output.unsecret(bundles))
+    pulumi.export("trustBundleKey", signing.public_key_pem.apply(jws.public_jwk))
+    pulumi.export("trustBundleKeys", pulumi.Output.all(*(keys[slot].public_key_pem for slot in settings.keys)).apply(lambda pems: [jws.public_jwk(p) for p in pems]))
 
 
 def _workload_initdata(config: TrustedConfig, ca_pem: str) -> dict[str, Initdata]:

@@ -346,6 +346,27 @@ class InferenceTls(Model):
             yield Problem("clientCaCertificate", "is not a PEM certificate")
 
 
+KeySlot = Literal["a", "b"]
+
+
+class TrustBundleSettings(Model):
+    """The signed bundles the cloud stacks read (output `trustBundles`, docs/security-model.md)."""
+
+    version: int = Field(ge=1)
+    """Raise it with every change the cloud side must take: a cloud stack refuses a bundle below its
+    trustBundle.minimumVersion, so an older bundle cannot be replayed."""
+    keys: list[KeySlot] = Field(default=["a"], min_length=1, max_length=2)
+    """The signing keys kept in this stack (`trust-bundle-key-<slot>`, protected); two only during a rollover."""
+    signing_key: KeySlot = "a"
+    """The slot that signs; output `trustBundleKey` is its public JWK."""
+
+    def rules(self) -> Iterator[Problem]:
+        if len(set(self.keys)) != len(self.keys):
+            yield Problem("keys", "lists a slot twice")
+        if self.signing_key not in self.keys:
+            yield Problem("signingKey", f"{self.signing_key!r} is not in keys ({', '.join(self.keys)}); add it there first")
+
+
 class TrustedConfig(Model):
     stack: StackId
     role: Literal["trusted"]
@@ -362,6 +383,7 @@ class TrustedConfig(Model):
     its serving host names there. Each (cloud stack, workload) pair gets its own initdata and PCR 8, and
     KBS releases a workload's resources to the pairs that run it only; a serving key to its own pair."""
     inference_tls: InferenceTls = InferenceTls()
+    trust_bundle: TrustBundleSettings
     kbs_secrets: dict[str, SecretStr] = {}
     """Secret config: the value of each KBS resource, by its logical name."""
     kbs_tls_certificate: SecretStr | None = None
