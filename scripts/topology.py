@@ -327,9 +327,11 @@ def render_topology(runs: list[StackRun]) -> str:
             for node in keys:
                 del p.nodes[node.id]
             continue
-        read = [name for name in CLOUD_READS if name in p.run.outputs]
         for cloud in readers:
-            consumers = _consumers(cloud, p.run.outputs)
+            # What this cloud stack's bundle holds: the shared outputs and its own spoke's (stacks/trust_bundle.py cloud_view).
+            view = cloud_view(p.run.outputs, cloud.run.stack)
+            read = [name for name in CLOUD_READS if name in view]
+            consumers = _consumers(cloud, view)
             bundle = f"{_slug(cloud.run.stack)}_bundle"
             bundle_edges.append(f'  {_slug(p.run.stack)} -- "{", ".join(read)}" --> {bundle}')
             bundle_edges += [f'  {key.id} -- "signs" --> {bundle}' for key in keys]

@@ -146,7 +146,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--destroy", action="store_true", help="destroy instead: every cloud stack, then trusted (with --cloud-stack, that cloud stack only)")
     parser.add_argument("--yes", action="store_true", help="confirm --destroy")
     parser.add_argument("--only", choices=SIDES, help="act on one side only")
-    parser.add_argument("--list-cloud-stacks", action="store_true", help="print ENV's cloud stacks as a JSON list and exit (the deploy pipeline's matrix)")
     parser.add_argument("--cloud-stack", metavar="NAME", help="the cloud stack to act on (ENV-cloud or ENV-cloud-<name>); needed when ENV has more than one")
     return parser.parse_args(argv)
 
@@ -157,9 +156,6 @@ def main(argv: Sequence[str] | None = None, make_pulumi: Callable[[], Pulumi] = 
     try:
         if args.env not in (known := environments(root)):
             raise Refused(f"unknown environment {args.env!r}: expected one of {', '.join(known)}")
-        if args.list_cloud_stacks:
-            print(json.dumps(cloud_stacks(args.env, root / "stacks")))
-            return 0
         if args.destroy and not args.yes:
             raise Refused(f"--destroy deletes every resource of {args.env}: add --yes to confirm")
         if "trusted" in sides:

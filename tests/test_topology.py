@@ -109,17 +109,27 @@ def test_the_cross_cluster_arrow_carries_what_the_cloud_stack_reads(planned, mon
     trusted, cloud, *others = runs
     _, edges, _ = parts(text)
     crossing = [(label, b) for a, label, b in edges if a == trusted.stack.replace("-", "_")]
-    # One arrow into each cloud stack's reference (prod: prod-cloud and prod-cloud-eastus).
-    references = ["cloud_stackreference_trusted_stack", *(f"cloud_{o.stack.split('-cloud-')[1]}_stackreference_trusted_stack" for o in others)]
-    assert crossing == [(", ".join(CLOUD_READS), ref) for ref in references]
+
+    def reader_of(run) -> str:
+        """Through the StackReference, or through the signed trust bundle the trusted stack's key signs."""
+        if run.of_type("pulumi:pulumi:StackReference"):
+            name = run.stack.split("-cloud-", 1)[1] if "-cloud-" in run.stack else ""
+            return f"cloud_{name}_stackreference_trusted_stack" if name else "cloud_stackreference_trusted_stack"
+        return f"{run.stack.replace('-', '_')}_bundle"
+
+    # One arrow into each cloud stack (prod: prod-cloud and prod-cloud-eastus).
+    reader = reader_of(cloud)
+    assert crossing == [(", ".join(CLOUD_READS), reader_of(run)) for run in (cloud, *others)]
+    if reader.endswith("_bundle"):
+        assert [(a, label) for a, label, b in edges if b == reader and a != trusted.stack.replace("-", "_")] == [("trusted_privatekey_trust_bundle_key_a", "signs")]
     assert "initdataPcr8" not in text
-    into = {b: label for a, label, b in edges if a == "cloud_stackreference_trusted_stack"}
+    into = {b: label for a, label, b in edges if a == reader}
     # Each model reads its own workload (initdata, signed pointers); peer-pods-cm carries no default initdata.
     models = {r.name.removeprefix("model-") for r in cloud.resources if r.type == "confidential-ai:nim:NimModel"}
     assert into == {f"cloud_nimmodel_model_{m.replace('-', '_')}": "kbsResources, workloads" for m in models}
     # Derived from the contract, not written down twice.
     monkeypatch.setattr(topology, "CLOUD_READS", ("kbsUrl", "workloads"))
-    assert '-- "kbsUrl, workloads" --> cloud_stackreference_trusted_stack' in render_topology(runs)
+    assert f'-- "kbsUrl, workloads" --> {reader}' in render_topology(runs)
 
 
 def test_attestation_is_drawn_between_the_model_and_kbs(planned):
