@@ -237,6 +237,9 @@ class InitdataArgs:
     policy: AgentPolicyArgs
     registry_credentials_uri: str | None = None
     """KBS resource with the registry credentials CDH pulls the image with, or None."""
+    cloud_stack: str | None = None
+    """The cloud stack that runs the pod VM, written into the document so that the same workload on two
+    cloud stacks measures two PCR 8 values and KBS can tell them apart."""
 
 
 def render_agent_policy(args: AgentPolicyArgs) -> str:
@@ -337,5 +340,6 @@ def render_initdata(args: InitdataArgs) -> Initdata:
         aa_toml=render("initdata/aa.toml.j2", **values),
         cdh_toml=render("initdata/cdh.toml.j2", registry_credentials_uri=args.registry_credentials_uri, **values),
         policy_rego=render_agent_policy(args.policy),
+        cloud_stack=args.cloud_stack,
     )
     return Initdata(document.encode())
