@@ -186,6 +186,9 @@ RUNTIME_FILES = (
     "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/dev/termination-log", "/run/.containerenv", "/run/secrets",
     "/var/run/secrets/kubernetes.io/serviceaccount", "/etc/passwd", "/etc/group",
 )
+# Every container's namespaces as the kata runtime sends them, on containerd and CRI-O alike (kata_agent.go
+# drops cgroup, network and time, handlePidNamespace pid; genpolicy testdata createcontainer).
+NAMESPACES = ("ipc", "mount", "uts")
 PAUSE_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/run/.containerenv")
 # The pause process as containerd and OpenShift's CRI-O (`pause_command`) send it; the agent replaces it anyway.
 PAUSE_ARGS = (["/pause"], ["/usr/bin/pod"])
@@ -218,7 +221,7 @@ ANNOTATIONS = {
     "sandbox_id": ["io.kubernetes.cri.sandbox-id", "io.kubernetes.cri-o.SandboxID"],
 }
 # Requests whose rules the template writes; every other request is a plain default.
-_RULED = ("CreateContainerRequest", "CopyFileRequest", "CreateSandboxRequest")
+_RULED = ("CreateContainerRequest", "CopyFileRequest", "CreateSandboxRequest", "UpdateContainerRequest")
 # Refused whatever their fields: the agent returns a file the host chose (GetDiagnosticData reads the
 # termination log's source), mounts what the host names (UpdateEphemeralMounts), swaps to a host disk
 # (AddSwap, AddSwapPath); FACTS section 4, kata-containers src/agent/src/rpc.rs.
@@ -234,6 +237,9 @@ class InitdataArgs:
     policy: AgentPolicyArgs
     registry_credentials_uri: str | None = None
     """KBS resource with the registry credentials CDH pulls the image with, or None."""
+    cloud_stack: str | None = None
+    """The cloud stack that runs the pod VM, written into the document so that the same workload on two
+    cloud stacks measures two PCR 8 values and KBS can tell them apart."""
 
 
 def render_agent_policy(args: AgentPolicyArgs) -> str:
@@ -257,6 +263,7 @@ def policy_data(args: AgentPolicyArgs) -> dict[str, Any]:
         "env_patterns": list(ENV_PATTERNS),
         "ephemeral_dir": EPHEMERAL_DIR,
         "kernel_mounts": KERNEL_MOUNTS,
+        "namespaces": list(NAMESPACES),
         "pause": {"args": [list(a) for a in PAUSE_ARGS], "files": list(PAUSE_FILES)},
         "runtime_files": list(RUNTIME_FILES),
         "sandbox_shm": SANDBOX_SHM,
@@ -333,5 +340,6 @@ def render_initdata(args: InitdataArgs) -> Initdata:
         aa_toml=render("initdata/aa.toml.j2", **values),
         cdh_toml=render("initdata/cdh.toml.j2", registry_credentials_uri=args.registry_credentials_uri, **values),
         policy_rego=render_agent_policy(args.policy),
+        cloud_stack=args.cloud_stack,
     )
     return Initdata(document.encode())

@@ -282,7 +282,9 @@ class NimModel(pulumi.ComponentResource):
 def container_env(ngc_secret: str | None, mutual: bool) -> list[dict]:
     """NIM's environment in the ServingRuntime: its model cache, unless the model is encrypted the NGC key's
     sealed pointer, and its TLS settings."""
-    env: list[dict] = [{"name": "NIM_CACHE_PATH", "value": NIM_CACHE_PATH}]
+    # HOME set here, never read from /etc/passwd, which on CRI-O is a file the host copies in (rustjail
+    # container.rs falls back to it); "/" is what NIM gets with OpenShift's arbitrary UID (its /.cache volume).
+    env: list[dict] = [{"name": "HOME", "value": "/"}, {"name": "NIM_CACHE_PATH", "value": NIM_CACHE_PATH}]
     if ngc_secret is not None:
         env.append({"name": "NGC_API_KEY", "valueFrom": {"secretKeyRef": {"name": ngc_secret, "key": "NGC_API_KEY"}}})
     return env + _tls_env(mutual)

@@ -71,13 +71,15 @@ def write_stacks(env: str, models: int, into: Path) -> Path:
     cloud, trusted = yaml.safe_load(cloud_path.read_text()), yaml.safe_load(trusted_path.read_text())
     own = cloud["config"]["confidential-ai:models"]
     workloads = trusted["config"]["confidential-ai:workloads"]
+    spoke = trusted["config"]["confidential-ai:spokes"][f"{env}-cloud"]
     first = own[0]
     workload = next(w for w in workloads if w["name"] == first["workload"])
     # The Route host is <model>-<namespace>.<ingress domain>, the namespace named after the model.
-    domain = workload["servingHostnames"][0].split(".", 1)[1]
+    domain = spoke[workload["name"]]["servingHostnames"][0].split(".", 1)[1]
     copies = [f"{first['name'][:24]}-{i:03d}" for i in range(len(own) + 1, models + 1)]
     cloud["config"]["confidential-ai:models"] = [*own[:models], *({**first, "name": name, "workload": name} for name in copies)]
-    workloads += [{**workload, "name": name, "servingHostnames": [f"{name}-{name}.{domain}"]} for name in copies]
+    workloads += [{**workload, "name": name} for name in copies]
+    spoke.update({name: {"servingHostnames": [f"{name}-{name}.{domain}"]} for name in copies})
     cloud_path.write_text(yaml.safe_dump(cloud, sort_keys=False))
     trusted_path.write_text(yaml.safe_dump(trusted, sort_keys=False))
     return into

@@ -41,3 +41,23 @@ def read_outputs_file(option: str, path: Path, side: str) -> dict[str, Any]:
     if not isinstance(outputs, dict):
         raise OutputsFileError(f"{option} {path} is not a JSON object of stack outputs (like out/<env>-{side}/outputs.json)")
     return outputs
+
+
+class CloudStackChoice(Exception):
+    """`--cloud-stack` names no cloud stack of the environment, or is needed and missing; one line for the user."""
+
+
+def choose_cloud_stack(env: str, chosen: str | None, stacks: list[str]) -> str:
+    """The cloud stack to act on: `chosen` (`--cloud-stack`), else the environment's only one.
+
+    `stacks`: the environment's cloud stacks with a stack file (scripts/offline/stackfile.py cloud_stacks).
+    """
+    if chosen is not None:
+        if chosen not in stacks:
+            raise CloudStackChoice(f"--cloud-stack {chosen} is not a cloud stack of {env} (its cloud stacks: {', '.join(stacks) or 'none'})")
+        return chosen
+    if len(stacks) == 1:
+        return stacks[0]
+    if not stacks:
+        raise CloudStackChoice(f"{env} has no cloud stack file (stacks/Pulumi.{env}-cloud.yaml or Pulumi.{env}-cloud-<name>.yaml)")
+    raise CloudStackChoice(f"{env} has {len(stacks)} cloud stacks ({', '.join(stacks)}): choose one with --cloud-stack NAME")

@@ -30,22 +30,20 @@ from components import trust_bundle as jws
 from components.sealed_secret import pointer_target
 from scripts.cli import ArgumentParser, environment
 from scripts.offline import SECRET, Registered, StackRun, collector_paused, run_stack
-from scripts.offline.stackfile import STACKS_DIR, StackFileError, read_stack_file
+from scripts.offline.stackfile import STACKS_DIR, StackFileError, cloud_stacks, read_stack_file
 from scripts.topology import render_topology
 from stacks.config import ConfigError, clock
 
-ROLES = ("trusted", "cloud")
-
 
 def plan_environment(env: str, stacks_dir: Path = STACKS_DIR, secret_values: dict[str, dict[str, str]] | None = None) -> list[StackRun]:
-    """Run both stacks of `env`; `secret_values` maps stack -> key path -> value for secure entries."""
+    """Run the trusted stack of `env`, then each of its cloud stacks; `secret_values` maps stack -> key path ->
+    value for secure entries."""
     runs: list[StackRun] = []
     with tempfile.TemporaryDirectory(prefix="trust-bundles-") as handed:
-        for role in ROLES:
-            stack = f"{env}-{role}"
+        for stack in [f"{env}-trusted", *cloud_stacks(env, stacks_dir)]:
             stack_file = read_stack_file(stack, stacks_dir, (secret_values or {}).get(stack))
             config = stack_file.config
-            if role == "cloud" and reads_bundle(config):
+            if stack != f"{env}-trusted" and reads_bundle(config):
                 config = with_bundle(config, _handed_bundle(runs[0], stack, Path(handed)))
             references = {run.stack: run.stack_outputs for run in runs}
             runs.append(run_stack(stack, config, tuple(stack_file.secret_keys), references))

@@ -27,8 +27,8 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, 
 
 from components.azure import ids
 from scripts import custody, trust_bundles
-from scripts.cli import ArgumentParser, OutputsFileError, environment, read_outputs_file
-from scripts.offline.stackfile import STACKS_DIR, StackFileError
+from scripts.cli import ArgumentParser, CloudStackChoice, OutputsFileError, choose_cloud_stack, environment, read_outputs_file
+from scripts.offline.stackfile import STACKS_DIR, StackFileError, cloud_stacks
 from stacks.config import CloudConfig, ConfigError
 from stacks import versions
 from stacks.config.base import CONFIDENTIAL_GPU_SIZE
@@ -396,8 +396,8 @@ def check_custody(env: str, stacks_dir: Path, reads_trusted_state: bool) -> None
         raise CannotRun(refusal)
 
 
-def load_config(env: str, stacks_dir: Path = STACKS_DIR) -> CloudConfig:
-    return trust_bundles.cloud_config(f"{env}-cloud", stacks_dir)
+def load_config(env: str, stacks_dir: Path = STACKS_DIR, cloud_stack: str | None = None) -> CloudConfig:
+    return trust_bundles.cloud_config(cloud_stack or f"{env}-cloud", stacks_dir)
 
 
 def trusted_values(config: CloudConfig, args: Any) -> dict[str, Any] | None:
@@ -418,13 +418,15 @@ def trusted_values(config: CloudConfig, args: Any) -> dict[str, Any] | None:
 
 def main(argv: list[str] | None = None, clients: Callable[[CloudConfig], AzureClients] = live_clients) -> int:
     parser = ArgumentParser(prog="python -m scripts.preflight", description=__doc__.splitlines()[0])
-    parser.add_argument("env", type=environment, help="environment: checks stack ENV-cloud")
+    parser.add_argument("env", type=environment, help="environment: checks its cloud stack (ENV-cloud, or --cloud-stack)")
+    parser.add_argument("--cloud-stack", metavar="NAME", help="the cloud stack to check (ENV-cloud or ENV-cloud-<name>); needed when ENV has more than one")
     parser.add_argument("--trusted-outputs", type=Path, help="JSON of the trusted stack outputs (e.g. out/ENV-trusted/outputs.json); default: pulumi stack output")
     parser.add_argument("--trust-bundle", type=Path, help="the cloud stack's trust bundle file (default: its trustBundle.file)")
     parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR, help="where the Pulumi.<stack>.yaml files are (default: stacks/)")
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.env, args.stacks_dir)
+        stack = choose_cloud_stack(args.env, args.cloud_stack, cloud_stacks(args.env, args.stacks_dir))
+        config = load_config(args.env, args.stacks_dir, stack)
         trusted = read_trusted_outputs(args.trusted_outputs) if args.trusted_outputs else None
         azure = clients(config)
         trusted = trusted_values(config, args)
@@ -435,6 +437,9 @@ def main(argv: list[str] | None = None, clients: Callable[[CloudConfig], AzureCl
         return 2
     except (StackFileError, CannotRun) as err:
         print(f"{args.env}-cloud: {err}" if isinstance(err, CannotRun) else str(err), file=sys.stderr)
+        return 2
+    except CloudStackChoice as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     results = run_checks(config, azure, trusted if trusted is not None else trusted_outputs(config))
     print(render(results))

@@ -55,8 +55,9 @@ class Source(Protocol):
 
 
 def stack_order(stack: str) -> tuple[str, int, str]:
-    env, _, side = stack.rpartition("-")
-    return (env, SIDES.index(side), "") if side in SIDES else ("~", 0, stack)
+    """An environment's trusted stack, then its cloud stacks (`ENV-cloud`, then `ENV-cloud-<name>` by name)."""
+    found = re.match(r"^(?P<env>.+?)-(?P<side>trusted|cloud)(?:-(?P<name>.+))?$", stack)
+    return (found["env"], SIDES.index(found["side"]), found["name"] or "") if found and found["side"] in SIDES else ("~", 0, stack)
 
 
 def discover_stacks(root: Path) -> list[str]:

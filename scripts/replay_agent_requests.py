@@ -35,6 +35,7 @@ REFUSAL_RULES = {
     "CreateContainerRequest": "create_container_refusals",
     "CopyFileRequest": "copy_file_refusals",
     "CreateSandboxRequest": "create_sandbox_refusals",
+    "UpdateContainerRequest": "update_container_refusals",
 }
 
 
@@ -59,15 +60,19 @@ def load_trusted(env: str, stacks_dir: Path) -> TrustedConfig:
     return config
 
 
-def enforcing_policy(config: TrustedConfig, workload: str) -> str:
-    """The workload's agent policy as the trusted stack renders it, in enforce mode."""
+def enforcing_policy(config: TrustedConfig, workload: str, cloud_stack: str | None = None) -> str:
+    """The workload's agent policy as the trusted stack renders it for its pair on `cloud_stack` (default: the
+    first cloud stack running it), in enforce mode."""
     from stacks.trusted import agent_policy_args  # the stack program's own mapping of config to policy
 
     names = [w.name for w in config.workloads]
     if workload not in names:
         raise ReplayError(f"workload {workload!r} is not in {config.stack.env}-trusted's workloads ({', '.join(names) or 'none'})")
-    found = next(w for w in config.workloads if w.name == workload)
-    return render_agent_policy(replace(agent_policy_args(config, found), mode="enforce"))
+    pairs = [p for p in config.pairs if p.workload.name == workload and cloud_stack in (None, p.cloud_stack)]
+    if not pairs:
+        where = f"on {cloud_stack}" if cloud_stack else "on any cloud stack"
+        raise ReplayError(f"workload {workload!r} runs {where} in no spoke of {config.stack.env}-trusted (spokes.<cloud stack>.{workload})")
+    return render_agent_policy(replace(agent_policy_args(config, pairs[0]), mode="enforce"))
 
 
 def read_requests(path: Path) -> list[Recorded]:
@@ -131,10 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("env", type=environment, help="environment: the policy of stack ENV-trusted")
     parser.add_argument("workload", help="the workload's name (workloads[i].name)")
     parser.add_argument("file", type=Path, help="recorded requests, JSON lines")
+    parser.add_argument("--cloud-stack", metavar="NAME", help="the cloud stack whose pair of the workload to replay against (default: the first running it)")
     parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR, help="where the Pulumi.<stack>.yaml files are (default: stacks/)")
     args = parser.parse_args(argv)
     try:
-        decider = Decider(enforcing_policy(load_trusted(args.env, args.stacks_dir), args.workload))
+        decider = Decider(enforcing_policy(load_trusted(args.env, args.stacks_dir), args.workload, args.cloud_stack))
         recorded = read_requests(args.file)
     except (ConfigError, StackFileError) as err:
         print(str(err), file=sys.stderr)

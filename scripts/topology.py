@@ -22,6 +22,7 @@ from components.nim import MACHINE_TYPE_ANNOTATION
 from components.peerpods import RUNTIME_CLASS
 from scripts.offline import Registered, StackRun
 from stacks.contracts import CLOUD_READS
+from stacks.trust_bundle import cloud_view
 
 _TITLES = {"trusted": "trusted cluster, on premises", "cloud": "cloud cluster, Azure"}
 _INFERENCE_SERVICE = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
@@ -72,7 +73,7 @@ class Picture:
 
     @property
     def role(self) -> str:
-        return self.run.stack.rsplit("-", 1)[-1]
+        return _role(self.run.stack)
 
     def ordered(self) -> list[Node]:
         """The parts in the order Pulumi can build them (ties by id, so the file is deterministic)."""
@@ -154,9 +155,19 @@ def _model_detail(members: list[Registered]) -> str:
     return ""
 
 
+def _role(stack: str) -> str:
+    return "trusted" if stack.endswith("-trusted") else "cloud"
+
+
+def _prefix(stack: str) -> str:
+    """Node ids' prefix: the role, and for a cloud stack `<env>-cloud-<name>` its name, so two cloud stacks' parts stay apart."""
+    name = stack.split("-cloud-", 1)[1] if "-cloud-" in stack else ""
+    return _slug(_role(stack), name) if name else _role(stack)
+
+
 def picture(run: StackRun) -> Picture:
     by_urn = {r.urn: r for r in run.resources}
-    role = run.stack.rsplit("-", 1)[-1]
+    role = _prefix(run.stack)
     nodes: dict[str, Node] = {}
     node_of: dict[str, str] = {}
 
@@ -316,9 +327,11 @@ def render_topology(runs: list[StackRun]) -> str:
             for node in keys:
                 del p.nodes[node.id]
             continue
-        read = [name for name in CLOUD_READS if name in p.run.outputs]
         for cloud in readers:
-            consumers = _consumers(cloud, p.run.outputs)
+            # What this cloud stack's bundle holds: the shared outputs and its own spoke's (stacks/trust_bundle.py cloud_view).
+            view = cloud_view(p.run.outputs, cloud.run.stack)
+            read = [name for name in CLOUD_READS if name in view]
+            consumers = _consumers(cloud, view)
             bundle = f"{_slug(cloud.run.stack)}_bundle"
             bundle_edges.append(f'  {_slug(p.run.stack)} -- "{", ".join(read)}" --> {bundle}')
             bundle_edges += [f'  {key.id} -- "signs" --> {bundle}' for key in keys]
@@ -352,12 +365,14 @@ def render_topology(runs: list[StackRun]) -> str:
             source = by_stack.get(stack_name.rsplit("/", 1)[-1])
             if source is None:
                 continue
-            read = [name for name in CLOUD_READS if name in source.run.outputs]
+            # What this cloud stack reads: the shared outputs and its own spoke's (stacks/trust_bundle.py cloud_view).
+            view = cloud_view(source.run.outputs, p.run.stack)
+            read = [name for name in CLOUD_READS if name in view]
             if not read:
                 summary.append(f"- **Between the clusters**: {source.run.stack} publishes nothing {p.run.stack} reads.")
                 continue
             edges.append(f'  {_slug(source.run.stack)} -- "{", ".join(read)}" --> {ref.id}')
-            consumers = _consumers(p, source.run.outputs)
+            consumers = _consumers(p, view)
             edges += [f'  {ref.id} -- "{", ".join(names)}" --> {node_id}' for node_id, names in consumers.items()]
             summary.append(f"- **Between the clusters**: {p.run.stack} reads {_and([f'`{n}`' for n in read])} from {source.run.stack}, "
                            "all public" + "".join(f"; {_and(names)} go{'es' if len(names) == 1 else ''} to {p.nodes[node_id].title}"

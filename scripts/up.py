@@ -1,11 +1,12 @@
-"""Deploy or destroy one environment: `python -m scripts.up ENV [--destroy --yes] [--only trusted|cloud]`.
+"""Deploy or destroy one environment: `python -m scripts.up ENV [--cloud-stack NAME] [--destroy --yes] [--only trusted|cloud]`.
 
-`up` runs `ENV-trusted` then `ENV-cloud`. After the trusted stack it writes the trust bundle it signed
-for the cloud stack to the file the cloud config names (`trustBundle.file`: what the pipeline hands over).
-The cloud stack is refused unless that bundle verifies against the pinned key, which must not be the
-offline plan's placeholder (or, for a cloud stack reading a StackReference, unless the trusted stack is
-deployed and exports everything the cloud side reads). A trusted stack is refused unless its state and
-secrets provider are on premises (scripts/custody.py). `--destroy` goes the other way round.
+`up` runs `ENV-trusted` then the cloud stack (`ENV-cloud`, or `--cloud-stack`, needed when the environment
+has more than one). After the trusted stack it writes the trust bundle it signed for each cloud stack to
+the file that stack's config names (`trustBundle.file`: what the pipeline hands over). The cloud stack is
+refused unless its bundle verifies against the pinned key, which must not be the offline plan's
+placeholder (or, for a cloud stack reading a StackReference, unless the trusted stack is deployed and
+exports everything that cloud stack reads). A trusted stack is refused unless its state and secrets
+provider are on premises (scripts/custody.py). `--destroy` goes the other way round.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from typing import Any
 
 from components import trust_bundle as jws
 from scripts import custody, trust_bundles
-from scripts.cli import ArgumentParser
+from scripts.cli import ArgumentParser, CloudStackChoice, choose_cloud_stack
+from scripts.offline.stackfile import cloud_stacks
 from scripts.offline.stackfile import environments as stack_environments
 from scripts.offline.stackfile import read_stack_file
 from scripts.pulumi_cli import REPO_ROOT, AutomationPulumi, Pulumi, PulumiError
 from stacks.config import ConfigError
 from stacks.contracts import CLOUD_READS
+from stacks.trust_bundle import cloud_view
 
 REQUIRED_TRUSTED_OUTPUTS = CLOUD_READS
 SIDES = ("trusted", "cloud")
@@ -44,12 +47,12 @@ def missing_outputs(outputs: Mapping[str, Any] | None) -> list[str]:
     return [key for key in REQUIRED_TRUSTED_OUTPUTS if present.get(key) in (None, "", [], {})]
 
 
-def check_trusted(pulumi: Pulumi, env: str) -> None:
-    trusted, cloud = stack_name(env, "trusted"), stack_name(env, "cloud")
+def check_trusted(pulumi: Pulumi, env: str, cloud: str) -> None:
+    trusted = stack_name(env, "trusted")
     outputs = pulumi.outputs(trusted)
     if not outputs:
         raise Refused(f"refusing {cloud}: {trusted} has not been deployed (run `python -m scripts.up {env}`)")
-    missing = missing_outputs(outputs)
+    missing = missing_outputs(cloud_view(outputs, cloud))
     if missing:
         raise Refused(f"refusing {cloud}: {trusted} lacks the outputs {', '.join(missing)}")
 
@@ -63,26 +66,27 @@ def check_custody(env: str, root: Path = REPO_ROOT) -> None:
 
 
 def hand_over_bundles(pulumi: Pulumi, env: str, root: Path) -> None:
-    """Write the bundle the trusted stack signed for the cloud stack to the file its config names (the
-    file the pipeline hands over as an artifact)."""
-    cloud = trust_bundles.cloud_config(stack_name(env, "cloud"), root / "stacks")
-    if cloud.trust_bundle is None:
-        return
+    """Write the bundle the trusted stack signed for each cloud stack to the file its config names (the
+    files the pipeline hands over as artifacts)."""
     trusted = stack_name(env, "trusted")
-    token = ((pulumi.outputs(trusted) or {}).get("trustBundles") or {}).get(cloud.stack.name)
-    if not isinstance(token, str):
-        raise Refused(f"{trusted} has no output trustBundles.{cloud.stack.name}: update the trusted stack")
-    path = trust_bundles.bundle_path(cloud, root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(token)
-    print(f"wrote {path.relative_to(root) if path.is_relative_to(root) else path}: the trust bundle for {cloud.stack.name}")
+    for stack in cloud_stacks(env, root / "stacks"):
+        cloud = trust_bundles.cloud_config(stack, root / "stacks")
+        if cloud.trust_bundle is None:
+            continue
+        token = ((pulumi.outputs(trusted) or {}).get("trustBundles") or {}).get(cloud.stack.name)
+        if not isinstance(token, str):
+            raise Refused(f"{trusted} has no output trustBundles.{cloud.stack.name}: list {cloud.stack.name} under spokes and update the trusted stack")
+        path = trust_bundles.bundle_path(cloud, root)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(token)
+        print(f"wrote {path.relative_to(root) if path.is_relative_to(root) else path}: the trust bundle for {cloud.stack.name}")
 
 
-def check_cloud_reads(pulumi: Pulumi, env: str, root: Path) -> None:
+def check_cloud_reads(pulumi: Pulumi, env: str, root: Path, stack: str) -> None:
     """The cloud stack's source of trusted values is there and verifies: its bundle, or the trusted outputs."""
-    cloud = trust_bundles.cloud_config(stack_name(env, "cloud"), root / "stacks")
+    cloud = trust_bundles.cloud_config(stack, root / "stacks")
     if cloud.trust_bundle is None:
-        check_trusted(pulumi, env)
+        check_trusted(pulumi, env, stack)
         return
     try:
         trust_bundles.verified_view(cloud, root)
@@ -111,20 +115,24 @@ def _bundle_version(token: object) -> int | None:
     return version if isinstance(version, int) else None
 
 
-def deploy(pulumi: Pulumi, env: str, sides: Sequence[str] = SIDES, root: Path = REPO_ROOT) -> None:
+def deploy(pulumi: Pulumi, env: str, sides: Sequence[str] = SIDES, root: Path = REPO_ROOT, cloud: str | None = None) -> None:
     if "trusted" in sides:
         check_bundle_version(pulumi, env, root)
         pulumi.up(stack_name(env, "trusted"))
         hand_over_bundles(pulumi, env, root)
     if "cloud" in sides:
-        check_cloud_reads(pulumi, env, root)
-        pulumi.up(stack_name(env, "cloud"))
+        cloud = cloud or stack_name(env, "cloud")
+        check_cloud_reads(pulumi, env, root, cloud)
+        pulumi.up(cloud)
 
 
-def destroy(pulumi: Pulumi, env: str, sides: Sequence[str] = SIDES) -> None:
-    for side in reversed(SIDES):
-        if side in sides:
-            pulumi.destroy(stack_name(env, side))
+def destroy(pulumi: Pulumi, env: str, sides: Sequence[str] = SIDES, cloud: str | None = None, root: Path = REPO_ROOT) -> None:
+    """The cloud stack `cloud`, or every cloud stack of `env` and then its trusted stack."""
+    if "cloud" in sides:
+        for stack in [cloud] if cloud else cloud_stacks(env, root / "stacks"):
+            pulumi.destroy(stack)
+    if "trusted" in sides and cloud is None:
+        pulumi.destroy(stack_name(env, "trusted"))
 
 
 def environments(root: Path = REPO_ROOT) -> list[str]:
@@ -135,9 +143,10 @@ def environments(root: Path = REPO_ROOT) -> list[str]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(prog="python -m scripts.up", description=__doc__)
     parser.add_argument("env", help=f"environment: {', '.join(environments())}")
-    parser.add_argument("--destroy", action="store_true", help="destroy instead (cloud first, then trusted)")
+    parser.add_argument("--destroy", action="store_true", help="destroy instead: every cloud stack, then trusted (with --cloud-stack, that cloud stack only)")
     parser.add_argument("--yes", action="store_true", help="confirm --destroy")
     parser.add_argument("--only", choices=SIDES, help="act on one side only")
+    parser.add_argument("--cloud-stack", metavar="NAME", help="the cloud stack to act on (ENV-cloud or ENV-cloud-<name>); needed when ENV has more than one")
     return parser.parse_args(argv)
 
 
@@ -151,12 +160,14 @@ def main(argv: Sequence[str] | None = None, make_pulumi: Callable[[], Pulumi] = 
             raise Refused(f"--destroy deletes every resource of {args.env}: add --yes to confirm")
         if "trusted" in sides:
             check_custody(args.env, root)
+        choosing = "cloud" in sides and (not args.destroy or args.cloud_stack)
+        cloud = choose_cloud_stack(args.env, args.cloud_stack, cloud_stacks(args.env, root / "stacks")) if choosing else None
         pulumi = make_pulumi()
         if args.destroy:
-            destroy(pulumi, args.env, sides)
+            destroy(pulumi, args.env, sides, cloud, root)
         else:
-            deploy(pulumi, args.env, sides, root)
-    except Refused as exc:
+            deploy(pulumi, args.env, sides, root, cloud)
+    except (Refused, CloudStackChoice) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ConfigError as exc:

@@ -41,11 +41,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
 from scripts import trust_bundles
-from scripts.cli import ArgumentParser, OutputsFileError, environment, read_outputs_file
-from scripts.offline.stackfile import STACKS_DIR, StackFileError, read_stack_file
+from scripts.cli import ArgumentParser, CloudStackChoice, OutputsFileError, choose_cloud_stack, environment, read_outputs_file
+from scripts.offline.stackfile import STACKS_DIR, StackFileError, cloud_stacks, read_stack_file
 from scripts.pulumi_cli import AutomationPulumi, Pulumi, PulumiError
 from scripts.up import environments, stack_name
 from stacks.config import ConfigError
+from stacks.trust_bundle import cloud_view
 
 CONNECT_SECONDS = 10.0
 ANSWER_SECONDS = 300.0  # a first completion on a cold model can take minutes
@@ -102,9 +103,9 @@ class Verified:
 # --- Reading the stacks' outputs ---------------------------------------------------------------
 
 
-def configured_models(env: str, stacks_dir: Path = STACKS_DIR) -> list[str]:
+def configured_models(env: str, stacks_dir: Path = STACKS_DIR, cloud_stack: str | None = None) -> list[str]:
     """Model names in the cloud stack file, read before anything is contacted."""
-    stack = stack_name(env, "cloud")
+    stack = cloud_stack or stack_name(env, "cloud")
     raw = read_stack_file(stack, stacks_dir).config.get("confidential-ai:models", "[]")
     try:
         models = json.loads(raw)
@@ -137,6 +138,7 @@ def endpoint_from_outputs(model: str, trusted_stack: str, trusted: Mapping[str, 
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
         raise Failed(f"{model}: {url} is not an https:// URL: prompts would leave the client unencrypted")
+    trusted = cloud_view(trusted, cloud_stack)
     ca_pem = trusted.get("inferenceCaCert")
     if not ca_pem:
         raise CannotRun(f"{trusted_stack} outputs have no inferenceCaCert: deploy the trusted stack with its inference CA first")
@@ -381,6 +383,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(prog="python -m scripts.verify_endpoint", description=__doc__.splitlines()[0])
     parser.add_argument("env", type=environment, help="environment: reads stacks ENV-trusted and ENV-cloud")
     parser.add_argument("model", help="a model name of the cloud stack (confidential-ai:models)")
+    parser.add_argument("--cloud-stack", metavar="NAME", help="the cloud stack serving the model (ENV-cloud or ENV-cloud-<name>); needed when ENV has more than one")
     parser.add_argument("--prompt", help="after verifying, send this as one chat completion and print the answer")
     parser.add_argument("--trusted-outputs", type=Path, help="JSON of the trusted stack outputs (e.g. out/ENV-trusted/outputs.json); default: pulumi stack output")
     parser.add_argument("--trust-bundle", type=Path, help="the cloud stack's trust bundle file (default: its trustBundle.file); read instead of the trusted outputs")
@@ -398,10 +401,14 @@ def load_endpoint(args: argparse.Namespace, make_pulumi: Callable[[], Pulumi]) -
     known = environments(args.stacks_dir.parent)
     if args.env not in known:
         raise CannotRun(f"unknown environment {args.env!r}: expected one of {', '.join(known) or '(none in stacks/)'}")
-    models = configured_models(args.env, args.stacks_dir)
+    try:
+        cloud_stack = choose_cloud_stack(args.env, args.cloud_stack, cloud_stacks(args.env, args.stacks_dir))
+    except CloudStackChoice as err:
+        raise CannotRun(str(err)) from None
+    models = configured_models(args.env, args.stacks_dir, cloud_stack)
     if args.model not in models:
-        raise CannotRun(f"unknown model {args.model!r} in {stack_name(args.env, 'cloud')}: expected one of {', '.join(models) or '(none configured)'}")
-    trusted_stack, cloud_stack = stack_name(args.env, "trusted"), stack_name(args.env, "cloud")
+        raise CannotRun(f"unknown model {args.model!r} in {cloud_stack}: expected one of {', '.join(models) or '(none configured)'}")
+    trusted_stack = stack_name(args.env, "trusted")
     pulumi: Pulumi | None = None
 
     def outputs(path: Path | None, side: str) -> dict[str, Any]:
@@ -409,7 +416,7 @@ def load_endpoint(args: argparse.Namespace, make_pulumi: Callable[[], Pulumi]) -
         if path is not None:
             return read_outputs_file(f"--{side}-outputs", path, side)
         pulumi = pulumi or make_pulumi()
-        return stack_outputs(pulumi, stack_name(args.env, side))
+        return stack_outputs(pulumi, cloud_stack if side == "cloud" else trusted_stack)
 
     config = trust_bundles.cloud_config(cloud_stack, args.stacks_dir)
     if config.trust_bundle is not None and args.trusted_outputs is None:

@@ -32,7 +32,8 @@ from stacks.config.workloads import ModelSettings
 from stacks import trust_bundle, versions
 from stacks.config.base import OperatorPin as OperatorPinSettings
 from stacks.config.base import Problem, secret_output
-from stacks.contracts import CLOUD_READS, OPTIONAL_TRUSTED_OUTPUTS, WORKLOAD_KEYS, AzureLayer
+from stacks.contracts import CLOUD_READS, OPTIONAL_TRUSTED_OUTPUTS, TRUSTED_OUTPUTS, WORKLOAD_KEYS, AzureLayer
+from stacks.trust_bundle import cloud_view
 from stacks.encrypted_models import EncryptedModelPlan
 
 NVCR = "nvcr.io"
@@ -94,14 +95,18 @@ def read_trusted_stack(config: CloudConfig) -> TrustedSide:
     # StackReference outputs are asynchronous; waiting here keeps every other resource from being
     # registered when the trusted side is missing. `_sync_await` is the SDK's own helper for
     # synchronous invokes (pulumi sdk/python/lib/pulumi/runtime/sync_await.py), private API.
-    outputs: dict[str, Any] = _sync_await(ref.outputs.future()) or {}
+    everything: dict[str, Any] = _sync_await(ref.outputs.future()) or {}
     secret_names = set(_sync_await(ref.secret_output_names.future()) or ())
     stack = config.trusted_stack_name
     short = stack.rsplit("/", 1)[-1]
+    if everything.get("kbsUrl") and config.stack.name not in (everything.get("spokes") or {}):
+        raise ConfigError(config.stack.name, [Problem("trustedStack", f"{stack} runs nothing on {config.stack.name}: list it under spokes "
+                                                                       f"in {short}'s config and update {short} first")])
+    outputs = cloud_view(everything, config.stack.name)
     missing = [name for name in CLOUD_READS if outputs.get(name) in (None, "", {})]
     if missing:
         raise ConfigError(config.stack.name, [Problem("trustedStack", f"{stack} has no output {', '.join(missing)} (deploy it first: pulumi up -s {short})")])
-    secret = sorted(secret_names & {*CLOUD_READS, *OPTIONAL_TRUSTED_OUTPUTS})
+    secret = sorted(secret_names & {*TRUSTED_OUTPUTS, *OPTIONAL_TRUSTED_OUTPUTS})
     if secret:
         raise ConfigError(config.stack.name, [Problem("trustedStack", f"{stack} exports {', '.join(secret)} as secret; the cloud side reads only public values")])
     return _trusted_side(config, "trustedStack", stack, outputs)
@@ -190,7 +195,7 @@ def _model_problems(config: CloudConfig, trusted: TrustedSide) -> Iterator[Probl
             yield Problem(f"models[{i}].image", f"{model.repository} is not the repository of workload {model.workload}'s pinned image {workload.image}")
         if model.gpus != workload.gpus:
             yield Problem(f"models[{i}].gpus", f"workload {model.workload} is declared with {workload.gpus} GPUs; the model asks for {model.gpus}")
-        if problem := _serving_problem(model_hostname(config, model), model.workload, workload, trusted.stack):
+        if problem := _serving_problem(model_hostname(config, model), model.workload, workload, trusted.stack, config.stack.name):
             yield Problem(f"models[{i}].hostname" if model.hostname else f"models[{i}].workload", problem)
         # An encrypted model is served locally, without NGC (stacks/encrypted_models.py checks it).
         if model.source == "ngc":
@@ -212,9 +217,9 @@ def model_hostname(config: CloudConfig, model: ModelSettings) -> str:
     return model.hostname or f"{model.name}-{model.namespace}.{config.ingress_domain}"
 
 
-def _serving_problem(hostname: str, name: str, workload: TrustedWorkload, stack: str) -> str | None:
+def _serving_problem(hostname: str, name: str, workload: TrustedWorkload, stack: str, cloud_stack: str) -> str | None:
     """Why the workload cannot serve TLS for `hostname` from inside its pod VM, or None."""
-    fix = f"list {hostname} in workload {name}'s servingHostnames on {stack}"
+    fix = f"list {hostname} in spokes.{cloud_stack}.{name}.servingHostnames on {stack}"
     if not workload.serving_certificate or not workload.serving_key_resource:
         return f"workload {name} has no TLS serving certificate: {fix}"
     if workload.serving_key_resource not in workload.sealed_secrets:

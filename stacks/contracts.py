@@ -8,8 +8,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 # The trusted stack's outputs: everything the cloud side may read, all public.
-# - `kbsResources`: logical name -> {"uri": "kbs:///default/<secret>/<key>", "gpuGated": bool, "minGpus": int}.
-# - `workloads`: workload name -> WORKLOAD_KEYS: "image" (`repo@sha256:<64 hex>`, the only image its
+# - `spokes`: cloud stack name -> what that cloud stack reads of its own (`cloud_view`):
+#   - `kbsResources`: logical name -> {"uri": "kbs:///default/<secret>/<key>", "gpuGated": bool, "minGpus": int}:
+#     the declared resources, and the TLS serving keys of this cloud stack's pairs.
+#   - `workloads`: workload name -> WORKLOAD_KEYS, the workload as this cloud stack runs it (its own initdata,
+#     with the cloud stack's name in it, and PCR 8): "image" (`repo@sha256:<64 hex>`, the only image its
 #   agent policy runs), "initdata" (gzip+base64 pod annotation), "initdataDigest" and "initdataPcr8"
 #   (hex), "resources" (kbsResources names KBS releases to it), "gpus" (int), "sealedSecrets"
 #   (resource name -> "sealed.<ES256 JWS>", signed on the trusted side, used verbatim), "imageEnv" (the
@@ -29,14 +32,16 @@ import pulumi_kubernetes as k8s
 #   signing key's public JWK (kid = RFC 7638 thumbprint), which cloud stacks pin; `trustBundleKeys`: every
 #   key kept (two during a rollover).
 TRUSTED_OUTPUTS = (
-    "kbsUrl", "kbsCaCert", "kbsResources", "workloads", "sealedSecretKeyUri", "inferenceCaCert", "trustBundles", "trustBundleKey", "trustBundleKeys",
+    "kbsUrl", "kbsCaCert", "spokes", "sealedSecretKeyUri", "inferenceCaCert", "trustBundles", "trustBundleKey", "trustBundleKeys",
 )
 OPTIONAL_TRUSTED_OUTPUTS = ("inferenceClientCaCert",)
 WORKLOAD_KEYS = ("image", "initdata", "initdataDigest", "initdataPcr8", "resources", "gpus", "sealedSecrets", "imageEnv")
 # Present only for the workloads they concern.
 OPTIONAL_WORKLOAD_KEYS = ("args", "workingDir", "encryptedModel")
-# What the cloud stack needs; model clients, not the cloud stack, read `inferenceCaCert`.
+# What the cloud stack needs (of `spokes`, its own entry's keys); model clients, not the cloud stack, read `inferenceCaCert`.
 CLOUD_READS = ("kbsUrl", "kbsCaCert", "kbsResources", "workloads", "sealedSecretKeyUri")
+SPOKE_KEYS = ("kbsResources", "workloads")
+
 
 
 @dataclass(frozen=True)

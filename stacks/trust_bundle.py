@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from components import trust_bundle as jws
-from stacks.contracts import CLOUD_READS, OPTIONAL_TRUSTED_OUTPUTS
+from stacks.contracts import CLOUD_READS, OPTIONAL_TRUSTED_OUTPUTS, SPOKE_KEYS
 
 # Besides the values the cloud stack reads, a bundle carries what model clients verify a model's
 # endpoint against (scripts/verify_endpoint.py): the inference CA, and the client CA when one is set.
@@ -18,15 +18,20 @@ BUNDLE_READS = (*CLOUD_READS, "inferenceCaCert")
 ENVELOPE = ("environment", "cloudStack", "version")
 
 
-def cloud_stacks(env: str) -> list[str]:
-    """The cloud stacks the environment's trusted stack serves."""
-    return [f"{env}-cloud"]
+def cloud_stacks(outputs: Mapping[str, Any]) -> list[str]:
+    """The cloud stacks the trusted stack serves: its `spokes`, by name."""
+    spokes = outputs.get("spokes")
+    return sorted(spokes) if isinstance(spokes, Mapping) else []
 
 
 def cloud_view(outputs: Mapping[str, Any], cloud_stack: str) -> dict[str, Any]:
-    """The public trusted outputs `cloud_stack` reads: today every workload and resource."""
-    del cloud_stack  # one cloud stack per environment: it serves every workload
-    return {key: outputs[key] for key in (*BUNDLE_READS, *OPTIONAL_TRUSTED_OUTPUTS) if key in outputs}
+    """The public trusted outputs `cloud_stack` reads: the shared values, and of `spokes` only its own
+    `kbsResources` and `workloads` (absent when the trusted side gives it no spoke), so another spoke's
+    workloads, serving keys and pointers are in no bundle but their own."""
+    spokes = outputs.get("spokes")
+    own = spokes.get(cloud_stack) if isinstance(spokes, Mapping) else None
+    merged = {**outputs, **({key: own[key] for key in SPOKE_KEYS if key in own} if isinstance(own, Mapping) else {})}
+    return {key: merged[key] for key in (*BUNDLE_READS, *OPTIONAL_TRUSTED_OUTPUTS) if key in merged}
 
 
 def payload(env: str, cloud_stack: str, version: int, outputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -35,7 +40,7 @@ def payload(env: str, cloud_stack: str, version: int, outputs: Mapping[str, Any]
 
 def signed_bundles(env: str, version: int, outputs: Mapping[str, Any], private_key_pem: str) -> dict[str, str]:
     """Cloud stack name -> its compact JWS."""
-    return {stack: jws.sign(payload(env, stack, version, outputs), private_key_pem) for stack in cloud_stacks(env)}
+    return {stack: jws.sign(payload(env, stack, version, outputs), private_key_pem) for stack in cloud_stacks(outputs)}
 
 
 def open_bundle(token: str, pinned: Iterable[Mapping[str, Any]], env: str, cloud_stack: str, minimum_version: int) -> dict[str, Any]:

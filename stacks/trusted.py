@@ -23,7 +23,7 @@ from components.trustee.kbs import Kbs, KbsArgs, KbsDocuments, KbsKeys, KbsSecre
 from stacks import trust_bundle
 from stacks.config import TrustedConfig
 from stacks.config.base import secret_output
-from stacks.config.trusted import ReferenceValues, Workload
+from stacks.config.trusted import Pair, ReferenceValues, Workload
 
 
 @dataclass(frozen=True)
@@ -75,24 +75,28 @@ def deploy(config: TrustedConfig) -> None:
     for resource in config.kbs_resources:
         if not any(resource.name in w.resources for w in config.workloads):
             pulumi.log.warn(f"kbsResources {resource.name} is in no workload's resources: KBS holds it but releases it to no pod VM")
+    running = {p.workload.name for p in config.pairs}
+    for workload in config.workloads:
+        if workload.name not in running:
+            pulumi.log.warn(f"workload {workload.name} is in no spoke: no cloud stack runs it (list it under spokes.<cloud stack>)")
     https = _https_material(config, keys_provider)
     admin_key = tls.PrivateKey("kbs-admin-key", algorithm="ED25519", opts=pulumi.ResourceOptions(provider=keys_provider, protect=True))
     # The EAR token broker signs with a P-256 key (confidential-containers/trustee
     # attestation-service/src/token/ear_broker.rs).
     token = SigningCertificate("kbs-token", "Trustee attestation token signer", config.kbs.tls.validity_hours, keys_provider)
 
-    # Model clients trust the inference CA; each serving key goes only to KBS, bound to its workload.
+    # Model clients trust the inference CA; each serving key goes only to KBS, bound to its (cloud stack, workload) pair.
     inference = InferenceCertificates(
         "inference-tls",
         InferenceCertificatesArgs(
             organization="Confidential AI",
             validity_hours=config.inference_tls.validity_hours,
-            servers={w.name: list(w.serving_hostnames) for w in config.workloads if w.serving_hostnames},
+            servers={p.id: list(p.serving_hostnames) for p in _serving(config)},
         ),
         keys_provider,
     )
-    serving_keys = {w: s.private_key_pem for w, s in inference.servers.items()}
-    serving_certificates = pulumi.Output.all(**{w: s.cert_pem for w, s in inference.servers.items()}) if inference.servers else pulumi.Output.from_input({})
+    serving_keys = {pair: s.private_key_pem for pair, s in inference.servers.items()}
+    serving_certificates = pulumi.Output.all(**{pair: s.cert_pem for pair, s in inference.servers.items()}) if inference.servers else pulumi.Output.from_input({})
 
     # Sealed secrets are signed here and verified in the guest with the public half, which KBS serves
     # as a resource (its URI is the signatures' `kid`). Protected: replacing it breaks every pointer.
@@ -101,7 +105,7 @@ def deploy(config: TrustedConfig) -> None:
     )
     verification_jwk = sealing_key.public_key_pem.apply(lambda pem: json.dumps(public_jwk(pem, names.SEALED_SECRET_KEY_URI), sort_keys=True))
 
-    # Each workload's initdata embeds the KBS CA, so it is rendered once the certificate exists; the
+    # Each pair's initdata embeds the KBS CA, so it is rendered once the certificate exists; the
     # PCR 8 reference values and the resource policy come from the same bytes, in the same `pulumi up`.
     initdata: pulumi.Output[dict[str, Initdata]] = https.ca_cert_pem.apply(lambda ca_pem: _workload_initdata(config, ca_pem))
 
@@ -125,7 +129,7 @@ def deploy(config: TrustedConfig) -> None:
                 kbs_config=render.kbs_config(config.kbs.nvidia_verifier.type, config.kbs.nvidia_verifier.url),
                 cpu_policy=render.cpu_policy(pin_measurement=bool(config.reference_values.measurements)),
                 gpu_policy=render.gpu_policy(),
-                resource_policy=initdata.apply(lambda i: render.resource_policy([*_releases(config, i), *_serving_releases(config, i)])),
+                resource_policy=initdata.apply(lambda i: resource_policy(config, i)),
                 reference_values=initdata.apply(lambda i: render.reference_values_document(reference_value_set(config.reference_values), _all_pcr8(config, i))),
             ),
             keys=KbsKeys(
@@ -150,14 +154,8 @@ def deploy(config: TrustedConfig) -> None:
     published: dict[str, Any] = {
         "kbsUrl": config.kbs.url,
         "kbsCaCert": https.ca_cert_pem,
-        "kbsResources": {
-            **{r.name: {"uri": r.uri, "gpuGated": r.gpu_gated, "minGpus": r.required_gpus} for r in config.kbs_resources},
-            **{
-                names.serving_key_resource(w.name): {"uri": names.serving_key_uri(w.name), "gpuGated": w.gpus > 0, "minGpus": w.gpus}
-                for w in _serving(config)
-            },
-        },
-        "workloads": pulumi.Output.all(initdata, sealed, serving_certificates).apply(lambda args: _workload_outputs(config, *args)),
+        # Per cloud stack, what it reads of its own: the resources and the workloads as it runs them.
+        "spokes": pulumi.Output.all(initdata, sealed, serving_certificates).apply(lambda args: _spoke_outputs(config, *args)),
         "sealedSecretKeyUri": names.SEALED_SECRET_KEY_URI,
         "inferenceCaCert": inference.ca_cert_pem,
     }
@@ -192,23 +190,26 @@ def _export_trust_bundles(config: TrustedConfig, published: dict[str, Any], prov
 
 
 def _workload_initdata(config: TrustedConfig, ca_pem: str) -> dict[str, Initdata]:
+    """Each (cloud stack, workload) pair's initdata, by pair id."""
     uris = {r.name: r.uri for r in config.kbs_resources}
     return {
-        w.name: render_initdata(
+        p.id: render_initdata(
             InitdataArgs(
                 kbs_url=config.kbs.url,
                 kbs_ca_pem=ca_pem,
-                policy=agent_policy_args(config, w),
-                registry_credentials_uri=uris[w.registry_credentials] if w.registry_credentials else None,
+                policy=agent_policy_args(config, p),
+                registry_credentials_uri=uris[p.workload.registry_credentials] if p.workload.registry_credentials else None,
+                cloud_stack=p.cloud_stack,
             )
         )
-        for w in config.workloads
+        for p in config.pairs
     }
 
 
-def agent_policy_args(config: TrustedConfig, workload: Workload) -> AgentPolicyArgs:
-    """The agent policy of `workload`'s pod VMs: its image, process and image environment as pinned, and
+def agent_policy_args(config: TrustedConfig, pair: Pair) -> AgentPolicyArgs:
+    """The agent policy of the pair's pod VMs (`workload` its workload): its image, process and image environment as pinned, and
     its container as components/nim.py renders it on the cloud side."""
+    workload = pair.workload
     uris = {r.name: r.uri for r in config.kbs_resources}
     return AgentPolicyArgs(
         image=workload.image,
@@ -217,18 +218,19 @@ def agent_policy_args(config: TrustedConfig, workload: Workload) -> AgentPolicyA
         decryptor=_decryptor_policy(workload, uris),
         image_env=tuple(workload.image_env),
         working_dir=workload.working_dir,
-        container=nim.policy_container(_not_ngc_keys(workload, uris), config.inference_tls.client_ca_certificate is not None, workload.encrypted_model is not None),
+        container=nim.policy_container(_not_ngc_keys(pair, uris), config.inference_tls.client_ca_certificate is not None, workload.encrypted_model is not None),
         mode=config.agent_policy.mode,
     )
 
 
-def _not_ngc_keys(workload: Workload, uris: dict[str, str]) -> tuple[str, ...] | None:
+def _not_ngc_keys(pair: Pair, uris: dict[str, str]) -> tuple[str, ...] | None:
     """The sealed pointers NIM's NGC_API_KEY may not hold: the workload's secrets meant for something else (its
     TLS serving key, its registry credentials), which NIM would send to NGC as an API key; None for an encrypted
     model, whose NIM has no NGC key."""
+    workload = pair.workload
     if workload.encrypted_model is not None:
         return None
-    others = [names.serving_key_uri(workload.name)] if workload.serving_hostnames else []
+    others = [names.serving_key_uri(pair.id)] if pair.serving_hostnames else []
     others += [uris[workload.registry_credentials]] if workload.registry_credentials else []
     return tuple(sealed_prefix(uri, names.SEALED_SECRET_KEY_URI) for uri in others)
 
@@ -240,9 +242,9 @@ def _decryptor_policy(workload: Workload, uris: dict[str, str]) -> DecryptorPoli
     return DecryptorPolicy(image=model.decryptor_image, key_uri=uris[model.key_resource], manifest_sha256=model.manifest_sha256)
 
 
-def _measurements(workload: Workload, initdata: dict[str, Initdata]) -> list[str]:
-    """The PCR 8 values a pod VM of `workload` may show: its current initdata's, then retiring ones."""
-    return [initdata[workload.name].pcr8, *workload.retiring_pcr08]
+def _measurements(pair: Pair, initdata: dict[str, Initdata]) -> list[str]:
+    """The PCR 8 values a pod VM of `pair` may show: its current initdata's, then retiring ones."""
+    return [initdata[pair.id].pcr8, *pair.retiring_pcr08]
 
 
 def reference_value_set(values: ReferenceValues) -> render.ReferenceValueSet:
@@ -258,74 +260,92 @@ def reference_value_set(values: ReferenceValues) -> render.ReferenceValueSet:
 
 
 def _all_pcr8(config: TrustedConfig, initdata: dict[str, Initdata]) -> list[str]:
-    """Every workload's current PCR 8, then every retiring one: the `snp_pcr08` reference values."""
-    return [initdata[w.name].pcr8 for w in config.workloads] + [v for w in config.workloads for v in w.retiring_pcr08]
+    """Every pair's current PCR 8, then every retiring one: the `snp_pcr08` reference values."""
+    return [initdata[p.id].pcr8 for p in config.pairs] + [v for p in config.pairs for v in p.retiring_pcr08]
+
+
+def resource_policy(config: TrustedConfig, initdata: dict[str, Initdata]) -> str:
+    """The KBS resource policy: every resource, released only to the measured pairs given it."""
+    labels: dict[str, list[str]] = defaultdict(list)
+    for pair in config.pairs:
+        labels[initdata[pair.id].pcr8].append(pair.label)
+        for retiring in pair.retiring_pcr08:
+            labels[retiring].append(f"{pair.label} (retiring)")
+    releases = [*_releases(config, initdata), *_serving_releases(config, initdata)]
+    return render.resource_policy(releases, {pcr8: ", ".join(names) for pcr8, names in labels.items()})
 
 
 def _releases(config: TrustedConfig, initdata: dict[str, Initdata]) -> list[render.Release]:
-    """Each resource, released to the workloads that list it; the verification key to every workload."""
+    """Each resource, released to the pairs whose workload lists it; the verification key to every pair."""
     releases = [
         render.Release(
             name=r.name,
             path=("default", r.secret, r.key),
             gpus=r.required_gpus,
-            pcr08=[v for w in config.workloads if r.name in w.resources for v in _measurements(w, initdata)],
+            pcr08=[v for p in config.pairs if r.name in p.workload.resources for v in _measurements(p, initdata)],
         )
         for r in config.kbs_resources
     ]
-    every_workload = _all_pcr8(config, initdata)
-    releases.append(render.Release(names.SEALED_SECRET_KEY, ("default", names.SEALED_SECRET_KEY, names.SEALED_SECRET_KEY_ENTRY), 0, every_workload))
+    every_pair = _all_pcr8(config, initdata)
+    releases.append(render.Release(names.SEALED_SECRET_KEY, ("default", names.SEALED_SECRET_KEY, names.SEALED_SECRET_KEY_ENTRY), 0, every_pair))
     return releases
 
 
-def _serving(config: TrustedConfig) -> list[Workload]:
-    """The workloads that serve a model over TLS, each with its own serving key in KBS."""
-    return [w for w in config.workloads if w.serving_hostnames]
+def _serving(config: TrustedConfig) -> list[Pair]:
+    """The pairs that serve a model over TLS, each with its own serving key in KBS."""
+    return [p for p in config.pairs if p.serving_hostnames]
 
 
-def _received(workload: Workload) -> list[str]:
-    """kbsResources names KBS releases to `workload`: its declared resources, then its serving key."""
-    return [*workload.resources, *([names.serving_key_resource(workload.name)] if workload.serving_hostnames else [])]
+def _received(pair: Pair) -> list[str]:
+    """kbsResources names KBS releases to `pair`: its workload's declared resources, then its serving key."""
+    return [*pair.workload.resources, *([names.serving_key_resource(pair.id)] if pair.serving_hostnames else [])]
 
 
 def _serving_releases(config: TrustedConfig, initdata: dict[str, Initdata]) -> list[render.Release]:
-    """Each serving key, released only to its own workload's measurement and with its GPUs attested."""
+    """Each serving key, released only to its own pair's measurement and with its GPUs attested."""
     return [
-        render.Release(names.serving_key_resource(w.name), ("default", names.SERVING_KEYS, w.name), w.gpus, _measurements(w, initdata))
-        for w in _serving(config)
+        render.Release(names.serving_key_resource(p.id), ("default", names.SERVING_KEYS, p.id), p.workload.gpus, _measurements(p, initdata))
+        for p in _serving(config)
     ]
 
 
 def _sealed_pointers(config: TrustedConfig, private_key_pem: str) -> dict[str, dict[str, str]]:
-    uris = {r.name: r.uri for r in config.kbs_resources} | {names.serving_key_resource(w.name): names.serving_key_uri(w.name) for w in _serving(config)}
+    """Each pair's signed pointers to what it receives, by pair id."""
+    uris = {r.name: r.uri for r in config.kbs_resources} | {names.serving_key_resource(p.id): names.serving_key_uri(p.id) for p in _serving(config)}
     return {
-        w.name: {name: sealed_secret(uris[name], private_key_pem, names.SEALED_SECRET_KEY_URI) for name in _received(w)}
-        for w in config.workloads
+        p.id: {name: sealed_secret(uris[name], private_key_pem, names.SEALED_SECRET_KEY_URI) for name in _received(p)}
+        for p in config.pairs
     }
 
 
-def _workload_outputs(
+def _spoke_outputs(
     config: TrustedConfig, initdata: dict[str, Initdata], sealed: dict[str, dict[str, str]], certificates: dict[str, str]
 ) -> dict[str, Any]:
-    return {
-        w.name: {
-            "image": w.image,
-            "initdata": initdata[w.name].annotation,
-            "initdataDigest": initdata[w.name].digest,
-            "initdataPcr8": initdata[w.name].pcr8,
-            "resources": _received(w),
-            "gpus": w.gpus,
-            "sealedSecrets": sealed[w.name],
-            **_pinned_process(w),
+    """Cloud stack -> {"kbsResources", "workloads"}: the resources it may name (the declared ones and its own
+    pairs' serving keys) and each workload as it runs there."""
+    shared = {r.name: {"uri": r.uri, "gpuGated": r.gpu_gated, "minGpus": r.required_gpus} for r in config.kbs_resources}
+    spokes: dict[str, Any] = {stack: {"kbsResources": dict(shared), "workloads": {}} for stack in sorted(config.spokes)}
+    for p in config.pairs:
+        spoke = spokes[p.cloud_stack]
+        if p.serving_hostnames:
+            spoke["kbsResources"][names.serving_key_resource(p.id)] = {"uri": names.serving_key_uri(p.id), "gpuGated": p.workload.gpus > 0, "minGpus": p.workload.gpus}
+        spoke["workloads"][p.workload.name] = {
+            "image": p.workload.image,
+            "initdata": initdata[p.id].annotation,
+            "initdataDigest": initdata[p.id].digest,
+            "initdataPcr8": initdata[p.id].pcr8,
+            "resources": _received(p),
+            "gpus": p.workload.gpus,
+            "sealedSecrets": sealed[p.id],
+            **_pinned_process(p.workload),
             **(
-                {"servingCertificate": certificates[w.name], "servingKeyResource": names.serving_key_resource(w.name)}
-                if w.serving_hostnames
+                {"servingCertificate": certificates[p.id], "servingKeyResource": names.serving_key_resource(p.id)}
+                if p.serving_hostnames
                 else {}
             ),
-            **_encrypted_model_output(w, config),
+            **_encrypted_model_output(p.workload, config),
         }
-        for w in config.workloads
-    }
+    return spokes
 
 
 def _pinned_process(workload: Workload) -> dict[str, Any]:

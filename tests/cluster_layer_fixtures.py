@@ -23,7 +23,7 @@ from scripts.offline import StackRun, run_stack
 from scripts.offline.fakes import StackOutputs, fake_pem
 from stacks.config import CloudConfig, load_from_pulumi
 from stacks.cloud_cluster import deploy_cluster_layer, read_trusted_stack
-from stacks.contracts import AzureLayer, ModelStorageHandOff
+from stacks.contracts import SPOKE_KEYS, AzureLayer, ModelStorageHandOff
 from stacks.encrypted_models import plan_encrypted_models
 from tests.conftest import example_config
 from tests.tls_fixtures import ca, server_certificate
@@ -149,6 +149,10 @@ def trusted_outputs(registry_credentials_uri: str | None = None, encrypted_workl
         "inferenceCaCert": INFERENCE_CA[0],
         **overrides,
     }
+    # The trusted stack exports what each cloud stack reads of its own under `spokes` (stacks/contracts.py).
+    spoke = {key: values.pop(key) for key in SPOKE_KEYS if values.get(key) is not None}
+    values.pop("kbsResources", None), values.pop("workloads", None)
+    values.setdefault("spokes", {stack: spoke for stack in ("dev-cloud", "prod-cloud", "prod-cloud-eastus")})
     return StackOutputs({k: v for k, v in values.items() if v is not None})
 
 
@@ -186,6 +190,6 @@ def run_cluster_layer(stack: str = "dev-cloud", trusted: StackOutputs | None = N
     reads these outputs that way here: tests/test_cloud_trust_bundle.py tests the bundle path)."""
     config, secret_keys = example_config(stack, set=set, delete=delete)
     config.pop("confidential-ai:trustBundle", None)
-    trusted_stack = stack.rsplit("-", 1)[0] + "-trusted"
+    trusted_stack = stack.split("-", 1)[0] + "-trusted"
     references = {} if trusted is None else {trusted_stack: trusted}
     return run_stack(stack, config, secret_keys, references, program=cluster_layer_program)

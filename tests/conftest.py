@@ -98,7 +98,7 @@ class Runner:
         or, when its config reads a trust bundle, as the bundle that run signed for it (as scripts.plan hands it)."""
         config, secret_keys = example_config(stack, set, delete)
         if stack_outputs is None and stack.endswith("-cloud"):
-            trusted = stack.rsplit("-", 1)[0] + "-trusted"
+            trusted = stack.split("-", 1)[0] + "-trusted"
             stack_outputs = {trusted: self.example(trusted).stack_outputs}
         if reads_bundle(config):
             bundles = [outputs.values.get("trustBundles", {}).get(stack) for outputs in (stack_outputs or {}).values()]

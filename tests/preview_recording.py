@@ -58,8 +58,8 @@ EDITS: dict[str, dict[str, Any]] = {
         # SNP firmware below 25 is refused from now on
         "referenceValues.minimumTcb.snp": 25,
         # the models' Route hosts follow the cloud cluster's new domain: their serving certificates name them
-        "workloads.0.servingHostnames": ["llama-3-1-8b-llama-3-1-8b.apps.confai-dev2.eastus2.aroapp.io"],
-        "workloads.1.servingHostnames": ["mistral-7b-mistral-7b.apps.confai-dev2.eastus2.aroapp.io"],
+        "spokes.dev-cloud.llama-3-1-8b.servingHostnames": ["llama-3-1-8b-llama-3-1-8b.apps.confai-dev2.eastus2.aroapp.io"],
+        "spokes.dev-cloud.mistral-7b.servingHostnames": ["mistral-7b-mistral-7b.apps.confai-dev2.eastus2.aroapp.io"],
     },
     "dev-cloud": {
         "cluster.aro.domain": "confai-dev2",

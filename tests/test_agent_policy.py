@@ -31,7 +31,7 @@ from tests.agent_requests import (
 )
 from tests.rego_engines import Engines
 
-REFUSAL_RULES = ("create_container_refusals", "copy_file_refusals", "create_sandbox_refusals")
+REFUSAL_RULES = ("create_container_refusals", "copy_file_refusals", "create_sandbox_refusals", "update_container_refusals")
 
 
 class Policy:
@@ -319,10 +319,13 @@ def test_a_working_or_home_directory_in_host_files_is_refused(workload_policy):
     home = copy.deepcopy(request)
     request["OCI"]["Process"]["Cwd"] = nim.TLS_CERT_DIR
     assert not allows(workload_policy, "CreateContainerRequest", request)
-    with_home = Policy(image_env=(*NIM_IMAGE_ENV, f"HOME={nim.TLS_CERT_DIR}/user", "HOME=/opt/nim"))
-    home["OCI"]["Process"]["Env"].append(f"HOME={nim.TLS_CERT_DIR}/user")
+    # The pod sets HOME=/ (components/nim.py container_env): a HOME in the TLS certificate volume in its place.
+    with_home = Policy(image_env=(*NIM_IMAGE_ENV, f"HOME={nim.TLS_CERT_DIR}/user"))
+    env = home["OCI"]["Process"]["Env"]
+    env[env.index("HOME=/")] = f"HOME={nim.TLS_CERT_DIR}/user"
+    assert "OCI.Process (working or home directory in host-written files)" in with_home.refusals(home)
     assert not allows(with_home, "CreateContainerRequest", home)
-    home["OCI"]["Process"]["Env"][-1] = "HOME=/opt/nim"
+    env[env.index(f"HOME={nim.TLS_CERT_DIR}/user")] = "HOME=/"
     assert allows(with_home, "CreateContainerRequest", home)
 
 

@@ -72,7 +72,7 @@ def test_the_capture_initdata_is_no_workload_s(rendered):
     data = initdata(pods[0])["data"]
     assert trusted["kbsUrl"] in data["aa.toml"]
     document = gzip.decompress(base64.b64decode(pods[0]["metadata"]["annotations"][INITDATA_ANNOTATION]))
-    assert Initdata(document).pcr8 not in {w["initdataPcr8"] for w in trusted["workloads"].values()}
+    assert Initdata(document).pcr8 not in {w["initdataPcr8"] for spoke in trusted["spokes"].values() for w in spoke["workloads"].values()}
 
 
 def container_request(image: str, args: list[str]) -> dict[str, Any]:

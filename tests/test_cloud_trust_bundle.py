@@ -36,11 +36,11 @@ def _plan(tmp_path: Path, env: str, token: str, capsys: pytest.CaptureFixture[st
 
 
 def test_prod_cloud_reads_no_stack_reference_and_gets_the_values_the_trusted_run_signed() -> None:
-    trusted, cloud = plan_once("prod")
+    trusted, cloud, *_ = plan_once("prod")
     assert cloud.of_type("pulumi:pulumi:StackReference") == []
     initdata = {r.inputs["spec"]["predictor"]["annotations"][INITDATA_ANNOTATION]
                 for r in cloud.resources if r.type == "kubernetes:serving.kserve.io/v1beta1:InferenceService"}
-    assert initdata == {w["initdata"] for w in trusted.outputs["workloads"].values()}
+    assert initdata == {w["initdata"] for w in trusted.outputs["spokes"]["prod-cloud"]["workloads"].values()}
 
 
 def test_a_single_backend_lab_may_keep_its_stack_reference(runner) -> None:
@@ -151,7 +151,7 @@ def test_trusted_stack_and_trust_bundle_do_not_mix() -> None:
 def test_preflight_refuses_the_offline_placeholder_pin(capsys: pytest.CaptureFixture[str]) -> None:
     from scripts import preflight
 
-    assert preflight.main(["prod"], clients=lambda config: None) == 2
+    assert preflight.main(["prod", "--cloud-stack", "prod-cloud"], clients=lambda config: None) == 2
     assert capsys.readouterr().err.splitlines() == [
         "prod-cloud: trustBundle.keys[0] is the offline plan's placeholder key f5Q6IhMpcxzfoWmYt1vehzM070L_mn6Bt3r43tszZ-g "
         "(its private half is public): pin the trustBundleKey output of the deployed trusted stack"]
@@ -192,6 +192,6 @@ def test_preflight_reads_the_kbs_from_a_verified_bundle_and_refuses_a_changed_on
     args = argparse.Namespace(trust_bundle=bundle, trusted_outputs=None, stacks_dir=stacks)
     assert preflight.trusted_values(config, args)["kbsUrl"] == "https://kbs.trusted.example.com"
     bundle.write_text(_edit_payload(token, b"kbs.trusted.example.com", b"kbs.trusted.examplf.com"))
-    assert preflight.main(["prod", "--stacks-dir", str(stacks), "--trust-bundle", str(bundle)], clients=lambda c: None) == 2
+    assert preflight.main(["prod", "--cloud-stack", "prod-cloud", "--stacks-dir", str(stacks), "--trust-bundle", str(bundle)], clients=lambda c: None) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"prod-cloud: trust bundle {bundle}: refused: its signature does not verify with pinned key ")

@@ -40,7 +40,7 @@ DSC = "kubernetes:datasciencecluster.opendatahub.io/v2:DataScienceCluster"
 SUBSCRIPTION_TYPE = "kubernetes:operators.coreos.com/v1alpha1:Subscription"
 def with_workload(name: str, output: dict[str, Any]):
     """The fixture's trusted outputs with one workload's entry replaced."""
-    return trusted_outputs(workloads={**trusted_outputs().values["workloads"], name: output})
+    return trusted_outputs(workloads={**trusted_outputs().values["spokes"]["dev-cloud"]["workloads"], name: output})
 
 
 MODEL = {"name": "m", "workload": "llama-3-1-8b", "image": "nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3", "modelCacheGi": 60, "hostname": MODEL_HOST}
@@ -186,7 +186,7 @@ def test_inference_service_runs_in_a_confidential_gpu_vm(run, trusted):
     assert predictor["runtimeClassName"] == "kata-remote"
     assert predictor["annotations"] == {
         MACHINE_TYPE_ANNOTATION: "Standard_NCC40ads_H100_v5",
-        INITDATA_ANNOTATION: trusted.values["workloads"]["llama-3-1-8b"]["initdata"],
+        INITDATA_ANNOTATION: trusted.values["spokes"]["dev-cloud"]["workloads"]["llama-3-1-8b"]["initdata"],
     }
     # The peer-pods webhook turns the GPU request (not the limit) into the pod VM's default_gpus.
     assert predictor["model"]["resources"] == {"limits": {"nvidia.com/gpu": "1"}, "requests": {"nvidia.com/gpu": "1"}}
@@ -197,7 +197,7 @@ def test_inference_service_runs_in_a_confidential_gpu_vm(run, trusted):
 
 
 def test_each_model_runs_its_own_workload_image_and_initdata(run, trusted):
-    workloads = trusted.values["workloads"]
+    workloads = trusted.values["spokes"]["dev-cloud"]["workloads"]
     seen = {}
     for isvc in run.of_type(ISVC):
         name = isvc.inputs["metadata"]["name"]
@@ -220,7 +220,7 @@ def test_nim_runtime_reads_its_key_from_a_sealed_secret_and_reports_readiness(ru
     sealed = k8s_object(run, "Secret", "llama-3-1-8b-ngc-api-key").inputs
     assert sealed["metadata"]["namespace"] == "llama-3-1-8b"
     # The trusted side's signed pointer, verbatim: the cloud side cannot sign one.
-    assert sealed["stringData"]["NGC_API_KEY"] == trusted.values["workloads"]["llama-3-1-8b"]["sealedSecrets"]["ngc-api-key"]
+    assert sealed["stringData"]["NGC_API_KEY"] == trusted.values["spokes"]["dev-cloud"]["workloads"]["llama-3-1-8b"]["sealedSecrets"]["ngc-api-key"]
     assert decode(sealed["stringData"]["NGC_API_KEY"])["name"] == NGC_API_KEY_URI
     assert {"name": "nim-cache", "emptyDir": {"sizeLimit": "60Gi"}} in runtime["volumes"]
 
@@ -231,7 +231,7 @@ ROUTE = "kubernetes:route.openshift.io/v1:Route"
 
 
 def test_nim_serves_https_with_the_workloads_key_unsealed_in_the_guest(run, trusted):
-    workload = trusted.values["workloads"]["llama-3-1-8b"]
+    workload = trusted.values["spokes"]["dev-cloud"]["workloads"]["llama-3-1-8b"]
     runtime = k8s_object(run, "ServingRuntime", "llama-3-1-8b-nim").inputs["spec"]
     [container] = runtime["containers"]
     # One port, TLS: no plaintext port leaves the pod VM.
@@ -300,11 +300,11 @@ def test_a_client_ca_makes_nim_require_client_certificates(trusted):
     ("trusted", "set", "line"),
     [
         (with_workload("llama-3-1-8b", workload_output(serving_hostnames=())), {},
-         f"models[0].workload: workload llama-3-1-8b has no TLS serving certificate: list {MODEL_HOST} in workload llama-3-1-8b's servingHostnames on organization/confidential-ai/dev-trusted"),
+         f"models[0].workload: workload llama-3-1-8b has no TLS serving certificate: list {MODEL_HOST} in spokes.dev-cloud.llama-3-1-8b.servingHostnames on organization/confidential-ai/dev-trusted"),
         (trusted_outputs(), {"models": [{**MODEL, "hostname": "chat.example.com"}]},
          "models[0].hostname: workload llama-3-1-8b's serving certificate names "
-         f"{MODEL_HOST}, llama-3-1-8b-llama-3-1-8b.apps.ocp-prod.example.com, not chat.example.com: list chat.example.com in workload "
-         "llama-3-1-8b's servingHostnames on organization/confidential-ai/dev-trusted"),
+         f"{MODEL_HOST}, llama-3-1-8b-llama-3-1-8b.apps.ocp-prod.example.com, not chat.example.com: list chat.example.com in "
+         "spokes.dev-cloud.llama-3-1-8b.servingHostnames on organization/confidential-ai/dev-trusted"),
     ],
     ids=["no-serving-certificate", "host-not-named"],
 )
@@ -463,7 +463,7 @@ def test_gpu_gated_key_needs_a_model_with_enough_gpus():
 def test_trusted_outputs_the_cloud_reads_must_be_public():
     from scripts.offline.fakes import StackOutputs
 
-    leaky = StackOutputs(trusted_outputs().values, frozenset({"workloads"}))
+    leaky = StackOutputs(trusted_outputs().values, frozenset({"spokes"}))
     with pytest.raises(ConfigError) as err:
         run_cluster_layer(trusted=leaky)
-    assert err.value.lines() == ["dev-cloud: trustedStack: organization/confidential-ai/dev-trusted exports workloads as secret; the cloud side reads only public values"]
+    assert err.value.lines() == ["dev-cloud: trustedStack: organization/confidential-ai/dev-trusted exports spokes as secret; the cloud side reads only public values"]

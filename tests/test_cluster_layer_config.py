@@ -125,7 +125,7 @@ def test_existing_cluster_needs_its_ingress_domain():
 def test_aro_ingress_domain_follows_the_cluster_domain(runner):
     host = "llama-3-1-8b-llama-3-1-8b.apps.llm-lab.eastus2.aroapp.io"
     # The trusted side issues each model's certificate for its new Route host.
-    trusted = runner.example("dev-trusted", set={"workloads.0.servingHostnames": [host], "workloads.1.servingHostnames": ["mistral-7b-mistral-7b.apps.llm-lab.eastus2.aroapp.io"]})
+    trusted = runner.example("dev-trusted", set={"spokes.dev-cloud.llama-3-1-8b.servingHostnames": [host], "spokes.dev-cloud.mistral-7b.servingHostnames": ["mistral-7b-mistral-7b.apps.llm-lab.eastus2.aroapp.io"]})
     run = runner.example("dev-cloud", set={"cluster.aro.domain": "llm-lab"}, stack_outputs={"dev-trusted": trusted.stack_outputs})
     assert run.outputs["models"]["llama-3-1-8b"]["externalUrl"] == f"https://{host}"
     assert run.outputs["clusterConsoleUrl"] == "https://console-openshift-console.apps.llm-lab.eastus2.aroapp.io/"

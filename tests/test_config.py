@@ -39,7 +39,10 @@ def test_missing_role_is_named():
 def test_stack_name_must_carry_env_and_role():
     with pytest.raises(ConfigError) as err:
         load("dev", {"role": "cloud"})
-    assert err.value.lines() == ["dev: (stack name): must be <env>-trusted or <env>-cloud, env lowercase and at most 12 characters"]
+    assert err.value.lines() == [
+        "dev: (stack name): must be <env>-trusted, <env>-cloud or <env>-cloud-<name>: env lowercase letters and digits, "
+        "name lowercase letters, digits and '-', each at most 12 characters"
+    ]
 
 
 def test_missing_required_key_is_named():

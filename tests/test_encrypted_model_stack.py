@@ -24,6 +24,7 @@ from tests.cluster_layer_fixtures import (
     trusted_outputs,
 )
 from tests.conftest import Runner
+from tests.rego_engines import evaluate
 from tests.test_config import problems
 from tests.agent_requests import pod_container, policy_data
 from tests.test_agent_policy import allows
@@ -49,7 +50,7 @@ def _object(run: StackRun, kind: str, name: str) -> dict:
 
 
 def _policy(run: StackRun, workload: str) -> str:
-    initdata = run.outputs["workloads"][workload]["initdata"]
+    initdata = run.outputs["spokes"]["prod-cloud"]["workloads"][workload]["initdata"]
     return tomllib.loads(gzip.decompress(base64.b64decode(initdata)).decode())["data"]["policy.rego"]
 
 
@@ -62,12 +63,12 @@ def test_the_example_manifest_is_what_the_workload_pins():
 
 def test_the_trusted_side_binds_key_and_decryptor_to_the_workload(plan):
     trusted, _ = plan
-    out = trusted.outputs["workloads"][MODEL]
+    out = trusted.outputs["spokes"]["prod-cloud"]["workloads"][MODEL]
     assert out["encryptedModel"] == {"decryptorImage": out["encryptedModel"]["decryptorImage"], "keyUri": KEY_URI, "manifestSha256": MANIFEST_SHA256}
     assert "@sha256:" in out["encryptedModel"]["decryptorImage"]
     assert out["resources"] == ["model-key", f"{MODEL}-tls-key"]  # and its TLS serving key
     # The NGC model's workload no longer receives the model key.
-    assert "model-key" not in trusted.outputs["workloads"]["llama-3-1-8b"]["resources"]
+    assert "model-key" not in trusted.outputs["spokes"]["prod-cloud"]["workloads"]["llama-3-1-8b"]["resources"]
     # Its agent policy runs the decryptor, for this manifest only.
     roles = [c["role"] for c in policy_data(_policy(trusted, MODEL))["containers"]]
     assert MANIFEST_SHA256 in _policy(trusted, MODEL) and roles == ["workload", "decryptor"]
@@ -89,15 +90,15 @@ def test_the_pod_decrypts_in_its_vm_into_memory_and_nim_serves_it_without_ngc(pl
     trusted, cloud = plan
     predictor = _object(cloud, "InferenceService", MODEL).inputs["spec"]["predictor"]
     (init,) = predictor["initContainers"]
-    pinned = trusted.outputs["workloads"][MODEL]["encryptedModel"]
+    pinned = trusted.outputs["spokes"]["prod-cloud"]["workloads"][MODEL]["encryptedModel"]
     assert init["image"] == pinned["decryptorImage"]
     assert init["args"] == encrypted_model.decryptor_args(f"https://caiprodmodels.blob.core.windows.net/models/{MODEL}", KEY_URI, MANIFEST_SHA256)
     assert predictor["volumes"] == [{"name": "decrypted-model", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}]
     assert predictor["model"]["env"] == [{"name": "NIM_MODEL_PATH", "value": "/mnt/models"}]
     assert predictor["model"]["volumeMounts"] == [{"name": "decrypted-model", "mountPath": "/mnt/models", "readOnly": True}]
-    assert predictor["annotations"]["io.katacontainers.config.hypervisor.cc_init_data"] == trusted.outputs["workloads"][MODEL]["initdata"]
+    assert predictor["annotations"]["io.katacontainers.config.hypervisor.cc_init_data"] == trusted.outputs["spokes"]["prod-cloud"]["workloads"][MODEL]["initdata"]
     runtime = _object(cloud, "ServingRuntime", f"{MODEL}-nim").inputs
-    assert [e["name"] for e in runtime["spec"]["containers"][0]["env"]] == ["NIM_CACHE_PATH", "NIM_SSL_MODE", "NIM_SSL_KEY_PATH", "NIM_SSL_CERTS_PATH"]
+    assert [e["name"] for e in runtime["spec"]["containers"][0]["env"]] == ["HOME", "NIM_CACHE_PATH", "NIM_SSL_MODE", "NIM_SSL_KEY_PATH", "NIM_SSL_CERTS_PATH"]
     secrets = {r.inputs["metadata"]["name"] for r in cloud.resources if r.inputs.get("kind") == "Secret" and r.inputs["metadata"].get("namespace") == MODEL}
     assert secrets == {f"{MODEL}-model-sas", f"{MODEL}-nvcr-pull", f"{MODEL}-tls-key"}  # the pull secret stays, no NGC key
     assert KEY_URI in cloud.outputs["kbsResourcesReferenced"]
@@ -127,7 +128,7 @@ def test_the_trusted_policy_runs_the_nim_container_the_cloud_plans(plan, model):
     # The image's own environment, process and working directory as the workload pins them (the policy's data).
     engine = RenderedPolicy(_policy(trusted, model))
     pinned = policy_data(engine.text)["containers"][0]
-    request = pod_container(spec, volumes, image=trusted.outputs["workloads"][model]["image"], image_env=tuple(pinned["image_env"]),
+    request = pod_container(spec, volumes, image=trusted.outputs["spokes"]["prod-cloud"]["workloads"][model]["image"], image_env=tuple(pinned["image_env"]),
                             args=tuple(pinned["args"] or ["/opt/nim/start_server.sh"]), cwd=pinned["cwd"] or "/", sealed=_ngc_key(cloud, model))
     # NIM serves TLS inside the pod VM: its settings, the sealed key's Secret and the certificate's ConfigMap.
     assert {nim.TLS_KEY_DIR, nim.TLS_CERT_DIR} <= {m["destination"] for m in request["OCI"]["Mounts"]}
@@ -147,9 +148,12 @@ def test_the_model_key_goes_only_to_the_encrypted_workloads_measurement(plan):
     trusted, _ = plan
     policy = next(r for r in trusted.resources if r.inputs.get("kind") == "ConfigMap" and "resource-policy.rego" in r.inputs.get("data", {}))
     text = policy.inputs["data"]["resource-policy.rego"]
-    releases = json.loads(text[text.index("releases := ") + len("releases := "): text.index("\ndefault allow")])
-    (release,) = [r for r in releases if r["path"] == ["default", "model-decryption", "key.bin"]]
-    assert release["pcr08"] == [trusted.outputs["workloads"][MODEL]["initdataPcr8"]]
+    grants = evaluate({"policy.rego": text}, "data.policy.grants", {})
+    assert evaluate({"policy.rego": text}, "data.policy.every_workload", {}).split().count("model-decryption/key.bin:1") == 0
+    # llama-ft runs in both regions and gets the model key in both; llama-3-1-8b in neither.
+    measured = sorted(spoke["workloads"][MODEL]["initdataPcr8"] for spoke in trusted.outputs["spokes"].values())
+    assert len(measured) == 2
+    assert sorted(pcr8 for pcr8, entries in grants.items() if "model-decryption/key.bin:1" in entries.split()) == measured
 
 
 # --- one-line config errors, before anything registers ---
@@ -162,7 +166,7 @@ def _error(set: dict | None = None, delete: tuple[str, ...] = (), trusted=None) 
 
 
 def test_a_manifest_the_workload_does_not_pin_is_refused():
-    trusted = trusted_outputs(workloads={"llama-3-1-8b": json.loads(json.dumps(trusted_outputs().values["workloads"]["llama-3-1-8b"])),
+    trusted = trusted_outputs(workloads={"llama-3-1-8b": json.loads(json.dumps(trusted_outputs().values["spokes"]["dev-cloud"]["workloads"]["llama-3-1-8b"])),
                                          MODEL: encrypted_workload_output(manifest_sha256="ee" * 32)})
     (line,) = _error(trusted=trusted)
     assert line == f"prod-cloud: models[1].encrypted.manifest: stacks/models/prod/llama-ft/manifest.json has sha256 {MANIFEST_SHA256}; workload llama-ft pins {'ee' * 32} (encryptedModel.manifestSha256 on the trusted side)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -22,6 +23,7 @@ from stacks.config.trusted import ReferenceValues
 from stacks.trusted import agent_policy_args, reference_value_set
 from tests.conftest import SHARED
 from tests.fixtures.attestation.derive import nras_policy_input
+from tests.rego_engines import ENGINES
 from tests.rego_engines import evaluate as evaluate_modules
 from tests.trusted_stack import example_trusted as run_example
 
@@ -424,6 +426,24 @@ def test_unknown_resource_is_denied(ear):
     assert not allowed(ear, ["other", "ngc-api-key", "api-key"])
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        ["default", "ngc-api-key/api-key"],
+        ["default", "ngc-api-key", "api-key", "extra"],
+        ["default", "ngc-api-key/api-key", ""],
+        ["default", "registry-auth", "auth.json:0"],
+        [1, 2, 3],
+        "default/ngc-api-key/api-key",
+        None,
+    ],
+    ids=["two-segments-joined", "four-segments", "slash-in-segment", "gpus-suffix", "numbers", "string", "null"],
+)
+def test_a_malformed_resource_path_is_denied(ear, path):
+    """The grants are looked up by `<secret>/<key>`: no spelling of a path but the exact three segments matches."""
+    assert not allowed(ear, path)
+
+
 def test_a_declared_path_under_another_plugin_is_denied(ear):
     assert not allowed(ear, CPU_PATH, plugin="nebula-ca")
 
@@ -539,7 +559,7 @@ def test_good_cpu_and_gpu_evidence_releases_every_resource_of_the_example_stacks
         receivers = [w.name for w in config.workloads if resource.name in w.resources]
         # Released to the pod VM of each workload allowed it (its PCR 8), and to no other.
         for workload in receivers:
-            assert allowed(edited(token, measuring(run.outputs["workloads"][workload]["initdataPcr8"])), path, policy=policy), resource.name
+            assert allowed(edited(token, measuring(run.outputs["spokes"][stack.replace("trusted", "cloud")]["workloads"][workload]["initdataPcr8"])), path, policy=policy), resource.name
         if not receivers:
             assert not allowed(token, path, policy=policy), f"{resource.name} is no workload's, yet released"
 
@@ -562,8 +582,8 @@ def test_dev_reference_values_affirm_a_guest_measuring_the_dev_initdata(cpu_inpu
     reference = run.named("kbs-rvps-reference-values", "kubernetes:core/v1:ConfigMap").inputs["data"]["reference_value"]
     rv = {name: json.loads(base64.urlsafe_b64decode(record))["value"] for name, record in json.loads(reference).items()}
     workload = config.workloads[0]
-    initdata = render_initdata(InitdataArgs(config.kbs.url, run.outputs["kbsCaCert"], agent_policy_args(config, workload)))
-    assert initdata.pcr8 == run.outputs["workloads"][workload.name]["initdataPcr8"]
+    initdata = render_initdata(InitdataArgs(config.kbs.url, run.outputs["kbsCaCert"], agent_policy_args(config, config.pairs[0]), cloud_stack="dev-cloud"))
+    assert initdata.pcr8 == run.outputs["spokes"]["dev-cloud"]["workloads"][workload.name]["initdataPcr8"]
     evidence = copy.deepcopy(cpu_input)
     tpm = evidence["az-snp-vtpm"]["tpm"]
     for n in CONFIGURED_PCRS:
@@ -579,11 +599,11 @@ def test_the_dev_serving_key_goes_only_to_a_pod_vm_measuring_its_workload_with_i
     config, run = example_trusted
     workload, other = config.workloads
     policy = run.named("kbs-resource-policy", "kubernetes:core/v1:ConfigMap").inputs["data"]["resource-policy.rego"]
-    pcr8 = run.outputs["workloads"][workload.name]["initdataPcr8"]
+    pcr8 = run.outputs["spokes"]["dev-cloud"]["workloads"][workload.name]["initdataPcr8"]
     data = {"plugin": "resource", "resource-path": ["default", "inference-tls-keys", workload.name], "query": {}}
     genuine = edited(ear, measuring(pcr8))
     assert evaluate(policy, "data.policy.allow", genuine, data) is True
-    other_pcr8 = run.outputs["workloads"][other.name]["initdataPcr8"]
+    other_pcr8 = run.outputs["spokes"]["dev-cloud"]["workloads"][other.name]["initdataPcr8"]
     assert evaluate(policy, "data.policy.allow", edited(ear, measuring(other_pcr8)), data) is False  # another model's pod VM
     assert evaluate(policy, "data.policy.allow", edited(genuine, lambda s: s.pop("gpu0")), data) is False
 
@@ -597,7 +617,7 @@ def shipped_policies(example_trusted) -> dict[str, str]:
         name: next(iter(run.named(f"kbs-{name}", "kubernetes:core/v1:ConfigMap").inputs["data"].values()))
         for name in ("attestation-policy-cpu", "attestation-policy-gpu", "resource-policy")
     }
-    policies["agent-policy"] = render_agent_policy(agent_policy_args(config, config.workloads[0]))
+    policies["agent-policy"] = render_agent_policy(agent_policy_args(config, config.pairs[0]))
     return policies
 
 
@@ -618,7 +638,7 @@ def test_dev_resource_policy_gives_each_workload_only_its_own_secrets(ear, examp
     llama-3-1-8b's model key, and a pod VM measuring no workload's initdata gets nothing."""
     _, run = example_trusted
     policy = run.named("kbs-resource-policy", "kubernetes:core/v1:ConfigMap").inputs["data"]["resource-policy.rego"]
-    workloads = run.outputs["workloads"]
+    workloads = run.outputs["spokes"]["dev-cloud"]["workloads"]
 
     def released(pcr8: str, path: list[str]) -> bool:
         data = {"plugin": "resource", "resource-path": path, "query": {}}
@@ -630,3 +650,61 @@ def test_dev_resource_policy_gives_each_workload_only_its_own_secrets(ear, examp
     assert released(mistral, ngc_key) and released(mistral, jwk)
     assert not released(mistral, model_key)
     assert not [path for path in (model_key, ngc_key, jwk) if released("ee" * 32, path)]
+
+
+# --- At fleet scale: what regorus parses --------------------------------------------------------
+
+
+def fleet_releases(pairs: int) -> tuple[list[render.Release], list[str]]:
+    """`pairs` (cloud stack, workload) pairs, each with its own PCR 8 and serving key, sharing the NGC key."""
+    pcr8s = [hashlib.sha256(f"pair {i}".encode()).hexdigest() for i in range(pairs)]
+    serving = [render.Release(f"serving-{i}", ("default", "inference-tls-keys", f"prod-cloud-westeurope.llama-3-1-8b-{i:04}"), 1, [p]) for i, p in enumerate(pcr8s)]
+    shared = [render.Release("ngc-api-key", ("default", "ngc-api-key", "api-key"), 1, pcr8s),
+              render.Release("sealed-secret-key", ("default", "sealed-secret-key", "public-jwk"), 0, pcr8s)]
+    return [*shared, *serving], pcr8s
+
+
+def test_a_policy_for_5000_pairs_parses_in_regorus_and_binds_each_serving_key():
+    releases, pcr8s = fleet_releases(5000)
+    policy = render.resource_policy(releases, {p: f"prod-cloud-westeurope/llama-3-1-8b-{i:04}" for i, p in enumerate(pcr8s)})
+    size = render.extent(policy)
+    assert size.bytes <= render.REGORUS_MAX_BYTES and size.lines <= render.REGORUS_MAX_LINES and size.widest <= render.REGORUS_MAX_COLUMNS
+    path = ["default", "inference-tls-keys", "prod-cloud-westeurope.llama-3-1-8b-4999"]
+    data = {"plugin": "resource", "resource-path": path, "query": {}}
+    token = edited(upstream("ear_token.json"), measuring(pcr8s[4999]))
+    assert ENGINES["regorus"]({"policy.rego": policy}, "data.policy.allow", token, data) is True
+    assert ENGINES["regorus"]({"policy.rego": policy}, "data.policy.allow", edited(token, measuring(pcr8s[0])), data) is False
+
+
+def at_and_past(limit: str) -> tuple[str, str]:
+    """A policy exactly at one of regorus' limits, and the same one character past it."""
+    head = "package policy\n"
+    if limit == "bytes":
+        line = "#" + "a" * 1022 + "\n"
+        lines, rest = divmod(render.REGORUS_MAX_BYTES - len(head), len(line))
+        at = head + line * lines + "#" * rest
+        return at, at + "#"
+    if limit == "lines":
+        at = head + "\n" * (render.REGORUS_MAX_LINES - 2)
+        return at, at + "\n"
+    # A tab counts 4 columns; the closing quote is the last column.
+    at = head + "\tx := \"" + "a" * (render.REGORUS_MAX_COLUMNS - 11) + "\"\n"
+    return at, at.replace("\tx", "\t x")
+
+
+@pytest.mark.parametrize("limit", ["bytes", "lines", "columns"])
+def test_the_limits_checked_are_where_regorus_refuses(limit):
+    """A policy at each limit parses in regorus and passes the check; one past it is refused by both."""
+    at, past = at_and_past(limit)
+    assert render.within_regorus_limits("p", at) == at
+    regorus_parses(at)
+    with pytest.raises(render.PolicyTooLarge, match=limit.rstrip("s")):
+        render.within_regorus_limits("p", past)
+    with pytest.raises(RuntimeError, match="maximum"):
+        regorus_parses(past)
+
+
+def regorus_parses(policy: str) -> None:
+    import regorus
+
+    regorus.Engine().add_policy("policy.rego", policy)

@@ -91,13 +91,13 @@ def test_no_change_shows_nothing(scratch: Scratch) -> None:
 
 def test_giving_a_workload_a_resource_is_exactly_that_gain(scratch: Scratch, tmp_path: Path) -> None:
     diff = compare(ENV, "main", scratch.base, planned_with(tmp_path, {"workloads.1.resources": ["ngc-api-key", "model-key"]}))
-    assert releases(diff.gains) == [{"workload": "mistral-7b", "resource": "model-key", "gpus": 1}]
+    assert releases(diff.gains) == [{"cloudStack": "dev-cloud", "workload": "mistral-7b", "resource": "model-key", "gpus": 1}]
     assert (diff.losses, diff.added, diff.removed, diff.newly_refused, diff.newly_affirmed) == ([], [], [], [], [])
 
 
 def test_taking_a_resource_away_is_exactly_that_loss(scratch: Scratch, tmp_path: Path) -> None:
     diff = compare(ENV, "main", scratch.base, planned_with(tmp_path, {"workloads.0.resources": ["ngc-api-key"]}))
-    assert releases(diff.losses) == [{"workload": "llama-3-1-8b", "resource": "model-key", "gpus": 1}]
+    assert releases(diff.losses) == [{"cloudStack": "dev-cloud", "workload": "llama-3-1-8b", "resource": "model-key", "gpus": 1}]
     assert (diff.gains, diff.added, diff.removed, diff.newly_refused, diff.newly_affirmed) == ([], [], [], [], [])
 
 
@@ -119,11 +119,11 @@ def test_a_template_that_stops_requiring_the_gpu_gains_every_gpu_gated_release_w
     else differs, so the two ways of planning (a ref's `scripts.plan`, the working tree here) agree."""
     diff = compare(ENV, "main", scratch.base, scratch.no_gpu)
     assert releases(diff.gains) == [
-        {"workload": "llama-3-1-8b", "resource": "llama-3-1-8b-tls-key", "gpus": 0},
-        {"workload": "llama-3-1-8b", "resource": "model-key", "gpus": 0},
-        {"workload": "llama-3-1-8b", "resource": "ngc-api-key", "gpus": 0},
-        {"workload": "mistral-7b", "resource": "mistral-7b-tls-key", "gpus": 0},
-        {"workload": "mistral-7b", "resource": "ngc-api-key", "gpus": 0},
+        {"cloudStack": "dev-cloud", "workload": "llama-3-1-8b", "resource": "llama-3-1-8b-tls-key", "gpus": 0},
+        {"cloudStack": "dev-cloud", "workload": "llama-3-1-8b", "resource": "model-key", "gpus": 0},
+        {"cloudStack": "dev-cloud", "workload": "llama-3-1-8b", "resource": "ngc-api-key", "gpus": 0},
+        {"cloudStack": "dev-cloud", "workload": "mistral-7b", "resource": "mistral-7b-tls-key", "gpus": 0},
+        {"cloudStack": "dev-cloud", "workload": "mistral-7b", "resource": "ngc-api-key", "gpus": 0},
     ]
     assert (diff.losses, diff.added, diff.removed, diff.newly_refused, diff.newly_affirmed) == ([], [], [], [], [])
 
@@ -175,9 +175,9 @@ def test_the_cli_prints_the_json_document_and_a_short_report(scratch: Scratch, m
         assert planned_at == [(scratch.repo, git(scratch.repo, "rev-parse", "main"), ENV)]
         assert set(document) == {"environment", "base", "releases", "referenceValues", "attestation"}
         assert document["base"].startswith("merge base with main (")
-        assert document["releases"] == {"gains": [], "losses": [{"workload": "llama-3-1-8b", "resource": "model-key", "gpus": 1}]}
+        assert document["releases"] == {"gains": [], "losses": [{"cloudStack": "dev-cloud", "workload": "llama-3-1-8b", "resource": "model-key", "gpus": 1}]}
         assert cli.main([ENV, "--base", "main"], root=scratch.repo) == 0
-        assert capsys.readouterr().out.splitlines()[1:] == ["Losses (1):", "  llama-3-1-8b no longer receives model-key with 1 GPU attested"]
+        assert capsys.readouterr().out.splitlines()[1:] == ["Losses (1):", "  llama-3-1-8b on dev-cloud no longer receives model-key with 1 GPU attested"]
     finally:
         stack_file.write_text(original)
         git(scratch.repo, "checkout", "-q", "main")
@@ -250,7 +250,7 @@ def test_asking_for_every_resource_at_once_decides_as_asking_for_each(scratch: S
     plan = scratch.base
     matrix = [(vm, n) for vm in (*plan.pod_vms, PodVm(UNKNOWN, PROBE_PCR8, 1)) for n in (0, 1, 2)]
     one = Policy(plan.resource_policy)
-    each = {Release("", vm.workload, name, n) for vm, n in matrix for name, path in plan.resources.items()
+    each = {Release(vm.cloud_stack or "", vm.workload, name, n) for vm, n in matrix for name, path in plan.resources.items()
             if _allowed(one, ear_for(vm.pcr8, n), path)}
     assert released(plan, matrix, dict(plan.resources)) == each and len(each) > 5
 
@@ -263,4 +263,4 @@ def test_a_policy_that_fails_on_one_resource_still_decides_the_others(scratch: S
                'allow if {\n\tdata["resource-path"][1] == "model-decryption"\n\tupper(1) == "1"\n}\n')
     plan = dataclasses.replace(scratch.base, resource_policy=failing)
     matrix = [(vm, 0) for vm in plan.pod_vms]
-    assert released(plan, matrix, dict(plan.resources)) == {Release("", vm.workload, "ngc-api-key", 0) for vm in plan.pod_vms}
+    assert released(plan, matrix, dict(plan.resources)) == {Release(vm.cloud_stack or "", vm.workload, "ngc-api-key", 0) for vm in plan.pod_vms}

@@ -154,8 +154,9 @@ def test_trusted_side_flags_kbs_config_reference_values_policy_and_a_deleted_sec
         ("**replace**", "`inference-tls-mistral-7b-request`", "`tls:index/certRequest:CertRequest`"),
         ("**delete**", "`kbs-resources-model-decryption`", "`kubernetes:core/v1:Secret`"),
     ]
-    # the retired resource leaves the resource policy: the diff shows the removed lines
-    assert re.search(r'^-\s+"name": "model-key",$', pr_comment, re.M)
+    # the retired resource leaves the resource policy: the diff shows the workload's grant losing it
+    assert re.search(r'^-\s+"[0-9a-f]{64}": ".*\bmodel-decryption/key\.bin:1\b.*", # dev-cloud/llama-3-1-8b$', pr_comment, re.M)
+    assert not re.search(r'^\+.*model-decryption/key\.bin', pr_comment, re.M)
 
 
 def test_policy_violations_list_mandatory_first(pr_comment: str) -> None:
@@ -452,8 +453,8 @@ def test_the_comment_opens_with_who_gains_and_loses_which_secret(pr_comment: str
     order = ["### Who gets which secret in `dev`", "#### Gains", "#### Losses", "#### Attestation decisions that change",
              "#### Reference values", "**2 stacks** affected"]
     assert [pr_comment.index(heading) for heading in order] == sorted(pr_comment.index(heading) for heading in order)
-    assert table_rows(pr_comment, "#### Gains") == [["+", "`llama-3-1-8b`", "`ngc-api-key`", "0"], ["+", "`mistral-7b`", "`ngc-api-key`", "0"]]
-    assert table_rows(pr_comment, "#### Losses") == [["−", "`llama-3-1-8b`", "`model-key`", "1"]]
+    assert table_rows(pr_comment, "#### Gains") == [["+", "`dev-cloud`", "`llama-3-1-8b`", "`ngc-api-key`", "0"], ["+", "`dev-cloud`", "`mistral-7b`", "`ngc-api-key`", "0"]]
+    assert table_rows(pr_comment, "#### Losses") == [["−", "`dev-cloud`", "`llama-3-1-8b`", "`model-key`", "1"]]
     assert table_rows(pr_comment, "#### Attestation decisions that change")[0][:4] == [
         "newly refused", "`genuine-genoa`: a genuine pod VM on AMD Genoa (CPUID 19h model 11h), the processor of Standard_NCC40ads_H100_v5",
         "CPU policy", "hardware"]
@@ -485,7 +486,7 @@ def test_drift_reports_what_main_would_change_against_the_deployed_commit_withou
     diff = json.loads((PR / f"dev{ps.POLICY_DIFF_SUFFIX}").read_text()) | {"environment": "prod", "base": "deployed/prod (0123456789ab)"}
     status, comment = comment_for(with_policy_diff(tmp_path, DRIFT, diff), "--drift")
     assert status == comment_for(DRIFT, "--drift")[0]
-    assert "### Who gets which secret in `prod`\n\nAgainst deployed/prod (0123456789ab)" in comment and table_rows(comment, "#### Losses") == [["−", "`llama-3-1-8b`", "`model-key`", "1"]]
+    assert "### Who gets which secret in `prod`\n\nAgainst deployed/prod (0123456789ab)" in comment and table_rows(comment, "#### Losses") == [["−", "`dev-cloud`", "`llama-3-1-8b`", "`model-key`", "1"]]
 
 
 class _FailingPolicyDiff(ps.RecordedSource):

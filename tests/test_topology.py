@@ -106,12 +106,20 @@ def test_small_enough_to_read_with_no_provider_and_no_lone_node(planned):
 
 def test_the_cross_cluster_arrow_carries_what_the_cloud_stack_reads(planned, monkeypatch):
     runs, text = planned
-    trusted, cloud = runs
+    trusted, cloud, *others = runs
     _, edges, _ = parts(text)
     crossing = [(label, b) for a, label, b in edges if a == trusted.stack.replace("-", "_")]
-    # Through the StackReference, or through the signed trust bundle the trusted stack's key signs.
-    reader = "cloud_stackreference_trusted_stack" if cloud.of_type("pulumi:pulumi:StackReference") else f"{cloud.stack.replace('-', '_')}_bundle"
-    assert crossing == [(", ".join(CLOUD_READS), reader)]
+
+    def reader_of(run) -> str:
+        """Through the StackReference, or through the signed trust bundle the trusted stack's key signs."""
+        if run.of_type("pulumi:pulumi:StackReference"):
+            name = run.stack.split("-cloud-", 1)[1] if "-cloud-" in run.stack else ""
+            return f"cloud_{name}_stackreference_trusted_stack" if name else "cloud_stackreference_trusted_stack"
+        return f"{run.stack.replace('-', '_')}_bundle"
+
+    # One arrow into each cloud stack (prod: prod-cloud and prod-cloud-eastus).
+    reader = reader_of(cloud)
+    assert crossing == [(", ".join(CLOUD_READS), reader_of(run)) for run in (cloud, *others)]
     if reader.endswith("_bundle"):
         assert [(a, label) for a, label, b in edges if b == reader and a != trusted.stack.replace("-", "_")] == [("trusted_privatekey_trust_bundle_key_a", "signs")]
     assert "initdataPcr8" not in text

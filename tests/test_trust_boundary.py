@@ -26,8 +26,8 @@ import pulumi_kubernetes as k8s
 import pytest
 
 from scripts.offline import StackRun, run_stack
-from scripts.offline.stackfile import PLACEHOLDER_PREFIX, read_stack_file
-from scripts.plan import ROLES, write_plan
+from scripts.offline.stackfile import PLACEHOLDER_PREFIX, cloud_stacks, read_stack_file
+from scripts.plan import write_plan
 from stacks.contracts import TRUSTED_OUTPUTS
 from tests.tls_fixtures import private_lines
 
@@ -47,7 +47,7 @@ def secure_keys(stack: str) -> list[str]:
 def canaries_for(env: str) -> Canaries:
     return {
         stack: {key: f"canary{hashlib.sha256(f'{stack}/{key}'.encode()).hexdigest()[:24]}" for key in secure_keys(stack)}
-        for stack in (f"{env}-{role}" for role in ROLES)
+        for stack in (f"{env}-trusted", *cloud_stacks(env))
     }
 
 
@@ -224,6 +224,6 @@ def test_no_trusted_private_key_reaches_the_cloud_stack(canary_plan):
     cloud_text = [[r.inputs, r.outputs] for r in cloud.resources] + [cloud.outputs]
     cloud_text += [content for name, content in written.items() if name.startswith(cloud.stack)]
     assert not [line[:12] for line in lines if any(leaked(line, value) for value in cloud_text)]
-    sealed = {v for w in trusted.outputs["workloads"].values() for v in w["sealedSecrets"].values()}
+    sealed = {v for spoke in trusted.outputs["spokes"].values() for w in spoke["workloads"].values() for v in w["sealedSecrets"].values()}
     held = {v for r in cloud.of_type("kubernetes:core/v1:Secret") for v in (r.inputs.get("stringData") or {}).values() if str(v).startswith("sealed.")}
     assert held and held <= sealed

@@ -41,7 +41,8 @@ def _tamper(token: str) -> str:
 @pytest.mark.parametrize("env", ENVS)
 def test_the_trusted_outputs_carry_one_bundle_per_cloud_stack(env: str) -> None:
     outputs = trusted_run(env).outputs
-    assert sorted(outputs["trustBundles"]) == [f"{env}-cloud"]
+    # One per spoke (prod: prod-cloud and prod-cloud-eastus).
+    assert sorted(outputs["trustBundles"]) == sorted(outputs["spokes"]) and f"{env}-cloud" in outputs["trustBundles"]
     assert "trustBundles" not in trusted_run(env).secret_outputs and "trustBundleKey" not in trusted_run(env).secret_outputs
 
 
@@ -62,12 +63,15 @@ def test_each_bundle_verifies_with_jwcrypto_against_trust_bundle_key(env: str) -
 def test_each_bundle_verifies_with_joserfc_and_carries_exactly_what_its_cloud_stack_reads(env: str) -> None:
     outputs = trusted_run(env).outputs
     key = ECKey.import_key(outputs["trustBundleKey"])
-    token = outputs["trustBundles"][f"{env}-cloud"]
-    claims = json.loads(joserfc_jws.deserialize_compact(token, key, algorithms=["ES256"]).payload)
-    expected = {key: outputs[key] for key in (*CLOUD_READS, "inferenceCaCert", "inferenceClientCaCert") if key in outputs}
-    assert {k: v for k, v in claims.items() if k not in ("environment", "cloudStack", "version")} == expected
-    # Public values only: no key material, no config secret placeholder.
-    assert "PRIVATE KEY" not in token and "plan-placeholder" not in json.dumps(claims)
+    for stack, token in outputs["trustBundles"].items():
+        claims = json.loads(joserfc_jws.deserialize_compact(token, key, algorithms=["ES256"]).payload)
+        # The shared values, and of `spokes` only this cloud stack's own resources and workloads.
+        merged = {**outputs, **outputs["spokes"][stack]}
+        expected = {key: merged[key] for key in (*CLOUD_READS, "inferenceCaCert", "inferenceClientCaCert") if key in merged}
+        assert {k: v for k, v in claims.items() if k not in ("environment", "cloudStack", "version")} == expected
+        assert "spokes" not in claims
+        # Public values only: no key material, no config secret placeholder.
+        assert "PRIVATE KEY" not in token and "plan-placeholder" not in json.dumps(claims)
 
 
 def test_the_key_is_the_rfc7638_thumbprint_and_jwcrypto_agrees() -> None:

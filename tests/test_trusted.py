@@ -58,7 +58,8 @@ ARGS = ["/opt/nvidia/nvidia_entrypoint.sh", "/opt/nim/start-server.sh"]
 
 
 def initdata_document(run: StackRun, workload: str = WORKLOAD) -> bytes:
-    return gzip.decompress(base64.b64decode(run.outputs["workloads"][workload]["initdata"], validate=True))
+    cloud_stack = run.stack.replace("-trusted", "-cloud")
+    return gzip.decompress(base64.b64decode(run.outputs["spokes"][cloud_stack]["workloads"][workload]["initdata"], validate=True))
 
 
 def reference_value(run: StackRun, name: str):
@@ -77,9 +78,9 @@ def test_outputs_are_exactly_the_contract_and_all_public(dev):
 
 def test_workloads_output_the_contract_keys(dev):
     config, run = dev
-    assert list(run.outputs["workloads"]) == [w.name for w in config.workloads] == ["llama-3-1-8b", "mistral-7b"]
+    assert list(run.outputs["spokes"]["dev-cloud"]["workloads"]) == [w.name for w in config.workloads] == ["llama-3-1-8b", "mistral-7b"]
     for workload in config.workloads:
-        out = run.outputs["workloads"][workload.name]
+        out = run.outputs["spokes"]["dev-cloud"]["workloads"][workload.name]
         # A workload with servingHostnames also publishes its serving certificate and the name of its key,
         # which KBS releases to it like its declared resources.
         # Both examples pin each workload's process (args, optional in the contract) and working directory.
@@ -88,19 +89,19 @@ def test_workloads_output_the_contract_keys(dev):
         received = [*workload.resources, f"{workload.name}-tls-key"]
         assert (out["image"], out["resources"], out["gpus"], out["servingKeyResource"]) == (workload.image, received, 1, received[-1])
         assert set(out["sealedSecrets"]) == set(received)
-    assert run.outputs["workloads"]["mistral-7b"]["resources"] == ["ngc-api-key", "mistral-7b-tls-key"]
+    assert run.outputs["spokes"]["dev-cloud"]["workloads"]["mistral-7b"]["resources"] == ["ngc-api-key", "mistral-7b-tls-key"]
     assert run.outputs["sealedSecretKeyUri"] == "kbs:///default/sealed-secret-key/public-jwk"
 
 
 def test_kbs_resources_output_names_uris_and_gpu_gating(dev, prod):
-    assert dev[1].outputs["kbsResources"] == {
+    assert dev[1].outputs["spokes"]["dev-cloud"]["kbsResources"] == {
         "ngc-api-key": {"uri": "kbs:///default/ngc-api-key/api-key", "gpuGated": True, "minGpus": 1},
         "model-key": {"uri": "kbs:///default/model-decryption/key.bin", "gpuGated": True, "minGpus": 1},
         # Each workload's TLS serving key: released with as many attested GPUs as the workload has.
         "llama-3-1-8b-tls-key": {"uri": "kbs:///default/inference-tls-keys/llama-3-1-8b", "gpuGated": True, "minGpus": 1},
         "mistral-7b-tls-key": {"uri": "kbs:///default/inference-tls-keys/mistral-7b", "gpuGated": True, "minGpus": 1},
     }
-    assert prod[1].outputs["kbsResources"]["registry-credentials"] == {
+    assert prod[1].outputs["spokes"]["prod-cloud"]["kbsResources"]["registry-credentials"] == {
         "uri": "kbs:///default/registry-auth/auth.json", "gpuGated": False, "minGpus": 0,
     }
 
@@ -110,11 +111,12 @@ def test_each_serving_workload_gets_a_certificate_from_the_protected_inference_c
     ca = x509.load_pem_x509_certificate(run.outputs["inferenceCaCert"].encode())
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     assert run.named("inference-tls-ca-key", PRIVATE_KEY).protect
-    for workload in config.workloads:
-        out = run.outputs["workloads"][workload.name]
+    for pair in config.pairs:
+        workload = pair.workload
+        out = run.outputs["spokes"][pair.cloud_stack]["workloads"][workload.name]
         cert = x509.load_pem_x509_certificate(out["servingCertificate"].encode())
         cert.verify_directly_issued_by(ca)
-        assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName) == list(workload.serving_hostnames)
+        assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName) == list(pair.serving_hostnames)
         assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]
         key = run.named(f"inference-tls-{workload.name}-key", PRIVATE_KEY)
         assert key.protect
@@ -125,8 +127,8 @@ def test_a_route_host_longer_than_a_common_name_may_be_is_served(runner):
     # A 31-character model gives <model>-<namespace>.<domain> over the 64 characters RFC 5280 allows a
     # common name: the certificate's subject names the workload, its SAN the host.
     host = f"{'m' * 31}-{'m' * 31}.apps.confai-dev.eastus2.aroapp.io"
-    run = runner.example("dev-trusted", set={"workloads.0.servingHostnames": [host]})
-    cert = x509.load_pem_x509_certificate(run.outputs["workloads"][WORKLOAD]["servingCertificate"].encode())
+    run = runner.example("dev-trusted", set={"spokes.dev-cloud.llama-3-1-8b.servingHostnames": [host]})
+    cert = x509.load_pem_x509_certificate(run.outputs["spokes"]["dev-cloud"]["workloads"][WORKLOAD]["servingCertificate"].encode())
     assert len(host) > 64
     assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName) == [host]
     assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == WORKLOAD
@@ -137,18 +139,18 @@ def test_the_serving_keys_are_kbs_resources_and_only_their_sealed_pointers_are_p
     served = run.named("kbs-resources-inference-tls-keys", SECRET_TYPE)
     assert set(served.inputs["stringData"]) == {w.name for w in config.workloads}
     for workload in config.workloads:
-        out = run.outputs["workloads"][workload.name]
+        out = run.outputs["spokes"]["dev-cloud"]["workloads"][workload.name]
         key = run.named(f"inference-tls-{workload.name}-key", PRIVATE_KEY)
         assert served.is_secret("stringData", workload.name)
         assert served.inputs["stringData"][workload.name] == key.outputs["privateKeyPemPkcs8"]
-        uri = run.outputs["kbsResources"][out["servingKeyResource"]]["uri"]
+        uri = run.outputs["spokes"]["dev-cloud"]["kbsResources"][out["servingKeyResource"]]["uri"]
         assert uri == f"kbs:///default/inference-tls-keys/{workload.name}"
         assert decode(out["sealedSecrets"][out["servingKeyResource"]])["name"] == uri
 
 
 def test_initdata_annotation_is_deterministic_gzip_base64_of_the_document(dev):
     _, run = dev
-    out = run.outputs["workloads"][WORKLOAD]
+    out = run.outputs["spokes"]["dev-cloud"]["workloads"][WORKLOAD]
     annotation = out["initdata"]
     assert "\n" not in annotation
     compressed = base64.b64decode(annotation, validate=True)
@@ -181,7 +183,7 @@ def test_registry_credentials_render_in_that_workloads_cdh_toml_only(runner):
         {"name": "a", "image": "nvcr.io/nim/meta/a@sha256:" + "1" * 64, "resources": ["ngc-api-key", "model-key"], "registryCredentials": "model-key", "args": ARGS},
         {"name": "b", "image": "nvcr.io/nim/meta/b@sha256:" + "2" * 64, "resources": ["ngc-api-key"], "args": ARGS},
     ]
-    run = runner.example("dev-trusted", set={"workloads": workloads})
+    run = runner.example("dev-trusted", set={"workloads": workloads, "spokes": {"dev-cloud": {"a": {}, "b": {}}}})
     cdh = {w: tomllib.loads(tomllib.loads(initdata_document(run, w).decode())["data"]["cdh.toml"]) for w in ("a", "b")}
     assert cdh["a"]["image"] == {"authenticated_registry_credentials_uri": "kbs:///default/model-decryption/key.bin"}
     assert "image" not in cdh["b"]
@@ -192,8 +194,8 @@ def test_each_workload_has_its_own_initdata_policy_and_pcr8(runner):
         {"name": "a", "image": "nvcr.io/nim/meta/a@sha256:" + "1" * 64, "resources": ["ngc-api-key"], "args": ARGS},
         {"name": "b", "image": "nvcr.io/nim/meta/b@sha256:" + "2" * 64, "resources": ["model-key"], "args": ARGS},
     ]
-    run = runner.example("dev-trusted", set={"workloads": workloads})
-    out = run.outputs["workloads"]
+    run = runner.example("dev-trusted", set={"workloads": workloads, "spokes": {"dev-cloud": {"a": {}, "b": {}}}})
+    out = run.outputs["spokes"]["dev-cloud"]["workloads"]
     assert out["a"]["initdataPcr8"] != out["b"]["initdataPcr8"]
     for name, workload in out.items():
         policy = tomllib.loads(initdata_document(run, name).decode())["data"]["policy.rego"]
@@ -205,11 +207,11 @@ def test_each_workload_has_its_own_initdata_policy_and_pcr8(runner):
 def test_initdata_render_is_pure_and_tracks_its_inputs(dev):
     config, run = dev
     workload = config.workloads[0]
-    policy = agent_policy_args(config, workload)
-    args = InitdataArgs(config.kbs.url, run.outputs["kbsCaCert"], policy)
+    policy = agent_policy_args(config, config.pairs[0])
+    args = InitdataArgs(config.kbs.url, run.outputs["kbsCaCert"], policy, cloud_stack="dev-cloud")
     assert render_initdata(args).document == initdata_document(run)
-    other_image = InitdataArgs(args.kbs_url, args.kbs_ca_pem, AgentPolicyArgs(workload.image.replace("bcf3", "0000"), True))
-    assert render_initdata(other_image).pcr8 != run.outputs["workloads"][WORKLOAD]["initdataPcr8"]
+    other_image = InitdataArgs(args.kbs_url, args.kbs_ca_pem, AgentPolicyArgs(workload.image.replace("bcf3", "0000"), True), cloud_stack="dev-cloud")
+    assert render_initdata(other_image).pcr8 != run.outputs["spokes"]["dev-cloud"]["workloads"][WORKLOAD]["initdataPcr8"]
 
 
 # --- Keys and certificates -------------------------------------------------------------------
@@ -349,36 +351,50 @@ def test_reference_values_records_and_initdata_pcr8(dev):
     assert decoded["allowed_driver_versions"] == config.reference_values.allowed_driver_versions
     assert decoded["snp_min_tcb_microcode"] == config.reference_values.minimum_tcb.microcode
     recomputed = hashlib.sha256(bytes(32) + hashlib.sha256(initdata_document(run)).digest()).hexdigest()
-    assert decoded["snp_pcr08"][0] == recomputed == run.outputs["workloads"][WORKLOAD]["initdataPcr8"]
+    assert decoded["snp_pcr08"][0] == recomputed == run.outputs["spokes"]["dev-cloud"]["workloads"][WORKLOAD]["initdataPcr8"]
     # Every workload's PCR 8, in the order they are declared.
-    assert decoded["snp_pcr08"] == [w["initdataPcr8"] for w in run.outputs["workloads"].values()]
+    assert decoded["snp_pcr08"] == [w["initdataPcr8"] for w in run.outputs["spokes"]["dev-cloud"]["workloads"].values()]
 
 
 def test_initdata_change_updates_pcr8_reference_and_resource_policy_in_the_same_run(runner, dev):
     changed = runner.example("dev-trusted", set={"agentPolicy.allowReadStream": False})
-    new_pcr8 = changed.outputs["workloads"][WORKLOAD]["initdataPcr8"]
-    assert new_pcr8 != dev[1].outputs["workloads"][WORKLOAD]["initdataPcr8"]
+    new_pcr8 = changed.outputs["spokes"]["dev-cloud"]["workloads"][WORKLOAD]["initdataPcr8"]
+    assert new_pcr8 != dev[1].outputs["spokes"]["dev-cloud"]["workloads"][WORKLOAD]["initdataPcr8"]
     assert reference_value(changed, "snp_pcr08")[0] == new_pcr8
     assert {r["name"]: r["pcr08"] for r in releases(changed)}["model-key"] == [new_pcr8]
 
 
 def test_previous_initdata_pcr8_stays_accepted_and_served_during_a_rollout(runner, dev):
-    old_pcr8 = dev[1].outputs["workloads"][WORKLOAD]["initdataPcr8"]
-    changed = runner.example("dev-trusted", set={"agentPolicy.allowReadStream": False, "workloads.0.retiringPcr08": [old_pcr8]})
-    new_pcr8 = changed.outputs["workloads"][WORKLOAD]["initdataPcr8"]
-    mistral = changed.outputs["workloads"]["mistral-7b"]["initdataPcr8"]
+    old_pcr8 = dev[1].outputs["spokes"]["dev-cloud"]["workloads"][WORKLOAD]["initdataPcr8"]
+    changed = runner.example("dev-trusted", set={"agentPolicy.allowReadStream": False, "spokes.dev-cloud.llama-3-1-8b.retiringPcr08": [old_pcr8]})
+    new_pcr8 = changed.outputs["spokes"]["dev-cloud"]["workloads"][WORKLOAD]["initdataPcr8"]
+    mistral = changed.outputs["spokes"]["dev-cloud"]["workloads"]["mistral-7b"]["initdataPcr8"]
     assert reference_value(changed, "snp_pcr08") == [new_pcr8, mistral, old_pcr8]
     # The retiring PCR 8 keeps this workload's resources only: mistral-7b's VMs never had model-key.
     assert {r["name"]: r["pcr08"] for r in releases(changed)}["model-key"] == sorted([new_pcr8, old_pcr8])
 
 
 def releases(run: StackRun) -> list[dict]:
-    return evaluate({"policy.rego": config_map_value(run, names.RESOURCE_POLICY)}, "data.policy.releases", {})
+    """The resource policy's grants read back per resource (by both engines): its kbsResources name (from the
+    stack's outputs), path, GPUs and the PCR 8 values it is released to."""
+    policy = {"policy.rego": config_map_value(run, names.RESOURCE_POLICY)}
+    grants = evaluate(policy, "data.policy.grants", {})
+    every_workload = evaluate(policy, "data.policy.every_workload", {}).split()
+    given: dict[str, set[str]] = {}
+    for pcr8, entries in grants.items():
+        for entry in [*entries.split(), *every_workload]:
+            given.setdefault(entry, set()).add(pcr8)
+    uris = {r["uri"]: name for name, r in run.outputs["spokes"]["dev-cloud"]["kbsResources"].items()} | {run.outputs["sealedSecretKeyUri"]: names.SEALED_SECRET_KEY}
+    table = []
+    for entry, pcr8s in given.items():
+        path, gpus = entry.split(":")
+        table.append({"name": uris[f"kbs:///default/{path}"], "path": ["default", *path.split("/")], "gpus": int(gpus), "pcr08": sorted(pcr8s)})
+    return table
 
 
 def test_resource_policy_declares_each_configured_resource(dev):
     _, run = dev
-    llama, mistral = (run.outputs["workloads"][w]["initdataPcr8"] for w in ("llama-3-1-8b", "mistral-7b"))
+    llama, mistral = (run.outputs["spokes"]["dev-cloud"]["workloads"][w]["initdataPcr8"] for w in ("llama-3-1-8b", "mistral-7b"))
     both = tuple(sorted([llama, mistral]))
     assert sorted((r["name"], tuple(r["path"]), r["gpus"], tuple(r["pcr08"])) for r in releases(run)) == [
         ("llama-3-1-8b-tls-key", ("default", "inference-tls-keys", "llama-3-1-8b"), 1, (llama,)),
@@ -398,7 +414,7 @@ def test_kbs_serves_the_public_jwk_of_the_protected_signing_key(dev):
     public = json.loads(served.inputs["stringData"]["public-jwk"])
     assert public["kid"] == run.outputs["sealedSecretKeyUri"] and "d" not in public
     assert jwk.JWK(**public).export_to_pem().decode() == key.outputs["publicKeyPem"]
-    for sealed in run.outputs["workloads"][WORKLOAD]["sealedSecrets"].values():
+    for sealed in run.outputs["spokes"]["dev-cloud"]["workloads"][WORKLOAD]["sealedSecrets"].values():
         token = jws.JWS()
         token.deserialize(sealed.removeprefix("sealed."))
         token.verify(jwk.JWK(**public), alg="ES256")
@@ -578,7 +594,7 @@ def test_a_workloads_pinned_command_line_is_in_its_agent_policy_only(runner):
     run = runner.example("dev-trusted", set={"workloads.0.args": args})
     pinned = {
         name: evaluate({"policy.rego": tomllib.loads(initdata_document(run, name).decode())["data"]["policy.rego"]}, "data.agent_policy.policy_data", {})["containers"][0]["args"]
-        for name in run.outputs["workloads"]
+        for name in run.outputs["spokes"]["dev-cloud"]["workloads"]
     }
     assert pinned == {"llama-3-1-8b": args, "mistral-7b": ["/opt/nvidia/nvidia_entrypoint.sh", "/opt/nim/start-server.sh"]}
 
@@ -586,9 +602,9 @@ def test_a_workloads_pinned_command_line_is_in_its_agent_policy_only(runner):
 def test_a_workloads_image_env_and_nims_writable_dirs_are_in_its_agent_policy(runner):
     image_env = ["PYTHONPATH=/opt/nim/llm", "LD_LIBRARY_PATH=/opt/hpcx/ompi/lib"]
     run = runner.example("dev-trusted", set={"workloads.0.imageEnv": image_env})
-    policies = {name: {"policy.rego": tomllib.loads(initdata_document(run, name).decode())["data"]["policy.rego"]} for name in run.outputs["workloads"]}
+    policies = {name: {"policy.rego": tomllib.loads(initdata_document(run, name).decode())["data"]["policy.rego"]} for name in run.outputs["spokes"]["dev-cloud"]["workloads"]}
     workloads = {name: evaluate(p, "data.agent_policy.policy_data", {})["containers"][0] for name, p in policies.items()}
     assert workloads["llama-3-1-8b"]["image_env"] == image_env
-    assert workloads["mistral-7b"]["image_env"] == run.outputs["workloads"]["mistral-7b"]["imageEnv"] != image_env
+    assert workloads["mistral-7b"]["image_env"] == run.outputs["spokes"]["dev-cloud"]["workloads"]["mistral-7b"]["imageEnv"] != image_env
     guest_volumes = {v["destination"] for v in workloads["mistral-7b"]["volumes"] if v["kind"] in ("local", "memory")}
     assert set(nim.WRITABLE_DIRS) <= guest_volumes

@@ -188,22 +188,40 @@ def workload(**fields) -> list[dict]:
         (workload(resources=["ngc-api-key", "ngc-api-key"]), "workloads[0].resources[1]: 'ngc-api-key' is listed twice"),
         (workload() + workload(), "workloads[1].name: 'llama-3-1-8b' is declared more than once"),
         (workload(args=[]), "workloads[0].args: List should have at least 1 item after validation, not 0"),
-        (workload(retiringPcr08=["ABC"]), "workloads[0].retiringPcr08[0]: 'ABC' is not a PCR value (64 lowercase hex characters, SHA-256 bank)"),
-        (workload(servingHostnames=["llm_1.example.com"]), "workloads[0].servingHostnames[0]: 'llm_1.example.com' is not a DNS name"),
-        (
-            workload(servingHostnames=["llm.example.com"]) + [{**workload()[0], "name": "mistral", "servingHostnames": ["llm.example.com"]}],
-            "workloads[1].servingHostnames[0]: llm.example.com is already served by workload llama-3-1-8b",
-        ),
+        (workload(servingHostnames=["llm.example.com"]), "workloads[0].servingHostnames: unknown key"),
     ],
 )
 def test_workload_errors_are_one_line_naming_the_key(workloads, expected):
-    assert f"dev-trusted: {expected}" in problems("dev-trusted", set={"workloads": workloads})
+    assert f"dev-trusted: {expected}" in problems("dev-trusted", set={"workloads": workloads, "spokes": {}})
+
+
+LLAMA = "llama-3-1-8b"
+
+
+@pytest.mark.parametrize(
+    "spokes, expected",
+    [
+        ({"dev-cloud": {LLAMA: {"retiringPcr08": ["ABC"]}}}, f"spokes.dev-cloud.{LLAMA}.retiringPcr08[0]: 'ABC' is not a PCR value (64 lowercase hex characters, SHA-256 bank)"),
+        ({"dev-cloud": {LLAMA: {"servingHostnames": ["llm_1.example.com"]}}}, f"spokes.dev-cloud.{LLAMA}.servingHostnames[0]: 'llm_1.example.com' is not a DNS name"),
+        (
+            {"dev-cloud": {LLAMA: {"servingHostnames": ["llm.example.com"]}}, "dev-cloud-eu": {LLAMA: {"servingHostnames": ["llm.example.com"]}}},
+            f"spokes.dev-cloud-eu.{LLAMA}.servingHostnames[0]: llm.example.com is already served by dev-cloud/{LLAMA}",
+        ),
+        ({"prod-cloud": {}}, "spokes.prod-cloud: is not a cloud stack of dev: name it dev-cloud or dev-cloud-<name> (<name> lowercase letters, digits and '-', at most 12)"),
+        ({"dev-cloud-West": {}}, "spokes.dev-cloud-West: is not a cloud stack of dev"),
+        ({"dev-cloud-abcdefghijklm": {}}, "spokes.dev-cloud-abcdefghijklm: is not a cloud stack of dev"),
+        ({"dev-cloud": {"mistral": {}}}, f"spokes.dev-cloud.mistral: is not a declared workload (declared: {LLAMA})"),
+    ],
+)
+def test_spoke_errors_are_one_line_naming_the_key(spokes, expected):
+    found = problems("dev-trusted", set={"workloads": workload(), "spokes": spokes})
+    assert any(line.startswith(f"dev-trusted: {expected}") for line in found), found
 
 
 def test_a_resource_may_not_take_the_name_of_a_serving_key():
     resources = with_resource(name="llama-3-1-8b-tls-key")
     assert problems("dev-trusted", set={"kbsResources": resources, "kbsSecrets.llama-3-1-8b-tls-key": "x"}) == [
-        "dev-trusted: kbsResources[2].name: 'llama-3-1-8b-tls-key' is the name of workload llama-3-1-8b's TLS serving key; pick another"
+        "dev-trusted: kbsResources[2].name: 'llama-3-1-8b-tls-key' is the name of dev-cloud/llama-3-1-8b's TLS serving key; pick another"
     ]
 
 
@@ -228,14 +246,16 @@ def test_a_workload_receiving_secrets_without_a_pinned_process_is_a_config_error
         "dev-trusted: workloads[0].args: is unset, but workload llama-3-1-8b receives KBS resources: pin its image's process with "
         f"`python -m scripts.pin_workload {IMAGE} --env dev --workload llama-3-1-8b --write`"
     )
-    assert problems("dev-trusted", set={"workloads": workload()}) == [expected]
+    runs = {"spokes": {"dev-cloud": {"llama-3-1-8b": {}}}}
+    assert problems("dev-trusted", set={"workloads": workload(), **runs}) == [expected]
     # A serving key is a KBS resource too.
-    assert problems("dev-trusted", set={"workloads": workload(resources=[], servingHostnames=["llm.example.com"])}) == [expected]
-    assert loads("dev-trusted", set={"workloads": workload(args=[PIN])}).workloads[0].args == [PIN]
+    serves = {"spokes": {"dev-cloud": {"llama-3-1-8b": {"servingHostnames": ["llm.example.com"]}}}}
+    assert problems("dev-trusted", set={"workloads": workload(resources=[]), **serves}) == [expected]
+    assert loads("dev-trusted", set={"workloads": workload(args=[PIN]), **runs}).workloads[0].args == [PIN]
 
 
 def test_a_workload_receiving_nothing_may_leave_its_process_to_the_image():
-    assert loads("dev-trusted", set={"workloads": workload(resources=[])}).workloads[0].args is None
+    assert loads("dev-trusted", set={"workloads": workload(resources=[]), "spokes": {"dev-cloud": {"llama-3-1-8b": {}}}}).workloads[0].args is None
 
 
 def loads(stack: str, **edits):

@@ -78,9 +78,9 @@ def test_up_deploys_trusted_then_cloud_after_checking_its_outputs() -> None:
 
 
 def test_destroy_goes_cloud_first_then_trusted() -> None:
-    fake = FakePulumi(deployed={"prod-trusted": TRUSTED_OUTPUTS, "prod-cloud": {}})
+    fake = FakePulumi(deployed={"prod-trusted": TRUSTED_OUTPUTS, "prod-cloud": {}, "prod-cloud-eastus": {}})
     assert run(["prod", "--destroy", "--yes"], fake) == 0
-    assert fake.calls == [("destroy", "prod-cloud"), ("destroy", "prod-trusted")]
+    assert fake.calls == [("destroy", "prod-cloud"), ("destroy", "prod-cloud-eastus"), ("destroy", "prod-trusted")]
 
 
 def test_destroy_needs_confirmation(capsys: pytest.CaptureFixture[str]) -> None:
@@ -312,3 +312,35 @@ def test_a_trusted_up_is_refused_below_the_deployed_bundle_version(tmp_path: Pat
     with pytest.raises(up.Refused, match=r"^refusing prod-trusted: trustBundle.version 0 is below the deployed bundles' version 1; raise it above 1$"):
         up.deploy(fake, "prod", ("trusted",), root)
     assert mutating(fake) == []
+
+
+# --- a fleet: several cloud stacks ---------------------------------------------------------------
+
+
+def test_destroying_one_cloud_stack_leaves_the_others_and_the_trusted_stack() -> None:
+    fake = FakePulumi(deployed={"prod-trusted": TRUSTED_OUTPUTS, "prod-cloud": {}, "prod-cloud-eastus": {}})
+    assert run(["prod", "--destroy", "--yes", "--cloud-stack", "prod-cloud-eastus"], fake) == 0
+    assert fake.calls == [("destroy", "prod-cloud-eastus")]
+
+
+def test_a_fleet_needs_the_cloud_stack_named(capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakePulumi()
+    assert run(["prod"], fake) == 2
+    assert fake.calls == []
+    assert capsys.readouterr().err == "error: prod has 2 cloud stacks (prod-cloud, prod-cloud-eastus): choose one with --cloud-stack NAME\n"
+    assert run(["prod", "--cloud-stack", "prod-cloud-west"], fake) == 2
+    assert capsys.readouterr().err == "error: --cloud-stack prod-cloud-west is not a cloud stack of prod (its cloud stacks: prod-cloud, prod-cloud-eastus)\n"
+
+
+def test_a_cloud_stack_is_refused_until_the_trusted_stack_gives_it_a_spoke(capsys: pytest.CaptureFixture[str]) -> None:
+    """The trusted stack exports each cloud stack's own view under `spokes`: a cloud stack it runs nothing on is refused."""
+    spoke = {key: TRUSTED_OUTPUTS[key] for key in ("kbsResources", "workloads")}
+    shared = {k: v for k, v in TRUSTED_OUTPUTS.items() if k not in spoke}
+    # dev-cloud reads a StackReference (prod's cloud stacks read signed bundles, tested above).
+    fake = FakePulumi(produces={"dev-trusted": {**shared, "spokes": {"dev-cloud-other": spoke}}})
+    assert run(["dev", "--cloud-stack", "dev-cloud"], fake) == 2
+    assert ("up", "dev-cloud") not in fake.calls
+    assert capsys.readouterr().err.endswith("error: refusing dev-cloud: dev-trusted lacks the outputs kbsResources, workloads\n")
+    fake = FakePulumi(produces={"dev-trusted": {**shared, "spokes": {"dev-cloud": spoke}}})
+    assert run(["dev", "--cloud-stack", "dev-cloud"], fake) == 0
+    assert fake.calls[-1] == ("up", "dev-cloud")

@@ -378,7 +378,7 @@ def test_the_plans_certificate_and_outputs_verify_end_to_end(runner, tmp_path, c
     server holding the key the plan made for the workload (the fakes derive it from the resource name)."""
     trusted = runner.example("dev-trusted", set={"inferenceTls.validityHours": TEN_YEARS})
     cloud = runner.example("dev-cloud", stack_outputs={"dev-trusted": trusted.stack_outputs})
-    workload = trusted.outputs["workloads"][MODEL]
+    workload = trusted.outputs["spokes"]["dev-cloud"]["workloads"][MODEL]
     key = trusted.named(f"inference-tls-{MODEL}-key", "tls:index/privateKey:PrivateKey").outputs["privateKeyPemPkcs8"]
     with serving(workload["servingCertificate"], key, tmp_path) as server:
         url = cloud.outputs["models"][MODEL]["externalUrl"]

@@ -118,8 +118,16 @@ def test_deploy_runs_dev_on_merge_and_prod_behind_its_environments() -> None:
     assert [(jobs[j]["environment"], jobs[j].get("needs")) for j in deploys] == [
         ("dev-trusted", None), ("dev", "dev-trusted"), ("prod-trusted", "dev-cloud"), ("prod", "prod-trusted")]
     for env in ("dev", "prod"):
-        assert runs(jobs[f"{env}-trusted"]).strip().endswith(f"python -m scripts.up {env} --only trusted")
-        assert runs(jobs[f"{env}-cloud"]).strip().endswith(f"python -m scripts.up {env} --only cloud")
+        trusted, clouds = jobs[f"{env}-trusted"], jobs[f"{env}-cloud"]
+        assert f"python -m scripts.up {env} --only trusted\n" in runs(trusted)
+        assert f"python -m scripts.cloud_stacks {env}" in runs(trusted)
+        assert trusted["outputs"]["cloud-stacks"] == "${{ steps.spokes.outputs.cloud-stacks }}"
+        # Every cloud stack after the trusted one, a matrix: bounded, and one failing spoke stops no other.
+        assert clouds["strategy"]["matrix"]["stack"] == f"${{{{ fromJSON(needs.{env}-trusted.outputs.cloud-stacks) }}}}"
+        assert clouds["strategy"]["max-parallel"] == 2 and clouds["strategy"]["fail-fast"] is False
+        step = clouds["steps"][-1]
+        assert step["env"]["STACK"] == "${{ matrix.stack }}"
+        assert step["run"].strip() == f'.venv/bin/python -m scripts.up {env} --only cloud --cloud-stack "${{STACK}}"'
     assert workflow["concurrency"]["cancel-in-progress"] is False
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from scripts.offline import PROJECT
+from stacks.config.base import cloud_stack_names
 
 STACKS_DIR = Path(__file__).resolve().parents[2] / "stacks"
 PLACEHOLDER_PREFIX = "plan-placeholder"
@@ -40,9 +41,16 @@ def stack_path(stack: str, stacks_dir: Path = STACKS_DIR) -> Path:
 
 
 def environments(stacks_dir: Path = STACKS_DIR) -> list[str]:
-    """Environments with both stack files, `Pulumi.<env>-trusted.yaml` and `Pulumi.<env>-cloud.yaml`, in `stacks_dir`."""
+    """Environments with a trusted stack file `Pulumi.<env>-trusted.yaml` and at least one cloud stack file in `stacks_dir`."""
     trusted = (p.name.removeprefix("Pulumi.").removesuffix("-trusted.yaml") for p in stacks_dir.glob("Pulumi.*-trusted.yaml"))
-    return sorted(env for env in trusted if stack_path(f"{env}-cloud", stacks_dir).is_file())
+    return sorted(env for env in trusted if cloud_stacks(env, stacks_dir))
+
+
+def cloud_stacks(env: str, stacks_dir: Path = STACKS_DIR) -> list[str]:
+    """The cloud stacks of `env` with a stack file: `<env>-cloud` and every `<env>-cloud-<name>`, by name."""
+    names = cloud_stack_names(env)
+    found = (p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in stacks_dir.glob(f"Pulumi.{env}-cloud*.yaml"))
+    return sorted(stack for stack in found if names.match(stack))
 
 
 def read_stack_file(stack: str, stacks_dir: Path = STACKS_DIR, secret_values: dict[str, str] | None = None) -> StackFile:

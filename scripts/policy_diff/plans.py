@@ -127,8 +127,10 @@ def pod_vms(outputs: Mapping[str, Any]) -> list[PodVm]:
 
 
 def resources(outputs: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Every resource KBS holds: `kbsResources` (URIs kbs:///default/<secret>/<key>) and the sealed-secret verification key."""
-    uris = {name: entry["uri"] for name, entry in (outputs.get("kbsResources") or {}).items()}
+    """Every resource KBS holds: `kbsResources` (URIs kbs:///default/<secret>/<key>; in a fleet, each spoke's under
+    `spokes`) and the sealed-secret verification key."""
+    listed = [outputs.get("kbsResources") or {}, *((spoke or {}).get("kbsResources") or {} for spoke in (outputs.get("spokes") or {}).values())]
+    uris = {name: entry["uri"] for entries in listed for name, entry in entries.items()}
     if isinstance(outputs.get("sealedSecretKeyUri"), str):
         uri = outputs["sealedSecretKeyUri"]
         uris[uri.removeprefix("kbs:///").split("/")[1]] = uri

@@ -17,12 +17,12 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 from pydantic import SecretStr, TypeAdapter, ValidationError
 
-from stacks.config.base import Model, Problem, nested, section_problems
+from stacks.config.base import SPOKE_NAME, Model, Problem, nested, section_problems
 from stacks.config.cloud import CloudConfig
 from stacks.config.trusted import TrustedConfig
 
 PROJECT = "confidential-ai"
-_STACK_NAME = re.compile(r"^(?P<env>[a-z][a-z0-9]{0,11})-(?P<role>trusted|cloud)$")
+_STACK_NAME = re.compile(rf"^(?P<env>[a-z][a-z0-9]{{0,11}})-(?P<role>trusted|cloud(-{SPOKE_NAME})?)$")
 
 StackConfig = TrustedConfig | CloudConfig
 
@@ -53,8 +53,9 @@ def load(stack: str, raw: Mapping[str, str], secret_keys: Iterable[str] = ()) ->
     """Validate one stack's config (keys without the project prefix, values as Pulumi passes them)."""
     name = _STACK_NAME.match(stack)
     if not name:
-        raise ConfigError(stack, [Problem("(stack name)", "must be <env>-trusted or <env>-cloud, env lowercase and at most 12 characters")])
-    role = name["role"]
+        raise ConfigError(stack, [Problem("(stack name)", "must be <env>-trusted, <env>-cloud or <env>-cloud-<name>: env lowercase letters and digits, "
+                                                          "name lowercase letters, digits and '-', each at most 12 characters")])
+    role = "cloud" if name["role"].startswith("cloud") else "trusted"
     declared = raw.get("role")
     if declared != role:
         found = "is missing" if declared is None else f"is {declared!r}"

@@ -213,6 +213,15 @@ Hostname = Annotated[str, matching(_HOSTNAME, "a DNS name")]
 # --- Shared sections -------------------------------------------------------------------------
 
 
+# `<name>` of a cloud stack `<env>-cloud-<name>`: lowercase letters, digits and '-', at most 12.
+SPOKE_NAME = r"[a-z0-9](?:[a-z0-9-]{0,10}[a-z0-9])?"
+
+
+def cloud_stack_names(env: str) -> re.Pattern[str]:
+    """The names a cloud stack of `env` may have: `<env>-cloud` and `<env>-cloud-<name>`."""
+    return re.compile(rf"^{re.escape(env)}-cloud(?:-(?P<name>{SPOKE_NAME}))?$")
+
+
 class StackId(Model):
     """Who is being deployed; injected by the loader from the stack name, never set in config."""
 

@@ -6,6 +6,7 @@ import datetime
 import re
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -16,7 +17,7 @@ from components.trustee.names import RESERVED as RESERVED_NAMES
 from components.trustee.names import serving_key_resource
 from stacks import versions
 from stacks.config import clock
-from stacks.config.base import DnsLabel, Hostname, HttpsUrl, Model, OpenShiftVersion, OperatorPin, Problem, StackId, matching, nested, pin_fits
+from stacks.config.base import DnsLabel, Hostname, HttpsUrl, Model, OpenShiftVersion, OperatorPin, Problem, StackId, cloud_stack_names, matching, nested, pin_fits
 
 def _verifier_url(value: str) -> str:
     parts = urlsplit(value)
@@ -274,13 +275,6 @@ class Workload(Model):
     registry_credentials: DnsLabel | None = None
     """A kbsResources name (listed in `resources`) holding the registry credentials the guest pulls
     `image` with: rendered as cdh.toml `[image] authenticated_registry_credentials_uri`."""
-    serving_hostnames: list[Hostname] = []
-    """Host names clients reach the workload's model by (the cloud side's Route host): the stack issues
-    it a certificate for them from the inference CA, and its key is a KBS resource only this workload
-    receives, so TLS ends inside its attested pod VM. Empty: the workload serves no model."""
-    retiring_pcr08: list[Pcr] = []
-    """PCR 8 of this workload's previous initdata (its old `workloads.<name>.initdataPcr8` output), still
-    accepted, and still given its resources, while running pod VMs restart onto the new one; empty it once they have."""
     encrypted_model: EncryptedModel | None = None
     """Set when the workload serves a model encrypted at source instead of one NIM downloads."""
 
@@ -294,6 +288,48 @@ class Workload(Model):
             yield Problem("encryptedModel.keyResource", f"{self.encrypted_model.key_resource!r} is not in this workload's resources; list it there so KBS releases it to the workload")
         if self.encrypted_model and self.encrypted_model.decryptor_image == self.image:
             yield Problem("encryptedModel.decryptorImage", "is the workload's own image; the decryptor is a separate image (images/model-decryptor)")
+
+
+class SpokeWorkload(Model):
+    """A workload as one cloud stack runs it: its own initdata (the cloud stack's name is in it), PCR 8
+    and, when it serves a model, TLS serving key."""
+
+    serving_hostnames: list[Hostname] = []
+    """Host names clients reach the model by on this cloud cluster (its Route host there): the stack issues
+    this (cloud stack, workload) pair a certificate for them from the inference CA, and its key is a KBS
+    resource only this pair receives, so TLS ends inside its attested pod VM. Empty: it serves no model."""
+    retiring_pcr08: list[Pcr] = []
+    """PCR 8 of this pair's previous initdata (its old `spokes.<cloud stack>.workloads.<name>.initdataPcr8`
+    output), still accepted, and still given its resources, while running pod VMs restart onto the new
+    one; empty it once they have."""
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One workload as one cloud stack runs it."""
+
+    cloud_stack: str
+    workload: Workload
+    spoke: SpokeWorkload
+
+    @property
+    def id(self) -> str:
+        """Its name in KBS (serving key) and in resource names: the workload's own on `<env>-cloud`,
+        `<name>.<workload>` on `<env>-cloud-<name>`."""
+        name = self.cloud_stack.split("-cloud", 1)[1].removeprefix("-")
+        return f"{name}.{self.workload.name}" if name else self.workload.name
+
+    @property
+    def label(self) -> str:
+        return f"{self.cloud_stack}/{self.workload.name}"
+
+    @property
+    def serving_hostnames(self) -> list[str]:
+        return self.spoke.serving_hostnames
+
+    @property
+    def retiring_pcr08(self) -> list[str]:
+        return self.spoke.retiring_pcr08
 
 
 class InferenceTls(Model):
@@ -341,7 +377,11 @@ class TrustedConfig(Model):
     agent_policy: AgentPolicy = AgentPolicy()
     kbs_resources: list[KbsResource] = []
     workloads: list[Workload] = []
-    """What may run in a pod VM with KBS's secrets; the cloud stack's models name one each."""
+    """What may run in a pod VM with KBS's secrets; the cloud stacks' models name one each."""
+    spokes: dict[str, dict[DnsLabel, SpokeWorkload]] = {}
+    """Cloud stack name (`<env>-cloud` or `<env>-cloud-<name>`) -> the workloads it runs, by name, each with
+    its serving host names there. Each (cloud stack, workload) pair gets its own initdata and PCR 8, and
+    KBS releases a workload's resources to the pairs that run it only; a serving key to its own pair."""
     inference_tls: InferenceTls = InferenceTls()
     trust_bundle: TrustBundleSettings
     kbs_secrets: dict[str, SecretStr] = {}
@@ -351,9 +391,21 @@ class TrustedConfig(Model):
     kbs_tls_private_key: SecretStr | None = None
     """`kbs.tls.mode: provided`: PEM private key of kbsTlsCertificate."""
 
+    @property
+    def pairs(self) -> list[Pair]:
+        """Every (cloud stack, workload) pair: cloud stacks by name, workloads in the spoke's order."""
+        workloads = {w.name: w for w in self.workloads}
+        return [
+            Pair(stack, workloads[name], spoke)
+            for stack, runs in sorted(self.spokes.items())
+            for name, spoke in runs.items()
+            if name in workloads
+        ]
+
     def rules(self) -> Iterator[Problem]:
         yield from self._resource_rules()
         yield from self._workload_rules()
+        yield from self._spoke_rules()
         yield from self._serving_rules()
         yield from self._tls_rules()
 
@@ -387,6 +439,7 @@ class TrustedConfig(Model):
     def _workload_rules(self) -> Iterator[Problem]:
         resources = {r.name: r for r in self.kbs_resources}
         names = Counter(w.name for w in self.workloads)
+        serving = {p.workload.name for p in self.pairs if p.serving_hostnames}
         for i, workload in enumerate(self.workloads):
             if names[workload.name] > 1:
                 yield Problem(f"workloads[{i}].name", f"{workload.name!r} is declared more than once")
@@ -396,7 +449,7 @@ class TrustedConfig(Model):
                     yield Problem(f"workloads[{i}].resources[{j}]", f"{name!r} is not a kbsResources name (declared: {', '.join(sorted(resources)) or 'none'})")
                 elif resource.required_gpus > workload.gpus:
                     yield Problem(f"workloads[{i}].gpus", f"{workload.gpus} GPUs cannot receive {name!r}: KBS releases it only to pod VMs attesting {resource.required_gpus}")
-            if workload.args is None and (workload.resources or workload.serving_hostnames):
+            if workload.args is None and (workload.resources or workload.name in serving):
                 # Fail closed: with an unpinned process the host picks what runs next to the released secrets.
                 yield Problem(
                     f"workloads[{i}].args",
@@ -404,17 +457,28 @@ class TrustedConfig(Model):
                     f"`python -m scripts.pin_workload {workload.image} --env {self.stack.env} --workload {workload.name} --write`",
                 )
 
+    def _spoke_rules(self) -> Iterator[Problem]:
+        names = cloud_stack_names(self.stack.env)
+        declared = ", ".join(w.name for w in self.workloads) or "none"
+        for stack, runs in self.spokes.items():
+            if not names.match(stack):
+                yield Problem(f"spokes.{stack}", f"is not a cloud stack of {self.stack.env}: name it {self.stack.env}-cloud or "
+                                                 f"{self.stack.env}-cloud-<name> (<name> lowercase letters, digits and '-', at most 12)")
+            for name in runs:
+                if name not in {w.name for w in self.workloads}:
+                    yield Problem(f"spokes.{stack}.{name}", f"is not a declared workload (declared: {declared})")
+
     def _serving_rules(self) -> Iterator[Problem]:
-        """Each serving key is a KBS resource named after its workload; each host name serves one workload."""
-        generated = {serving_key_resource(w.name): w.name for w in self.workloads if w.serving_hostnames}
+        """Each serving key is a KBS resource named after its pair; each host name serves one pair."""
+        generated = {serving_key_resource(p.id): p.label for p in self.pairs if p.serving_hostnames}
         for i, resource in enumerate(self.kbs_resources):
             if resource.name in generated:
-                yield Problem(f"kbsResources[{i}].name", f"{resource.name!r} is the name of workload {generated[resource.name]}'s TLS serving key; pick another")
+                yield Problem(f"kbsResources[{i}].name", f"{resource.name!r} is the name of {generated[resource.name]}'s TLS serving key; pick another")
         owners: dict[str, str] = {}
-        for i, workload in enumerate(self.workloads):
-            for j, hostname in enumerate(workload.serving_hostnames):
-                if owners.setdefault(hostname, workload.name) != workload.name:
-                    yield Problem(f"workloads[{i}].servingHostnames[{j}]", f"{hostname} is already served by workload {owners[hostname]}")
+        for pair in self.pairs:
+            for j, hostname in enumerate(pair.serving_hostnames):
+                if owners.setdefault(hostname, pair.label) != pair.label:
+                    yield Problem(f"spokes.{pair.cloud_stack}.{pair.workload.name}.servingHostnames[{j}]", f"{hostname} is already served by {owners[hostname]}")
 
     def _tls_rules(self) -> Iterator[Problem]:
         provided = {"kbsTlsCertificate": self.kbs_tls_certificate, "kbsTlsPrivateKey": self.kbs_tls_private_key}

@@ -137,7 +137,7 @@ class ModelSettings(Model):
     DNS at its address)."""
     hostname: Hostname | None = None
     """The name clients use; default `<name>-<namespace>.<ingress domain>`. The trusted side's workload
-    must list it in `servingHostnames` (its certificate names it)."""
+    must list it in `spokes.<this cloud stack>.<workload>.servingHostnames` (its certificate names it)."""
     ngc_api_key_resource: str = "ngc-api-key"
     """Logical name, in the trusted stack's kbsResources, of the NGC API key NIM downloads the model with."""
     source: Literal["ngc", "encrypted"] = "ngc"
