@@ -4,6 +4,7 @@ check the JWE files with independent implementations (joserfc; KServe's own decr
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -219,6 +220,48 @@ def test_a_swapped_file_fails_in_one_line_and_removes_what_was_decrypted(small_m
     line = _one_line(capsys.readouterr().err)
     assert "c-tokenizer.json: " in line and "swapped or replaced" in line
     assert _tree(target) == []
+
+
+def test_a_file_swapped_for_another_of_the_same_size_is_refused(tmp_path, target, monkeypatch, capsys):
+    """Two files of one size swapped in storage: no size or length check tells them apart, only each
+    file's sha256 in the manifest."""
+    src = _write_model(tmp_path / "src", {"a.bin": os.urandom(4096), "b.bin": os.urandom(4096)})
+    key_text = jwe.new_key_text()
+    sha = _encrypt(src, tmp_path / "enc", key_text)
+    first, second = tmp_path / "enc" / "a.bin.jwe", tmp_path / "enc" / "b.bin.jwe"
+    a, b = first.read_bytes(), second.read_bytes()
+    first.write_bytes(b)
+    second.write_bytes(a)
+    code, _ = _run_init(tmp_path / "enc", key_text.encode(), sha, target, monkeypatch=monkeypatch)
+    assert code == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "a.bin: " in line and "swapped or replaced" in line
+
+
+def test_a_file_whose_authentication_tag_was_altered_is_refused(small_model, target, monkeypatch, capsys):
+    """Ciphertext intact, so its plaintext still has the manifest's size and sha256: only the GCM tag,
+    one bit flipped, says the file was altered."""
+    _, encrypted, key_text, sha = small_model
+    victim = encrypted / "d-vocab.txt.jwe"
+    head, tag = victim.read_bytes().rsplit(b".", 1)
+    raw = base64.urlsafe_b64decode(tag + b"=" * (-len(tag) % 4))
+    victim.write_bytes(head + b"." + base64.urlsafe_b64encode(bytes([raw[0] ^ 1]) + raw[1:]).rstrip(b"="))
+    code, _ = _run_init(encrypted, key_text.encode(), sha, target, monkeypatch=monkeypatch)
+    assert code == 1
+    assert "d-vocab.txt.jwe: does not authenticate" in _one_line(capsys.readouterr().err)
+
+
+def test_a_model_encrypted_for_another_key_resource_is_refused(small_model, target, monkeypatch, capsys):
+    """The data hub releases the same key under another resource name: the manifest's keyResource,
+    which the pinned sha256 covers, must be the resource the pod asked for."""
+    _, encrypted, key_text, sha = small_model
+    other = "kbs:///default/other-model/key.bin"
+    monkeypatch.setenv(decrypt.SAS_ENV, SAS)
+    with serve(Served(resources={other: key_text.encode()}, blobs={"models": encrypted}, sas=SAS)) as url:
+        code = decrypt.main(["--source", f"{url}/models/", "--key-resource", other, "--manifest-sha256", sha,
+                             "--target", str(target), "--cdh-url", url])
+    assert code == 1
+    assert f"was encrypted for {KEY_RESOURCE}, not {other}" in _one_line(capsys.readouterr().err)
 
 
 def test_another_models_manifest_is_refused(small_model, tmp_path, target, monkeypatch, capsys):

@@ -54,14 +54,17 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def sealed(uri: str = "kbs:///default/ngc/api-key", provider: str = "kbs", signed: bool = True) -> str:
+SEALED_HEADER = {"alg": "ES256", "kid": "kbs:///default/sealed-secret-key/public-jwk"}
+
+
+def sealed(uri: str = "kbs:///default/ngc/api-key", provider: str = "kbs", signed: bool = True,
+           header: dict[str, Any] = SEALED_HEADER, signature: bytes = bytes(range(64))) -> str:
     """A sealed secret shaped as CDH parses it; the policy checks its form, not the signature itself."""
     document = {"version": "0.1.0", "type": "vault", "name": uri, "provider": provider, "provider_settings": {}, "annotations": {}}
     payload = _b64url(json.dumps(document).encode())
     if not signed:
         return f"sealed.fakejwsheader.{payload}.fakesignature"
-    header = _b64url(json.dumps({"alg": "ES256", "kid": "kbs:///default/sealed-secret-key/public-jwk"}).encode())
-    return f"sealed.{header}.{payload}.{_b64url(bytes(range(64)))}"
+    return f"sealed.{_b64url(json.dumps(header).encode())}.{payload}.{_b64url(signature)}"
 
 
 def peer_pods_cm(**data: str) -> dict[str, Any]:
@@ -336,6 +339,23 @@ def test_pod_vm_sizes_must_be_listed_in_peer_pods_cm():
 def test_kbs_managed_values_reach_the_cloud_only_sealed(props, stack, expected):
     found = check("kbs-secrets-sealed", SECRET, props, stack=stack)
     assert_messages(found, expected)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(sealed(header={"alg": "ES256"}), id="no-kid"),
+        pytest.param(sealed(header={"alg": "ES256", "kid": ""}), id="empty-kid"),
+        pytest.param(sealed(header={**SEALED_HEADER, "alg": "none"}), id="alg-none"),
+        pytest.param(sealed(signature=bytes(range(63))), id="short-signature"),
+        pytest.param(sealed(signature=b""), id="no-signature"),
+    ],
+)
+def test_a_sealed_secret_missing_one_signing_part_is_unsigned(value):
+    """CDH (guest-components v0.18.0+) verifies ES256 under the `kid` key with a raw 64-byte signature:
+    a pointer lacking any one of them is refused in the pod VM, so the policy refuses it first."""
+    found = check("kbs-secrets-sealed", SECRET, kbs_secret(value))
+    assert_messages(found, ["is an unsigned sealed secret"])
 
 
 def test_sealed_policy_decodes_base64_data_and_reads_container_env():
