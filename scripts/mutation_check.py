@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help='print {"killed", "survived", "equivalent", "seconds"} only')
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default 2)")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--verbose", action="store_true", help="also name the test that killed each mutant")
     args = parser.parse_args(argv)
     started = time.monotonic()
     chosen = targets(args.only)
@@ -113,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     def record(job: Job, outcome: str, by: str) -> None:
         m = job.mutant
         counts[(m.file, outcome)] += 1
+        done = sum(counts.values())
+        if args.verbose and outcome in ("killed", "unloadable"):
+            log(f"killed {m.file}:{m.line}: {m.description}  by {by}")
+        elif done % 25 == 0:
+            log(f"{done}/{len(to_run)} mutants decided")
         if outcome in ("survived", "regopy-only"):
             survivors.append((m, by))
             log(f"SURVIVED {m.file}:{m.line}: {m.description}" + (f" ({by})" if by else ""))

@@ -214,6 +214,8 @@ class _Batch:
     def __init__(self, jobs: Sequence[tuple[int, Job]], out: int, log: Path, timeout: float) -> None:
         self.jobs, self.out, self.log, self.timeout = jobs, out, log, timeout
         self.killers: dict[str, list[str]] = {}
+        self.durations: dict[str, float] = {}
+        """Seconds each test took in the baseline: with no killer known yet, the cheapest tests run first."""
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session):
@@ -222,6 +224,8 @@ class _Batch:
                 _send(self.out, index, "error", "collecting the tests failed", 0)
             return True
         baseline = self._child(session, None, 1800.0)
+        if baseline[0] == "survived":
+            self.durations = json.loads(baseline[1])
         if baseline[0] != "survived":
             for index, _ in self.jobs:
                 _send(self.out, index, "error", f"the tests fail without any mutant: {baseline[0]} {baseline[1]}", 0)
@@ -236,6 +240,12 @@ class _Batch:
                     order.remove(by)
                 order.insert(0, by)
         return True
+
+    def _cost(self, nodeid: str) -> tuple[float, str, float]:
+        """Cheap modules first, each module's tests together (its fixtures set up once), cheap tests first."""
+        module = nodeid.split("::")[0]
+        total = sum(seconds for other, seconds in self.durations.items() if other.split("::")[0] == module)
+        return total, module, self.durations.get(nodeid, 0.0)
 
     def _child(self, session, mutant: Mutant | None, timeout: float) -> tuple[str, str, float]:
         from _pytest.runner import runtestprotocol
@@ -257,12 +267,14 @@ class _Batch:
                 elif mutant and not _swap_code(mutant):
                     finish("fresh", "")
                 rank = {nodeid: i for i, nodeid in enumerate(self.killers.get(mutant.file, []) if mutant else [])}
-                items = sorted(session.items, key=lambda item: rank.get(item.nodeid, len(rank)))
+                items = sorted(session.items, key=lambda item: (rank.get(item.nodeid, len(rank)), *self._cost(item.nodeid)))
+                took: dict[str, float] = {}
                 for i, item in enumerate(items):
                     reports = runtestprotocol(item, log=False, nextitem=items[i + 1] if i + 1 < len(items) else None)
+                    took[item.nodeid] = sum(r.duration for r in reports)
                     if any(r.failed for r in reports):
                         finish("killed", item.nodeid)
-                finish("survived", "")
+                finish("survived", json.dumps(took) if mutant is None else "")
             except BaseException as err:
                 finish("error", f"{type(err).__name__}: {err}")
         os.close(write)
