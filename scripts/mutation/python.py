@@ -7,8 +7,6 @@ Each mutant edits one node's source span and leaves every other byte alone. Kind
   `if` (a `*_problem` helper). A removed `yield` becomes `yield from ()`, so a generator stays one.
 - In the test of an `if` whose body holds such a verdict: each operand of `and`/`or` dropped, and each
   ordering comparison moved across its boundary (`<` to `<=`, `>=` to `>`...).
-- `constraint`: a bound of a pydantic `Field` (`ge`, `gt`, `le`, `lt`, `min_length`, `max_length`,
-  `pattern`) removed.
 - `constant`: a non-zero integer a `return` decides (a count or a default) becomes 0.
 """
 
@@ -21,7 +19,6 @@ from scripts.mutation import Mutant, number_duplicates
 
 _FLIPS = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt}
 _SYMBOL = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
-_CONSTRAINTS = {"ge", "gt", "le", "lt", "min_length", "max_length", "pattern"}
 
 
 def _is_call_to(node: ast.AST, name: str) -> bool:
@@ -101,12 +98,6 @@ def mutants(file: str, text: str) -> list[Mutant]:
                 kind = _verdict(child, False) if not isinstance(node, ast.If) else None
                 if kind in ("raise", "return False", "yield", "report"):
                     add(child, f"remove `{source.shown(child)}`", "yield from ()" if kind == "yield" else "pass", scope)
-            if _is_call_to(child, "Field"):
-                for keyword in child.keywords:
-                    if keyword.arg in _CONSTRAINTS:
-                        call = copy.deepcopy(child)
-                        call.keywords = [k for k in call.keywords if k.arg != keyword.arg]
-                        add(child, f"drop {keyword.arg}={source.shown(keyword.value)} from `{source.shown(child)}`", ast.unparse(call), scope)
             if isinstance(child, ast.Return) and child.value is not None:
                 decided = [child.value.body, child.value.orelse] if isinstance(child.value, ast.IfExp) else [child.value]
                 for constant in decided:
@@ -118,9 +109,22 @@ def mutants(file: str, text: str) -> list[Mutant]:
     return number_duplicates(sorted(found, key=lambda m: m.line))
 
 
+def _logic(test: ast.expr) -> list[ast.expr]:
+    """The operands of a guard's condition: through `and`, `or` and `not`, not into calls or generators."""
+    found, pending = [], [test]
+    while pending:
+        node = pending.pop()
+        found.append(node)
+        if isinstance(node, ast.BoolOp):
+            pending += node.values
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            pending.append(node.operand)
+    return found
+
+
 def _condition_mutants(test: ast.expr, source: _Source, where: str, add) -> None:
     shown = source.shown(test)
-    for node in ast.walk(test):
+    for node in _logic(test):
         if isinstance(node, ast.BoolOp):
             for i, operand in enumerate(node.values):
                 if any(isinstance(n, ast.NamedExpr) for n in ast.walk(operand)):

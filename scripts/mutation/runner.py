@@ -18,6 +18,7 @@ that overruns its timeout is killed with its process group and counts as killed 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import importlib
 import json
@@ -94,10 +95,17 @@ def scratch(slots: int) -> Iterator[list[Path]]:
 # --- In a child ---------------------------------------------------------------------------------
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent exits, so an interrupted check leaves nothing running."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def _enter(repo: Path, log: Path) -> None:
     """Become a process of the scratch copy: own process group, output to `log`, project modules
     imported afresh from `repo`."""
     os.setpgid(0, 0)
+    _die_with_parent()
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -262,6 +270,7 @@ class _Batch:
 
             try:
                 os.setpgid(0, 0)
+                _die_with_parent()
                 if mutant and mutant.file.endswith(".rego.j2"):
                     _serve_template(mutant, finish)
                 elif mutant and not _swap_code(mutant):
@@ -321,6 +330,7 @@ def _fresh(job: Job, repo: Path, out: int, index: int, log: Path, timeout: float
     pid = os.fork()
     if pid == 0:
         os.close(read)
+        _die_with_parent()
         failed: list[str] = []
 
         class Watch:
