@@ -29,9 +29,10 @@ CONFIDENTIAL_MODEL_LABEL = "confidential-ai/confidential-model"
 # InferenceServicePodLabelKey and KServiceComponentLabel, commit 000652d7).
 PREDICTOR_POD_LABELS = ("serving.kserve.io/inferenceservice", "component")
 # NIM for LLMs' own TLS settings: NIM_SSL_MODE (DISABLED, TLS, or MTLS to require client certificates),
-# NIM_SSL_KEY_PATH, NIM_SSL_CERTS_PATH and NIM_SSL_CA_CERTS_PATH (NVIDIA NIM for LLMs configuration
-# reference; names listed in docs.nvidia.com/nim/large-language-models/2.0.1/genindex.html, mode values
-# per the 1.x configuration page: check them against the pinned NIM release).
+# NIM_SSL_KEY_PATH, NIM_SSL_CERTS_PATH and NIM_SSL_CA_CERTS_PATH (names listed as built-in variables in
+# docs.nvidia.com/nim/large-language-models/2.0.1/genindex.html, mode values per the 1.x configuration
+# page). In 2.0.x a proxy on NIM_SERVER_PORT (default 8000) terminates TLS and serves the health endpoints
+# (2.0.0 reference/architecture.html). docs/talking-to-a-model.md says which releases were checked and how.
 # Host-delivered files (a Secret and a ConfigMap volume), so outside the code directories the workload's agent
 # policy refuses volumes over (components/initdata.py CODE_DIRS): here they are data NIM reads, never code.
 # The agent unseals the key wherever it is mounted: it picks Secret copies by their source under the shared
@@ -239,9 +240,11 @@ class NimModel(pulumi.ComponentResource):
             ),
         )
         self.exposure = self._expose(name, args, in_namespace)
-        # KServe names the predictor Service <name>-predictor (port 80 to the container's TLS port); its
+        # KServe names the predictor Service <name>-predictor and serves it on port 80, forwarded to the
+        # container's TLS port (opendatahub-io/kserve pkg/controller/v1beta1/inferenceservice/reconcilers/
+        # service/service_reconciler.go): an https URL without a port would mean 443, so it names :80. The
         # certificate names only `hostname`, so in-cluster clients send that name (SNI) to this address.
-        self.in_cluster_url = f"https://{args.name}-predictor.{args.namespace}.svc.cluster.local"
+        self.in_cluster_url = f"https://{args.name}-predictor.{args.namespace}.svc.cluster.local:80"
         self.external_url = f"https://{args.hostname}"
         self.register_outputs({"inClusterUrl": self.in_cluster_url, "externalUrl": self.external_url})
 

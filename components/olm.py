@@ -8,9 +8,9 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
-from components.olm_approval import approval_step
+from components.olm_approval import approval_step, installed_csv
 
 OLM_GROUP, OLM_VERSION = "operators.coreos.com", "v1alpha1"
 # InstallPlan resolution, node-level image pulls and the operator's own start fit in this; a CSV not
@@ -63,6 +63,9 @@ class _OlmApi:
                 return None
             raise
 
+    def cluster_service_versions(self, namespace: str) -> list[dict[str, Any]]:
+        return self._objects.list_namespaced_custom_object(OLM_GROUP, OLM_VERSION, namespace, "clusterserviceversions")["items"]
+
     def approve(self, namespace: str, name: str) -> None:
         self._objects.patch_namespaced_custom_object(
             OLM_GROUP, OLM_VERSION, namespace, "installplans", name, {"spec": {"approved": True}}, _content_type="application/merge-patch+json"
@@ -88,12 +91,20 @@ def hold_pin(api: Any, namespace: str, package: str, csv: str, timeout_seconds: 
 
 
 class _InstallPlanApprover(ResourceProvider):
-    """Dynamic provider: holds the pin at create and whenever the pinned CSV changes (an upgrade)."""
+    """Dynamic provider: holds the pin at create and whenever the pinned CSV changes (an upgrade); a
+    refresh reads which CSV of the package the namespace really runs, so a CSV that moved is drift."""
 
     def _hold(self, props: dict[str, Any]) -> dict[str, Any]:
         api = _OlmApi(props["kubeconfig"])
         plan = hold_pin(api, props["namespace"], props["package"], props["csv"], int(props["timeoutSeconds"]))
-        return {"namespace": props["namespace"], "package": props["package"], "csv": props["csv"], "installPlan": plan}
+        # The kubeconfig stays in the outputs (a secret, additional_secret_outputs) for `read`.
+        return {"namespace": props["namespace"], "package": props["package"], "csv": props["csv"], "installPlan": plan,
+                "kubeconfig": props["kubeconfig"], "timeoutSeconds": props["timeoutSeconds"]}
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        api = _OlmApi(props["kubeconfig"])
+        running = installed_csv(api.cluster_service_versions(props["namespace"]), props["package"], props["csv"])
+        return ReadResult(id_=id_, outs={**props, "csv": running})
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         return CreateResult(id_=f"{props['namespace']}/{props['package']}", outs=self._hold(props))
@@ -126,6 +137,7 @@ class InstallPlanApproval(pulumi.dynamic.Resource):
             "timeoutSeconds": INSTALL_TIMEOUT_SECONDS,
             "installPlan": None,
         }
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["kubeconfig"]))
         super().__init__(_InstallPlanApprover(), name, props, opts)
 
 

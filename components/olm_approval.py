@@ -8,6 +8,7 @@ so a plan is chosen by its `spec.clusterServiceVersionNames` containing the pinn
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -112,3 +113,25 @@ def approval_step(install_plans: Iterable[Mapping[str, Any]], cluster_service_ve
     if decision.action == "refuse":
         return Step("fail", None, decision.reason)
     return Step("wait", decision.plan, f"{decision.reason}; {csv} {detail}")
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", name.rsplit(".v", 1)[-1] if ".v" in name else name))
+
+
+def installed_csv(cluster_service_versions: Iterable[Mapping[str, Any]], package: str, pinned: str) -> str:
+    """The CSV of `package` the namespace runs, as a refresh reads it: the pin when it succeeded there,
+    else the package's newest succeeded CSV (OLM or someone moved it), else "" (none installed).
+
+    CSVs labelled `olm.copiedFrom` are copies OLM places for operators of other namespaces.
+    """
+    own = [
+        csv for csv in cluster_service_versions
+        if "olm.copiedFrom" not in ((csv.get("metadata") or {}).get("labels") or {})
+        and str((csv.get("metadata") or {}).get("name", "")).startswith(f"{package}.")
+        and csv_state(csv)[0] == "succeeded"
+    ]
+    names = sorted((str(csv["metadata"]["name"]) for csv in own), key=_version_key)
+    if pinned in names:
+        return pinned
+    return names[-1] if names else ""

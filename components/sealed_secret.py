@@ -9,7 +9,9 @@ The pointer is public: it names a KBS resource, never its value. Only the truste
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import re
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -23,6 +25,7 @@ KBS_RESOURCE_LABEL = "confidential-ai/kbs-resource"
 # The only algorithm CDH accepts (hub/src/secret/mod.rs validate_es256): P-256, SHA-256, raw r||s.
 ALGORITHM = "ES256"
 _COORDINATE_BYTES = 32
+_SEALED = re.compile(r"^sealed\.[A-Za-z0-9_-]+\.(?P<payload>[A-Za-z0-9_-]+)\.[A-Za-z0-9_-]+$")
 
 
 def _b64url(data: bytes) -> str:
@@ -80,3 +83,22 @@ def sealed_secret(resource_uri: str, private_key_pem: str, kid: str) -> str:
     r, s = decode_dss_signature(der)
     signature = r.to_bytes(_COORDINATE_BYTES, "big") + s.to_bytes(_COORDINATE_BYTES, "big")
     return f"sealed.{signing_input}.{_b64url(signature)}"
+
+
+def pointer_target(value: str) -> str | None:
+    """The KBS resource URI a sealed pointer names, or None when `value` is not a sealed pointer into KBS.
+
+    For showing a pointer as what it is (the plan's manifests); it checks no signature: CDH does that in the guest.
+    """
+    match = _SEALED.match(value)
+    if not match:
+        return None
+    payload = match["payload"]
+    try:
+        document = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    name = document.get("name") if isinstance(document, dict) else None
+    if document.get("provider") != "kbs" or not isinstance(name, str) or not name.startswith(KBS_URI_PREFIX):
+        return None
+    return name

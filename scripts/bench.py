@@ -176,7 +176,7 @@ def bench(env: str, model_counts: list[int], pairs: int) -> list[dict[str, Any]]
                 "wall_ratio": median([p.wall / f.wall for p, f in zip(plan, base, strict=True)]),
                 "cpu_ratio": median([p.cpu / f.cpu for p, f in zip(plan, base, strict=True)]),
             })
-            print(f"  {models} models: {pairs} pairs done", file=sys.stderr)
+            print(f"  {models} models: {_count(pairs, 'pair')} done", file=sys.stderr)
     return rows
 
 
@@ -189,9 +189,13 @@ def probe_in_child(env: str, stacks_dir: Path) -> dict[str, Any]:
     return json.loads(result.stdout)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def render(rows: list[dict[str, Any]], env: str, pairs: int) -> str:
     lines = [
-        f"scripts.bench: {env}, {pairs} pairs per size, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end",
+        f"scripts.bench: {env}, {_count(pairs, 'pair')} per size, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end",
         "",
         "| models | resources | plan wall s | floor wall s | plan CPU s | floor CPU s | plan/floor wall | plan/floor CPU | plan max RSS MiB | floor max RSS MiB |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

@@ -21,7 +21,7 @@ from model_crypto import jwe
 from model_crypto.encrypt import EncryptError, Identity, encrypt_model
 from scripts.cli import ArgumentParser, environment
 from scripts.offline.stackfile import STACKS_DIR, StackFileError, read_stack_file
-from stacks.config import ConfigError, TrustedConfig, load
+from stacks.config import ConfigError, TrustedConfig, clock, load
 
 PROG = "python -m scripts.encrypt_model"
 DEFAULT_KEY_RESOURCE = "model-key"
@@ -71,14 +71,23 @@ def read_key(key_file: Path | None, new_key: Path | None) -> jwk.JWK:
             data = key_file.read_bytes()
         except OSError as err:
             raise CannotEncrypt(f"--key-file: cannot read {key_file} ({err.strerror})") from None
+        _refuse_padded_raw_key(data, f"--key-file: {key_file}", "write it without (printf %s KEY > FILE)")
     elif sys.stdin is None or sys.stdin.isatty():
         raise CannotEncrypt("no key: pipe it on standard input, or use --key-file F or --new-key F")
     else:
         data = sys.stdin.buffer.read()
+        _refuse_padded_raw_key(data, "the key on standard input", "pipe it without (printf %s KEY |)")
     try:
         return jwe.parse_key(data)
     except jwe.KeyFormatError as err:
         raise CannotEncrypt(f"the key {err}") from None
+
+
+def _refuse_padded_raw_key(data: bytes, what: str, fix: str) -> None:
+    """KServe's decryptor reads a raw (base64url text) key as UTF-8 and does not strip it (kserve-storage 0.21.0
+    confidential/jwe_decryptor.py): a key stored with its file's newline would encrypt here and fail there."""
+    if not data.lstrip().startswith(b"{") and data != data.strip():
+        raise CannotEncrypt(f"{what} has a newline or spaces around the key: KServe's decryptor would read them as part of the key; {fix}")
 
 
 def main(argv: list[str] | None = None, stacks_dir: Path = STACKS_DIR) -> int:
@@ -91,9 +100,11 @@ def main(argv: list[str] | None = None, stacks_dir: Path = STACKS_DIR) -> int:
     keys = parser.add_mutually_exclusive_group()
     keys.add_argument("--key-file", type=Path, help="file holding the key (base64url text or JWK JSON); default: standard input")
     keys.add_argument("--new-key", type=Path, help="make a fresh key and write it to this new file (mode 0600)")
+    parser.add_argument("--as-of", type=clock.as_of_argument, metavar="YYYY-MM-DD", help="judge the trusted config's expiry dates as of this day (default: today, UTC)")
     args = parser.parse_args(argv)
     try:
-        uri = key_resource_uri(args.env, args.workload, args.key_resource, stacks_dir)
+        with clock.as_of(args.as_of):
+            uri = key_resource_uri(args.env, args.workload, args.key_resource, stacks_dir)
         key = read_key(args.key_file, args.new_key)
         started = time.monotonic()
         manifest = encrypt_model(args.src, args.out, key, Identity(args.env, args.workload, uri))

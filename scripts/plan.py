@@ -9,6 +9,8 @@ an --out that cannot be written), with one line per problem.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import gc
 import io
 import json
@@ -21,11 +23,12 @@ from typing import Any
 
 import yaml
 
+from components.sealed_secret import pointer_target
 from scripts.cli import ArgumentParser, environment
 from scripts.offline import SECRET, Registered, StackRun, collector_paused, run_stack
 from scripts.offline.stackfile import STACKS_DIR, StackFileError, read_stack_file
 from scripts.topology import render_topology
-from stacks.config import ConfigError
+from stacks.config import ConfigError, clock
 
 ROLES = ("trusted", "cloud")
 
@@ -79,12 +82,25 @@ def kubernetes_manifests(run: StackRun) -> list[tuple[str, dict[str, Any]]]:
             # Key names from the plain inputs: when the whole map is a secret, the redacted one is a string.
             for field in ("data", "stringData"):
                 if field in manifest:
-                    manifest[field] = {key: SECRET for key in sorted(r.inputs[field])}
+                    manifest[field] = {key: _secret_value_shown(field, value) for key, value in sorted(r.inputs[field].items())}
         metadata = manifest.get("metadata", {})
         scope = metadata.get("namespace", "cluster")
         filename = f"{scope}--{manifest['kind']}--{metadata.get('name', r.name)}.yaml".lower()
         found.append((filename, manifest))
     return sorted(found)
+
+
+def _secret_value_shown(field: str, value: Any) -> str:
+    """A Secret value as the plan shows it: a sealed pointer as the KBS resource it names (it is public,
+    and `[secret]` would read as if the secret itself went to the cluster); anything else redacted."""
+    text = value if isinstance(value, str) else ""
+    if field == "data":
+        try:
+            text = base64.b64decode(text, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return SECRET
+    target = pointer_target(text)
+    return f"sealed pointer -> {target}" if target else SECRET
 
 
 def dump_manifest(manifest: dict[str, Any]) -> str:
@@ -247,12 +263,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("env", type=environment, help="environment name: plans stacks ENV-trusted and ENV-cloud")
     parser.add_argument("--out", type=Path, default=Path("out"), help="output directory (default: out/)")
     parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR, help="where the Pulumi.<stack>.yaml files are (default: stacks/)")
+    parser.add_argument("--as-of", type=clock.as_of_argument, metavar="YYYY-MM-DD", help="judge expiry dates as of this day (default: today, UTC)")
     args = parser.parse_args(argv)
     if problem := _out_problem(args.out):
         print(f"--out {args.out}: {problem}", file=sys.stderr)
         return 2
     try:
-        runs = plan_environment(args.env, args.stacks_dir)
+        with clock.as_of(args.as_of):
+            runs = plan_environment(args.env, args.stacks_dir)
     except (ConfigError, StackFileError) as err:
         print(str(err), file=sys.stderr)
         return 2
@@ -263,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for run in runs:
         print(render_tree(run))
+        for note in run.notes:
+            print(f"note: {run.stack}: {note}", file=sys.stderr)
         for warning in run.warnings:
             print(f"warning: {run.stack}: {warning}", file=sys.stderr)
     print(f"\nwrote {args.out}/ ({', '.join(run.stack for run in runs)}, topology.md)")

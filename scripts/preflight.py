@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError, ServiceRequestError
 
 from components.azure import ids
 from scripts.cli import ArgumentParser, OutputsFileError, environment, read_outputs_file
@@ -70,19 +70,55 @@ def live_clients(config: CloudConfig, credential: Any = None) -> AzureClients:
     # DefaultAzureCredential logs every credential it tried; the one line below says what to do.
     logging.getLogger("azure.identity").setLevel(logging.CRITICAL)
     credential = credential or DefaultAzureCredential()
-    try:
-        credential.get_token(MANAGEMENT_SCOPE)
-    except ClientAuthenticationError:
-        raise CannotRun(
-            "no Azure credentials: run `az login`, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET "
-            "(DefaultAzureCredential found none)"
-        ) from None
+    if problem := token_problem(credential):
+        raise CannotRun(problem)
     subscription = config.azure.subscription_id
     return AzureClients(
         ComputeManagementClient(credential, subscription),
         ResourceManagementClient(credential, subscription),
         AzureRedHatOpenShiftClient(credential, subscription),
     )
+
+
+def token_problem(credential: Any) -> str | None:
+    """Why no Azure token can be had, told apart: no credential configured, credentials refused, or Azure's
+    sign-in service unreachable; None when one of the credentials gets a token.
+
+    A chain (DefaultAzureCredential) reports every failure as ClientAuthenticationError with the causes in
+    prose, so its credentials are asked one at a time, in its order, as the chain itself does
+    (azure-identity _credentials/chained.py): one that is not configured is skipped, the first that fails stops.
+    """
+    from azure.identity import CredentialUnavailableError
+
+    for candidate in getattr(credential, "credentials", (credential,)):
+        try:
+            candidate.get_token(MANAGEMENT_SCOPE)
+            return None
+        except CredentialUnavailableError:
+            continue
+        except ClientAuthenticationError as err:
+            name = type(candidate).__name__
+            if network := _network_failure(err):
+                return f"cannot reach Azure's sign-in service ({name}: {network}); check the network, DNS or HTTPS_PROXY, then retry"
+            return f"Azure refused the credentials of {name}: {_first_line(err.message)}; fix them (az login, or AZURE_CLIENT_ID/AZURE_CLIENT_SECRET)"
+    return (
+        "no Azure credentials: run `az login`, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET "
+        "(DefaultAzureCredential found none)"
+    )
+
+
+def _network_failure(err: BaseException) -> str | None:
+    """The network error under an authentication failure (the request never got an answer), if there is one."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, ServiceRequestError):
+            return _first_line(str(seen.message if hasattr(seen, "message") else seen))
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0]
 
 
 # --- Checks ----------------------------------------------------------------------------------
@@ -201,15 +237,34 @@ def image_definition(compute: Any, image_id: str, region: str) -> Result:
     return Result(check, True, "V2, SecurityType=" + features["SecurityType"])
 
 
-def image_version(compute: Any, image_id: str, region: str) -> Result:
+# The tag image builders set on each GPU pod VM image version (docs/azure.md): this build carries the
+# NVIDIA driver in confidential computing mode and a CDI spec. A gallery image version has resource tags;
+# a community gallery image version shows its publisher's artifact tags instead.
+GPU_IMAGE_TAG = ("confidential-ai-gpu", "h100-cc")
+
+
+def _gpu_tag_problem(tags: dict[str, str] | None) -> Result | None:
+    key, value = GPU_IMAGE_TAG
+    found = (tags or {}).get(key)
+    if found == value:
+        return None
+    detail = f"tagged {key}={found}" if found is not None else f"no {key} tag"
+    return Result("", False, f"{detail}: a GPU model needs an image built for H100 confidential computing",
+                  f"publish a version with the CC-mode NVIDIA driver and a CDI spec, tagged {key}={value} (docs/azure.md)")
+
+
+def image_version(compute: Any, image_id: str, region: str, gpu: bool = False) -> Result:
+    """The version exists in the region; for GPU models, it is tagged as an H100 CC build (GPU_IMAGE_TAG)."""
     version = image_id.rsplit("/", 1)[-1]
     check = f"pod VM image {version} available in {region}"
     if community := ids.COMMUNITY_IMAGE_VERSION_ID.match(image_id):
         try:
-            compute.community_gallery_image_versions.get(region, community["gallery"], community["image"], version)
+            found = compute.community_gallery_image_versions.get(region, community["gallery"], community["image"], version)
         except ResourceNotFoundError:
             return Result(check, False, "not published to this region (or does not exist)", "replicate the version to the region in the publisher's gallery, or fix peerPods.imageId")
-        return Result(check, True, "community gallery image version found in the region")
+        if gpu and (problem := _gpu_tag_problem(found.properties.artifact_tags)):
+            return Result(check, False, problem.detail, problem.fix)
+        return Result(check, True, "community gallery image version found in the region" + (f", {'='.join(GPU_IMAGE_TAG)}" if gpu else ""))
     gallery = ids.GALLERY_IMAGE_VERSION_ID.match(image_id)
     assert gallery is not None
     try:
@@ -222,7 +277,9 @@ def image_version(compute: Any, image_id: str, region: str) -> Result:
     regions = [r.name for r in found.properties.publishing_profile.target_regions or []]
     if _region_key(region) not in {_region_key(r) for r in regions}:
         return Result(check, False, f"replicated only to {', '.join(regions) or 'no region'}", f"az sig image-version update ... --add publishingProfile.targetRegions name={region}")
-    return Result(check, True, f"replicated to {', '.join(regions)}")
+    if gpu and (problem := _gpu_tag_problem(found.tags)):
+        return Result(check, False, problem.detail, problem.fix)
+    return Result(check, True, f"replicated to {', '.join(regions)}" + (f", {'='.join(GPU_IMAGE_TAG)}" if gpu else ""))
 
 
 def kbs_tls(trusted: dict[str, Any] | str, timeout: float = 5.0) -> Result:
@@ -288,7 +345,8 @@ def run_checks(config: CloudConfig, clients: AzureClients, trusted: dict[str, An
     namespaces = ["Microsoft.Compute", "Microsoft.Network"] + (["Microsoft.RedHatOpenShift"] if config.cluster.aro else [])
     results += [_guarded(f"{ns} provider registered", lambda ns=ns: provider_registered(clients.resources, ns)) for ns in namespaces]
     results.append(_guarded("pod VM image definition", lambda: image_definition(clients.compute, peer_pods.image_id, region)))
-    results.append(_guarded("pod VM image version", lambda: image_version(clients.compute, peer_pods.image_id, region)))
+    gpu = any(model.machine_type == CONFIDENTIAL_GPU_SIZE for model in config.models)
+    results.append(_guarded("pod VM image version", lambda: image_version(clients.compute, peer_pods.image_id, region, gpu)))
     results.append(kbs_tls(trusted))
     return results
 
@@ -339,7 +397,7 @@ def main(argv: list[str] | None = None, clients: Callable[[CloudConfig], AzureCl
     parser = ArgumentParser(prog="python -m scripts.preflight", description=__doc__.splitlines()[0])
     parser.add_argument("env", type=environment, help="environment: checks stack ENV-cloud")
     parser.add_argument("--trusted-outputs", type=Path, help="JSON of the trusted stack outputs (e.g. out/ENV-trusted/outputs.json); default: pulumi stack output")
-    parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR)
+    parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR, help="where the Pulumi.<stack>.yaml files are (default: stacks/)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.env, args.stacks_dir)

@@ -1,4 +1,5 @@
-"""Preview the stacks a change affects and render one Markdown comment for the pull request.
+"""Preview the stacks a change affects and render one Markdown comment for the pull request, opened by
+the policy diff (scripts.policy_diff) of each environment whose trusted stack the change affects.
 
     python -m scripts.preview_pr [--base REF] [--output FILE]     # pull request
     python -m scripts.preview_pr --drift [--output FILE]          # nightly drift check, all stacks
@@ -11,33 +12,26 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import fnmatch
 import json
 import re
-import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from scripts.cli import ArgumentParser
-from scripts.pulumi_cli import (
-    REPO_ROOT, AutomationPulumi, PolicyViolation, Preview, PulumiError, one_line, parse_digest, read_event_log,
+from scripts.policy_diff.report import PolicyDiff, markdown
+from scripts.preview_sources import (
+    LiveSource, PolicyDiffError, RecordedSource, Source, UsageError, affected_stacks, environments_of,
 )
-from scripts.up import SIDES
+from scripts.pulumi_cli import REPO_ROOT, PolicyViolation, Preview, PulumiError
 
 MARKER = "<!-- confidential-ai-preview -->"
 DRIFT_MARKER = "<!-- confidential-ai-drift -->"
 COMMENT_LIMIT = 65_536  # GitHub's maximum issue/pull request comment body, in characters
 SIDE_LABELS = {"trusted": "trusted cluster (Trustee)", "cloud": "cloud cluster (ARO)"}
 
-# Files that feed every stack's program; a stack's own config file feeds only that stack.
-SHARED_PATTERNS = (
-    "components/*", "templates/*", "stacks/*.py", "stacks/config/*", "policies/*",
-    "__main__.py", "Pulumi.yaml", "requirements*.txt",
-)  # fnmatch's `*` also matches `/`, so directory patterns cover subdirectories
-STACK_FILE = re.compile(r"^stacks/Pulumi\.(?P<stack>[^/]+)\.yaml$")
 
 CONFIGMAP = "kubernetes:core/v1:ConfigMap"
 
@@ -91,63 +85,6 @@ SYMBOLS = {"create": "+", "update": "~", "replace": "+-", "delete": "-", "import
 SUMMARY_ORDER = ("create", "update", "replace", "delete")
 VALUE_WIDTH = 100
 HUNK = ("--", "++", "@@")  # unified-diff header lines, left out of multi-line value diffs
-
-
-class UsageError(Exception):
-    """Bad input; the message is one line for the user."""
-
-
-class Source(Protocol):
-    """Where a run gets its stacks, the changed files and the previews."""
-
-    def stacks(self) -> list[str]: ...
-
-    def changed(self, base: str) -> list[str]: ...
-
-    def preview(self, stack: str, *, refresh: bool = False, expect_no_changes: bool = False) -> Preview: ...
-
-
-# --- which stacks -------------------------------------------------------------------------------
-
-
-def stack_order(stack: str) -> tuple[str, int, str]:
-    env, _, side = stack.rpartition("-")
-    return (env, SIDES.index(side), "") if side in SIDES else ("~", 0, stack)
-
-
-def discover_stacks(root: Path) -> list[str]:
-    names = (STACK_FILE.match(p.relative_to(root).as_posix()) for p in root.glob("stacks/Pulumi.*.yaml"))
-    return sorted((m["stack"] for m in names if m), key=stack_order)
-
-
-def changed_files(base: str, root: Path) -> list[str]:
-    # --no-renames lists both paths of a rename, so a renamed stack file counts for both stacks.
-    try:
-        result = subprocess.run(
-            ["git", "diff", "--name-only", "--no-renames", f"{base}...HEAD"],
-            cwd=root, capture_output=True, text=True, check=False,
-        )
-    except FileNotFoundError as exc:
-        raise UsageError("git is not installed") from exc
-    if result.returncode != 0:
-        raise UsageError(f"cannot diff against {base}: {(result.stderr.strip() or 'git failed').splitlines()[0]}")
-    return sorted(set(result.stdout.splitlines()))
-
-
-def affected_stacks(changed: Iterable[str], stacks: Sequence[str]) -> dict[str, list[str]]:
-    """Each affected stack with the changed files that affect it, in stack order."""
-    why: dict[str, list[str]] = {}
-    for path in changed:
-        own = STACK_FILE.match(path)
-        if own:
-            targets = [own["stack"]] if own["stack"] in stacks else []
-        elif any(fnmatch.fnmatch(path, pattern) for pattern in SHARED_PATTERNS):
-            targets = list(stacks)
-        else:
-            targets = []
-        for stack in targets:
-            why.setdefault(stack, []).append(path)
-    return {stack: why[stack] for stack in stacks if stack in why}
 
 
 # --- what changes -------------------------------------------------------------------------------
@@ -487,9 +424,21 @@ def file_list(paths: Sequence[str], limit: int = 8) -> str:
     return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
 
 
+def policy_sections(policies: Mapping[str, PolicyDiff | PolicyDiffError]) -> list[str]:
+    """Per environment, who gains and who loses which secret (scripts.policy_diff); nothing when nothing changed."""
+    lines = []
+    for env, diff in policies.items():
+        if isinstance(diff, PolicyDiffError):
+            lines += ["> [!WARNING]", f"> The policy diff of `{env}` failed: {cell(str(diff))}", ""]
+        else:
+            lines += markdown(diff)
+    return lines
+
+
 def render_pr(base: str, changed: Sequence[str], why_affected: Mapping[str, list[str]],
-              reports: Sequence[StackReport]) -> str:
-    head = [MARKER, "## Pulumi preview", ""]
+              reports: Sequence[StackReport], policies: Mapping[str, PolicyDiff | PolicyDiffError] | None = None,
+              uncommitted: Sequence[str] = ()) -> str:
+    head = [MARKER, "## Pulumi preview", "", *uncommitted_note(base, uncommitted), *policy_sections(policies or {})]
     if not reports:
         head.append(f"No stack is affected: the {plural(len(changed), 'changed file')} against `{base}` "
                     "touch neither a stack's config nor the code and templates the stacks share.")
@@ -500,13 +449,26 @@ def render_pr(base: str, changed: Sequence[str], why_affected: Mapping[str, list
     return assemble(head, reports)
 
 
-def render_drift(reports: Sequence[StackReport]) -> str:
+def uncommitted_note(base: str, uncommitted: Sequence[str]) -> list[str]:
+    """What the comparison with `base` leaves out: it lists the files committed since, not the working tree's."""
+    if not uncommitted:
+        return []
+    return ["> [!NOTE]", f"> {uncommitted_message(base, uncommitted)}", ""]
+
+
+def uncommitted_message(base: str, uncommitted: Sequence[str]) -> str:
+    shown = ", ".join(f"`{p}`" for p in uncommitted[:5]) + (f" and {len(uncommitted) - 5} more" if len(uncommitted) > 5 else "")
+    return (f"The working tree has {plural(len(uncommitted), 'uncommitted change')} ({shown}) that the comparison with "
+            f"`{base}` does not cover: the stacks they affect are not listed; commit them to include them.")
+
+
+def render_drift(reports: Sequence[StackReport], policies: Mapping[str, PolicyDiff | PolicyDiffError] | None = None) -> str:
     drifted = [r.stack for r in reports if r.changed or r.preview.error]
     verdict = (f"**Drift in {', '.join(f'`{s}`' for s in drifted)}**: the clusters no longer match the stacks."
                if drifted else "No drift: every stack matches its resources.")
     head = [DRIFT_MARKER, "## Pulumi drift check", "",
             f"`pulumi preview --refresh --expect-no-changes` on {plural(len(reports), 'stack')}. {verdict}", "",
-            *summary_table(reports, drift=True), ""]
+            *summary_table(reports, drift=True), "", *policy_sections(policies or {})]
     return assemble(head, reports, drift=True)
 
 
@@ -519,51 +481,6 @@ def assemble(head: list[str], reports: Sequence[StackReport], drift: bool = Fals
 
 
 # --- running ------------------------------------------------------------------------------------
-
-
-class LiveSource:
-    """The repository's stacks, `git diff` and real previews."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.pulumi = AutomationPulumi(root)
-
-    def preview(self, stack: str, *, refresh: bool = False, expect_no_changes: bool = False) -> Preview:
-        return self.pulumi.preview(stack, refresh=refresh, expect_no_changes=expect_no_changes)
-
-    def stacks(self) -> list[str]:
-        return discover_stacks(self.root)
-
-    def changed(self, base: str) -> list[str]:
-        return changed_files(base, self.root)
-
-
-class RecordedSource:
-    """A recorded run: `changed-files.txt` (`git diff --name-only`), and per stack `STACK.json`
-    (`pulumi preview --json` stdout), optional `STACK.events.jsonl` (its `--event-log`, for policy
-    events) and `STACK.stderr.txt` (present when the preview failed)."""
-
-    def __init__(self, directory: Path) -> None:
-        if not directory.is_dir():
-            raise UsageError(f"no recorded run in {directory}")
-        self.directory = directory
-
-    def _text(self, name: str) -> str | None:
-        path = self.directory / name
-        return path.read_text() if path.exists() else None
-
-    def stacks(self) -> list[str]:
-        names = (p.name.removesuffix(".json") for p in self.directory.glob("*.json"))
-        return sorted(names, key=stack_order)
-
-    def changed(self, base: str) -> list[str]:
-        return sorted(set((self._text("changed-files.txt") or "").split()))
-
-    def preview(self, stack: str, *, refresh: bool = False, expect_no_changes: bool = False) -> Preview:
-        stderr = self._text(f"{stack}.stderr.txt")
-        return Preview(parse_digest(self._text(f"{stack}.json") or ""),
-                       read_event_log(self._text(f"{stack}.events.jsonl") or ""),
-                       one_line(stderr) if stderr is not None else None)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -582,12 +499,33 @@ def run(args: argparse.Namespace, source: Source) -> tuple[str, list[str]]:
         reports = [report(s, source.preview(s, refresh=True, expect_no_changes=True)) for s in stacks]
         failures = [f"{r.stack} drifted from its resources" if r.changed else f"{r.stack}: {error_text(r.preview.error)}"
                      for r in reports if r.changed or r.preview.error]
-        return render_drift(reports), failures
+        # What main would change once deployed: informative, not drift (prod may await its approval).
+        policies = policy_diffs(source, environments_of(stacks), lambda env: f"deployed/{env}", merge_base=False)
+        return render_drift(reports, policies), failures
     changed = source.changed(args.base)
+    uncommitted = source.uncommitted()
     why_affected = affected_stacks(changed, stacks)
     reports = [report(s, source.preview(s)) for s in why_affected]
     failures = [f"the preview of {r.stack} failed: {error_text(r.preview.error)}" for r in reports if r.preview.error]
-    return render_pr(args.base, changed, why_affected, reports), failures
+    policies = policy_diffs(source, environments_of(why_affected), lambda env: args.base, merge_base=True)
+    failures += [f"the policy diff of {env} failed: {diff}" for env, diff in policies.items() if isinstance(diff, PolicyDiffError)]
+    if uncommitted:
+        print(f"note: {uncommitted_message(args.base, uncommitted).replace('`', '')}", file=sys.stderr)
+    return render_pr(args.base, changed, why_affected, reports, policies, uncommitted), failures
+
+
+def policy_diffs(source: Source, envs: Sequence[str], base: Any, merge_base: bool) -> dict[str, PolicyDiff | PolicyDiffError]:
+    """Each environment's policy diff against `base(env)`, or why it failed; environments without one left out."""
+    found: dict[str, PolicyDiff | PolicyDiffError] = {}
+    for env in envs:
+        try:
+            diff = source.policy_diff(env, base(env), merge_base=merge_base)
+        except PolicyDiffError as err:
+            found[env] = err
+            continue
+        if diff is not None:
+            found[env] = diff
+    return found
 
 
 def error_text(error: str | None) -> str:

@@ -12,9 +12,12 @@ import pulumi_kubernetes as k8s
 # - `workloads`: workload name -> WORKLOAD_KEYS: "image" (`repo@sha256:<64 hex>`, the only image its
 #   agent policy runs), "initdata" (gzip+base64 pod annotation), "initdataDigest" and "initdataPcr8"
 #   (hex), "resources" (kbsResources names KBS releases to it), "gpus" (int), "sealedSecrets"
-#   (resource name -> "sealed.<ES256 JWS>", signed on the trusted side, used verbatim); and, only for a
+#   (resource name -> "sealed.<ES256 JWS>", signed on the trusted side, used verbatim), "imageEnv" (the
+#   image config's `NAME=value` entries its agent policy allows verbatim); and, only for a
 #   workload serving an encrypted model, "encryptedModel": {"decryptorImage" (pinned), "keyUri" (the
-#   model key's kbs:/// URI), "manifestSha256"}: the init container its agent policy runs.
+#   model key's kbs:/// URI), "manifestSha256"}: the init container its agent policy runs. The pinned
+#   process (public, for audit and for the cloud side): "args" (the command line, image Entrypoint then
+#   Cmd; absent only for a workload that receives no secret) and "workingDir" (when pinned).
 # - `sealedSecretKeyUri`: the kbs:/// URI of the public JWK the sealed secrets name as `kid`.
 # - `inferenceCaCert`: PEM of the inference CA, what model clients trust (scripts/verify_endpoint.py).
 #   A workload that serves a model also has "servingCertificate" (PEM, issued by that CA
@@ -23,9 +26,9 @@ import pulumi_kubernetes as k8s
 # - `inferenceClientCaCert`, only when models require client certificates: that CA's PEM.
 TRUSTED_OUTPUTS = ("kbsUrl", "kbsCaCert", "kbsResources", "workloads", "sealedSecretKeyUri", "inferenceCaCert")
 OPTIONAL_TRUSTED_OUTPUTS = ("inferenceClientCaCert",)
-WORKLOAD_KEYS = ("image", "initdata", "initdataDigest", "initdataPcr8", "resources", "gpus", "sealedSecrets")
+WORKLOAD_KEYS = ("image", "initdata", "initdataDigest", "initdataPcr8", "resources", "gpus", "sealedSecrets", "imageEnv")
 # Present only for the workloads they concern.
-OPTIONAL_WORKLOAD_KEYS = ("encryptedModel",)
+OPTIONAL_WORKLOAD_KEYS = ("args", "workingDir", "encryptedModel")
 # What the cloud stack needs; model clients, not the cloud stack, read `inferenceCaCert`.
 CLOUD_READS = ("kbsUrl", "kbsCaCert", "kbsResources", "workloads", "sealedSecretKeyUri")
 

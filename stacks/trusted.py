@@ -47,20 +47,26 @@ def deploy(config: TrustedConfig) -> None:
         kubernetes,
     )
 
-    if not config.reference_values.measurements:
+    if config.reference_values.expires_soon():
         pulumi.log.warn(
-            "referenceValues.measurements is empty: the CPU policy does not check the SNP launch measurement of Azure's "
-            "paravisor; list it (docs/trusted-cluster.md) and set referenceValues.requireMeasurement: true"
+            f"referenceValues.expiration {config.reference_values.expiration} is within 30 days; after it the stack refuses "
+            "these values: confirm them against evidence (python -m scripts.reference_values) and move it forward (docs/operations.md)"
         )
+    if not config.reference_values.measurements:
+        if reason := config.reference_values.unpinned_measurement_reason:
+            pulumi.log.info(
+                f"referenceValues.measurements is empty on purpose ({reason}): the CPU policy accepts any SNP launch "
+                "measurement of Azure's paravisor"
+            )
+        else:
+            pulumi.log.warn(
+                "referenceValues.measurements is empty: the CPU policy does not check the SNP launch measurement of Azure's "
+                "paravisor; list it (docs/trusted-cluster.md) and set referenceValues.requireMeasurement: true, or declare "
+                "why this environment accepts any in referenceValues.unpinnedMeasurementReason"
+            )
     for resource in config.kbs_resources:
         if not any(resource.name in w.resources for w in config.workloads):
             pulumi.log.warn(f"kbsResources {resource.name} is in no workload's resources: KBS holds it but releases it to no pod VM")
-    for i, workload in enumerate(config.workloads):
-        if workload.resources and workload.args is None:
-            pulumi.log.warn(
-                f"workloads[{i}].args is unset: the host chooses which process workload {workload.name}'s image runs, with its "
-                "secrets in reach; pin the image's entrypoint and cmd (docs/security-model.md)"
-            )
     https = _https_material(config, keys_provider)
     admin_key = tls.PrivateKey("kbs-admin-key", algorithm="ED25519", opts=pulumi.ResourceOptions(provider=keys_provider, protect=True))
     # The EAR token broker signs with a P-256 key (confidential-containers/trustee
@@ -257,6 +263,7 @@ def _workload_outputs(
             "resources": _received(w),
             "gpus": w.gpus,
             "sealedSecrets": sealed[w.name],
+            **_pinned_process(w),
             **(
                 {"servingCertificate": certificates[w.name], "servingKeyResource": names.serving_key_resource(w.name)}
                 if w.serving_hostnames
@@ -265,6 +272,16 @@ def _workload_outputs(
             **_encrypted_model_output(w, config),
         }
         for w in config.workloads
+    }
+
+
+def _pinned_process(workload: Workload) -> dict[str, Any]:
+    """What the agent policy runs in the workload's container, from its image config: public, for audit and
+    for the cloud side (`args` is absent only for a workload that receives no secret)."""
+    return {
+        "imageEnv": list(workload.image_env),
+        **({"args": list(workload.args)} if workload.args is not None else {}),
+        **({"workingDir": workload.working_dir} if workload.working_dir is not None else {}),
     }
 
 

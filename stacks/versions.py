@@ -76,21 +76,36 @@ OPENSHIFT_AI = "OpenShift AI"
 OSC = "OSC"
 TRUSTEE = "Trustee"
 
+# Where the OpenShift AI rows come from: the catalogs Red Hat builds per OpenShift minor,
+# red-hat-data-services/RHOAI-Build-Config (commit f4889bc674df16ef267ef00b2329326934935e76),
+# catalog/rhoai-<line>/v4.<minor>/rhods-operator/catalog.yaml.
+_RHOAI_CATALOGS = "red-hat-data-services/RHOAI-Build-Config@f4889bc6 catalog/rhoai-{line}/v4.{{{minors}}}/rhods-operator/catalog.yaml"
+
 MATRIX: tuple[Line, ...] = (
-    # red-hat-data-services/RHOAI-Build-Config catalogs: 3.x only for OpenShift 4.19+. 3.x serves
-    # DataScienceCluster/DSCInitialization v2, KServe RawDeployment only.
-    Line(OPENSHIFT_AI, "rhods-operator", "3.4", (4, 19), (4, 22), "RHOAI-Build-Config catalogs (stable-3.4, CSV rhods-operator.3.4.3)", ("stable-3.4",), "v2"),
-    Line(OPENSHIFT_AI, "rhods-operator", "3.3", (4, 19), (4, 21), "RHOAI-Build-Config catalogs (stable-3.3)", ("stable-3.3",), "v2"),
-    # The newest line for OpenShift 4.16-4.18: DSC/DSCI v1, KServe `serving` + `defaultDeploymentMode`,
-    # kserve.nim since 2.19 (opendatahub-io/opendatahub-operator v2.35.0 config/crd/bases).
-    Line(OPENSHIFT_AI, "rhods-operator", "2.25", (4, 16), (4, 18), "RHOAI-Build-Config catalogs (stable-2.25, eus-2.25)", ("stable-2.25", "eus-2.25"), "v1"),
-    # Project FACTS section 0 (checked 2026, not re-verified here: openshift/sandboxed-containers-operator
-    # publishes no compatibility table in its repository): 1.13.x needs OpenShift 4.18.38+; 1.12, the
-    # validated pattern's GA set with Trustee 1.1, needs 4.19.28+. No upper bound published. Channel stable.
-    Line(OSC, "sandboxed-containers-operator", "1.13", (4, 18, 38), None, "OSC 1.13.x needs OpenShift 4.18.38+ (FACTS 0)"),
-    Line(OSC, "sandboxed-containers-operator", "1.12", (4, 19, 28), None, "validated pattern GA set OSC 1.12 + Trustee 1.1 needs 4.19.28+ (FACTS 0)"),
-    # Red Hat build of Trustee 1.2: v1.2.0 catalogs for OpenShift 4.17-4.22 (openshift/trustee-operator v1.2.x).
-    Line(TRUSTEE, "trustee-operator", "1.2", (4, 17), (4, 22), "redhat-operators catalogs: trustee-operator v1.2.0 for OpenShift 4.17-4.22"),
+    # 3.x is published only for OpenShift 4.19+; it serves DataScienceCluster/DSCInitialization v2,
+    # KServe RawDeployment only.
+    Line(OPENSHIFT_AI, "rhods-operator", "3.4", (4, 19), (4, 22),
+         _RHOAI_CATALOGS.format(line="3.4", minors="19..22") + ": channel stable-3.4, head rhods-operator.3.4.4", ("stable-3.4",), "v2"),
+    Line(OPENSHIFT_AI, "rhods-operator", "3.3", (4, 19), (4, 21),
+         _RHOAI_CATALOGS.format(line="3.3", minors="19..21") + ": channel stable-3.3", ("stable-3.3",), "v2"),
+    # DSC/DSCI v1, KServe `serving` + `defaultDeploymentMode`, kserve.nim since 2.19 (opendatahub-io/
+    # opendatahub-operator v2.35.0 config/crd/bases). catalog/rhoai-2.25/v4.16 holds no catalog; the
+    # rhoai-3.4 catalog for 4.22 also lists 2.25.0-2.25.8 (upgrade sources, not the line's newest).
+    Line(OPENSHIFT_AI, "rhods-operator", "2.25", (4, 17), (4, 21),
+         _RHOAI_CATALOGS.format(line="2.25", minors="17..21") + ": channels stable-2.25, eus-2.25, head rhods-operator.2.25.10",
+         ("stable-2.25", "eus-2.25"), "v1"),
+    # OSC's repository publishes no OpenShift range, and its release notes (docs.redhat.com
+    # openshift_sandboxed_containers/1.12, /1.13) were not readable here: these lower bounds are
+    # conservative until checked there. 4.19.28 is the CoCo pattern's tested minimum, not an OSC limit.
+    Line(OSC, "sandboxed-containers-operator", "1.13", (4, 18, 38), None,
+         "docs.redhat.com/en/documentation/openshift_sandboxed_containers/1.13 release notes (bound 4.18.38 unconfirmed here)"),
+    Line(OSC, "sandboxed-containers-operator", "1.12", (4, 19, 28), None,
+         "validatedpatterns/docs@7ead7b2e content/patterns/coco-pattern/coco-pattern-tested-environments.adoc: "
+         "OSC 1.12 tested on OpenShift 4.19.28+ (a tested minimum; OSC's own 1.12 range unconfirmed here)"),
+    # Red Hat build of Trustee 1.2: the operator documents mirroring its `stable` channel from the
+    # redhat-operator-index of OpenShift 4.17 to 4.21 (one ImageSetConfiguration per minor).
+    Line(TRUSTEE, "trustee-operator", "1.2", (4, 17), (4, 21),
+         "openshift/trustee-operator@v1.2.1 docs/disconnected/imageset-config-4.{17..21}.yaml: channel stable in redhat-operator-index v4.17-v4.21"),
 )
 
 

@@ -22,6 +22,7 @@ MODULES = {
     "python -m scripts.preview_pr": "scripts.preview_pr",
     "python -m scripts.up": "scripts.up",
     "python -m scripts.verify_endpoint": "scripts.verify_endpoint",
+    "python -m scripts.pin_workload": "scripts.pin_workload",
 }
 
 

@@ -120,6 +120,8 @@ def workload_output(
         "resources": list(resources),
         "gpus": gpus,
         "sealedSecrets": {name: sealed_secret(KBS_RESOURCES[name]["uri"], SEALING_KEY_PEM, SEALED_SECRET_KEY_URI) for name in resources},
+        "imageEnv": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        "args": ["/opt/nvidia/nvidia_entrypoint.sh", "/opt/nim/start-server.sh"],
         **serving,
         **({"encryptedModel": encrypted_model} if encrypted_model else {}),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import pickle
 from collections.abc import Callable, Iterator, Mapping
@@ -15,9 +16,18 @@ from scripts.offline import StackRun, run_stack
 from scripts.offline.fakes import StackOutputs
 from scripts.offline.stackfile import read_stack_file
 from scripts.plan import plan_environment
+from stacks.config import clock
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CRDS = SHARED / "crds"
+# The day every test judges config at (expiry dates), so no test depends on the calendar.
+AS_OF = datetime.date(2026, 12, 6)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _config_judged_as_of_a_fixed_day() -> Iterator[None]:
+    with clock.as_of(AS_OF):
+        yield
 
 
 def example_config(stack: str, set: dict[str, Any] | None = None, delete: tuple[str, ...] = ()) -> tuple[dict[str, str], tuple[str, ...]]:

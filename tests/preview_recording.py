@@ -4,8 +4,9 @@ made from it: `python -m tests.preview_recording`.
 A pull request replayed offline. The dev stacks are planned before and after it (the real program
 under the offline mocks, `scripts.plan`), and the two plans are diffed into the `pulumi preview --json`
 documents the CLI would print (pulumi/pulumi pkg/backend/display/json.go, PreviewDigest); the policy
-pack runs on the planned result (`scripts.offline.policy`) for the `--event-log` policy events. So
-resource names, counts and policy messages are the program's own, and tests/test_preview_pr.py
+pack runs on the planned result (`scripts.offline.policy`) for the `--event-log` policy events; the policy diff
+(`scripts.policy_diff`) compares the two trusted runs' documents. So resource names, counts, policy
+messages and who gains which secret are the program's own, and tests/test_preview_pr.py
 fails when this recording is stale.
 
 What the mocks cannot know is written down here: which changed properties force a replacement (the
@@ -29,6 +30,11 @@ from scripts import preview_pr
 from scripts.offline import Registered, StackRun
 from scripts.offline.policy import POLICY_PACK, evaluate
 from scripts.plan import plan_environment
+from scripts.policy_diff import compare
+from scripts.policy_diff.plans import TrustedPlan
+from scripts.preview_sources import POLICY_DIFF_SUFFIX
+from stacks.config import clock
+from tests.conftest import AS_OF
 from tests.stack_edits import DELETE, stacks_with
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,8 +52,11 @@ EDITS: dict[str, dict[str, Any]] = {
         "referenceValues.pcrs.pcr11": ["0" * 64, "5f" * 32],
         # the model key is retired: no workload receives it any more
         "workloads.0.resources": ["ngc-api-key"],
-        "kbsResources": [{"name": "ngc-api-key", "secret": "ngc-api-key", "key": "api-key", "gpuGated": True, "minGpus": 1}],
+        # ... and, by mistake, the NGC key no longer waits for the GPU's attestation
+        "kbsResources": [{"name": "ngc-api-key", "secret": "ngc-api-key", "key": "api-key", "gpuGated": False}],
         "kbsSecrets.model-key": DELETE,
+        # SNP firmware below 25 is refused from now on
+        "referenceValues.minimumTcb.snp": 25,
         # the models' Route hosts follow the cloud cluster's new domain: their serving certificates name them
         "workloads.0.servingHostnames": ["llama-3-1-8b-llama-3-1-8b.apps.confai-dev2.eastus2.aroapp.io"],
         "workloads.1.servingHostnames": ["mistral-7b-mistral-7b.apps.confai-dev2.eastus2.aroapp.io"],
@@ -179,12 +188,16 @@ def policy_events(run: StackRun) -> list[dict[str, Any]]:
 def record(directory: Path) -> None:
     """Write the recording: changed-files.txt, and per stack `<stack>.json`, `.events.jsonl`, `.stderr.txt`."""
     with tempfile.TemporaryDirectory(prefix="preview-recording-") as scratch:
-        base = plan_environment(ENV)
-        changed = plan_environment(ENV, stacks_with(Path(scratch) / "stacks", EDITS))
+        with clock.as_of(AS_OF):  # the day the tests judge config at
+            base = plan_environment(ENV)
+            changed = plan_environment(ENV, stacks_with(Path(scratch) / "stacks", EDITS))
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.iterdir():
         stale.unlink()
     (directory / "changed-files.txt").write_text("\n".join(CHANGED_FILES) + "\n")
+    # What `python -m scripts.policy_diff dev --json` prints for this change: the trusted runs' documents decide.
+    policy_diff = compare(ENV, "merge base with origin/main", TrustedPlan.from_run(base[0]), TrustedPlan.from_run(changed[0]))
+    (directory / f"{ENV}{POLICY_DIFF_SUFFIX}").write_text(json.dumps(policy_diff.as_json(), indent=2) + "\n")
     for before, after in zip(base, changed, strict=True):
         for resource in after.resources:
             resource.protect = resource.protect and resource.name not in UNPROTECTED.get(after.stack, ())

@@ -8,9 +8,17 @@ from typing import Any
 
 import yaml
 
-from scripts.offline.stackfile import STACKS_DIR
+from scripts.offline.stackfile import STACKS_DIR, environments
 
 DELETE = object()
+# The environment the "unknown environment" tests ask for: no one would name a real one so. Adding an
+# environment by the README's checklist must never break a test, so none lists the environments either.
+UNKNOWN_ENV = "no-such-env"
+
+
+def known_environments() -> str:
+    """The environments the tools list when asked for an unknown one (every stacks/ pair, sorted)."""
+    return ", ".join(environments())
 
 
 def set_path(document: dict[str, Any], path: str, value: Any) -> None:

@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 
 from tests.bad_input_driver import MARK
-from tests.stack_edits import DELETE, stacks_with
+from tests.stack_edits import DELETE, UNKNOWN_ENV, known_environments, stacks_with
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = [sys.executable, "-W", "error::ResourceWarning"]
 
-PLAN, POLICY, PREFLIGHT, PREVIEW, UP, VERIFY = (
-    f"python -m scripts.{m}" for m in ("plan", "offline.policy", "preflight", "preview_pr", "up", "verify_endpoint")
+PLAN, POLICY, PREFLIGHT, PREVIEW, UP, VERIFY, PIN = (
+    f"python -m scripts.{m}" for m in ("plan", "offline.policy", "preflight", "preview_pr", "up", "verify_endpoint", "pin_workload")
 )
 
 # id: (command, arguments, edits per stack file). "{stacks}" is a copy of stacks/ with the edits,
@@ -45,20 +45,25 @@ CASES: dict[str, tuple[str, list[str], dict[str, dict[str, Any] | str]]] = {
     "trusted-role": (PLAN, [], {"dev-trusted": {"role": "cloud"}}),
     "trusted-secret-without-resource": (PLAN, [], {"dev-trusted": {"kbsResources": [{"name": "ngc-api-key", "secret": "ngc-api-key", "key": "api-key"}]}}),
     "trusted-unknown-key": (PLAN, [], {"dev-trusted": {"zzUnknown": 1}}),
+    "trusted-unpinned-process": (PLAN, [], {"dev-trusted": {"workloads.1.args": DELETE}}),
     "duplicate-key": (PLAN, [], {"dev-trusted": "config:\n  confidential-ai:role: trusted\n  confidential-ai:role: trusted\n"}),
     "invalid-yaml": (PLAN, [], {"dev-trusted": "config:\n  confidential-ai:role: [trusted\n"}),
     "not-utf8": (PLAN, [], {"dev-cloud": "config:\n  confidential-ai:role: \udcff\n"}),
-    "unknown-environment": (PLAN, ["staging"], {}),
+    "unknown-environment": (PLAN, [UNKNOWN_ENV], {}),
     "out-is-a-file": (PLAN, ["dev", "--out", "{tmp}/taken/out"], {}),
     "unknown-option": (PLAN, ["dev", "--bogus"], {}),
-    "policy-unknown-environment": (POLICY, ["staging"], {}),
+    "policy-unknown-environment": (POLICY, [UNKNOWN_ENV], {}),
     "preflight-config": (PREFLIGHT, ["dev", "--stacks-dir", "{stacks}"], {"dev-cloud": {"network.podVmSubnetCidr": "10.10.0.0/22"}}),
     "preflight-trusted-outputs": (PREFLIGHT, ["dev", "--trusted-outputs", "{tmp}/missing.json"], {}),
     "preview-no-recording": (PREVIEW, ["--recorded", "{tmp}/nothing"], {}),
-    "up-unknown-environment": (UP, ["staging"], {}),
+    "up-unknown-environment": (UP, [UNKNOWN_ENV], {}),
     "up-destroy-unconfirmed": (UP, ["dev", "--destroy"], {}),
-    "verify-unknown-environment": (VERIFY, ["staging", "llama-3-1-8b"], {}),
+    "verify-unknown-environment": (VERIFY, [UNKNOWN_ENV, "llama-3-1-8b"], {}),
     "verify-unknown-model": (VERIFY, ["dev", "gpt-9"], {}),
+    "pin-unreachable-registry": (PIN, ["127.0.0.1:9/nim/llm:1.0", "--env", "dev", "--workload", "llama-3-1-8b", "--plain-http"], {}),
+    "pin-unknown-workload": (PIN, ["nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3", "--env", "dev", "--workload", "gpt-9"], {}),
+    "pin-bad-platform": (PIN, ["nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3", "--env", "dev", "--workload", "llama-3-1-8b", "--platform", "amd64"], {}),
+    "pin-no-tag": (PIN, ["nvcr.io/nim/meta/llama-3.1-8b-instruct", "--env", "dev", "--workload", "llama-3-1-8b"], {}),
     "verify-trusted-outputs": (VERIFY, ["dev", "llama-3-1-8b", "--trusted-outputs", "{tmp}/missing.json"], {}),
 }
 
@@ -128,10 +133,18 @@ def test_the_reported_cloud_cidr_error_through_the_real_entry_point(tmp_path: Pa
 def test_what_the_messages_tell(driven) -> None:
     _, printed, _ = driven
     # an unknown environment lists the known ones, in every command
-    assert printed["policy-unknown-environment"] == ["staging-trusted: no stack file stacks/Pulumi.staging-trusted.yaml (environments there: dev, prod)"]
-    assert printed["up-unknown-environment"] == ["error: unknown environment 'staging': expected one of dev, prod"]
-    assert printed["verify-unknown-environment"] == ["error: unknown environment 'staging': expected one of dev, prod"]
+    known = known_environments()
+    assert printed["policy-unknown-environment"] == [f"{UNKNOWN_ENV}-trusted: no stack file stacks/Pulumi.{UNKNOWN_ENV}-trusted.yaml (environments there: {known})"]
+    assert printed["up-unknown-environment"] == [f"error: unknown environment '{UNKNOWN_ENV}': expected one of {known}"]
+    assert printed["verify-unknown-environment"] == [f"error: unknown environment '{UNKNOWN_ENV}': expected one of {known}"]
     assert printed["verify-unknown-model"] == ["error: unknown model 'gpt-9' in dev-cloud: expected one of llama-3-1-8b, mistral-7b"]
+    assert printed["pin-no-tag"] == [
+        "error: 'nvcr.io/nim/meta/llama-3.1-8b-instruct' names no tag or digest: give the release to pin, like nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3"]
+    # a workload given secrets with no pinned process is told the command that pins it
+    assert printed["trusted-unpinned-process"] == [
+        "dev-trusted: workloads[1].args: is unset, but workload mistral-7b receives KBS resources: pin its image's process with "
+        "`python -m scripts.pin_workload nvcr.io/nim/mistralai/mistral-7b-instruct-v0.3@sha256:5de10d5a6f4253c86eb3e62b3a0e39db0dafc65bc2d4d8f193cd44673c62cace "
+        "--env dev --workload mistral-7b --write`"]
     # the right size in the wrong case is told its spelling, not that it is no confidential size
     assert printed["cloud-lower-case-size"] == [
         "dev-cloud: models[0].machineType: standard_ncc40ads_h100_v5 is written in the wrong case: write Standard_NCC40ads_H100_v5"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 
 from scripts import plan, preflight, preview_pr, up
 from scripts.offline import policy
+from scripts.policy_diff import __main__ as policy_diff
 from scripts.offline.stackfile import STACKS_DIR, StackFileError, read_stack_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,6 +25,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "python -m scripts.offline.policy": policy.main,
     "python -m scripts.preview_pr": preview_pr.main,
     "python -m scripts.up": up.main,
+    "python -m scripts.policy_diff": policy_diff.main,
 }
 
 
@@ -51,7 +55,7 @@ def test_a_missing_environment_is_one_line(prog: str, capsys: pytest.CaptureFixt
     assert usage_error(COMMANDS[prog], [], capsys) == f"{prog}: error: the following arguments are required: env (see --help)"
 
 
-@pytest.mark.parametrize("prog", ["python -m scripts.plan", "python -m scripts.preflight", "python -m scripts.offline.policy"])
+@pytest.mark.parametrize("prog", ["python -m scripts.plan", "python -m scripts.preflight", "python -m scripts.offline.policy", "python -m scripts.policy_diff"])
 @pytest.mark.parametrize("env", ["../dev", "", "dev/x"])
 def test_an_environment_that_is_no_stack_name_is_refused(prog: str, env: str, capsys: pytest.CaptureFixture[str]) -> None:
     line = usage_error(COMMANDS[prog], [env], capsys)
@@ -169,3 +173,49 @@ def test_preview_output_in_a_missing_directory_fails_before_any_preview(tmp_path
 def test_preview_output_that_cannot_be_written_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert preview_pr.main(["--recorded", str(RECORDED_PR), "--output", str(tmp_path)]) == 2
     assert one_error_line(capsys) == f"error: --output {tmp_path}: Is a directory"
+
+
+def _commands() -> list[str]:
+    """Every `python -m scripts.…` command: the modules under scripts/ with a `main`."""
+    found = []
+    for path in sorted((ROOT / "scripts").rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        if path.name != "__init__.py" and re.search(r"^def main\(", path.read_text(), re.M):
+            found.append(module)
+    return found
+
+
+@pytest.mark.parametrize("module", _commands())
+def test_every_option_of_every_command_says_what_it_does(module: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        importlib.import_module(module).main(["--help"])
+    assert exited.value.code == 0
+    help_text = capsys.readouterr().out
+    lines = help_text.splitlines()
+    # argparse lists each argument on a line of its own, its description beside it or on the next,
+    # more indented line; an argument followed by another argument or a section break has none.
+    listed = [i for i, line in enumerate(lines) if re.match(r"^  \S", line) and not line.startswith("  -h, --help")]
+    assert listed, help_text
+    bare = [lines[i].strip() for i in listed if not re.match(r"^  \S+(?: \S+)*  +\S", lines[i])
+            and not (i + 1 < len(lines) and re.match(r"^ {5,}\S", lines[i + 1]))]
+    assert bare == [], f"{module} --help lists arguments without a description"
+
+
+def test_bench_counts_in_words() -> None:
+    from scripts.bench import render
+
+    assert render([], "dev", 1).splitlines()[0].startswith("scripts.bench: dev, 1 pair per size,")
+    assert render([], "dev", 5).splitlines()[0].startswith("scripts.bench: dev, 5 pairs per size,")
+
+
+def test_commands_run_from_outside_the_repository(tmp_path: Path) -> None:
+    # requirements-dev.txt installs the project (`-e .`): the README's commands work from any directory and
+    # still find the stack files of the clone.
+    import subprocess
+    import sys
+
+    from tests.stack_edits import UNKNOWN_ENV, known_environments
+
+    done = subprocess.run([sys.executable, "-m", "scripts.plan", UNKNOWN_ENV], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert (done.returncode, done.stderr.strip()) == (
+        2, f"{UNKNOWN_ENV}-trusted: no stack file stacks/Pulumi.{UNKNOWN_ENV}-trusted.yaml (environments there: {known_environments()})")

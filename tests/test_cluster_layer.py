@@ -391,12 +391,12 @@ def test_operators_install_in_parallel(run):
 def test_outputs_name_urls_runtime_class_and_referenced_resources(run):
     assert run.outputs["models"] == {
         "llama-3-1-8b": {
-            "inClusterUrl": "https://llama-3-1-8b-predictor.llama-3-1-8b.svc.cluster.local",
+            "inClusterUrl": "https://llama-3-1-8b-predictor.llama-3-1-8b.svc.cluster.local:80",
             "externalUrl": "https://llama-3-1-8b-llama-3-1-8b.apps.confai-dev.eastus2.aroapp.io",
             "workload": "llama-3-1-8b",
         },
         "mistral-7b": {
-            "inClusterUrl": "https://mistral-7b-predictor.mistral-7b.svc.cluster.local",
+            "inClusterUrl": "https://mistral-7b-predictor.mistral-7b.svc.cluster.local:80",
             "externalUrl": "https://mistral-7b-mistral-7b.apps.confai-dev.eastus2.aroapp.io",
             "workload": "mistral-7b",
         },
@@ -441,7 +441,7 @@ def test_undeployed_trusted_stack_stops_before_any_resource():
         (trusted_outputs(), {"models": [{**MODEL, "workload": "mistral-7b", "hostname": model_hosts("mistral-7b")[0]}]}, "models[0].image: nvcr.io/nim/meta/llama-3.1-8b-instruct is not the repository of workload mistral-7b's pinned image " + MISTRAL_IMAGE),
         (trusted_outputs(), {"models": [{**MODEL, "image": "nvcr.io/nim/meta/llama-3.1-70b-instruct:1.3.3"}]}, "models[0].image: nvcr.io/nim/meta/llama-3.1-70b-instruct is not the repository of workload llama-3-1-8b's pinned image " + WORKLOAD_IMAGE),
         (with_workload("llama-3-1-8b", workload_output(gpus=2)), {}, "models[0].gpus: workload llama-3-1-8b is declared with 2 GPUs; the model asks for 1"),
-        (with_workload("llama-3-1-8b", {"image": WORKLOAD_IMAGE}), {}, "trustedStack: organization/confidential-ai/dev-trusted output workloads.llama-3-1-8b lacks initdata, initdataDigest, initdataPcr8, resources, gpus, sealedSecrets (update the trusted stack first)"),
+        (with_workload("llama-3-1-8b", {"image": WORKLOAD_IMAGE}), {}, "trustedStack: organization/confidential-ai/dev-trusted output workloads.llama-3-1-8b lacks initdata, initdataDigest, initdataPcr8, resources, gpus, sealedSecrets, imageEnv (update the trusted stack first)"),
         (with_workload("mistral-7b", workload_output(NVCR_CREDENTIALS_URI, MISTRAL_IMAGE, ("ngc-api-key",), name="mistral-7b")), {"imagePull": {"mode": "kbs"}, "nvcrPullKey": None}, "models[0].workload: imagePull.mode kbs needs workload llama-3-1-8b to set registryCredentials: nvcr-credentials on organization/confidential-ai/dev-trusted (its cdh.toml has no authenticated_registry_credentials_uri = 'kbs:///default/nvcr/credentials')"),
     ],
 )

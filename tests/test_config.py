@@ -48,7 +48,38 @@ def test_missing_required_key_is_named():
 
 
 def test_unknown_key_is_named():
-    assert problems("dev-cloud", set={"peerPods.instanceSize": "Standard_DC4as_v5"}) == ["dev-cloud: peerPods.instanceSize: unknown key"]
+    assert problems("dev-cloud", set={"peerPods.zzUnknown": "Standard_DC4as_v5"}) == ["dev-cloud: peerPods.zzUnknown: unknown key"]
+
+
+def test_a_misspelt_key_is_told_the_key_it_resembles_and_nothing_else():
+    config, secret_keys = example_config("dev-cloud")
+    raw = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("confidential-ai:")}
+    raw["netwrok"] = raw.pop("network")
+    with pytest.raises(ConfigError) as err:
+        load("dev-cloud", raw, [k.split(":", 1)[1] for k in secret_keys])
+    # Not also "network: required key is missing": the typo is the one thing to fix.
+    assert err.value.lines() == ["dev-cloud: netwrok: unknown key; did you mean network?"]
+
+
+def test_misspelt_keys_inside_sections_and_list_items_get_suggestions():
+    lines = problems("dev-cloud", set={"peerPods.instanceSize": "Standard_DC4as_v5", "models.0.gpuz": 1}, delete=("models.0.gpus",))
+    assert lines == [
+        "dev-cloud: peerPods.instanceSize: unknown key; did you mean instanceSizes?",
+        "dev-cloud: models[0].gpuz: unknown key; did you mean gpus?",
+    ]
+    lines = problems("dev-trusted", set={"kbs.operatr": {}}, delete=("kbs.operator",))
+    assert lines == ["dev-trusted: kbs.operatr: unknown key; did you mean operator?"]
+
+
+def test_a_number_where_text_is_expected_says_to_quote_it():
+    assert problems("dev-cloud", set={"cluster.aro.version": 4.2}) == [
+        'dev-cloud: cluster.aro.version: is a number in YAML, but text is expected: put the value in quotes ("4.20", not 4.20)'
+    ]
+
+
+def test_the_quote_hint_never_echoes_the_value_which_may_be_a_secret():
+    (line,) = problems("dev-trusted", set={"kbsSecrets.ngc-api-key": 987654321})
+    assert line.startswith("dev-trusted: kbsSecrets.ngc-api-key: is a number in YAML") and "987654321" not in line
 
 
 def test_overlapping_cidrs_rejected():

@@ -67,3 +67,9 @@ def test_a_key_added_to_a_model_shows_up(monkeypatch):
     extended.model_fields["allow_debug"].description = "Lets the guest be debugged."
     monkeypatch.setattr(config_reference.TrustedConfig.model_fields["agent_policy"], "annotation", extended)
     assert "| `agentPolicy.allowDebug` | bool | `false` | Lets the guest be debugged. |" in config_reference.render()
+
+
+def test_every_named_value_type_says_what_a_value_looks_like():
+    types = dict(re.findall(r"^- `([^`]+)`: (.*)$", reference(), re.M))
+    assert types, "the reference lists its named value types"
+    assert [name for name, text in types.items() if text.strip() in ("", name)] == []

@@ -123,9 +123,12 @@ def test_the_trusted_policy_runs_the_nim_container_the_cloud_plans(plan, model):
     spec = {**runtime_container, "env": [*runtime_container["env"], *predictor["model"].get("env", [])],
             "volumeMounts": [*runtime_container["volumeMounts"], *predictor["model"].get("volumeMounts", [])]}
     volumes = [*_object(cloud, "ServingRuntime", f"{model}-nim").inputs["spec"]["volumes"], *predictor.get("volumes", [])]
-    # The example pins an image without listing its environment; the request carries only Kubernetes' and ours.
-    request = pod_container(spec, volumes, image_env=("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",))
-    request["storages"][0]["source"] = trusted.outputs["workloads"][model]["image"]
+    # The runtime starts the image's own process in its working directory, with its own environment first:
+    # what the trusted stack pinned and publishes.
+    pinned = trusted.outputs["workloads"][model]
+    request = pod_container(spec, volumes, image_env=tuple(pinned["imageEnv"]))
+    request["OCI"]["Process"]["Args"], request["OCI"]["Process"]["Cwd"] = pinned["args"], pinned["workingDir"]
+    request["storages"][0]["source"] = pinned["image"]
     # NIM serves TLS inside the pod VM: its settings, the sealed key's Secret and the certificate's ConfigMap.
     assert {nim.TLS_KEY_DIR, nim.TLS_CERT_DIR} <= {m["destination"] for m in request["OCI"]["Mounts"]}
     assert "NIM_SSL_MODE=TLS" in request["OCI"]["Process"]["Env"]

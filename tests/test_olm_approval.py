@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from components.olm import hold_pin
-from components.olm_approval import Decision, approval_step, choose_install_plan
+from components.olm_approval import Decision, approval_step, choose_install_plan, installed_csv
 
 OLM = Path(__file__).parent / "fixtures" / "olm"
 RHODS, RHODS_CSV = "rhods-operator", "rhods-operator.3.4.3"
@@ -128,3 +128,58 @@ def test_hold_pin_stops_on_a_pin_olm_does_not_offer():
 def test_hold_pin_times_out_with_the_last_reason():
     with pytest.raises(RuntimeError, match=r"not installed after 0 s: no InstallPlan lists"):
         hold_pin(FakeOlm([], OSC_CSV), "ns", OSC, OSC_CSV, 0, sleep=lambda _: None)
+
+
+# --- refresh: which CSV the namespace really runs ------------------------------------------------
+
+
+def csv_named(name: str, phase: str = "Succeeded", copied_from: str | None = None) -> dict[str, Any]:
+    csv = recorded("csv-succeeded.json")
+    csv["metadata"]["name"] = name
+    csv["status"]["phase"] = phase
+    if copied_from:
+        csv["metadata"].setdefault("labels", {})["olm.copiedFrom"] = copied_from
+    return csv
+
+
+@pytest.mark.parametrize(
+    "csvs, expected",
+    [
+        ([csv_named(RHODS_CSV)], RHODS_CSV),
+        ([csv_named("rhods-operator.3.4.4")], "rhods-operator.3.4.4"),
+        ([csv_named(RHODS_CSV, "Replacing"), csv_named("rhods-operator.3.4.4")], "rhods-operator.3.4.4"),
+        ([csv_named("rhods-operator.3.4.10"), csv_named("rhods-operator.3.4.9")], "rhods-operator.3.4.10"),
+        ([csv_named(RHODS_CSV, "Failed")], ""),
+        ([csv_named("rhods-operator.3.4.4", copied_from="other-namespace")], ""),
+        ([csv_named(OSC_CSV)], ""),
+        ([], ""),
+    ],
+    ids=["pin-running", "moved", "moved-pin-replacing", "newest-by-version", "pin-failed", "copied-csv", "other-package", "none"],
+)
+def test_installed_csv_is_what_the_namespace_runs(csvs, expected):
+    assert installed_csv(csvs, RHODS, RHODS_CSV) == expected
+
+
+class FakeCsvApi:
+    def __init__(self, csvs: list[dict[str, Any]]):
+        self.csvs = csvs
+
+    def cluster_service_versions(self, namespace: str) -> list[dict[str, Any]]:
+        return copy.deepcopy(self.csvs)
+
+
+def test_a_refresh_sees_a_csv_that_moved_and_the_next_up_shows_it(monkeypatch):
+    from components import olm
+
+    provider = olm._InstallPlanApprover()
+    state = {"namespace": "redhat-ods-operator", "package": RHODS, "csv": RHODS_CSV, "installPlan": "install-q9w4m",
+             "kubeconfig": "apiVersion: v1", "timeoutSeconds": 1800}
+    inputs = {k: v for k, v in state.items() if k != "installPlan"}
+    monkeypatch.setattr(olm, "_OlmApi", lambda kubeconfig: FakeCsvApi([csv_named(RHODS_CSV)]))
+    read = provider.read("redhat-ods-operator/rhods-operator", state)
+    assert read.outs == state and not provider.diff(read.id, read.outs, inputs).changes
+    monkeypatch.setattr(olm, "_OlmApi", lambda kubeconfig: FakeCsvApi([csv_named("rhods-operator.3.4.4")]))
+    read = provider.read("redhat-ods-operator/rhods-operator", state)
+    assert read.outs["csv"] == "rhods-operator.3.4.4"
+    diff = provider.diff(read.id, read.outs, inputs)
+    assert diff.changes and not diff.replaces, "an update holds the pin again (and fails with OLM's reason if it cannot)"

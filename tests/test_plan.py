@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from scripts.offline.stackfile import PLACEHOLDER_PREFIX, STACKS_DIR
 from scripts import plan
 from scripts.plan import dump_manifest, kubernetes_manifests, main, plan_environment, write_plan
+from tests.stack_edits import UNKNOWN_ENV, known_environments
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,8 +55,10 @@ def test_manifests_are_kubernetes_objects(planned):
         if manifest["kind"] == "Secret":
             for field in ("data", "stringData"):
                 value = manifest.get(field, {})
-                # A field secret as a whole stays one "[secret]", never spelt out as keys.
-                assert value == "[secret]" or (set(value.values()) <= {"[secret]"} and "[" not in value), path.name
+                # A field secret as a whole stays one "[secret]", never spelt out as keys; a value is redacted
+                # unless it is a sealed pointer, shown as the KBS resource it names.
+                assert value == "[secret]" or "[" not in value, path.name
+                assert all(v == "[secret]" or re.fullmatch(r"sealed pointer -> kbs:///default/[^/]+/[^/]+", v) for v in dict(value).values()), path.name
 
 
 # Keys the consumers read: CAA reads peer-pods-secret's AZURE_* (OSC), NIM reads NGC_API_KEY, kubelet
@@ -63,8 +66,6 @@ def test_manifests_are_kubernetes_objects(planned):
 SECRET_KEYS = {
     "cloud": {
         "openshift-sandboxed-containers-operator--secret--peer-pods-secret.yaml": ["AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_SUBSCRIPTION_ID", "AZURE_TENANT_ID"],
-        "llama-3-1-8b--secret--llama-3-1-8b-ngc-api-key.yaml": ["NGC_API_KEY"],
-        "llama-3-1-8b--secret--llama-3-1-8b-nvcr-pull.yaml": [".dockerconfigjson"],
     },
     "trusted": {
         "trustee-operator-system--secret--ngc-api-key.yaml": ["api-key"],
@@ -85,6 +86,16 @@ def test_secret_manifests_keep_their_key_names_with_redacted_values(planned):
         manifest = yaml.safe_load(path.read_text())
         keys = [*manifest.get("data", {}), *manifest.get("stringData", {})]
         assert keys and all(SECRET_KEY_NAME.match(key) for key in keys), f"{path.name}: {keys}"
+
+
+def test_a_sealed_pointer_shows_as_the_kbs_resource_it_names_and_real_secrets_stay_redacted(example_plan):
+    cloud = next(run for run in example_plan("dev") if run.stack == "dev-cloud")
+    secrets = {name: manifest.get("stringData") for name, manifest in kubernetes_manifests(cloud) if manifest["kind"] == "Secret"}
+    # The cloud cluster holds pointers, not the NGC key or the serving key: the plan says so.
+    assert secrets["llama-3-1-8b--secret--llama-3-1-8b-ngc-api-key.yaml"] == {"NGC_API_KEY": "sealed pointer -> kbs:///default/ngc-api-key/api-key"}
+    assert secrets["llama-3-1-8b--secret--llama-3-1-8b-tls-key.yaml"] == {"tls.key": "sealed pointer -> kbs:///default/inference-tls-keys/llama-3-1-8b"}
+    # A pull credential is a real secret of the cloud stack's own.
+    assert secrets["llama-3-1-8b--secret--llama-3-1-8b-nvcr-pull.yaml"] == {".dockerconfigjson": "[secret]"}
 
 
 def test_manifests_parse_back_to_what_the_stack_sends(planned, example_plan):
@@ -137,16 +148,12 @@ def test_plan_prints_a_tree_per_stack_and_the_programs_warnings(capsys, tmp_path
     printed = capsys.readouterr()
     assert printed.out.startswith("dev-trusted: ")
     assert "\ndev-cloud: " in printed.out
-    # dev pins no SNP launch measurement nor its workloads' processes (stacks/trusted.py warns): a line each, on stderr.
-    assert [line for line in printed.err.splitlines() if line.startswith("warning: ")] == [
-        "warning: dev-trusted: referenceValues.measurements is empty: the CPU policy does not check the SNP launch "
-        "measurement of Azure's paravisor; list it (docs/trusted-cluster.md) and set referenceValues.requireMeasurement: true",
-        *(
-            f"warning: dev-trusted: workloads[{i}].args is unset: the host chooses which process workload {name}'s image runs, "
-            "with its secrets in reach; pin the image's entrypoint and cmd (docs/security-model.md)"
-            for i, name in enumerate(["llama-3-1-8b", "mistral-7b"])
-        ),
+    # dev declares why it pins no SNP launch measurement: a note, on stderr; its workloads pin their processes: no warning.
+    assert [line for line in printed.err.splitlines() if line.startswith("note: ")] == [
+        "note: dev-trusted: referenceValues.measurements is empty on purpose (dev pod VMs not measured yet): the CPU policy "
+        "accepts any SNP launch measurement of Azure's paravisor",
     ]
+    assert [line for line in printed.err.splitlines() if line.startswith("warning: ")] == []
 
 
 def test_broken_config_exits_2_with_one_line_per_problem(tmp_path):
@@ -171,11 +178,11 @@ def test_broken_config_exits_2_with_one_line_per_problem(tmp_path):
 
 def test_unknown_environment_is_one_line(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "scripts.plan", "staging", "--out", str(tmp_path)],
+        [sys.executable, "-m", "scripts.plan", UNKNOWN_ENV, "--out", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == "staging-trusted: no stack file stacks/Pulumi.staging-trusted.yaml (environments there: dev, prod)"
+    assert result.stderr.strip() == f"{UNKNOWN_ENV}-trusted: no stack file stacks/Pulumi.{UNKNOWN_ENV}-trusted.yaml (environments there: {known_environments()})"
 
 
 # Text that trips YAML emitters: indicators, quotes, blank lines, tabs, non-ASCII, control characters.

@@ -665,7 +665,9 @@ def test_dev_reference_values_affirm_a_guest_measuring_the_dev_initdata(cpu_inpu
     reference = run.named("kbs-rvps-reference-values", "kubernetes:core/v1:ConfigMap").inputs["data"]["reference_value"]
     rv = {name: json.loads(base64.urlsafe_b64decode(record))["value"] for name, record in json.loads(reference).items()}
     workload = config.workloads[0]
-    initdata = render_initdata(InitdataArgs(config.kbs.url, run.outputs["kbsCaCert"], AgentPolicyArgs(workload.image, config.agent_policy.allow_read_stream, writable_dirs=nim.WRITABLE_DIRS)))
+    initdata = render_initdata(InitdataArgs(config.kbs.url, run.outputs["kbsCaCert"], AgentPolicyArgs(
+        workload.image, config.agent_policy.allow_read_stream, args=tuple(workload.args), image_env=tuple(workload.image_env), writable_dirs=nim.WRITABLE_DIRS
+    )))
     assert initdata.pcr8 == run.outputs["workloads"][workload.name]["initdataPcr8"]
     evidence = copy.deepcopy(cpu_input)
     tpm = evidence["az-snp-vtpm"]["tpm"]

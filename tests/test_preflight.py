@@ -41,7 +41,7 @@ from urllib3.response import HTTPResponse
 
 from scripts import preflight
 from stacks import versions
-from scripts.preflight import AzureClients, CannotRun, Result, kbs_tls, live_clients, load_config, main, run_checks
+from scripts.preflight import AzureClients, CannotRun, Result, kbs_tls, live_clients, load_config, main, run_checks, token_problem
 
 RECORDED = Path(__file__).parent / "fixtures" / "azure"
 
@@ -228,7 +228,7 @@ def test_recorded_dev_environment_passes_every_azure_check(dev_config, azure):
     # 3 x D8s_v5 masters + 3 x D4s_v5 workers, plus the 8-vCPU bootstrap machine regionally.
     assert results["quota for the ARO control plane and workers"].detail == "36 vCPUs of standardDSv5Family, 44 vCPUs of cores"
     assert results["Microsoft.RedHatOpenShift provider registered"].ok
-    assert results["pod VM image 1.0.0 available in eastus2"].detail == "replicated to East US 2, West Europe"
+    assert results["pod VM image 1.0.0 available in eastus2"].detail == "replicated to East US 2, West Europe, confidential-ai-gpu=h100-cc"
     assert ("gallery_image_version", ("confidential-ai-dev", "PodVMGallery", "podvm-image", "1.0.0")) in azure.requests
     assert ("resource_skus", ("location eq 'eastus2'",)) in azure.requests
 
@@ -466,3 +466,120 @@ def _pulumi_answers(monkeypatch, answer) -> None:
 def test_trusted_outputs_from_the_cli_fail_as_one_line(monkeypatch, answer, expected):
     _pulumi_answers(monkeypatch, answer)
     assert preflight.trusted_outputs(load_config("dev")) == expected
+
+
+# --- GPU pod VM image: built for H100 confidential computing -------------------------------------
+
+
+@pytest.mark.parametrize("tags, detail", [
+    ({"env": "dev"}, "no confidential-ai-gpu tag: a GPU model needs an image built for H100 confidential computing"),
+    ({"confidential-ai-gpu": "none"}, "tagged confidential-ai-gpu=none: a GPU model needs an image built for H100 confidential computing"),
+])
+def test_a_gpu_model_needs_an_image_version_tagged_for_h100_cc(dev_config, azure, tags, detail):
+    azure.bodies["gallery_image_version"]["tags"] = tags
+    (failed,) = failures(dev_config, azure)
+    assert (failed.check, failed.detail) == ("pod VM image 1.0.0 available in eastus2", detail)
+    assert failed.fix == "publish a version with the CC-mode NVIDIA driver and a CDI spec, tagged confidential-ai-gpu=h100-cc (docs/azure.md)"
+
+
+def test_a_community_gpu_image_is_checked_by_its_artifact_tags(azure):
+    prod = load_config("prod")
+    del azure.bodies["community_gallery_image_version"]["properties"]["artifactTags"]
+    (failed,) = failures(prod, azure)
+    assert failed.detail == "no confidential-ai-gpu tag: a GPU model needs an image built for H100 confidential computing"
+
+
+def test_without_gpu_models_the_tag_is_not_asked_for(dev_config, azure):
+    cpu_only = dev_config.model_copy(update={"models": [m for m in dev_config.models if m.machine_type != "Standard_NCC40ads_H100_v5"]})
+    azure.bodies["gallery_image_version"]["tags"] = {}
+    assert failures(cpu_only, azure) == []
+
+
+# --- Telling credential failures apart, against real HTTPS on 127.0.0.1 ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sign_in_service(tmp_path_factory):
+    """A stand-in for Azure's sign-in service (Microsoft Entra ID) over real TLS: it publishes its OpenID
+    configuration and refuses every client secret as Entra ID does (HTTP 401, `invalid_client`, AADSTS7000215;
+    the shape MSAL reads, learn.microsoft.com entra identity-platform reference-error-codes)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.tls_fixtures import ca, server_certificate
+
+    authority = ca("sign-in-ca", "Sign-in test CA")
+    cert, key = server_certificate("sign-in", authority, ["localhost"])
+    directory = tmp_path_factory.mktemp("sign-in")
+    (directory / "ca.pem").write_text(authority[0])
+    (directory / "cert.pem").write_text(cert + key)
+
+    class SignIn(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _json(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):  # noqa: N802
+            base = f"https://localhost:{self.server.server_port}/{TENANT}"
+            self._json(200, {"issuer": f"{base}/v2.0", "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                             "token_endpoint": f"{base}/oauth2/v2.0/token"})
+
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self._json(401, {"error": "invalid_client", "error_codes": [7000215],
+                             "error_description": "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value."})
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(directory / "cert.pem")
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), SignIn)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"https://localhost:{httpd.server_port}", str(directory / "ca.pem")
+    httpd.shutdown()
+
+
+TENANT = "9a7b6c5d-4e3f-4a1b-8c2d-0e1f2a3b4c5d"
+
+
+def _secret_credential(authority: str, ca_file: str | bool = True):
+    from azure.identity import ChainedTokenCredential, ClientSecretCredential, EnvironmentCredential
+
+    # An unconfigured EnvironmentCredential first, as in DefaultAzureCredential: it is skipped, not reported.
+    secret = ClientSecretCredential(TENANT, "4f6a8c2e-1d3b-4e5f-9a7c-2b4d6e8f0a13", "not-the-secret", authority=authority,
+                                    disable_instance_discovery=True, connection_verify=ca_file, retry_total=0)
+    return ChainedTokenCredential(EnvironmentCredential(), secret)
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_refused_credentials_are_told_apart_from_missing_ones(sign_in_service, monkeypatch):
+    for variable in ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_USERNAME"):
+        monkeypatch.delenv(variable, raising=False)
+    authority, ca_file = sign_in_service
+    problem = token_problem(_secret_credential(authority, ca_file))
+    assert problem.startswith("Azure refused the credentials of ClientSecretCredential: ")
+    assert "AADSTS7000215" in problem and "\n" not in problem
+
+
+def test_an_unreachable_sign_in_service_is_a_network_failure_not_missing_credentials(monkeypatch):
+    monkeypatch.delenv("AZURE_CLIENT_ID", raising=False)
+    problem = token_problem(_secret_credential(f"https://localhost:{_closed_port()}"))
+    assert problem.startswith("cannot reach Azure's sign-in service (ClientSecretCredential: ")
+    assert "check the network, DNS or HTTPS_PROXY" in problem and "\n" not in problem
+
+
+def test_no_configured_credential_is_missing_credentials(monkeypatch):
+    from azure.identity import ChainedTokenCredential, EnvironmentCredential
+
+    monkeypatch.delenv("AZURE_CLIENT_ID", raising=False)
+    assert token_problem(ChainedTokenCredential(EnvironmentCredential())).startswith("no Azure credentials: run `az login`")

@@ -17,6 +17,9 @@ from typing import Any
 import pytest
 
 from scripts import preview_pr as pp
+from scripts import preview_sources as ps
+from scripts.policy_diff.releases import Release
+from scripts.policy_diff.report import PolicyDiff
 from scripts.pulumi_cli import AutomationPulumi, Preview, read_event_log
 from tests import fake_pulumi
 
@@ -62,7 +65,7 @@ STEP_KEYS = {"op", "urn", "provider", "oldState", "newState", "diffReasons", "re
 DIFF_KINDS = {"add", "add-replace", "delete", "delete-replace", "update", "update-replace"}
 
 
-@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*/*.json")), ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", sorted(p for p in FIXTURES.glob("*/*.json") if not p.name.endswith(ps.POLICY_DIFF_SUFFIX)), ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_fixtures_have_the_preview_json_shape(path: Path) -> None:
     digest = json.loads(path.read_text())
     assert set(digest) <= DIGEST_KEYS and isinstance(digest["duration"], int)
@@ -385,9 +388,9 @@ def commit(repo: Path, files: list[str]) -> None:
 ], ids=lambda v: ",".join(v) if isinstance(v, list) else v)
 def test_affected_stacks_from_a_branch(repo: Path, files: list[str], expected: list[str]) -> None:
     commit(repo, files)
-    stacks = pp.discover_stacks(repo)
+    stacks = ps.discover_stacks(repo)
     assert stacks == STACKS
-    affected = pp.affected_stacks(pp.changed_files("main", repo), stacks)
+    affected = ps.affected_stacks(ps.changed_files("main", repo), stacks)
     assert list(affected) == expected
 
 
@@ -396,7 +399,7 @@ def test_changes_made_on_the_base_after_branching_do_not_count(repo: Path) -> No
     git(repo, "checkout", "-q", "main")
     commit(repo, ["components/aro.py"])
     git(repo, "checkout", "-q", "feature")
-    assert pp.changed_files("main", repo) == ["README.md"]
+    assert ps.changed_files("main", repo) == ["README.md"]
 
 
 def test_docs_only_pull_request_needs_no_pulumi(repo: Path) -> None:
@@ -439,3 +442,96 @@ def test_a_failure_is_said_on_stderr_too(capsys: pytest.CaptureFixture[str]) -> 
                                        "(details in the comment)\n")
     assert comment_for(DRIFT, "--drift")[0] == 1
     assert capsys.readouterr().err == "error: prod-cloud drifted from its resources (details in the comment)\n"
+
+
+# --- the policy diff at the head of the comment ------------------------------------------------
+
+
+def test_the_comment_opens_with_who_gains_and_loses_which_secret(pr_comment: str) -> None:
+    """Gains first (danger), then losses (outage risk), then attestation changes, all before the stacks."""
+    order = ["### Who gets which secret in `dev`", "#### Gains", "#### Losses", "#### Attestation decisions that change",
+             "#### Reference values", "**2 stacks** affected"]
+    assert [pr_comment.index(heading) for heading in order] == sorted(pr_comment.index(heading) for heading in order)
+    assert table_rows(pr_comment, "#### Gains") == [["+", "`llama-3-1-8b`", "`ngc-api-key`", "0"], ["+", "`mistral-7b`", "`ngc-api-key`", "0"]]
+    assert table_rows(pr_comment, "#### Losses") == [["−", "`llama-3-1-8b`", "`model-key`", "1"]]
+    assert table_rows(pr_comment, "#### Attestation decisions that change")[0][:4] == [
+        "newly refused", "`genuine-genoa`: a genuine pod VM on AMD Genoa (CPUID 19h model 11h), the processor of Standard_NCC40ads_H100_v5",
+        "CPU policy", "hardware"]
+
+
+def with_policy_diff(tmp_path: Path, source: Path, diff: dict[str, Any]) -> Path:
+    for recorded in source.iterdir():
+        if not recorded.name.endswith(ps.POLICY_DIFF_SUFFIX):
+            (tmp_path / recorded.name).write_text(recorded.read_text())
+    (tmp_path / f"{diff['environment']}{ps.POLICY_DIFF_SUFFIX}").write_text(json.dumps(diff))
+    return tmp_path
+
+
+def test_a_policy_diff_without_changes_adds_nothing(tmp_path: Path) -> None:
+    empty = PolicyDiff("dev", "origin/main").as_json()
+    comment = comment_for(with_policy_diff(tmp_path, PR, empty))[1]
+    assert "Who gets which secret" not in comment
+    assert comment.index("## Pulumi preview\n\n**2 stacks** affected") > 0
+
+
+def test_a_release_to_an_unknown_pod_vm_is_called_out(tmp_path: Path) -> None:
+    diff = PolicyDiff("dev", "origin/main", gains=[Release("", "<unknown>", "ngc-api-key", 0), Release("", "mistral-7b", "model-key", 1)])
+    comment = comment_for(with_policy_diff(tmp_path, PR, diff.as_json()))[1]
+    assert "> **A pod VM measuring no declared workload would receive `ngc-api-key`**" in comment
+    assert table_rows(comment, "#### Gains") == [["🚨", "`&lt;unknown>`", "`ngc-api-key`", "0"], ["+", "`mistral-7b`", "`model-key`", "1"]]
+
+
+def test_drift_reports_what_main_would_change_against_the_deployed_commit_without_failing_for_it(tmp_path: Path) -> None:
+    diff = json.loads((PR / f"dev{ps.POLICY_DIFF_SUFFIX}").read_text()) | {"environment": "prod", "base": "deployed/prod (0123456789ab)"}
+    status, comment = comment_for(with_policy_diff(tmp_path, DRIFT, diff), "--drift")
+    assert status == comment_for(DRIFT, "--drift")[0]
+    assert "### Who gets which secret in `prod`\n\nAgainst deployed/prod (0123456789ab)" in comment and table_rows(comment, "#### Losses") == [["−", "`llama-3-1-8b`", "`model-key`", "1"]]
+
+
+class _FailingPolicyDiff(ps.RecordedSource):
+    def policy_diff(self, env: str, base: str, merge_base: bool = True) -> PolicyDiff | None:
+        raise ps.PolicyDiffError(f"planning {env} at 0123456789ab failed: dev-trusted: kbs.url must be https")
+
+
+def test_a_policy_diff_that_fails_is_said_and_fails_the_run() -> None:
+    comment, failures = pp.run(pp.parse_args(["--recorded", str(PR)]), _FailingPolicyDiff(PR))
+    assert "> The policy diff of `dev` failed: planning dev at 0123456789ab failed: dev-trusted: kbs.url must be https" in comment
+    assert failures[-1] == "the policy diff of dev failed: planning dev at 0123456789ab failed: dev-trusted: kbs.url must be https"
+
+
+def test_environments_are_those_whose_trusted_stack_is_affected() -> None:
+    assert ps.environments_of(["dev-trusted", "dev-cloud", "prod-cloud", "prod-trusted"]) == ["dev", "prod"]
+
+
+def test_a_fleet_wide_change_is_cut_to_a_readable_table(tmp_path: Path) -> None:
+    gains = [Release("", f"model-{i:03}", "ngc-api-key", 0) for i in range(120)]
+    comment = comment_for(with_policy_diff(tmp_path, PR, PolicyDiff("dev", "origin/main", gains=gains).as_json()))[1]
+    assert len(table_rows(comment, "#### Gains")) == 50
+    assert "_Only the first 50 of 120 shown: `python -m scripts.policy_diff dev` lists all._" in comment
+
+
+def test_uncommitted_changes_are_said_since_the_comparison_leaves_them_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = tmp_path / "repo"
+    (repo / "stacks").mkdir(parents=True)
+    (repo / "stacks" / "Pulumi.dev-trusted.yaml").write_text("config: {}\n")
+    git = lambda *args: subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)  # noqa: E731
+    git("init", "-q", "-b", "main")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "base")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "stack")
+    assert ps.uncommitted_files(repo) == []
+    (repo / "stacks" / "Pulumi.dev-trusted.yaml").write_text("config: {changed: true}\n")
+    (repo / "stacks" / "Pulumi.qa-trusted.yaml").write_text("config: {}\n")
+    assert ps.uncommitted_files(repo) == ["stacks/Pulumi.dev-trusted.yaml", "stacks/Pulumi.qa-trusted.yaml"]
+
+    class WithUncommitted(ps.RecordedSource):
+        def uncommitted(self) -> list[str]:
+            return ps.uncommitted_files(repo)
+
+    comment, _ = pp.run(pp.parse_args(["--recorded", str(PR), "--base", "main"]), WithUncommitted(PR))
+    said = ("The working tree has 2 uncommitted changes (`stacks/Pulumi.dev-trusted.yaml`, `stacks/Pulumi.qa-trusted.yaml`) that "
+            "the comparison with `main` does not cover")
+    assert f"> [!NOTE]\n> {said}" in comment
+    assert capsys.readouterr().err.startswith("note: " + said.replace("`", ""))
+    # A clean tree adds nothing.
+    assert "uncommitted" not in pp.run(pp.parse_args(["--recorded", str(PR)]), ps.RecordedSource(PR))[0]

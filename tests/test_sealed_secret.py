@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
-from components.sealed_secret import public_jwk, sealed_secret
+from components.sealed_secret import pointer_target, public_jwk, sealed_secret
 
 KID = "kbs:///default/sealed-secret-key/public-jwk"
 KEY = ec.derive_private_key(0xC0FFEE, ec.SECP256R1())
@@ -138,3 +138,15 @@ def test_publishes_no_jwk_for_a_key_that_is_not_ecdsa():
     _, ed25519_public = _pem(ed25519.Ed25519PrivateKey.generate())
     with pytest.raises(ValueError, match="must be an ECDSA P-256 key"):
         public_jwk(ed25519_public, KID)
+
+
+def test_pointer_target_names_the_resource_of_a_pointer_and_nothing_else():
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    pointer = sealed_secret("kbs:///default/ngc-api-key/api-key", pem, "kbs:///default/k/jwk")
+    assert pointer_target(pointer) == "kbs:///default/ngc-api-key/api-key"
+    # A value that only looks like one, or points elsewhere, is not shown as a pointer.
+    header, payload, signature = pointer.removeprefix("sealed.").split(".")
+    other = base64.urlsafe_b64encode(json.dumps({"provider": "vault", "name": "kbs:///default/a/b"}).encode()).decode().rstrip("=")
+    for value in ("sealed.not-a-jws", f"sealed.{header}.{other}.{signature}", f"sealed.{header}.!!.{signature}", "nvapi-secret"):
+        assert pointer_target(value) is None, value

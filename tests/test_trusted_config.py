@@ -33,6 +33,10 @@ def with_resource(**fields) -> list[dict]:
             "dev-trusted: kbs.url: a Route serves on 443, not 8443: use https://kbs.trusted-dev.example.com",
         ),
         (
+            {"set": {"kbs.url": "https://kbs.example.com:99999"}},
+            "dev-trusted: kbs.url: 99999 is not a TCP port (1-65535)",
+        ),
+        (
             {"set": {"kbs.exposure": "loadBalancer"}},
             "dev-trusted: kbs.url: a LoadBalancer kbs-service listens on 8080: use https://kbs.trusted-dev.example.com:8080",
         ),
@@ -75,6 +79,19 @@ def test_required_measurement_without_a_list_is_one_line():
     assert problems("prod-trusted", delete=("referenceValues.measurements",)) == [
         "prod-trusted: referenceValues.measurements: is empty but requireMeasurement is true: list the SNP launch "
         "measurement of your pod VMs (docs/trusted-cluster.md: Reading the SNP launch measurement)"
+    ]
+
+
+def test_a_declared_unpinned_measurement_needs_an_empty_list_and_no_requirement():
+    measured = "q83vASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4mrze8BI0VniavN7wEjRWeJ"
+    assert problems("dev-trusted", set={"referenceValues.measurements": [measured]}) == [
+        "dev-trusted: referenceValues.unpinnedMeasurementReason: is only used while measurements is empty; remove it now that "
+        "measurements are pinned"
+    ]
+    assert problems("dev-trusted", set={"referenceValues.requireMeasurement": True}) == [
+        "dev-trusted: referenceValues.unpinnedMeasurementReason: contradicts requireMeasurement: true; keep one of the two",
+        "dev-trusted: referenceValues.measurements: is empty but requireMeasurement is true: list the SNP launch "
+        "measurement of your pod VMs (docs/trusted-cluster.md: Reading the SNP launch measurement)",
     ]
 
 
@@ -207,3 +224,36 @@ def test_global_retiring_pcr08_moved_to_each_workload():
     assert problems("dev-trusted", set={"referenceValues.pcrs.retiringPcr08": ["00" * 32]}) == [
         "dev-trusted: referenceValues.pcrs.retiringPcr08: unknown key"
     ]
+
+
+PIN = "/opt/nvidia/nvidia_entrypoint.sh"
+
+
+def test_a_workload_receiving_secrets_without_a_pinned_process_is_a_config_error():
+    # Fail closed: with an unpinned process the host chooses what runs beside the released secrets.
+    expected = (
+        "dev-trusted: workloads[0].args: is unset, but workload llama-3-1-8b receives KBS resources: pin its image's process with "
+        f"`python -m scripts.pin_workload {IMAGE} --env dev --workload llama-3-1-8b --write`"
+    )
+    assert problems("dev-trusted", set={"workloads": workload()}) == [expected]
+    # A serving key is a KBS resource too.
+    assert problems("dev-trusted", set={"workloads": workload(resources=[], servingHostnames=["llm.example.com"])}) == [expected]
+    assert loads("dev-trusted", set={"workloads": workload(args=[PIN])}).workloads[0].args == [PIN]
+
+
+def test_a_workload_receiving_nothing_may_leave_its_process_to_the_image():
+    assert loads("dev-trusted", set={"workloads": workload(resources=[])}).workloads[0].args is None
+
+
+def loads(stack: str, **edits):
+    config, secret_keys = example_config(stack, **edits)
+    raw = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("confidential-ai:")}
+    return load(stack, raw, [k.split(":", 1)[1] for k in secret_keys])
+
+
+def test_an_unpinned_process_stops_the_stack_before_any_resource(runner):
+    config, secret_keys = example_config("dev-trusted", delete=("workloads.0.args",))
+    with pytest.raises(ConfigError) as err:
+        runner("dev-trusted", config, secret_keys)
+    assert err.value.registered == []
+    assert [line.split(": ")[1] for line in err.value.lines()] == ["workloads[0].args"]

@@ -14,6 +14,7 @@ import pytest
 from scripts import up
 from scripts.pulumi_cli import AutomationPulumi, Preview, PulumiError
 from tests import fake_pulumi
+from tests.stack_edits import UNKNOWN_ENV, known_environments
 
 ROOT = Path(__file__).resolve().parent.parent
 TRUSTED_OUTPUTS = {
@@ -128,8 +129,8 @@ def test_unknown_environment_is_one_line_before_any_pulumi_call(capsys: pytest.C
     def never() -> FakePulumi:
         raise AssertionError("no workspace for a bad environment")
 
-    assert up.main(["staging"], make_pulumi=never) == 2
-    assert capsys.readouterr().err == "error: unknown environment 'staging': expected one of dev, prod\n"
+    assert up.main([UNKNOWN_ENV], make_pulumi=never) == 2
+    assert capsys.readouterr().err == f"error: unknown environment '{UNKNOWN_ENV}': expected one of {known_environments()}\n"
 
 
 def run_module(*args: str, path: str) -> subprocess.CompletedProcess[str]:
@@ -139,9 +140,9 @@ def run_module(*args: str, path: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_command_line_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
-    bad_env = run_module("staging", path=os.environ["PATH"])
+    bad_env = run_module(UNKNOWN_ENV, path=os.environ["PATH"])
     no_cli = run_module("dev", path=str(tmp_path))  # an empty PATH: no pulumi CLI
-    assert (bad_env.returncode, bad_env.stderr) == (2, "error: unknown environment 'staging': expected one of dev, prod\n")
+    assert (bad_env.returncode, bad_env.stderr) == (2, f"error: unknown environment '{UNKNOWN_ENV}': expected one of {known_environments()}\n")
     assert (no_cli.returncode, no_cli.stderr) == (1, "error: the pulumi CLI is not installed (pulumi not found)\n")
 
 

@@ -21,6 +21,7 @@ import pytest
 
 from scripts import verify_endpoint
 from tests.tls_fixtures import TEN_YEARS, ca, server_certificate
+from tests.stack_edits import UNKNOWN_ENV, known_environments
 
 MODEL = "llama-3-1-8b"  # a model of stacks/Pulumi.dev-cloud.yaml
 HOST = f"{MODEL}-{MODEL}.apps.confai-dev.eastus2.aroapp.test"
@@ -306,8 +307,8 @@ class Outputs:
 
 
 def test_an_unknown_environment_exits_2(capsys):
-    assert verify_endpoint.main(["staging", MODEL], make_pulumi=no_pulumi) == 2
-    assert failure(capsys) == "error: unknown environment 'staging': expected one of dev, prod"
+    assert verify_endpoint.main([UNKNOWN_ENV, MODEL], make_pulumi=no_pulumi) == 2
+    assert failure(capsys) == f"error: unknown environment '{UNKNOWN_ENV}': expected one of {known_environments()}"
 
 
 def test_an_unknown_model_exits_2(capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,7 @@ ON_4_18 = {
             "dev-trusted",
             {"kbs.openshiftVersion": "4.16.20"},
             [
-                "dev-trusted: kbs.operator.startingCSV: trustee-operator.v1.2.0 (Trustee 1.2) needs OpenShift 4.17-4.22, but kbs.openshiftVersion "
+                "dev-trusted: kbs.operator.startingCSV: trustee-operator.v1.2.0 (Trustee 1.2) needs OpenShift 4.17-4.21, but kbs.openshiftVersion "
                 "is 4.16.20: no Trustee line in the matrix supports 4.16.20"
             ],
         ),
@@ -109,11 +110,33 @@ def test_automatic_approval_is_refused(stack):
     ]
 
 
-def test_every_matrix_row_has_a_source_and_a_range():
+# An upstream location: a repository (owner/name, at a commit or tag, and a path) or a documentation site.
+UPSTREAM_SOURCE = re.compile(r"^([\w.-]+/[\w.-]+@[\w.]+ \S+|docs\.redhat\.com/\S+)")
+
+
+def test_every_matrix_row_has_an_upstream_source_and_a_range():
     for row in versions.MATRIX:
-        assert row.source and row.openshift_min >= (4, 16), row
+        assert UPSTREAM_SOURCE.match(row.source), f"{row.operator} {row.line}: source {row.source!r} names no upstream location"
+        assert "FACTS" not in row.source, row
+        assert row.openshift_min >= (4, 16), row
         assert (row.dsc_api is not None) == (row.operator == versions.OPENSHIFT_AI), row
     assert all(versions.fitting_lines(versions.OSC, versions.parse(v)) for v in ("4.19.28", "4.20.15"))
+
+
+def documented_rows() -> list[list[str]]:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "versions.md").read_text()
+    table = text.split("## The table", 1)[1]
+    rows = [line for line in table.splitlines() if line.startswith("| ")][2:]  # header, separator
+    return [[cell.strip() for cell in row.strip("|").split(" | ")] for row in rows]
+
+
+def test_docs_versions_table_is_the_matrix_row_for_row():
+    documented = documented_rows()
+    assert len(documented) == len(versions.MATRIX)
+    for cells, row in zip(documented, versions.MATRIX, strict=True):
+        _operator, line, openshift, channels, _notes, source = cells
+        assert (line, openshift, source) == (row.line, row.openshift_range, row.source), row
+        assert re.findall(r"`([^`]+)`", channels) == list(row.channels), row
 
 
 # --- what each line renders -------------------------------------------------------------------

@@ -83,6 +83,10 @@ def test_token_permissions_are_per_job_and_minimal(name: str) -> None:
     assert workflow["permissions"] == {}
     allowed = {"contents": "read", "id-token": "write", "pull-requests": "write", "issues": "write"}
     for job in workflow["jobs"].values():
+        # Writing to the repository (a tag) only in a job that runs no action and checks nothing out.
+        if job["permissions"] == {"contents": "write"}:
+            assert name == "deploy.yml" and not any("uses" in s for s in job["steps"])
+            continue
         assert job["permissions"] and all(allowed[k] == v for k, v in job["permissions"].items())
         checkout = [s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@")]
         assert all(s["with"]["persist-credentials"] is False for s in checkout)
@@ -111,6 +115,20 @@ def test_deploy_runs_dev_on_merge_and_prod_behind_its_environment() -> None:
     assert runs(dev).strip().endswith("python -m scripts.up dev")
     assert runs(prod).strip().endswith("python -m scripts.up prod")
     assert workflow["concurrency"]["cancel-in-progress"] is False
+
+
+def test_each_deploy_moves_its_environments_tag_to_the_deployed_commit() -> None:
+    jobs = load("deploy.yml")["jobs"]
+    for env in ("dev", "prod"):
+        mark = jobs[f"mark-{env}"]
+        assert mark["needs"] == env and mark["permissions"] == {"contents": "write"}
+        assert mark["steps"][0]["env"]["SHA"] == "${{ github.sha }}"
+        assert f'ref="tags/deployed/{env}"' in runs(mark) and "-F force=true" in runs(mark)
+
+
+def test_drift_checks_out_the_tags_its_policy_diff_compares_with() -> None:
+    check = load("drift.yml")["jobs"]["check"]
+    assert check["steps"][0]["with"]["fetch-depth"] == 0
 
 
 def test_drift_runs_nightly_and_reports_through_an_issue() -> None:

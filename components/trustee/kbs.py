@@ -106,12 +106,14 @@ class Kbs(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[args.namespace])
 
         def config_map(object_name: str, key: str, value: pulumi.Input[str], restarts_on: KbsSecretResources | None = None) -> k8s.core.v1.ConfigMap:
-            metadata: dict[str, pulumi.Input[object]] = {"name": object_name, "namespace": names.NAMESPACE}
+            # Without the migration annotation the operator deletes the ConfigMap on every reconcile.
+            annotations: dict[str, pulumi.Input[str]] = {names.MIGRATED_ANNOTATION: names.MIGRATED_VALUE}
             opts = child
             if restarts_on is not None:
                 # Changed after the Secrets, so the restarted KBS pod copies their new values.
-                metadata["annotations"] = {names.SECRETS_REVISION_ANNOTATION: restarts_on.revision}
+                annotations[names.SECRETS_REVISION_ANNOTATION] = restarts_on.revision
                 opts = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(restarts_on.secrets)))
+            metadata = {"name": object_name, "namespace": names.NAMESPACE, "annotations": annotations}
             return k8s.core.v1.ConfigMap(f"{name}-{object_name}", metadata=metadata, data={key: value}, opts=opts)
 
         def secret(object_name: str, key: str, value: pulumi.Input[str]) -> k8s.core.v1.Secret:

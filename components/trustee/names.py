@@ -29,6 +29,13 @@ SEALED_SECRET_KEY_URI = f"kbs:///default/{SEALED_SECRET_KEY}/{SEALED_SECRET_KEY_
 # workload: kbs:///default/inference-tls-keys/<workload>.
 SERVING_KEYS = "inference-tls-keys"
 
+# trustee-operator 1.2.x, on every reconcile, backs up and deletes (or rewrites, for reference values)
+# each ConfigMap its KbsConfig names that lacks this annotation, expecting a TrusteeConfig to recreate it
+# (openshift/trustee-operator v1.2.1 internal/controller/migration.go). The value is the one the
+# operator writes itself (`MigrationVersion`).
+MIGRATED_ANNOTATION = "kbs.confidentialcontainers.org/migrated-from-v1.1.0"
+MIGRATED_VALUE = "v1.2.0"
+
 # On the resource-policy ConfigMap: a random value replaced whenever a workload secret's value changes.
 # KBS copies its secret resources only when its pod starts; the operator restarts the pod when one
 # of the five ConfigMaps it mounts changes, and any change bumps the ConfigMap's resourceVersion

@@ -89,6 +89,8 @@ class StackRun:
     secret_outputs: frozenset[str]
     warnings: list[str] = field(default_factory=list)
     """What the program logged with `pulumi.log.warn`, in order: `pulumi up` shows the same lines."""
+    notes: list[str] = field(default_factory=list)
+    """What it logged with `pulumi.log.info`: choices the config declares on purpose (a relaxation in dev)."""
 
     def of_type(self, type_: str) -> list[Registered]:
         return [r for r in self.resources if r.type == type_]
@@ -157,16 +159,19 @@ def _plain_wire(value: Any) -> bool:
     return value is None or type(value) in (bool, float)
 
 
-class _WarningRecorder(logging.Handler):
-    """Collects the messages the mock engine logs at WARNING (pulumi.log.warn) for one run."""
+class _DiagnosticRecorder(logging.Handler):
+    """Collects what the mock engine logs at WARNING (pulumi.log.warn) and INFO (pulumi.log.info) for one run."""
 
     def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
+        super().__init__(logging.INFO)
+        self.warnings: list[str] = []
+        self.notes: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.levelno == logging.WARNING:
-            self.messages.append(record.getMessage())
+            self.warnings.append(record.getMessage())
+        elif record.levelno == logging.INFO:
+            self.notes.append(record.getMessage())
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -262,10 +267,10 @@ def run_stack(
             set_all_config({full(k): v for k, v in config.items()}, [full(k) for k in secret_keys])
             mocks = OfflineMocks(stack_outputs or {})
             monitor = RecordingMonitor(mocks)
-            warnings = _WarningRecorder()
+            diagnostics = _DiagnosticRecorder()
             # A level of its own: the SDK's debug lines are then dropped before a record is made.
-            logger = logging.Logger(f"{PROJECT}.offline.{stack}", logging.WARNING)
-            logger.addHandler(warnings)
+            logger = logging.Logger(f"{PROJECT}.offline.{stack}", logging.INFO)
+            logger.addHandler(diagnostics)
             pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=logger, monitor=monitor)
             try:
                 loop.run_until_complete(run_pulumi_func(program))
@@ -279,7 +284,7 @@ def run_stack(
             _close(loop)
             asyncio.set_event_loop(None)
     resources = sorted(monitor.registrations, key=lambda r: r.urn)
-    return StackRun(stack, resources, outputs, frozenset(secret_names), warnings.messages)
+    return StackRun(stack, resources, outputs, frozenset(secret_names), diagnostics.warnings, diagnostics.notes)
 
 
 class _MonitorLoop(asyncio.SelectorEventLoop):

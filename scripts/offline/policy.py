@@ -116,16 +116,18 @@ def main(argv: list[str] | None = None) -> int:
     from scripts.cli import ArgumentParser, environment
     from scripts.offline.stackfile import StackFileError
     from scripts.plan import plan_environment
-    from stacks.config import ConfigError
+    from stacks.config import ConfigError, clock
 
     parser = ArgumentParser(prog="python -m scripts.offline.policy", description=__doc__.splitlines()[0])
     parser.add_argument("env", type=environment, help="environment name: checks stacks ENV-trusted and ENV-cloud")
+    parser.add_argument("--as-of", type=clock.as_of_argument, metavar="YYYY-MM-DD", help="judge expiry dates as of this day (default: today, UTC)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(POLICY_PACK))
     from rules import POLICIES  # the pack's own module, as `pulumi preview --policy-pack policies` loads it
 
     try:
-        runs = plan_environment(args.env)
+        with clock.as_of(args.as_of):
+            runs = plan_environment(args.env)
     except (ConfigError, StackFileError) as err:
         print(str(err), file=sys.stderr)
         return 2

@@ -6,8 +6,10 @@ each offending key: `dev-cloud: peerPods.instanceSizes[1]: Standard_D4s_v5 is no
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
+import types
 import typing
 from collections.abc import Iterable, Mapping
 
@@ -85,10 +87,11 @@ def load(stack: str, raw: Mapping[str, str], secret_keys: Iterable[str] = ()) ->
         try:
             section = TypeAdapter(field.annotation).validate_python(values[key])
         except ValidationError as err:
-            problems.extend(nested(key, _from_pydantic(err)))
+            problems.extend(nested(key, _from_pydantic(err, field.annotation)))
             continue
         problems.extend(nested(key, section_problems(section)))
-    problems.extend(Problem(key, "unknown key") for key in values if key not in _aliases(model))
+    problems.extend(_unknown_key(key, model) for key in values if key not in _aliases(model))
+    problems = _without_missing_explained_by_typos(problems)
     if problems:
         raise ConfigError(stack, problems)
     config = model.model_validate(values)
@@ -132,20 +135,81 @@ _PYDANTIC_MESSAGES = {
     "missing": "required key is missing",
     "extra_forbidden": "unknown key",
 }
+_UNKNOWN_KEY = "unknown key"
+_SUGGESTION = re.compile(r"did you mean (?P<key>\S+)\?$")
 
 
-def _from_pydantic(err: ValidationError) -> list[Problem]:
+def _from_pydantic(err: ValidationError, annotation: object) -> list[Problem]:
     problems = []
-    for e in err.errors(include_url=False, include_input=False):
+    for e in err.errors(include_url=False):
         path = ""
+        parts: list[str | int] = []
         for part in e["loc"]:
             if isinstance(part, int):
                 path += f"[{part}]"
-            elif not part.startswith(("function-", "tagged-union[")):
+            elif part.startswith(("function-", "tagged-union[")):
+                continue
+            else:
                 path += f".{part}" if path else part
+            parts.append(part)
+        if e["type"] == "extra_forbidden":
+            problems.append(_unknown_key(path, _model_at(annotation, parts[:-1]), str(parts[-1])))
+            continue
+        if e["type"] == "string_type" and isinstance(e["input"], (int, float)):
+            # YAML reads `version: 4.20` as the number 4.2; the value itself is not echoed (it may be a secret).
+            kind = "true/false" if isinstance(e["input"], bool) else "a number"
+            problems.append(Problem(path, f"is {kind} in YAML, but text is expected: put the value in quotes (\"4.20\", not 4.20)"))
+            continue
         message = _PYDANTIC_MESSAGES.get(e["type"], e["msg"].removeprefix("Value error, "))
         problems.append(Problem(path, message))
     return problems
+
+
+def _unknown_key(path: str, model: type[Model] | None, key: str | None = None) -> Problem:
+    """`unknown key`, with the closest key the section does have when one is close (a typo)."""
+    known = sorted(_aliases(model)) if model else []
+    close = difflib.get_close_matches(key if key is not None else path, known, n=1, cutoff=0.75)
+    return Problem(path, f"{_UNKNOWN_KEY}; did you mean {close[0]}?" if close else _UNKNOWN_KEY)
+
+
+def _without_missing_explained_by_typos(problems: list[Problem]) -> list[Problem]:
+    """Drop `x: required key is missing` where a misspelt sibling key already says `did you mean x?`."""
+    meant = set()
+    for problem in problems:
+        if match := _SUGGESTION.search(problem.message):
+            parent = problem.path.rsplit(".", 1)[0] + "." if "." in problem.path else ""
+            meant.add(parent + match["key"])
+    return [p for p in problems if not (p.message == _PYDANTIC_MESSAGES["missing"] and p.path in meant)]
+
+
+def _model_at(annotation: object, loc: list[str | int]) -> type[Model] | None:
+    """The config model a pydantic error location points into (through lists, maps and optionals)."""
+    node = _model_or_container(annotation)
+    for part in loc:
+        if node is None:
+            return None
+        if isinstance(node, type) and issubclass(node, Model):
+            field = next((f for n, f in node.model_fields.items() if (f.alias or n) == part), None)
+            node = _model_or_container(field.annotation) if field else None
+        else:
+            origin, args = typing.get_origin(node), typing.get_args(node)
+            if origin in (list, tuple) and isinstance(part, int) and args:
+                node = _model_or_container(args[0])
+            elif origin is dict and isinstance(part, str) and len(args) == 2:
+                node = _model_or_container(args[1])
+            else:
+                return None
+    return node if isinstance(node, type) and issubclass(node, Model) else None
+
+
+def _model_or_container(annotation: object) -> object:
+    """`annotation` without Annotated or an Optional/Union wrapper around one model or container."""
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _model_or_container(members[0]) if len(members) == 1 else None
+    return annotation
 
 
 __all__ = ["CloudConfig", "ConfigError", "StackConfig", "TrustedConfig", "load", "load_from_pulumi", "PROJECT"]

@@ -194,11 +194,13 @@ def _https_url(value: str) -> str:
     match = re.match(r"^([a-z]+)://([^/:]+)(:\d+)?/?$", value)
     if not match:
         raise ValueError(f"{value!r} is not a URL of the form https://host[:port]")
-    scheme, host, _ = match.groups()
+    scheme, host, port = match.groups()
     if scheme != "https":
         raise ValueError(f"{value} is not https: KBS must only be reached over TLS")
     if not _HOSTNAME.match(host):
         raise ValueError(f"{host!r} is not a DNS hostname")
+    if port and not 0 < int(port[1:]) < 65536:
+        raise ValueError(f"{port[1:]} is not a TCP port (1-65535)")
     return value.rstrip("/")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from components.initdata import PINNED_IMAGE
 from components.trustee.names import RESERVED as RESERVED_NAMES
 from components.trustee.names import serving_key_resource
 from stacks import versions
+from stacks.config import clock
 from stacks.config.base import DnsLabel, Hostname, HttpsUrl, Model, OpenShiftVersion, OperatorPin, Problem, StackId, matching, nested, pin_fits
 
 def _verifier_url(value: str) -> str:
@@ -118,8 +120,15 @@ class MinimumTcb(Model):
     microcode: int = Field(ge=0, le=255)
 
 
+# How long before `referenceValues.expiration` the plan starts warning.
+EXPIRY_WARNING = datetime.timedelta(days=30)
+
+
 class ReferenceValues(Model):
     expiration: Timestamp
+    """When these values stop being accepted. Trustee's RVPS stores it but never enforces it (trustee
+    rvps/src: `ReferenceValue::expired` has no caller), so the stack does: a config whose values have
+    expired is refused, and one expiring within 30 days warns (judged today, or at `--as-of`)."""
     pcrs: PcrReferenceValues
     minimum_tcb: MinimumTcb
     allowed_driver_versions: list[Version] = Field(min_length=1)
@@ -129,8 +138,37 @@ class ReferenceValues(Model):
     empty: not checked (any paravisor passes)."""
     require_measurement: bool = False
     """Refuse a config whose `measurements` is empty."""
+    unpinned_measurement_reason: str | None = Field(default=None, min_length=1)
+    """Why this environment accepts any paravisor while `measurements` is empty (a dev environment whose pod VMs
+    are not measured yet): declared, the plan reports it as a note instead of warning about it."""
+
+    @property
+    def expires(self) -> datetime.datetime | None:
+        """The expiration instant, or None when the timestamp names no real date and time."""
+        try:
+            return datetime.datetime.strptime(self.expiration, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+        except ValueError:
+            return None
+
+    def expires_soon(self) -> bool:
+        """Within EXPIRY_WARNING of the day config is judged at (clock.today)."""
+        expires = self.expires
+        return expires is not None and expires.date() - clock.today() <= EXPIRY_WARNING
 
     def rules(self) -> Iterator[Problem]:
+        expires = self.expires
+        if expires is None:
+            yield Problem("expiration", f"{self.expiration!r} is not a date and time that exists")
+        elif expires.date() <= clock.today():
+            yield Problem(
+                "expiration",
+                f"{self.expiration} has passed (as of {clock.today()}): Trustee would keep matching these values, so the stack "
+                "refuses them; read current values from evidence (python -m scripts.reference_values) and move expiration forward",
+            )
+        if self.unpinned_measurement_reason is not None and self.measurements:
+            yield Problem("unpinnedMeasurementReason", "is only used while measurements is empty; remove it now that measurements are pinned")
+        if self.unpinned_measurement_reason is not None and self.require_measurement:
+            yield Problem("unpinnedMeasurementReason", "contradicts requireMeasurement: true; keep one of the two")
         if self.require_measurement and not self.measurements:
             yield Problem(
                 "measurements",
@@ -179,6 +217,7 @@ class KbsResource(Model):
 
 
 def _pinned_image(value: str) -> str:
+    """an image pinned by digest, `<repository>@sha256:<64 hex>`, like nvcr.io/nim/meta/llama-3.1-8b-instruct@sha256:bcf3...c220 (a tag alone is not a pin)"""
     if not PINNED_IMAGE.match(value):
         hint = " (a tag is not a pin: the registry can move it)" if "@" not in value else ""
         raise ValueError(f"{value!r} is not an image pinned by digest like nvcr.io/nim/meta/llama-3.1-8b-instruct@sha256:<64 hex>{hint}")
@@ -187,6 +226,7 @@ def _pinned_image(value: str) -> str:
 
 PinnedImage = Annotated[str, AfterValidator(_pinned_image)]
 ImageEnvEntry = Annotated[str, matching(r"^[A-Za-z_][A-Za-z0-9_]*=[^\n]*\Z", "an environment entry NAME=value as the image's config lists it")]
+AbsolutePath = Annotated[str, matching(r"^(?:/|(?:/(?!\.\.?(?:/|\Z))[^/\x00\n]+)+)\Z", "a normal absolute path like /opt/nim (no trailing or doubled /, no . or ..)")]
 Sha256Hex = Annotated[str, matching(r"^[0-9a-f]{64}$", "a sha256 (64 lowercase hex characters)")]
 
 
@@ -215,10 +255,15 @@ class Workload(Model):
     gpus: int = Field(default=1, ge=0, le=8)
     """GPUs the workload's pod VM attests; each resource's minGpus must fit."""
     args: list[str] | None = Field(default=None, min_length=1)
-    """The container's full command line (the image's entrypoint and cmd, `skopeo inspect --config`), pinned in
-    the agent policy so the host cannot run the image with another command; unset: any command of the image."""
+    """The container's full command line, the image's Entrypoint then Cmd (`python -m scripts.pin_workload` reads
+    them from the registry), pinned in the agent policy so the host cannot run the image with another command.
+    Required for a workload that receives any KBS resource."""
+    working_dir: AbsolutePath | None = None
+    """The image's WorkingDir (`skopeo inspect --config`, `.config.WorkingDir`; `python -m scripts.pin_workload`
+    writes it): the only working directory the agent policy lets the container have. Unset: any outside
+    host-written files."""
     image_env: list[ImageEnvEntry] = []
-    """The image's own `NAME=value` environment entries (`skopeo inspect --config docker://<image>`, `.config.Env`)
+    """The image's own `NAME=value` environment entries (its config's `Env`, as `scripts.pin_workload` writes them)
     that the agent policy would otherwise refuse: the runtime passes the image's environment to the container,
     and NIM's sets PYTHONPATH and LD_LIBRARY_PATH. Allowed verbatim; any other entry naming a variable through
     which a process loads code (components/initdata.py UNSAFE_ENV) is refused."""
@@ -288,6 +333,7 @@ class TrustedConfig(Model):
 
     def _resource_rules(self) -> Iterator[Problem]:
         names = Counter(r.name for r in self.kbs_resources)
+        model_keys = {w.encrypted_model.key_resource for w in self.workloads if w.encrypted_model}
         uris = Counter(r.uri for r in self.kbs_resources)
         for i, resource in enumerate(self.kbs_resources):
             # The loader collects nested rules of top-level models only; list items' rules run here.
@@ -302,6 +348,13 @@ class TrustedConfig(Model):
                                             f"pulumi config set --secret --path 'kbsSecrets.{resource.name}' <value> -s {self.stack.name}")
             elif not value.get_secret_value():
                 yield Problem(f"kbsSecrets.{resource.name}", "is empty")
+            elif resource.name in model_keys and _raw_key_with_whitespace(value.get_secret_value()):
+                yield Problem(
+                    f"kbsSecrets.{resource.name}",
+                    "is a model key with a newline or spaces around it: KServe's decryptor reads a raw key as UTF-8 text "
+                    "without stripping it (kserve-storage 0.21.0 confidential/jwe_decryptor.py) and fails; store the key text "
+                    f"alone: pulumi config set --secret --path 'kbsSecrets.{resource.name}' \"$(cat KEY_FILE)\" -s {self.stack.name}",
+                )
         for name in sorted(set(self.kbs_secrets) - set(names)):
             yield Problem(f"kbsSecrets.{name}", "is not a declared kbsResources name; declare it or remove the value")
 
@@ -317,6 +370,13 @@ class TrustedConfig(Model):
                     yield Problem(f"workloads[{i}].resources[{j}]", f"{name!r} is not a kbsResources name (declared: {', '.join(sorted(resources)) or 'none'})")
                 elif resource.required_gpus > workload.gpus:
                     yield Problem(f"workloads[{i}].gpus", f"{workload.gpus} GPUs cannot receive {name!r}: KBS releases it only to pod VMs attesting {resource.required_gpus}")
+            if workload.args is None and (workload.resources or workload.serving_hostnames):
+                # Fail closed: with an unpinned process the host picks what runs next to the released secrets.
+                yield Problem(
+                    f"workloads[{i}].args",
+                    f"is unset, but workload {workload.name} receives KBS resources: pin its image's process with "
+                    f"`python -m scripts.pin_workload {workload.image} --env {self.stack.env} --workload {workload.name} --write`",
+                )
 
     def _serving_rules(self) -> Iterator[Problem]:
         """Each serving key is a KBS resource named after its workload; each host name serves one workload."""
@@ -338,6 +398,11 @@ class TrustedConfig(Model):
                     yield Problem(key, "is required when kbs.tls.mode is provided (store it as a secret)")
             elif value is not None:
                 yield Problem(key, "is only used when kbs.tls.mode is provided")
+
+
+def _raw_key_with_whitespace(value: str) -> bool:
+    """A model key given as base64url text (not JWK JSON, which JSON parsing trims) with whitespace around it."""
+    return not value.lstrip().startswith("{") and value != value.strip()
 
 
 def _is_pem(value: str | None, label: str) -> bool:
