@@ -264,6 +264,22 @@ def test_a_model_encrypted_for_another_key_resource_is_refused(small_model, targ
     assert f"was encrypted for {KEY_RESOURCE}, not {other}" in _one_line(capsys.readouterr().err)
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param("ftp://acct.blob.core.windows.net/models/m", id="not-http"),
+        pytest.param("https:///models/m", id="no-host"),
+        pytest.param("https://acct.blob.core.windows.net/models/m?sv=2022-11-02&sig=x", id="sas-in-the-url"),
+        pytest.param("https://acct.blob.core.windows.net/models/m#frag", id="fragment"),
+    ],
+)
+def test_a_source_that_is_not_a_plain_http_url_is_refused_first(source, tmp_path, capsys):
+    """Refused before the data hub is asked for the key: the SAS belongs in AZURE_STORAGE_SAS_TOKEN only."""
+    code = decrypt.main(["--source", source, "--key-resource", KEY_RESOURCE, "--manifest-sha256", "0" * 64, "--target", str(tmp_path)])
+    assert code == 1
+    assert "--source: " in _one_line(capsys.readouterr().err)
+
+
 def test_another_models_manifest_is_refused(small_model, tmp_path, target, monkeypatch, capsys):
     """Storage swaps in a whole other model encrypted with the same key: the pinned manifest sha256 refuses it."""
     src, encrypted, key_text, sha = small_model

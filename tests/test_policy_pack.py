@@ -266,6 +266,13 @@ def test_peer_pods_keep_confidential_vms(data, expected):
     assert_messages(found, expected)
 
 
+def test_peer_pods_cm_without_disablecvm_keeps_confidential_vms():
+    """CAA creates confidential VMs unless DISABLECVM turns them off: a ConfigMap without the key passes."""
+    props = peer_pods_cm()
+    del props["data"]["DISABLECVM"]
+    assert check("peer-pods-confidential-vms", CONFIGMAP, props) == []
+
+
 def test_peer_pods_policy_looks_only_at_peer_pods_cm():
     other = peer_pods_cm(DISABLECVM="true")
     other["metadata"]["name"] = "something-else"
@@ -339,6 +346,12 @@ def test_pod_vm_sizes_must_be_listed_in_peer_pods_cm():
 def test_kbs_managed_values_reach_the_cloud_only_sealed(props, stack, expected):
     found = check("kbs-secrets-sealed", SECRET, props, stack=stack)
     assert_messages(found, expected)
+
+
+def test_a_sealed_secret_whose_payload_is_not_an_object_does_not_point_into_kbs():
+    payload = _b64url(json.dumps(["kbs:///default/ngc/api-key"]).encode())
+    value = f"sealed.{_b64url(json.dumps(SEALED_HEADER).encode())}.{payload}.{_b64url(bytes(range(64)))}"
+    assert_messages(check("kbs-secrets-sealed", SECRET, kbs_secret(value)), ["does not point into KBS"])
 
 
 @pytest.mark.parametrize(

@@ -371,14 +371,15 @@ def _worker(repo: Path, jobs: Sequence[tuple[int, Job]], out: int, fresh: bool, 
 def run(jobs: Sequence[Job], slots: list[Path], report: Report, fresh: bool = False, timeout: float = 60.0) -> None:
     """Every job through the fast path (`fresh`: the faithful one), one worker per slot; `report` as each ends.
 
-    Fast path: the jobs of one test group are dealt round-robin to the slots, so each worker collects
-    one group once. `timeout` is the least a mutant gets (at least 5x the baseline's time)."""
+    Fast path: the jobs of one test group are dealt round-robin to up to one worker per 20 of them,
+    so each worker collects and baselines one group once. `timeout` is the least a mutant gets (at least 5x the baseline's time)."""
     groups: dict[tuple[str, ...], list[tuple[int, Job]]] = {}
     for index, job in enumerate(jobs):
         groups.setdefault(job.tests, []).append((index, job))
     batches = []
     for members in groups.values():
-        share = len(slots) if not fresh else 1
+        # A worker pays one baseline run of the group: split a group only when it has many mutants.
+        share = min(len(slots), max(1, len(members) // 20))
         batches += [members[k::share] for k in range(share) if members[k::share]]
     if fresh:  # one mutant at a time per slot, in any order: deal them all
         flat = [m for members in groups.values() for m in members]
