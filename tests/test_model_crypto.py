@@ -280,6 +280,14 @@ def test_a_source_that_is_not_a_plain_http_url_is_refused_first(source, tmp_path
     assert "--source: " in _one_line(capsys.readouterr().err)
 
 
+@pytest.mark.parametrize("resource", ["kbs:///default/model-key", "https://kbs.example.com/default/model-key/key.bin"])
+def test_a_key_resource_that_is_not_a_kbs_resource_uri_is_refused_first(resource, tmp_path, capsys):
+    code = decrypt.main(["--source", "https://acct.blob.core.windows.net/models/m", "--key-resource", resource,
+                         "--manifest-sha256", "0" * 64, "--target", str(tmp_path), "--cdh-url", "http://127.0.0.1:9"])
+    assert code == 1
+    assert "--key-resource: " in _one_line(capsys.readouterr().err)
+
+
 def test_another_models_manifest_is_refused(small_model, tmp_path, target, monkeypatch, capsys):
     """Storage swaps in a whole other model encrypted with the same key: the pinned manifest sha256 refuses it."""
     src, encrypted, key_text, sha = small_model

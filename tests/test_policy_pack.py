@@ -348,6 +348,11 @@ def test_kbs_managed_values_reach_the_cloud_only_sealed(props, stack, expected):
     assert_messages(found, expected)
 
 
+def test_a_kbs_sealed_secret_naming_no_kbs_resource_does_not_point_into_kbs():
+    value = sealed(uri="https://kbs.example.com/default/ngc/api-key")
+    assert_messages(check("kbs-secrets-sealed", SECRET, kbs_secret(value)), ["does not point into KBS"])
+
+
 def test_a_sealed_secret_whose_payload_is_not_an_object_does_not_point_into_kbs():
     payload = _b64url(json.dumps(["kbs:///default/ngc/api-key"]).encode())
     value = f"sealed.{_b64url(json.dumps(SEALED_HEADER).encode())}.{payload}.{_b64url(bytes(range(64)))}"
