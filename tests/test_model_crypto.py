@@ -288,6 +288,29 @@ def test_a_key_resource_that_is_not_a_kbs_resource_uri_is_refused_first(resource
     assert "--key-resource: " in _one_line(capsys.readouterr().err)
 
 
+def test_an_unreachable_data_hub_is_one_line(tmp_path, capsys):
+    code = decrypt.main(["--source", "https://acct.blob.core.windows.net/models/m", "--key-resource", KEY_RESOURCE,
+                         "--manifest-sha256", "0" * 64, "--target", str(tmp_path), "--cdh-url", "http://127.0.0.1:9"])
+    assert code == 1
+    assert "cannot reach the confidential data hub at http://127.0.0.1:9" in _one_line(capsys.readouterr().err)
+
+
+def test_an_unreachable_blob_store_is_one_line(small_model, target, monkeypatch, capsys):
+    _, encrypted, key_text, sha = small_model
+    with serve(Served(resources={KEY_RESOURCE: key_text.encode()}, blobs={}, sas=SAS)) as url:
+        code = decrypt.main(["--source", "http://127.0.0.1:9/models/", "--key-resource", KEY_RESOURCE, "--manifest-sha256", sha,
+                             "--target", str(target), "--cdh-url", url])
+    assert code == 1
+    assert "manifest.json.jwe: cannot reach 127.0.0.1:9" in _one_line(capsys.readouterr().err)
+
+
+def test_a_key_resource_as_large_as_the_limit_is_read(small_model, target, monkeypatch, capsys):
+    """The data hub may serve up to 4096 bytes: a key padded with whitespace (which the parser strips) to the limit is read."""
+    _, encrypted, key_text, sha = small_model
+    padded = key_text.encode().ljust(4096)
+    assert _run_init(encrypted, padded, sha, target, monkeypatch=monkeypatch)[0] == 0
+
+
 def test_another_models_manifest_is_refused(small_model, tmp_path, target, monkeypatch, capsys):
     """Storage swaps in a whole other model encrypted with the same key: the pinned manifest sha256 refuses it."""
     src, encrypted, key_text, sha = small_model

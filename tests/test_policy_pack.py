@@ -396,6 +396,7 @@ def test_sealed_policy_decodes_base64_data_and_reads_container_env():
         (KBS_CONFIG.replace("insecure_http = false\n", ""), ["insecure_http must be false"]),
         (KBS_CONFIG.replace('"DenyAll"', '"InsecureAllowAll"'), ["authorization_mode is 'InsecureAllowAll'"]),
         (KBS_CONFIG.replace('[admin]\nauthorization_mode = "DenyAll"\n', ""), ["authorization_mode is None"]),
+        (KBS_CONFIG.replace('authorization_mode = "DenyAll"', 'authorization_mode = "DenyAll"\ninsecure_api = true'), ["authorization_mode is 'DenyAll'"]),
         (KBS_CONFIG.replace("insecure_header_jwk = false", "insecure_header_jwk = true"), ["insecure_header_jwk must be false"]),
         (KBS_CONFIG + "[broken\n", ["is not valid TOML"]),
         (PERMISSIVE_KBS_CONFIG, ["insecure_http must be false", "insecure_header_jwk must be false"]),
