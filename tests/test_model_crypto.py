@@ -311,6 +311,19 @@ def test_a_key_resource_as_large_as_the_limit_is_read(small_model, target, monke
     assert _run_init(encrypted, padded, sha, target, monkeypatch=monkeypatch)[0] == 0
 
 
+@pytest.mark.parametrize(
+    "served, problem",
+    [
+        pytest.param(b"k" * 4097, "the resource is too large to be a model key", id="too-large"),
+        pytest.param(b"not a key!", "the key is neither base64url text nor JWK JSON", id="not-a-key"),
+    ],
+)
+def test_a_resource_that_is_no_model_key_is_one_line(small_model, target, monkeypatch, capsys, served, problem):
+    _, encrypted, _, sha = small_model
+    assert _run_init(encrypted, served, sha, target, monkeypatch=monkeypatch)[0] == 1
+    assert f"{KEY_RESOURCE}: {problem}" in _one_line(capsys.readouterr().err)
+
+
 def test_another_models_manifest_is_refused(small_model, tmp_path, target, monkeypatch, capsys):
     """Storage swaps in a whole other model encrypted with the same key: the pinned manifest sha256 refuses it."""
     src, encrypted, key_text, sha = small_model

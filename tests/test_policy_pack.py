@@ -537,6 +537,8 @@ def test_critical_resources_are_protected(type_, stack, protect, config, fires):
         (rules.KUBERNETES_PROVIDER, {"clusterIdentifier": "dev-cloud"}, "dev-trusted", None, "declares provider r for the cloud side"),
         (rules.STACK_REFERENCE, {"name": "organization/confidential-ai/dev-cloud"}, "dev-trusted", None, "takes nothing from the cloud side"),
         (rules.STACK_REFERENCE, {"name": "organization/confidential-ai/dev-trusted"}, "dev-cloud", provider("default", package="pulumi"), None),
+        # Only the trusted side is kept from cloud outputs: a cloud stack may read another cloud stack.
+        (rules.STACK_REFERENCE, {"name": "organization/confidential-ai/prod-cloud"}, "dev-cloud", provider("default", package="pulumi"), None),
         (rules.ARO_CLUSTER, {}, "dev-cloud", provider("default_3_29_0", package="azure-native"), "uses the default provider"),
     ],
 )
