@@ -324,6 +324,18 @@ def test_a_resource_that_is_no_model_key_is_one_line(small_model, target, monkey
     assert f"{KEY_RESOURCE}: {problem}" in _one_line(capsys.readouterr().err)
 
 
+def test_a_manifest_pin_that_is_not_a_sha256_is_refused(small_model, target, monkeypatch, capsys):
+    _, encrypted, key_text, sha = small_model
+    assert _run_init(encrypted, key_text.encode(), sha.upper(), target, monkeypatch=monkeypatch)[0] == 1
+    assert "--manifest-sha256: " in _one_line(capsys.readouterr().err)
+
+
+def test_a_target_that_is_not_a_directory_is_refused(small_model, monkeypatch, capsys):
+    _, encrypted, key_text, sha = small_model
+    assert _run_init(encrypted, key_text.encode(), sha, Path("/dev/shm") / f"missing-{uuid.uuid4().hex}", monkeypatch=monkeypatch)[0] == 1
+    assert "is not a directory" in _one_line(capsys.readouterr().err)
+
+
 def test_another_models_manifest_is_refused(small_model, tmp_path, target, monkeypatch, capsys):
     """Storage swaps in a whole other model encrypted with the same key: the pinned manifest sha256 refuses it."""
     src, encrypted, key_text, sha = small_model
