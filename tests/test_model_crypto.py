@@ -336,6 +336,17 @@ def test_a_target_that_is_not_a_directory_is_refused(small_model, monkeypatch, c
     assert "is not a directory" in _one_line(capsys.readouterr().err)
 
 
+def test_a_pinned_manifest_that_is_not_a_manifest_is_refused(small_model, target, monkeypatch, capsys):
+    """It decrypts with the model key and has the pinned sha256, yet is no manifest of this format."""
+    _, encrypted, key_text, _ = small_model
+    bad = b'{"format": "another-format"}\n'
+    with open(encrypted / manifest.ENCRYPTED_NAME, "wb") as sink:
+        jwe.encrypt(io.BytesIO(bad), sink, jwe.parse_key(key_text.encode()))
+    code, _ = _run_init(encrypted, key_text.encode(), hashlib.sha256(bad).hexdigest(), target, monkeypatch=monkeypatch)
+    assert code == 1
+    assert "manifest.json.jwe: format: must be" in _one_line(capsys.readouterr().err)
+
+
 def test_another_models_manifest_is_refused(small_model, tmp_path, target, monkeypatch, capsys):
     """Storage swaps in a whole other model encrypted with the same key: the pinned manifest sha256 refuses it."""
     src, encrypted, key_text, sha = small_model
@@ -578,6 +589,7 @@ def test_key_on_stdin_and_a_new_key_file(tmp_path, capsys, monkeypatch):
     ([], "out-in-src", "overlaps the model directory"),
     ([], "short-key", "the key is 16 bytes; A256KW needs 32"),
     ([], "no-src", "not a directory"),
+    ([], "symlinked-dir", "a symlinked directory"),
 ])
 def test_encrypt_refuses_in_one_line(tmp_path, capsys, monkeypatch, extra, setup, problem):
     src = _write_model(tmp_path / "src", {"w.bin": b"w"})
@@ -591,6 +603,9 @@ def test_encrypt_refuses_in_one_line(tmp_path, capsys, monkeypatch, extra, setup
         key_text = jwk.base64url_encode(os.urandom(16))
     elif setup == "no-src":
         src = tmp_path / "missing"
+    elif setup == "symlinked-dir":
+        _write_model(tmp_path / "elsewhere", {"x.bin": b"x"})
+        (src / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     code, err = _cli([str(src), "--env", "prod", "--workload", "llama-ft", "--out", str(out), *extra], capsys, key_text.encode(), monkeypatch)
     assert code == 2
     assert err.count("\n") == 1 and problem in err, err

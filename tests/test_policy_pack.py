@@ -571,6 +571,10 @@ def test_advisory_policies(policy, type_, good, bad):
     assert check(policy, type_, bad)
 
 
+def test_the_aro_api_server_advisory_looks_only_at_aro_clusters():
+    assert check("aro-api-server-private", CONFIGMAP, peer_pods_cm()) == []
+
+
 def test_unknown_values_surface_as_the_analyzer_reports_them():
     """During preview a computed value is unknown; the analyzer turns the policy's UnknownValueError into an advisory note."""
     with pytest.raises(UnknownValueError):
