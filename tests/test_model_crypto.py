@@ -590,6 +590,9 @@ def test_key_on_stdin_and_a_new_key_file(tmp_path, capsys, monkeypatch):
     ([], "short-key", "the key is 16 bytes; A256KW needs 32"),
     ([], "no-src", "not a directory"),
     ([], "symlinked-dir", "a symlinked directory"),
+    ([], "dangling-link", "not a regular file"),
+    ([], "reserved-name", "the name is reserved for the manifest"),
+    ([], "empty-src", "no files to encrypt"),
 ])
 def test_encrypt_refuses_in_one_line(tmp_path, capsys, monkeypatch, extra, setup, problem):
     src = _write_model(tmp_path / "src", {"w.bin": b"w"})
@@ -603,6 +606,12 @@ def test_encrypt_refuses_in_one_line(tmp_path, capsys, monkeypatch, extra, setup
         key_text = jwk.base64url_encode(os.urandom(16))
     elif setup == "no-src":
         src = tmp_path / "missing"
+    elif setup == "dangling-link":
+        (src / "gone.bin").symlink_to(tmp_path / "nowhere")
+    elif setup == "reserved-name":
+        _write_model(src, {manifest.PLAIN_NAME: b"{}"})
+    elif setup == "empty-src":
+        (src / "w.bin").unlink()
     elif setup == "symlinked-dir":
         _write_model(tmp_path / "elsewhere", {"x.bin": b"x"})
         (src / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)

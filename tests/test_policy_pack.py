@@ -571,6 +571,14 @@ def test_advisory_policies(policy, type_, good, bad):
     assert check(policy, type_, bad)
 
 
+@pytest.mark.parametrize(
+    "props, expected",
+    [(subscription("Automatic"), "approves install plans automatically"), (subscription(csv=None), "pins no startingCSV")],
+)
+def test_each_unreviewed_operator_upgrade_is_its_own_advisory(props, expected):
+    assert_messages(check("operator-upgrades-reviewed", SUBSCRIPTION, props), [expected])
+
+
 def test_the_aro_api_server_advisory_looks_only_at_aro_clusters():
     assert check("aro-api-server-private", CONFIGMAP, peer_pods_cm()) == []
 
