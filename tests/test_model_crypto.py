@@ -587,6 +587,8 @@ def test_key_on_stdin_and_a_new_key_file(tmp_path, capsys, monkeypatch):
     (["--workload", "phi-3"], None, "--workload: prod-trusted declares no workload 'phi-3' (declared: llama-3-1-8b, llama-ft); declare it first"),
     ([], "nonempty-out", "exists and is not an empty directory"),
     ([], "out-in-src", "overlaps the model directory"),
+    ([], "out-is-src", "overlaps the model directory"),
+    ([], "src-in-out", "overlaps the model directory"),
     ([], "short-key", "the key is 16 bytes; A256KW needs 32"),
     ([], "no-src", "not a directory"),
     ([], "symlinked-dir", "a symlinked directory"),
@@ -606,6 +608,10 @@ def test_encrypt_refuses_in_one_line(tmp_path, capsys, monkeypatch, extra, setup
         key_text = jwk.base64url_encode(os.urandom(16))
     elif setup == "no-src":
         src = tmp_path / "missing"
+    elif setup == "out-is-src":
+        out = src
+    elif setup == "src-in-out":
+        out = tmp_path
     elif setup == "dangling-link":
         (src / "gone.bin").symlink_to(tmp_path / "nowhere")
     elif setup == "reserved-name":
@@ -618,8 +624,15 @@ def test_encrypt_refuses_in_one_line(tmp_path, capsys, monkeypatch, extra, setup
     code, err = _cli([str(src), "--env", "prod", "--workload", "llama-ft", "--out", str(out), *extra], capsys, key_text.encode(), monkeypatch)
     assert code == 2
     assert err.count("\n") == 1 and problem in err, err
-    if setup not in ("nonempty-out",):
+    if setup not in ("nonempty-out", "out-is-src", "src-in-out"):
         assert not out.exists() or not any(out.iterdir())
+
+
+def test_encrypt_writes_into_an_existing_empty_directory(tmp_path, capsys, monkeypatch):
+    src = _write_model(tmp_path / "src", {"w.bin": b"w"})
+    (tmp_path / "out").mkdir()
+    code, err = _cli([str(src), "--env", "prod", "--workload", "llama-ft", "--out", str(tmp_path / "out")], capsys, jwe.new_key_text().encode(), monkeypatch)
+    assert code == 0, err
 
 
 def test_a_failed_encryption_is_one_line(tmp_path, capsys, monkeypatch):
