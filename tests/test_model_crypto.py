@@ -588,6 +588,7 @@ def test_key_on_stdin_and_a_new_key_file(tmp_path, capsys, monkeypatch):
     ([], "nonempty-out", "exists and is not an empty directory"),
     ([], "out-in-src", "overlaps the model directory"),
     ([], "out-is-src", "overlaps the model directory"),
+    ([], "out-is-a-file", "exists and is not an empty directory"),
     ([], "src-in-out", "overlaps the model directory"),
     ([], "short-key", "the key is 16 bytes; A256KW needs 32"),
     ([], "no-src", "not a directory"),
@@ -608,6 +609,8 @@ def test_encrypt_refuses_in_one_line(tmp_path, capsys, monkeypatch, extra, setup
         key_text = jwk.base64url_encode(os.urandom(16))
     elif setup == "no-src":
         src = tmp_path / "missing"
+    elif setup == "out-is-a-file":
+        out.write_bytes(b"x")
     elif setup == "out-is-src":
         out = src
     elif setup == "src-in-out":
@@ -624,7 +627,7 @@ def test_encrypt_refuses_in_one_line(tmp_path, capsys, monkeypatch, extra, setup
     code, err = _cli([str(src), "--env", "prod", "--workload", "llama-ft", "--out", str(out), *extra], capsys, key_text.encode(), monkeypatch)
     assert code == 2
     assert err.count("\n") == 1 and problem in err, err
-    if setup not in ("nonempty-out", "out-is-src", "src-in-out"):
+    if setup not in ("nonempty-out", "out-is-src", "src-in-out", "out-is-a-file"):
         assert not out.exists() or not any(out.iterdir())
 
 

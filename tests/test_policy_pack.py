@@ -537,7 +537,10 @@ def test_critical_resources_are_protected(type_, stack, protect, config, fires):
         (rules.KUBERNETES_PROVIDER, {"clusterIdentifier": "dev-cloud"}, "dev-trusted", None, "declares provider r for the cloud side"),
         (rules.STACK_REFERENCE, {"name": "organization/confidential-ai/dev-cloud"}, "dev-trusted", None, "takes nothing from the cloud side"),
         (rules.STACK_REFERENCE, {"name": "organization/confidential-ai/dev-trusted"}, "dev-cloud", provider("default", package="pulumi"), None),
-        # Only the trusted side is kept from cloud outputs: a cloud stack may read another cloud stack.
+        # Only a trusted stack's reading of a cloud stack is refused: it may read a trusted stack, a
+        # cloud stack may read another cloud stack, and only a StackReference reads a stack.
+        (rules.STACK_REFERENCE, {"name": "organization/confidential-ai/shared-trusted"}, "dev-trusted", provider("default", package="pulumi"), None),
+        (CONFIGMAP, {"name": "settings-of-dev-cloud"}, "dev-trusted", TRUSTED_PROVIDER, None),
         (rules.STACK_REFERENCE, {"name": "organization/confidential-ai/prod-cloud"}, "dev-cloud", provider("default", package="pulumi"), None),
         (rules.ARO_CLUSTER, {}, "dev-cloud", provider("default_3_29_0", package="azure-native"), "uses the default provider"),
     ],
