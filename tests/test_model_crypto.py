@@ -347,6 +347,15 @@ def test_a_pinned_manifest_that_is_not_a_manifest_is_refused(small_model, target
     assert "manifest.json.jwe: format: must be" in _one_line(capsys.readouterr().err)
 
 
+def test_a_file_replaced_by_a_larger_one_stops_at_the_recorded_size(small_model, target, monkeypatch, capsys):
+    """Decryption stops once a file outgrows the manifest's size: storage cannot fill the memory volume."""
+    _, encrypted, key_text, sha = small_model
+    (encrypted / "d-vocab.txt.jwe").write_bytes((encrypted / "b-weights.safetensors.jwe").read_bytes())
+    code, _ = _run_init(encrypted, key_text.encode(), sha, target, monkeypatch=monkeypatch)
+    assert code == 1
+    assert "d-vocab.txt.jwe: decrypts to more than the 1200 bytes the manifest records" in _one_line(capsys.readouterr().err)
+
+
 def test_another_models_manifest_is_refused(small_model, tmp_path, target, monkeypatch, capsys):
     """Storage swaps in a whole other model encrypted with the same key: the pinned manifest sha256 refuses it."""
     src, encrypted, key_text, sha = small_model
@@ -589,6 +598,7 @@ def test_key_on_stdin_and_a_new_key_file(tmp_path, capsys, monkeypatch):
     ([], "out-in-src", "overlaps the model directory"),
     ([], "out-is-src", "overlaps the model directory"),
     ([], "out-is-a-file", "exists and is not an empty directory"),
+    ([], "out-under-a-file", "--out: cannot create"),
     ([], "src-in-out", "overlaps the model directory"),
     ([], "short-key", "the key is 16 bytes; A256KW needs 32"),
     ([], "no-src", "not a directory"),
@@ -609,6 +619,9 @@ def test_encrypt_refuses_in_one_line(tmp_path, capsys, monkeypatch, extra, setup
         key_text = jwk.base64url_encode(os.urandom(16))
     elif setup == "no-src":
         src = tmp_path / "missing"
+    elif setup == "out-under-a-file":
+        (tmp_path / "file").write_bytes(b"x")
+        out = tmp_path / "file" / "out"
     elif setup == "out-is-a-file":
         out.write_bytes(b"x")
     elif setup == "out-is-src":
@@ -627,7 +640,7 @@ def test_encrypt_refuses_in_one_line(tmp_path, capsys, monkeypatch, extra, setup
     code, err = _cli([str(src), "--env", "prod", "--workload", "llama-ft", "--out", str(out), *extra], capsys, key_text.encode(), monkeypatch)
     assert code == 2
     assert err.count("\n") == 1 and problem in err, err
-    if setup not in ("nonempty-out", "out-is-src", "src-in-out", "out-is-a-file"):
+    if setup not in ("nonempty-out", "out-is-src", "src-in-out", "out-is-a-file", "out-under-a-file"):
         assert not out.exists() or not any(out.iterdir())
 
 
