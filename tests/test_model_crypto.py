@@ -544,7 +544,7 @@ def test_keys_that_cannot_be_model_keys(value, problem):
 
 
 @pytest.mark.parametrize("header", [{"alg": "dir", "enc": "A256GCM"}, {"alg": "A256KW", "enc": "A128CBC-HS256"},
-                                    {"alg": "A256KW", "enc": "A256GCM", "zip": "DEF"}])
+                                    {"alg": "A256KW", "enc": "A256GCM", "zip": "DEF"}, ["A256KW", "A256GCM"]])
 def test_other_jwe_shapes_are_refused(header):
     key = jwe.parse_key(jwe.new_key_text().encode())
     header_b64 = jwe.b64url_encode(json.dumps(header).encode())
@@ -561,6 +561,17 @@ def test_extra_parts_and_stray_characters_are_refused():
     for broken in (token + b".AAAA", token.replace(b".", b".+", 1), b"", b"garbage"):
         with pytest.raises(jwe.JweError):
             jwe.decrypt(io.BytesIO(broken), io.BytesIO(), key)
+
+
+def test_standard_base64_characters_are_refused_though_they_would_decode_alike():
+    """'+' and '/' decode to what '-' and '_' do in base64url: accepted, one file would have two spellings."""
+    key = jwe.parse_key(jwe.new_key_text().encode())
+    out = io.BytesIO()
+    jwe.encrypt(io.BytesIO(os.urandom(3000)), out, key)
+    header, rest = out.getvalue().split(b".", 1)
+    spelled = header + b"." + (rest.replace(b"-", b"+", 1) if b"-" in rest else rest.replace(b"_", b"/", 1))
+    with pytest.raises(jwe.JweError, match="is not base64url"):
+        jwe.decrypt(io.BytesIO(spelled), io.BytesIO(), key)
 
 
 # --- the encrypt command line ---
