@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import uuid
@@ -543,13 +544,27 @@ def test_keys_that_cannot_be_model_keys(value, problem):
         jwe.parse_key(value)
 
 
-@pytest.mark.parametrize("header", [{"alg": "dir", "enc": "A256GCM"}, {"alg": "A256KW", "enc": "A128CBC-HS256"},
-                                    {"alg": "A256KW", "enc": "A256GCM", "zip": "DEF"}, ["A256KW", "A256GCM"]])
-def test_other_jwe_shapes_are_refused(header):
+@pytest.mark.parametrize("header, problem", [
+    ({"alg": "dir", "enc": "A256GCM"}, "is not an A256KW/A256GCM JWE"),
+    ({"alg": "A256KW", "enc": "A128CBC-HS256"}, "is not an A256KW/A256GCM JWE"),
+    ({"alg": "A256KW", "enc": "A256GCM", "zip": "DEF"}, "uses 'zip' or 'crit'"),
+    (["A256KW", "A256GCM"], "is not an A256KW/A256GCM JWE"),
+])
+def test_other_jwe_shapes_are_refused(header, problem):
     key = jwe.parse_key(jwe.new_key_text().encode())
     header_b64 = jwe.b64url_encode(json.dumps(header).encode())
     forged = b".".join([header_b64, b"AAAA", jwe.b64url_encode(os.urandom(12)), b"AAAA", jwe.b64url_encode(os.urandom(16))])
-    with pytest.raises(jwe.JweError):
+    with pytest.raises(jwe.JweError, match=re.escape(problem)):
+        jwe.decrypt(io.BytesIO(forged), io.BytesIO(), key)
+
+
+def test_an_iv_of_another_length_is_named():
+    key = jwe.parse_key(jwe.new_key_text().encode())
+    out = io.BytesIO()
+    jwe.encrypt(io.BytesIO(b"weights"), out, key)
+    header, encrypted_key, _, ciphertext, tag = out.getvalue().split(b".")
+    forged = b".".join([header, encrypted_key, jwe.b64url_encode(os.urandom(16)), ciphertext, tag])
+    with pytest.raises(jwe.JweError, match="has a 16-byte IV"):
         jwe.decrypt(io.BytesIO(forged), io.BytesIO(), key)
 
 
