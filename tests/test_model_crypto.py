@@ -548,6 +548,7 @@ def test_keys_that_cannot_be_model_keys(value, problem):
     ({"alg": "dir", "enc": "A256GCM"}, "is not an A256KW/A256GCM JWE"),
     ({"alg": "A256KW", "enc": "A128CBC-HS256"}, "is not an A256KW/A256GCM JWE"),
     ({"alg": "A256KW", "enc": "A256GCM", "zip": "DEF"}, "uses 'zip' or 'crit'"),
+    ({"alg": "A256KW", "enc": "A256GCM", "crit": ["exp"], "exp": 1}, "uses 'zip' or 'crit'"),
     (["A256KW", "A256GCM"], "is not an A256KW/A256GCM JWE"),
 ])
 def test_other_jwe_shapes_are_refused(header, problem):
@@ -556,6 +557,16 @@ def test_other_jwe_shapes_are_refused(header, problem):
     forged = b".".join([header_b64, b"AAAA", jwe.b64url_encode(os.urandom(12)), b"AAAA", jwe.b64url_encode(os.urandom(16))])
     with pytest.raises(jwe.JweError, match=re.escape(problem)):
         jwe.decrypt(io.BytesIO(forged), io.BytesIO(), key)
+
+
+def test_a_short_authentication_tag_is_named():
+    key = jwe.parse_key(jwe.new_key_text().encode())
+    out = io.BytesIO()
+    jwe.encrypt(io.BytesIO(b"weights"), out, key)
+    head, tag = out.getvalue().rsplit(b".", 1)
+    short = head + b"." + jwe.b64url_encode(jwe.b64url_decode(tag)[:12])
+    with pytest.raises(jwe.JweError, match="authentication tag is incomplete"):
+        jwe.decrypt(io.BytesIO(short), io.BytesIO(), key)
 
 
 def test_an_iv_of_another_length_is_named():
