@@ -13,6 +13,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any, Literal
 
 from components import encrypted_model
 from components.templating import render
@@ -48,6 +49,10 @@ PINNED_IMAGE = re.compile(
 # Where peer pods receive Secret/ConfigMap volumes, hosts, hostname and resolv.conf (no shared
 # filesystem): kata-containers src/runtime/virtcontainers/fs_share_linux.go, agent KATA_GUEST_SHARE_DIR.
 SHARED_CONTAINERS_DIR = "/run/kata-containers/shared/containers/"
+# The sandbox's /dev/shm and memory-backed emptyDirs in the guest (kata_agent.go setupStorages,
+# handleEphemeralStorage).
+SANDBOX_SHM = "/run/kata-containers/sandbox/shm"
+EPHEMERAL_DIR = "/run/kata-containers/sandbox/ephemeral/"
 
 _PCR_BANK_ZEROS = bytes(32)
 
@@ -87,6 +92,42 @@ class DecryptorPolicy:
     manifest_sha256: str
 
 
+VolumeKind = Literal["local", "memory", "files"]
+
+
+@dataclass(frozen=True)
+class PodVolume:
+    """One volumeMount of a container as the kata runtime hands it to the agent: an emptyDir the agent
+    creates on the pod VM's disk (`local`) or in its memory (`memory`), or files the runtime copies in
+    (`files`: a Secret or ConfigMap)."""
+
+    destination: str
+    kind: VolumeKind
+    name: str
+    """The pod volume's name (an emptyDir's storage is named after it)."""
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class PodContainer:
+    """What the pod spec gives the workload's container beside its image: exact environment entries,
+    the variables that hold sealed pointers, and its volumes."""
+
+    env: tuple[str, ...] = ()
+    """`NAME=value` entries the pod spec sets."""
+    sealed_env: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(NAME, excluded): a variable the pod spec fills with a sealed pointer, never one starting with an
+    `excluded` prefix (`sealed.<header>.<payload>.`: components/sealed_secret.py sealed_prefix): the workload's
+    own secrets meant for something else. Which resource a pointer may name otherwise is KBS's decision (it
+    releases only the workload's own), so adding a resource to a workload leaves its policy as it is."""
+    free_env: tuple[str, ...] = ()
+    """Variables whose value the pod spec takes from a plain Secret (any value, never a sealed pointer)."""
+    volumes: tuple[PodVolume, ...] = ()
+
+
+AgentPolicyMode = Literal["enforce", "audit"]
+
+
 @dataclass(frozen=True)
 class AgentPolicyArgs:
     image: str
@@ -96,14 +137,21 @@ class AgentPolicyArgs:
     """The only command line (entrypoint and arguments) the container may run, or None: any."""
     decryptor: DecryptorPolicy | None = None
     """The init container that decrypts the workload's encrypted model, or None."""
-    image_env: tuple[str, ...] = ()
-    """`NAME=value` entries of the image's own config Env, allowed verbatim even when NAME is in UNSAFE_ENV."""
-    writable_dirs: tuple[str, ...] = ()
-    """Directories under CODE_DIRS where the container may have a volume created inside the pod VM."""
+    image_env: tuple[str, ...] | None = ()
+    """`NAME=value` entries of the image's own config Env: the only values its variables may take
+    (PATH, LD_LIBRARY_PATH, ...), beside the pod spec's and the runtime's own. None: not pinned, any entry but
+    those through which a process loads code (UNSAFE_ENV) and sealed pointers: only for a pod no secret reaches."""
+    working_dir: str | None = None
+    """The image's WorkingDir: the only working directory the container may have; None: any outside host files."""
+    container: PodContainer = PodContainer()
+    """The workload container's environment and volumes as the pod spec renders them."""
+    mode: AgentPolicyMode = "enforce"
+    """`audit`: the agent serves every request and logs each one the enforcing policy refuses."""
 
 
-# Environment variables through which a process loads code, or configuration that can load code; refused
-# for every container unless the image itself sets the entry (AgentPolicyArgs.image_env):
+# Environment variables through which a process loads code, or configuration that can load code. The
+# workload container takes only listed values anyway; these are refused in a container whose image
+# environment is not pinned (the decryptor), and in entries shaped like the runtime's own (service links):
 # - glibc's list of variables it drops for setuid programs (glibc sysdeps/generic/unsecvars.h
 #   UNSECURE_ENVVARS, all `LD_*` among them);
 # - OpenSSL's configuration and module paths (OpenSSL doc/man7/openssl-env.pod);
@@ -123,13 +171,60 @@ UNSAFE_ENV = (
     "BASH_ENV", "ENV", "SHELLOPTS", "PS4",
     "CUDA_INJECTION64_PATH", "NCCL_NET_PLUGIN", "NCCL_TUNER_PLUGIN", "NCCL_PROFILER_PLUGIN",
 )
-# Where an image's code, interpreter and libraries live (NIM's under /opt/nim, its libraries under /opt and
-# /usr): no volume may be mounted at, above or under them, except a volume the agent creates in the pod VM
-# at one of the container's `writable_dirs`. The runtime's own files under /etc
-# (kata-containers genpolicy testdata createcontainer/gid mounts) are single files the host writes anyway.
+# Where an image's code, interpreter and libraries live: a pod volume there must be one the agent creates
+# in the pod VM (an emptyDir), never files the host copies in (render_agent_policy checks the pod's volumes).
 CODE_DIRS = ("/opt", "/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc")
-RUNTIME_ETC_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
+# What the runtimes add to every container, beside the pod's volumes. Kernel filesystems by destination and
+# type (containerd's and CRI-O's default spec: genpolicy testdata createcontainer; cri-o
+# server/container_create_linux.go); files the runtime copies in: kubelet's /etc/hosts, termination log and
+# service-account token, the sandbox's resolv.conf and hostname, CRI-O's /run/.containerenv
+# (server/container_create.go setupBaseContainerMounts) and /run/secrets (containers mounts.conf on RHEL), and
+# the /etc/passwd and /etc/group CRI-O writes for a UID the image does not list, as OpenShift's restricted SCC
+# assigns one (server/container_create.go setupContainerUser, utils.GeneratePasswd).
+KERNEL_MOUNTS = {"/proc": "proc", "/dev": "tmpfs", "/dev/pts": "devpts", "/dev/mqueue": "mqueue", "/sys": "sysfs", "/sys/fs/cgroup": "cgroup"}
+RUNTIME_FILES = (
+    "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/dev/termination-log", "/run/.containerenv", "/run/secrets",
+    "/var/run/secrets/kubernetes.io/serviceaccount", "/etc/passwd", "/etc/group",
+)
+PAUSE_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/run/.containerenv")
+# The pause process as containerd and OpenShift's CRI-O (`pause_command`) send it; the agent replaces it anyway.
+PAUSE_ARGS = (["/pause"], ["/usr/bin/pod"])
+# containerd's default capabilities (genpolicy-settings.json default_caps); CRI-O's and OpenShift's
+# restricted SCC's are fewer. Any other is refused.
+DEFAULT_CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID",
+    "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+)
+# The network sysctls containerd 2 (enable_unprivileged_ports/icmp) and OpenShift's CRI-O (default_sysctls)
+# set in every pod (genpolicy-settings.json pause_container.Linux.Sysctl); any other is refused.
+SYSCTLS = {"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647"}
+BIND_OPTIONS = ("bind", "rbind", "private", "rprivate", "slave", "rslave", "ro", "rw", "nosuid", "nodev", "noexec", "relatime")
+# Environment the runtimes generate: kubelet's service links and HOSTNAME (genpolicy-settings.json
+# allow_env_regex), KServe's INFERENCE_SERVICE_NAME (kserve predictor.go).
+_IP = r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}"
+_PORT = "[0-9]{1,5}"
+_PROTO = "(?:tcp|udp|sctp)"
+ENV_PATTERNS = (
+    "^HOSTNAME=[a-zA-Z0-9_.-]+$",
+    "^INFERENCE_SERVICE_NAME=[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+    # <SERVICE>_SERVICE_HOST, _SERVICE_PORT[_<NAME>], _PORT, _PORT_<port>_<PROTO>[_PROTO|_PORT|_ADDR]
+    f"^[A-Z][A-Z0-9_]{{0,62}}_(?:SERVICE_HOST={_IP}|SERVICE_PORT(?:_[A-Z0-9_]+)?={_PORT}|PORT={_PROTO}://{_IP}:{_PORT}"
+    f"|PORT_{_PORT}_(?:TCP|UDP|SCTP)(?:={_PROTO}://{_IP}:{_PORT}|_PROTO={_PROTO}|_PORT={_PORT}|_ADDR={_IP}))$",
+)
+# The CRI annotations naming a container's type and its sandbox, containerd's and CRI-O's
+# (kata-containers src/runtime/pkg/oci/utils.go; the agent's K8S_CONTAINER_TYPE_KEYS).
+ANNOTATIONS = {
+    "container_type": ["io.kubernetes.cri.container-type", "io.kubernetes.cri-o.ContainerType"],
+    "sandbox_id": ["io.kubernetes.cri.sandbox-id", "io.kubernetes.cri-o.SandboxID"],
+}
+# Requests whose rules the template writes; every other request is a plain default.
+_RULED = ("CreateContainerRequest", "CopyFileRequest", "CreateSandboxRequest")
+# Refused whatever their fields: the agent returns a file the host chose (GetDiagnosticData reads the
+# termination log's source), mounts what the host names (UpdateEphemeralMounts), swaps to a host disk
+# (AddSwap, AddSwapPath); FACTS section 4, kata-containers src/agent/src/rpc.rs.
+REFUSED_REQUESTS = ("GetDiagnosticDataRequest", "UpdateEphemeralMountsRequest", "AddSwapRequest", "AddSwapPathRequest")
 _SOURCE_PLACEHOLDER = "https://source.invalid/"
+_HTTPS_URL = r"^https://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~%/-]*)?$"
 
 
 @dataclass(frozen=True)
@@ -142,43 +237,93 @@ class InitdataArgs:
 
 
 def render_agent_policy(args: AgentPolicyArgs) -> str:
-    match = PINNED_IMAGE.match(args.image)
-    if not match:
-        raise ValueError(f"{args.image!r} is not pinned by digest")
-    refused = set(DENIED_REQUESTS) | ({"ReadStreamRequest"} if not args.allow_read_stream else set())
-    # Requests with rules of their own in the template; every other one is a plain default.
-    ruled = {"CreateContainerRequest", "CopyFileRequest"}
+    refused = {*DENIED_REQUESTS, *REFUSED_REQUESTS} | ({"ReadStreamRequest"} if not args.allow_read_stream else set())
     return render(
         "initdata/agent-policy.rego.j2",
-        defaults=[(r, r not in refused) for r in AGENT_REQUESTS if r not in ruled],
-        image=args.image,
-        repository=match["repository"],
-        digest=match["digest"],
-        args=list(args.args) if args.args is not None else None,
-        image_env=args.image_env,
-        writable_dirs=args.writable_dirs,
-        shared_dir=SHARED_CONTAINERS_DIR,
-        unsafe_env=UNSAFE_ENV,
-        unsafe_env_prefixes=UNSAFE_ENV_PREFIXES,
-        code_dirs=CODE_DIRS,
-        runtime_etc_files=RUNTIME_ETC_FILES,
-        decryptor=_decryptor_values(args.decryptor) if args.decryptor else None,
+        data=policy_data(args),
+        audit=args.mode == "audit",
+        defaults=[(r, r not in refused and r not in _RULED) for r in AGENT_REQUESTS],
     )
 
 
-def _decryptor_values(decryptor: DecryptorPolicy) -> dict[str, object]:
-    match = PINNED_IMAGE.match(decryptor.image)
+def policy_data(args: AgentPolicyArgs) -> dict[str, Any]:
+    """What the fixed rules compare requests with: this workload's pod, and the runtimes' own shapes."""
+    containers = [_workload_spec(args)] + ([_decryptor_spec(args.decryptor)] if args.decryptor else [])
+    return {
+        "annotations": ANNOTATIONS,
+        "bind_options": list(BIND_OPTIONS),
+        "capabilities": list(DEFAULT_CAPABILITIES),
+        "containers": containers,
+        "env_patterns": list(ENV_PATTERNS),
+        "ephemeral_dir": EPHEMERAL_DIR,
+        "kernel_mounts": KERNEL_MOUNTS,
+        "pause": {"args": [list(a) for a in PAUSE_ARGS], "files": list(PAUSE_FILES)},
+        "runtime_files": list(RUNTIME_FILES),
+        "sandbox_shm": SANDBOX_SHM,
+        "shared_dir": SHARED_CONTAINERS_DIR,
+        "sysctls": SYSCTLS,
+        "unsafe_env": list(UNSAFE_ENV),
+        "unsafe_env_prefixes": list(UNSAFE_ENV_PREFIXES),
+    }
+
+
+def _pinned(image: str) -> re.Match[str]:
+    match = PINNED_IMAGE.match(image)
     if not match:
-        raise ValueError(f"{decryptor.image!r} is not pinned by digest")
+        raise ValueError(f"{image!r} is not pinned by digest")
+    return match
+
+
+def _workload_spec(args: AgentPolicyArgs) -> dict[str, Any]:
+    match = _pinned(args.image)
+    if args.working_dir is not None and not args.working_dir.startswith("/"):
+        raise ValueError(f"working directory {args.working_dir!r} is not an absolute path")
+    for volume in args.container.volumes:
+        if volume.kind == "files" and any(_overlaps(volume.destination, d) for d in CODE_DIRS):
+            raise ValueError(f"volume {volume.name!r} puts host files at {volume.destination}, over the image's code")
+    return {
+        "role": "workload",
+        "repository": match["repository"],
+        "digest": match["digest"],
+        "args": list(args.args) if args.args is not None else None,
+        "free_arg": {"index": -1, "pattern": "^$"},
+        "cwd": args.working_dir,
+        "env": list(args.container.env),
+        "image_env": list(args.image_env) if args.image_env is not None else None,
+        "free_env": list(args.container.free_env),
+        "sealed_env": {name: list(excluded) for name, excluded in args.container.sealed_env},
+        "volumes": [_volume(v) for v in args.container.volumes],
+    }
+
+
+def _decryptor_spec(decryptor: DecryptorPolicy) -> dict[str, Any]:
+    match = _pinned(decryptor.image)
     process = [*encrypted_model.COMMAND, *encrypted_model.decryptor_args(_SOURCE_PLACEHOLDER, decryptor.key_uri, decryptor.manifest_sha256)]
     return {
+        "role": "decryptor",
         "repository": match["repository"],
         "digest": match["digest"],
         # The one argument left free: where the ciphertext is. What it downloads is authenticated by the
         # key and checked against the pinned manifest, so the host choosing it only chooses failure.
-        "process": process,
-        "source_index": process.index(_SOURCE_PLACEHOLDER),
+        "args": process,
+        "free_arg": {"index": process.index(_SOURCE_PLACEHOLDER), "pattern": _HTTPS_URL},
+        "cwd": None,
+        "env": [],
+        # Its image's environment is not pinned: `python3 -I` ignores PYTHON*, the rest of the loaders'
+        # variables are refused (UNSAFE_ENV), and no sealed pointer is taken.
+        "image_env": None,
+        "free_env": [encrypted_model.SAS_ENV],
+        "sealed_env": {},
+        "volumes": [_volume(PodVolume(encrypted_model.MODEL_DIR, "memory", encrypted_model.VOLUME))],
     }
+
+
+def _volume(volume: PodVolume) -> dict[str, Any]:
+    return {"destination": volume.destination, "kind": volume.kind, "name": volume.name, "read_only": volume.read_only}
+
+
+def _overlaps(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory + "/") or directory.startswith(path.rstrip("/") + "/")
 
 
 def render_initdata(args: InitdataArgs) -> Initdata:

@@ -15,6 +15,7 @@ import pulumi_kubernetes as k8s
 
 from components import encrypted_model
 from components.encrypted_model import EncryptedModelArgs
+from components.initdata import PodContainer, PodVolume
 from components.sealed_secret import KBS_RESOURCE_LABEL
 
 NIM_PORT = 8000
@@ -313,6 +314,26 @@ def volume_mounts() -> list[dict[str, object]]:
         {"name": "tls-key", "mountPath": TLS_KEY_DIR, "readOnly": True},
         {"name": "tls-certificate", "mountPath": TLS_CERT_DIR, "readOnly": True},
     ]
+
+
+def policy_container(not_ngc_keys: tuple[str, ...] | None, mutual: bool, encrypted: bool) -> PodContainer:
+    """The kserve-container as its workload's agent policy expects it: the environment `container_env` (and
+    an encrypted model's) sets, the NGC key's variable holding a sealed pointer but none starting with one of
+    `not_ngc_keys` (None: an encrypted model, no NGC key), and every volume of `volume_mounts`."""
+    env = container_env("ngc-api-key" if not_ngc_keys is not None else None, mutual) + (encrypted_model.nim_env() if encrypted else [])
+    mounts = volume_mounts() + ([encrypted_model.nim_volume_mount()] if encrypted else [])
+    pod_volumes = {v["name"]: v for v in volumes("model", 1)} | {encrypted_model.VOLUME: {"emptyDir": {"medium": "Memory"}}}
+    return PodContainer(
+        env=tuple(f"{e['name']}={e['value']}" for e in env if "value" in e),
+        sealed_env=tuple((e["name"], not_ngc_keys) for e in env if "valueFrom" in e and not_ngc_keys is not None),
+        volumes=tuple(PodVolume(m["mountPath"], _volume_kind(pod_volumes[m["name"]]), m["name"], bool(m.get("readOnly"))) for m in mounts),
+    )
+
+
+def _volume_kind(volume: dict) -> str:
+    if "emptyDir" in volume:
+        return "memory" if volume["emptyDir"].get("medium") == "Memory" else "local"
+    return "files"
 
 
 def volumes(model: str, model_cache_gi: int) -> list[dict[str, object]]:

@@ -68,6 +68,16 @@ def sealed_secret(resource_uri: str, private_key_pem: str, kid: str) -> str:
     Deterministic ECDSA (RFC 6979) gives the same string for the same key and URI, so plans stay
     byte-identical. The signature is raw r||s over `header.payload`, not DER (RFC 7518 section 3.4).
     """
+    signing_input = sealed_prefix(resource_uri, kid)[len("sealed.") : -1]
+    der = _signing_key(private_key_pem).sign(signing_input.encode(), ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
+    r, s = decode_dss_signature(der)
+    signature = r.to_bytes(_COORDINATE_BYTES, "big") + s.to_bytes(_COORDINATE_BYTES, "big")
+    return f"sealed.{signing_input}.{_b64url(signature)}"
+
+
+def sealed_prefix(resource_uri: str, kid: str) -> str:
+    """`sealed.<header>.<payload>.`: every pointer to `resource_uri` under `kid` starts so, whatever key signs it.
+    What an agent policy pins where the pod spec puts a sealed pointer (components/initdata.py PodContainer)."""
     _check_uri(resource_uri)
     header = {"alg": ALGORITHM, "kid": kid}
     payload = {
@@ -78,11 +88,7 @@ def sealed_secret(resource_uri: str, private_key_pem: str, kid: str) -> str:
         "provider_settings": {},
         "annotations": {},
     }
-    signing_input = ".".join(_b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, payload))
-    der = _signing_key(private_key_pem).sign(signing_input.encode(), ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
-    r, s = decode_dss_signature(der)
-    signature = r.to_bytes(_COORDINATE_BYTES, "big") + s.to_bytes(_COORDINATE_BYTES, "big")
-    return f"sealed.{signing_input}.{_b64url(signature)}"
+    return "sealed." + ".".join(_b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, payload)) + "."
 
 
 def pointer_target(value: str) -> str | None:

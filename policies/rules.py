@@ -22,6 +22,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+if __package__:  # imported as policies.rules (tests) or as the pack's own module (`pulumi preview --policy-pack`)
+    from .agent_policy_mode import AGENT_POLICY_ENFORCED
+else:
+    from agent_policy_mode import AGENT_POLICY_ENFORCED
 from pulumi_policy import (
     EnforcementLevel,
     PolicyConfigSchema,
@@ -610,6 +614,7 @@ POLICIES = [
         enforcement_level=MANDATORY,
         validate=cluster_trust_boundary,
     ),
+    AGENT_POLICY_ENFORCED,
     ResourceValidationPolicy(
         name="aro-api-server-private",
         description="The ARO API server is private (advisory: a public one is a legitimate choice for a lab).",

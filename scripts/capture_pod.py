@@ -43,7 +43,9 @@ def pod_name(size: str) -> str:
 
 def capture_pods(image: str, sizes: Sequence[str], namespace: str, kbs_url: str, kbs_ca_pem: str) -> list[dict[str, Any]]:
     """One Pod per pod VM size, sharing one initdata whose agent policy runs only COMMAND in `image`."""
-    initdata = render_initdata(InitdataArgs(kbs_url=kbs_url, kbs_ca_pem=kbs_ca_pem, policy=AgentPolicyArgs(image=image, args=COMMAND)))
+    # The image's environment is not pinned (image_env None: any entry but code-loading ones): no secret
+    # reaches this pod VM, whose initdata is no workload's.
+    initdata = render_initdata(InitdataArgs(kbs_url=kbs_url, kbs_ca_pem=kbs_ca_pem, policy=AgentPolicyArgs(image=image, args=COMMAND, image_env=None)))
     return [
         {
             "apiVersion": "v1",

@@ -1,7 +1,9 @@
 """Offline plan of one environment: `python -m scripts.plan ENV [--out DIR]`.
 
-Runs the real program for `ENV-trusted`, then `ENV-cloud`, under Pulumi's mock runtime. The cloud
-stack's StackReference sees the trusted run's real outputs. Writes, per stack, `resources.json`,
+Runs the real program for `ENV-trusted`, then `ENV-cloud`, under Pulumi's mock runtime. A cloud stack
+that reads a trust bundle (config `trustBundle`) is handed the bundle the trusted run signed for it;
+one that reads a StackReference sees the trusted run's real outputs. `--trust-bundle FILE` plans only
+the cloud stack the bundle names, from that file (as the deploy pipeline hands it over). Writes, per stack, `resources.json`,
 `manifests/` and `outputs.json`, plus `topology.md` for the environment, and prints a preview-like
 tree. Secrets appear only as "[secret]". Exit status 2 on bad input (config, stack file, arguments,
 an --out that cannot be written), with one line per problem.
@@ -17,12 +19,14 @@ import json
 import os
 import re
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from components import trust_bundle as jws
 from components.sealed_secret import pointer_target
 from scripts.cli import ArgumentParser, environment
 from scripts.offline import SECRET, Registered, StackRun, collector_paused, run_stack
@@ -36,12 +40,62 @@ ROLES = ("trusted", "cloud")
 def plan_environment(env: str, stacks_dir: Path = STACKS_DIR, secret_values: dict[str, dict[str, str]] | None = None) -> list[StackRun]:
     """Run both stacks of `env`; `secret_values` maps stack -> key path -> value for secure entries."""
     runs: list[StackRun] = []
-    for role in ROLES:
-        stack = f"{env}-{role}"
-        stack_file = read_stack_file(stack, stacks_dir, (secret_values or {}).get(stack))
-        references = {run.stack: run.stack_outputs for run in runs}
-        runs.append(run_stack(stack, stack_file.config, tuple(stack_file.secret_keys), references))
+    with tempfile.TemporaryDirectory(prefix="trust-bundles-") as handed:
+        for role in ROLES:
+            stack = f"{env}-{role}"
+            stack_file = read_stack_file(stack, stacks_dir, (secret_values or {}).get(stack))
+            config = stack_file.config
+            if role == "cloud" and reads_bundle(config):
+                config = with_bundle(config, _handed_bundle(runs[0], stack, Path(handed)))
+            references = {run.stack: run.stack_outputs for run in runs}
+            runs.append(run_stack(stack, config, tuple(stack_file.secret_keys), references))
     return runs
+
+
+def plan_from_bundle(env: str, bundle: Path, stacks_dir: Path = STACKS_DIR, secret_values: dict[str, dict[str, str]] | None = None) -> list[StackRun]:
+    """Plan the cloud stack `bundle` names, reading the trusted side from that file (the program verifies it)."""
+    try:
+        claims = jws.unverified_payload(bundle.read_text())
+    except OSError as err:
+        raise BundleFileError(f"--trust-bundle {bundle}: {err.strerror or err}") from None
+    except (UnicodeDecodeError, jws.BundleError) as err:
+        raise BundleFileError(f"--trust-bundle {bundle}: not a trust bundle: {err if isinstance(err, jws.BundleError) else 'not text'}") from None
+    stack = claims.get("cloudStack")
+    if claims.get("environment") != env or not isinstance(stack, str) or not stack.startswith(f"{env}-cloud"):
+        raise BundleFileError(f"--trust-bundle {bundle}: it is for {stack!r} of environment {claims.get('environment')!r}, not a cloud stack of {env}")
+    stack_file = read_stack_file(stack, stacks_dir, (secret_values or {}).get(stack))
+    if not reads_bundle(stack_file.config):
+        raise BundleFileError(f"--trust-bundle {bundle}: {stack} reads no trust bundle (set trustBundle in its stack file)")
+    config = with_bundle(stack_file.config, bundle.resolve())
+    return [run_stack(stack, config, tuple(stack_file.secret_keys), {})]
+
+
+class BundleFileError(Exception):
+    """A `--trust-bundle` file that cannot be planned from; one line."""
+
+
+_TRUST_BUNDLE = "confidential-ai:trustBundle"
+
+
+def reads_bundle(config: dict[str, str]) -> bool:
+    """A cloud stack's config that sets `trustBundle` (a trusted stack's `trustBundle` is what it signs)."""
+    return config.get("confidential-ai:role") == "cloud" and _TRUST_BUNDLE in config
+
+
+def _handed_bundle(trusted: StackRun, stack: str, directory: Path) -> Path:
+    """The bundle the trusted run signed for `stack`, as the file the pipeline would hand over."""
+    bundles = trusted.outputs.get("trustBundles")
+    if not isinstance(bundles, dict) or not isinstance(bundles.get(stack), str):
+        raise BundleFileError(f"{trusted.stack} made no trust bundle for {stack} (output trustBundles.{stack})")
+    path = directory / f"{trusted.stack}.trustBundles.{stack}.jws"
+    path.write_text(bundles[stack])
+    return path
+
+
+def with_bundle(config: dict[str, str], path: Path) -> dict[str, str]:
+    """`config` with trustBundle.file pointing at `path` (the setting is an object, passed as JSON text)."""
+    settings = json.loads(config[_TRUST_BUNDLE]) if config[_TRUST_BUNDLE][:1] == "{" else {}
+    return {**config, _TRUST_BUNDLE: json.dumps({**settings, "file": str(path)}, separators=(",", ":"))}
 
 
 def write_plan(runs: list[StackRun], out: Path) -> None:
@@ -262,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m scripts.plan", description=__doc__.splitlines()[0])
     parser.add_argument("env", type=environment, help="environment name: plans stacks ENV-trusted and ENV-cloud")
     parser.add_argument("--out", type=Path, default=Path("out"), help="output directory (default: out/)")
+    parser.add_argument("--trust-bundle", type=Path, help="plan only the cloud stack this bundle file names, reading the trusted side from it")
     parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR, help="where the Pulumi.<stack>.yaml files are (default: stacks/)")
     parser.add_argument("--as-of", type=clock.as_of_argument, metavar="YYYY-MM-DD", help="judge expiry dates as of this day (default: today, UTC)")
     args = parser.parse_args(argv)
@@ -270,8 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         with clock.as_of(args.as_of):
-            runs = plan_environment(args.env, args.stacks_dir)
-    except (ConfigError, StackFileError) as err:
+            runs = plan_from_bundle(args.env, args.trust_bundle, args.stacks_dir) if args.trust_bundle else plan_environment(args.env, args.stacks_dir)
+    except (ConfigError, StackFileError, BundleFileError) as err:
         print(str(err), file=sys.stderr)
         return 2
     try:

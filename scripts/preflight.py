@@ -1,10 +1,12 @@
-"""Check an environment's Azure side before deploying: `python -m scripts.preflight ENV [--trusted-outputs FILE]`.
+"""Check an environment's Azure side before deploying: `python -m scripts.preflight ENV [--trusted-outputs FILE | --trust-bundle FILE]`.
 
 Confidential GPU pod VMs fail late (a pod hangs in ContainerCreating) when the VM size is not offered,
 the quota is short, the image is missing or not replicated, the provider is unregistered or the KBS
 is unreachable. Each check here is a small function over Azure SDK clients; the table printed says
-what failed and how to fix it. Exit status: 0 all passed, 1 a check failed, 2 could not run (config,
-credentials, an unreadable --trusted-outputs file).
+what failed and how to fix it. A cloud stack that reads a trust bundle has it verified first, as the
+program does, and a pin of the offline plan's placeholder key refused. Exit status: 0 all passed, 1 a
+check failed, 2 could not run (config, credentials, an unreadable --trusted-outputs file, a bundle that
+does not verify, a trusted stack whose state or secrets key is not on premises).
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from urllib.parse import urlsplit
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError, ServiceRequestError
 
 from components.azure import ids
+from scripts import custody, trust_bundles
 from scripts.cli import ArgumentParser, OutputsFileError, environment, read_outputs_file
-from scripts.offline.stackfile import STACKS_DIR, StackFileError, read_stack_file
-from stacks.config import CloudConfig, ConfigError, load
+from scripts.offline.stackfile import STACKS_DIR, StackFileError
+from stacks.config import CloudConfig, ConfigError
 from stacks import versions
 from stacks.config.base import CONFIDENTIAL_GPU_SIZE
 
@@ -383,26 +386,50 @@ def trusted_outputs(config: CloudConfig) -> dict[str, Any] | str:
     return outputs if isinstance(outputs, dict) else f"{command} printed no JSON object of outputs"
 
 
+def check_custody(env: str, stacks_dir: Path, reads_trusted_state: bool) -> None:
+    """Refuse an environment whose trusted stack keeps its state or secrets key in the cloud (scripts/custody.py)."""
+    trusted = f"{env}-trusted"
+    refusal = custody.trusted_stack_refusal(
+        trusted, stacks_dir / f"Pulumi.{trusted}.yaml", custody.current_backend(stacks_dir.parent) if reads_trusted_state else None, reads_trusted_state
+    )
+    if refusal:
+        raise CannotRun(refusal)
+
+
 def load_config(env: str, stacks_dir: Path = STACKS_DIR) -> CloudConfig:
-    stack = f"{env}-cloud"
-    stack_file = read_stack_file(stack, stacks_dir)
-    prefix = "confidential-ai:"
-    raw = {k[len(prefix):]: v for k, v in stack_file.config.items() if k.startswith(prefix)}
-    config = load(stack, raw, [k[len(prefix):] for k in stack_file.secret_keys])
-    assert isinstance(config, CloudConfig)
-    return config
+    return trust_bundles.cloud_config(f"{env}-cloud", stacks_dir)
+
+
+def trusted_values(config: CloudConfig, args: Any) -> dict[str, Any] | None:
+    """What the KBS check reads of the trusted side: a --trusted-outputs file when given, else the cloud
+    stack's verified trust bundle (refused, exit 2, when it does not verify or pins the offline placeholder
+    key), else None: the trusted stack's outputs, read with the CLI."""
+    if args.trusted_outputs is not None:
+        return read_trusted_outputs(args.trusted_outputs)
+    if config.trust_bundle is not None or args.trust_bundle is not None:
+        if config.trust_bundle is None:
+            raise CannotRun(f"--trust-bundle {args.trust_bundle}: {config.stack.name} pins no trust bundle key (set trustBundle in its stack file)")
+        try:
+            return trust_bundles.verified_view(config, args.stacks_dir.parent, args.trust_bundle)
+        except trust_bundles.BundleRefused as err:
+            raise CannotRun(str(err).removeprefix(f"{config.stack.name}: ")) from None
+    return None
 
 
 def main(argv: list[str] | None = None, clients: Callable[[CloudConfig], AzureClients] = live_clients) -> int:
     parser = ArgumentParser(prog="python -m scripts.preflight", description=__doc__.splitlines()[0])
     parser.add_argument("env", type=environment, help="environment: checks stack ENV-cloud")
     parser.add_argument("--trusted-outputs", type=Path, help="JSON of the trusted stack outputs (e.g. out/ENV-trusted/outputs.json); default: pulumi stack output")
+    parser.add_argument("--trust-bundle", type=Path, help="the cloud stack's trust bundle file (default: its trustBundle.file)")
     parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR, help="where the Pulumi.<stack>.yaml files are (default: stacks/)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.env, args.stacks_dir)
         trusted = read_trusted_outputs(args.trusted_outputs) if args.trusted_outputs else None
         azure = clients(config)
+        trusted = trusted_values(config, args)
+        # Read through `pulumi stack output`, the trusted stack is in this backend: it must be on premises.
+        check_custody(args.env, args.stacks_dir, reads_trusted_state=trusted is None)
     except ConfigError as err:
         print(str(err), file=sys.stderr)
         return 2

@@ -489,12 +489,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--drift", action="store_true", help="check every stack for drift instead")
     parser.add_argument("--output", type=Path, help="write the comment here instead of stdout")
     parser.add_argument("--recorded", type=Path, help="render previews recorded in this directory")
+    parser.add_argument("--side", choices=("trusted", "cloud"), help="only the trusted or only the cloud stacks (each runs with its own credentials)")
     return parser.parse_args(argv)
+
+
+def on_side(stack: str, side: str | None) -> bool:
+    """Whether `stack` (`ENV-trusted`, `ENV-cloud`, `ENV-cloud-<name>`) is on `side` (None: either)."""
+    return side is None or (stack.endswith("-trusted") == (side == "trusted"))
 
 
 def run(args: argparse.Namespace, source: Source) -> tuple[str, list[str]]:
     """The comment, and the failures it reports (a failed preview, or drift), one line each."""
-    stacks = source.stacks()
+    stacks = [s for s in source.stacks() if on_side(s, args.side)]
     if args.drift:
         reports = [report(s, source.preview(s, refresh=True, expect_no_changes=True)) for s in stacks]
         failures = [f"{r.stack} drifted from its resources" if r.changed else f"{r.stack}: {error_text(r.preview.error)}"

@@ -27,6 +27,8 @@ _TITLES = {"trusted": "trusted cluster, on premises", "cloud": "cloud cluster, A
 _INFERENCE_SERVICE = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 _KBS_CONFIG = "kubernetes:confidentialcontainers.org/v1alpha1:KbsConfig"
 _STACK_REFERENCE = "pulumi:pulumi:StackReference"
+# The trusted stack's trust bundle signing keys (stacks/trusted.py): the source of the signed hand-off.
+_BUNDLE_KEY = re.compile(r"^trust-bundle-key-[a-z]$")
 # What a reader calls each kind of part, and what it holds; other kinds go by their resource name.
 _KINDS = {
     "ResourceGroup": ("resource group", ""),
@@ -281,21 +283,69 @@ def _and(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def _attestation(trusted: Picture, cloud: Picture, edges: list[str], summary: list[str]) -> None:
+    """The run-time arrows: each confidential model attests to KBS, which then releases its secrets."""
+    kbs = trusted.holding(_KBS_CONFIG)
+    for model in cloud.holding(_INFERENCE_SERVICE):
+        confidential = any(r.inputs.get("spec", {}).get("predictor", {}).get("runtimeClassName") == RUNTIME_CLASS
+                           for r in model.resources if r.type == _INFERENCE_SERVICE)
+        if kbs and confidential:
+            edges += [f'  {model.id} -. "CPU + GPU evidence" .-> {kbs[0].id}',
+                      f'  {kbs[0].id} -. "secrets, after attestation" .-> {model.id}']
+    if kbs:
+        summary.append(f"- **At run time** each model pod runs in its own confidential VM ({RUNTIME_CLASS}); KBS releases "
+                       "its secrets only after that VM's CPU and GPU evidence passes attestation.")
+
+
+def _bundle_keys(p: Picture) -> list[Node]:
+    return [node for node in p.ordered() if any(_BUNDLE_KEY.match(r.name) and r.custom for r in node.resources)]
+
+
 def render_topology(runs: list[StackRun]) -> str:
     pictures = [picture(run) for run in runs]
     by_stack = {p.run.stack: p for p in pictures}
+    # A cloud stack without a StackReference reads the signed bundle its trusted stack made; where every
+    # cloud stack reads through a StackReference, the signing keys feed nothing drawn and are left out.
+    bundle_readers = [p for p in pictures if p.role == "cloud" and not p.holding(_STACK_REFERENCE)]
+    bundle_edges: list[str] = []
+    bundle_summary: list[str] = []
+    for p in (p for p in pictures if p.role == "trusted"):
+        keys = _bundle_keys(p)
+        readers = [c for c in bundle_readers if c.run.stack.startswith(p.run.stack.rsplit("-", 1)[0] + "-")]
+        if not readers:
+            for node in keys:
+                del p.nodes[node.id]
+            continue
+        read = [name for name in CLOUD_READS if name in p.run.outputs]
+        for cloud in readers:
+            consumers = _consumers(cloud, p.run.outputs)
+            bundle = f"{_slug(cloud.run.stack)}_bundle"
+            bundle_edges.append(f'  {_slug(p.run.stack)} -- "{", ".join(read)}" --> {bundle}')
+            bundle_edges += [f'  {key.id} -- "signs" --> {bundle}' for key in keys]
+            bundle_edges += [f'  {_slug(cloud.run.stack)}_bundle -- "{", ".join(names)}" --> {node_id}' for node_id, names in consumers.items()]
+            _attestation(p, cloud, bundle_edges, bundle_summary)
+            bundle_summary.insert(len(bundle_summary) - (1 if p.holding(_KBS_CONFIG) else 0), 
+                f"- **Between the clusters**: {cloud.run.stack} reads {_and([f'`{n}`' for n in read])} from {p.run.stack}, as the "
+                "trust bundle it signed (output `trustBundles`), all public, verified against the pinned `trustBundleKey` before use"
+                + "".join(f"; {_and(names)} go{'es' if len(names) == 1 else ''} to {cloud.nodes[node_id].title}" for node_id, names in consumers.items())
+                + "."
+            )
     lines = ["flowchart LR"]
     edges: list[str] = []
     summary: list[str] = []
     for p in pictures:
         ordered = p.ordered()
         lines.append(f'  subgraph {_slug(p.run.stack)}["{p.run.stack}: {_TITLES.get(p.role, p.role)}"]')
+        if p in bundle_readers:
+            lines.append(f'    {_slug(p.run.stack)}_bundle["trust bundle<br/><small>verified against the pinned key</small>"]')
         lines += [f"    {node.mermaid()}" for node in ordered]
         lines.append("  end")
         edges += [f"  {a} --> {b}" for a, b in sorted(p.edges, key=lambda e: ([n.id for n in ordered].index(e[0]), e[1]))]
         if ordered:
             summary.append(f"- **{p.run.stack}** ({_TITLES.get(p.role, p.role)}), {len(p.run.resources)} resources, built in this order: "
                            + ", ".join(node.title for node in ordered) + ".")
+    edges += bundle_edges
+    summary += bundle_summary
     for p in pictures:
         for ref in p.holding(_STACK_REFERENCE):
             stack_name = next(r for r in ref.resources if r.type == _STACK_REFERENCE).inputs.get("name", "")
@@ -312,16 +362,7 @@ def render_topology(runs: list[StackRun]) -> str:
             summary.append(f"- **Between the clusters**: {p.run.stack} reads {_and([f'`{n}`' for n in read])} from {source.run.stack}, "
                            "all public" + "".join(f"; {_and(names)} go{'es' if len(names) == 1 else ''} to {p.nodes[node_id].title}"
                                                   for node_id, names in consumers.items()) + ".")
-            kbs = source.holding(_KBS_CONFIG)
-            for model in p.holding(_INFERENCE_SERVICE):
-                confidential = any(r.inputs.get("spec", {}).get("predictor", {}).get("runtimeClassName") == RUNTIME_CLASS
-                                   for r in model.resources if r.type == _INFERENCE_SERVICE)
-                if kbs and confidential:
-                    edges += [f'  {model.id} -. "CPU + GPU evidence" .-> {kbs[0].id}',
-                              f'  {kbs[0].id} -. "secrets, after attestation" .-> {model.id}']
-            if kbs:
-                summary.append(f"- **At run time** each model pod runs in its own confidential VM ({RUNTIME_CLASS}); KBS releases "
-                               "its secrets only after that VM's CPU and GPU evidence passes attestation.")
+            _attestation(source, p, edges, summary)
     stacks = ", ".join(p.run.stack for p in pictures)
     return (
         f"# Topology: {stacks}\n\n"

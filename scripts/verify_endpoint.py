@@ -1,13 +1,24 @@
 """Check a model's endpoint before sending it anything: `python -m scripts.verify_endpoint ENV MODEL [--prompt TEXT]`.
 
-The model's TLS key is a KBS resource released only to a pod VM that attested the model's workload
-(CPU, GPUs, PCR 8), and its certificate is issued by the trusted stack's inference CA. So a handshake
-that verifies against that CA alone, for the model's host name, with the certificate the trusted
-stack published for the workload, is a handshake with such a pod VM. With --prompt, one
-OpenAI-compatible chat completion goes over that same verified connection.
+What it checks: the server at the model's host name completes a TLS handshake with a certificate that
+chains to the inference CA alone (no system CA), names that host, and is exactly the serving certificate
+the trusted side published for the model's workload; so the server holds that certificate's private key.
+With --prompt, one OpenAI-compatible chat completion goes over that same verified connection.
+
+Where the published values come from: the cloud stack's trust bundle (`trustBundle.file`, or
+--trust-bundle FILE), verified against the key the cloud config pins, refused when that key is the
+offline plan's placeholder; for a cloud stack without a bundle, the trusted stack's outputs.
+
+What it relies on and does not check (docs/talking-to-a-model.md): that the pinned key is the trusted
+side's; that KBS released the serving key only to a pod VM that attested the workload (CPU evidence with
+its PCR 8, and its GPUs), which is the trusted side's policy and reference values (this check sees no
+evidence); that the key never left that pod VM; and that the inference CA's key stayed on the trusted side.
+It says nothing of freshness (no re-attestation per connection), of what the model does, or of who the
+client is.
 
 Exit status: 0 verified (and answered), 1 the endpoint failed a check (or did not answer),
-2 could not run (unknown environment or model, stack outputs unavailable or malformed).
+2 could not run (unknown environment or model, a bundle that does not verify or a placeholder pin, stack
+outputs unavailable or malformed).
 """
 
 from __future__ import annotations
@@ -29,10 +40,12 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
+from scripts import trust_bundles
 from scripts.cli import ArgumentParser, OutputsFileError, environment, read_outputs_file
 from scripts.offline.stackfile import STACKS_DIR, StackFileError, read_stack_file
 from scripts.pulumi_cli import AutomationPulumi, Pulumi, PulumiError
 from scripts.up import environments, stack_name
+from stacks.config import ConfigError
 
 CONNECT_SECONDS = 10.0
 ANSWER_SECONDS = 300.0  # a first completion on a cold model can take minutes
@@ -370,6 +383,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("model", help="a model name of the cloud stack (confidential-ai:models)")
     parser.add_argument("--prompt", help="after verifying, send this as one chat completion and print the answer")
     parser.add_argument("--trusted-outputs", type=Path, help="JSON of the trusted stack outputs (e.g. out/ENV-trusted/outputs.json); default: pulumi stack output")
+    parser.add_argument("--trust-bundle", type=Path, help="the cloud stack's trust bundle file (default: its trustBundle.file); read instead of the trusted outputs")
     parser.add_argument("--cloud-outputs", type=Path, help="JSON of the cloud stack outputs (e.g. out/ENV-cloud/outputs.json); default: pulumi stack output")
     parser.add_argument("--client-cert", type=Path, help="PEM client certificate (and key) for models that require mutual TLS")
     parser.add_argument("--client-key", type=Path, help="PEM key of --client-cert, when not in the same file")
@@ -397,7 +411,18 @@ def load_endpoint(args: argparse.Namespace, make_pulumi: Callable[[], Pulumi]) -
         pulumi = pulumi or make_pulumi()
         return stack_outputs(pulumi, stack_name(args.env, side))
 
-    trusted = outputs(args.trusted_outputs, "trusted")
+    config = trust_bundles.cloud_config(cloud_stack, args.stacks_dir)
+    if config.trust_bundle is not None and args.trusted_outputs is None:
+        # The trusted side's values as the cloud stack got them: its bundle, verified against the pinned key.
+        try:
+            trusted = trust_bundles.verified_view(config, args.stacks_dir.parent, args.trust_bundle)
+        except trust_bundles.BundleRefused as err:
+            raise CannotRun(str(err)) from None
+        trusted_stack = f"the trust bundle of {cloud_stack} ({trust_bundles.bundle_path(config, args.stacks_dir.parent, args.trust_bundle)})"
+    elif args.trust_bundle is not None:
+        raise CannotRun(f"--trust-bundle {args.trust_bundle}: {cloud_stack} pins no trust bundle key (set trustBundle in its stack file)")
+    else:
+        trusted = outputs(args.trusted_outputs, "trusted")
     cloud = outputs(args.cloud_outputs, "cloud")
     return endpoint_from_outputs(args.model, trusted_stack, trusted, cloud_stack, cloud)
 
@@ -409,6 +434,9 @@ def main(argv: Sequence[str] | None = None, make_pulumi: Callable[[], Pulumi] = 
         context = client_context(endpoint.ca_pem, (args.client_cert, args.client_key) if args.client_cert else None)
     except (CannotRun, OutputsFileError, StackFileError, PulumiError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ConfigError as err:
+        print("\n".join(err.lines()), file=sys.stderr)
         return 2
     except Failed as err:
         print(f"FAILED: {err}", file=sys.stderr)

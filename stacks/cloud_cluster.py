@@ -12,11 +12,14 @@ import json
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pulumi
 from cryptography import x509
 from pulumi.runtime.sync_await import _sync_await
+
+from components import trust_bundle as jws
 
 from components.encrypted_model import EncryptedModelArgs
 from components.nim import NimModel, NimModelArgs
@@ -26,7 +29,7 @@ from components.peerpods import OSC_NAMESPACE, PeerPods, PeerPodsArgs
 from components.sealed_secret import KBS_URI_PREFIX
 from stacks.config import CloudConfig, ConfigError
 from stacks.config.workloads import ModelSettings
-from stacks import versions
+from stacks import trust_bundle, versions
 from stacks.config.base import OperatorPin as OperatorPinSettings
 from stacks.config.base import Problem, secret_output
 from stacks.contracts import CLOUD_READS, OPTIONAL_TRUSTED_OUTPUTS, WORKLOAD_KEYS, AzureLayer
@@ -78,8 +81,15 @@ class TrustedSide:
     """The CA whose client certificates the models require (mutual TLS), when the trusted side sets one."""
 
 
+# Where Pulumi runs the program (Pulumi.yaml): a relative trustBundle.file is read from here, whatever the cwd.
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
 def read_trusted_stack(config: CloudConfig) -> TrustedSide:
-    """Reference the trusted stack and check what the cluster layer needs from it; raise ConfigError otherwise."""
+    """The trusted side's public values, from its signed bundle (`trustBundle`) or, in a single-backend lab,
+    a StackReference; checked for what the cluster layer needs. Raises ConfigError otherwise."""
+    if config.trust_bundle is not None:
+        return _trusted_side(config, "trustBundle.file", f"trust bundle {config.trust_bundle.file}", read_trust_bundle(config))
     ref = pulumi.StackReference("trusted-stack", stack_name=config.trusted_stack_name)
     # StackReference outputs are asynchronous; waiting here keeps every other resource from being
     # registered when the trusted side is missing. `_sync_await` is the SDK's own helper for
@@ -94,40 +104,65 @@ def read_trusted_stack(config: CloudConfig) -> TrustedSide:
     secret = sorted(secret_names & {*CLOUD_READS, *OPTIONAL_TRUSTED_OUTPUTS})
     if secret:
         raise ConfigError(config.stack.name, [Problem("trustedStack", f"{stack} exports {', '.join(secret)} as secret; the cloud side reads only public values")])
-    resources, problems = _kbs_resources(stack, outputs["kbsResources"])
-    workloads, malformed = _workloads(stack, outputs["workloads"])
+    return _trusted_side(config, "trustedStack", stack, outputs)
+
+
+def read_trust_bundle(config: CloudConfig) -> dict[str, Any]:
+    """The view in the bundle file `trustBundle.file`, once it verifies with a pinned key and is for this
+    stack at the minimum version or above (stacks/trust_bundle.py); ConfigError naming the file otherwise."""
+    settings = config.trust_bundle
+    assert settings is not None
+
+    def refused(reason: str) -> ConfigError:
+        return ConfigError(config.stack.name, [Problem("trustBundle.file", f"{settings.file}: {reason}")])
+
+    try:
+        token = (PROJECT_DIR / settings.file).read_text()
+    except OSError as err:
+        raise refused(f"cannot read it ({err.strerror or err}): hand over the trusted stack's output trustBundles.{config.stack.name}") from None
+    except UnicodeDecodeError:
+        raise refused("refused: it is not a compact JWS") from None
+    try:
+        return trust_bundle.open_bundle(token, [key.model_dump() for key in settings.keys], config.stack.env, config.stack.name, settings.minimum_version)
+    except jws.BundleError as err:
+        raise refused(f"refused: {err}") from None
+
+
+def _trusted_side(config: CloudConfig, key: str, source: str, outputs: dict[str, Any]) -> TrustedSide:
+    resources, problems = _kbs_resources(key, source, outputs["kbsResources"])
+    workloads, malformed = _workloads(key, source, outputs["workloads"])
     if malformed:
         raise ConfigError(config.stack.name, problems + malformed)
-    trusted = TrustedSide(stack, outputs["kbsUrl"], outputs["kbsCaCert"], resources, workloads, outputs.get("inferenceClientCaCert") or None)
+    trusted = TrustedSide(source, outputs["kbsUrl"], outputs["kbsCaCert"], resources, workloads, outputs.get("inferenceClientCaCert") or None)
     problems += list(_model_problems(config, trusted))
     if problems:
         raise ConfigError(config.stack.name, problems)
     return trusted
 
 
-def _kbs_resources(stack: str, raw: Any) -> tuple[dict[str, KbsResource], list[Problem]]:
+def _kbs_resources(key: str, stack: str, raw: Any) -> tuple[dict[str, KbsResource], list[Problem]]:
     resources: dict[str, KbsResource] = {}
     problems = []
     for name, entry in (raw or {}).items() if isinstance(raw, dict) else ():
         uri = entry.get("uri", "") if isinstance(entry, dict) else ""
         if not uri.startswith(KBS_URI_PREFIX):
-            problems.append(Problem("trustedStack", f"{stack} output kbsResources.{name} has no kbs:/// uri"))
+            problems.append(Problem(key, f"{stack} output kbsResources.{name} has no kbs:/// uri"))
             continue
         resources[name] = KbsResource(uri, bool(entry.get("gpuGated", False)), int(entry.get("minGpus", 0)))
     if not isinstance(raw, dict):
-        problems.append(Problem("trustedStack", f"{stack} output kbsResources is not a map of resources"))
+        problems.append(Problem(key, f"{stack} output kbsResources is not a map of resources"))
     return resources, problems
 
 
-def _workloads(stack: str, raw: Any) -> tuple[dict[str, TrustedWorkload], list[Problem]]:
+def _workloads(key: str, stack: str, raw: Any) -> tuple[dict[str, TrustedWorkload], list[Problem]]:
     if not isinstance(raw, dict):
-        return {}, [Problem("trustedStack", f"{stack} output workloads is not a map of workloads")]
+        return {}, [Problem(key, f"{stack} output workloads is not a map of workloads")]
     workloads: dict[str, TrustedWorkload] = {}
     problems = []
     for name, entry in raw.items():
         missing = [key for key in WORKLOAD_KEYS if not isinstance(entry, dict) or key not in entry]
         if missing:
-            problems.append(Problem("trustedStack", f"{stack} output workloads.{name} lacks {', '.join(missing)} (update the trusted stack first)"))
+            problems.append(Problem(key, f"{stack} output workloads.{name} lacks {', '.join(missing)} (update the trusted stack first)"))
             continue
         workloads[name] = TrustedWorkload(
             image=entry["image"],

@@ -24,7 +24,13 @@ import pulumi_kubernetes as k8s
 #   for its servingHostnames) and "servingKeyResource" (the kbsResources name of its TLS key, bound to
 #   its PCR 8; the signed pointer to it is in its "sealedSecrets").
 # - `inferenceClientCaCert`, only when models require client certificates: that CA's PEM.
-TRUSTED_OUTPUTS = ("kbsUrl", "kbsCaCert", "kbsResources", "workloads", "sealedSecretKeyUri", "inferenceCaCert")
+# - `trustBundles`: cloud stack name -> compact JWS (ES256) of the outputs that stack reads
+#   (stacks/trust_bundle.py cloud_view) with its environment, name and `version`; `trustBundleKey`: the
+#   signing key's public JWK (kid = RFC 7638 thumbprint), which cloud stacks pin; `trustBundleKeys`: every
+#   key kept (two during a rollover).
+TRUSTED_OUTPUTS = (
+    "kbsUrl", "kbsCaCert", "kbsResources", "workloads", "sealedSecretKeyUri", "inferenceCaCert", "trustBundles", "trustBundleKey", "trustBundleKeys",
+)
 OPTIONAL_TRUSTED_OUTPUTS = ("inferenceClientCaCert",)
 WORKLOAD_KEYS = ("image", "initdata", "initdataDigest", "initdataPcr8", "resources", "gpus", "sealedSecrets", "imageEnv")
 # Present only for the workloads they concern.

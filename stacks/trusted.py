@@ -12,13 +12,15 @@ import pulumi_random as random
 import pulumi_tls as tls
 
 from components import nim
+from components import trust_bundle as jws
 from components.initdata import AgentPolicyArgs, DecryptorPolicy, Initdata, InitdataArgs, render_initdata
 from components.kubernetes import cluster_provider
 from components.olm import OperatorInstall, OperatorInstallArgs, OperatorPin
-from components.sealed_secret import public_jwk, sealed_secret
+from components.sealed_secret import public_jwk, sealed_prefix, sealed_secret
 from components.tls import InferenceCertificates, InferenceCertificatesArgs, SelfSignedServerCertificate, ServerCertificateArgs, SigningCertificate
 from components.trustee import names, render
 from components.trustee.kbs import Kbs, KbsArgs, KbsDocuments, KbsKeys, KbsSecretResources, SecretResource
+from stacks import trust_bundle
 from stacks.config import TrustedConfig
 from stacks.config.base import secret_output
 from stacks.config.trusted import ReferenceValues, Workload
@@ -47,6 +49,12 @@ def deploy(config: TrustedConfig) -> None:
         kubernetes,
     )
 
+    if config.agent_policy.mode == "audit":
+        pulumi.log.info(
+            "agentPolicy.mode is audit: pod VMs serve every request and their agent logs each one the enforcing policy "
+            "refuses (`policy: ignoring error for <Request>`); replay them with `python -m scripts.replay_agent_requests`, "
+            "then set mode: enforce (the policy pack refuses audit on production)"
+        )
     if config.reference_values.expires_soon():
         pulumi.log.warn(
             f"referenceValues.expiration {config.reference_values.expiration} is within 30 days; after it the stack refuses "
@@ -139,23 +147,48 @@ def deploy(config: TrustedConfig) -> None:
     sealed = pulumi.Output.unsecret(sealing_key.private_key_pem.apply(lambda pem: _sealed_pointers(config, pem)))
 
     # The only things the cloud side may read (stacks/contracts.py TRUSTED_OUTPUTS): all public.
-    pulumi.export("kbsUrl", config.kbs.url)
-    pulumi.export("kbsCaCert", https.ca_cert_pem)
-    pulumi.export(
-        "kbsResources",
-        {
+    published: dict[str, Any] = {
+        "kbsUrl": config.kbs.url,
+        "kbsCaCert": https.ca_cert_pem,
+        "kbsResources": {
             **{r.name: {"uri": r.uri, "gpuGated": r.gpu_gated, "minGpus": r.required_gpus} for r in config.kbs_resources},
             **{
                 names.serving_key_resource(w.name): {"uri": names.serving_key_uri(w.name), "gpuGated": w.gpus > 0, "minGpus": w.gpus}
                 for w in _serving(config)
             },
         },
-    )
-    pulumi.export("workloads", pulumi.Output.all(initdata, sealed, serving_certificates).apply(lambda args: _workload_outputs(config, *args)))
-    pulumi.export("sealedSecretKeyUri", names.SEALED_SECRET_KEY_URI)
-    pulumi.export("inferenceCaCert", inference.ca_cert_pem)
+        "workloads": pulumi.Output.all(initdata, sealed, serving_certificates).apply(lambda args: _workload_outputs(config, *args)),
+        "sealedSecretKeyUri": names.SEALED_SECRET_KEY_URI,
+        "inferenceCaCert": inference.ca_cert_pem,
+    }
     if config.inference_tls.client_ca_certificate:
-        pulumi.export("inferenceClientCaCert", config.inference_tls.client_ca_certificate)
+        published["inferenceClientCaCert"] = config.inference_tls.client_ca_certificate
+    for name, value in published.items():
+        pulumi.export(name, value)
+    _export_trust_bundles(config, published, keys_provider)
+
+
+def _export_trust_bundles(config: TrustedConfig, published: dict[str, Any], provider: tls.Provider) -> None:
+    """`trustBundles`: each cloud stack's view of `published`, signed by a key made and kept here.
+
+    The key is its own (not the sealed-secret key, which KBS hands to every pod VM), protected like it:
+    replacing it breaks every cloud stack that pins it. Two slots let a rollover overlap old and new."""
+    settings = config.trust_bundle
+    keys = {
+        slot: tls.PrivateKey(
+            f"trust-bundle-key-{slot}", algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(provider=provider, protect=True)
+        )
+        for slot in settings.keys
+    }
+    signing = keys[settings.signing_key]
+    env, version = config.stack.env, settings.version
+    # Signing reads the private key (a secret); the bundles are public values and signatures.
+    bundles = pulumi.Output.all(pulumi.Output.all(**published), signing.private_key_pem).apply(
+        lambda args: trust_bundle.signed_bundles(env, version, args[0], args[1])
+    )
+    pulumi.export("trustBundles", pulumi.Output.unsecret(bundles))
+    pulumi.export("trustBundleKey", signing.public_key_pem.apply(jws.public_jwk))
+    pulumi.export("trustBundleKeys", pulumi.Output.all(*(keys[slot].public_key_pem for slot in settings.keys)).apply(lambda pems: [jws.public_jwk(p) for p in pems]))
 
 
 def _workload_initdata(config: TrustedConfig, ca_pem: str) -> dict[str, Initdata]:
@@ -165,19 +198,39 @@ def _workload_initdata(config: TrustedConfig, ca_pem: str) -> dict[str, Initdata
             InitdataArgs(
                 kbs_url=config.kbs.url,
                 kbs_ca_pem=ca_pem,
-                policy=AgentPolicyArgs(
-                    image=w.image,
-                    allow_read_stream=config.agent_policy.allow_read_stream,
-                    args=tuple(w.args) if w.args is not None else None,
-                    decryptor=_decryptor_policy(w, uris),
-                    image_env=tuple(w.image_env),
-                    writable_dirs=nim.WRITABLE_DIRS,
-                ),
+                policy=agent_policy_args(config, w),
                 registry_credentials_uri=uris[w.registry_credentials] if w.registry_credentials else None,
             )
         )
         for w in config.workloads
     }
+
+
+def agent_policy_args(config: TrustedConfig, workload: Workload) -> AgentPolicyArgs:
+    """The agent policy of `workload`'s pod VMs: its image, process and image environment as pinned, and
+    its container as components/nim.py renders it on the cloud side."""
+    uris = {r.name: r.uri for r in config.kbs_resources}
+    return AgentPolicyArgs(
+        image=workload.image,
+        allow_read_stream=config.agent_policy.allow_read_stream,
+        args=tuple(workload.args) if workload.args is not None else None,
+        decryptor=_decryptor_policy(workload, uris),
+        image_env=tuple(workload.image_env),
+        working_dir=workload.working_dir,
+        container=nim.policy_container(_not_ngc_keys(workload, uris), config.inference_tls.client_ca_certificate is not None, workload.encrypted_model is not None),
+        mode=config.agent_policy.mode,
+    )
+
+
+def _not_ngc_keys(workload: Workload, uris: dict[str, str]) -> tuple[str, ...] | None:
+    """The sealed pointers NIM's NGC_API_KEY may not hold: the workload's secrets meant for something else (its
+    TLS serving key, its registry credentials), which NIM would send to NGC as an API key; None for an encrypted
+    model, whose NIM has no NGC key."""
+    if workload.encrypted_model is not None:
+        return None
+    others = [names.serving_key_uri(workload.name)] if workload.serving_hostnames else []
+    others += [uris[workload.registry_credentials]] if workload.registry_credentials else []
+    return tuple(sealed_prefix(uri, names.SEALED_SECRET_KEY_URI) for uri in others)
 
 
 def _decryptor_policy(workload: Workload, uris: dict[str, str]) -> DecryptorPolicy | None:

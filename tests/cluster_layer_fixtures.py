@@ -182,7 +182,10 @@ def cluster_layer_program() -> None:
 
 
 def run_cluster_layer(stack: str = "dev-cloud", trusted: StackOutputs | None = None, set: dict[str, Any] | None = None, delete: tuple[str, ...] = ()) -> StackRun:
+    """The cluster layer reading `trusted` through the StackReference (a stack that reads a trust bundle
+    reads these outputs that way here: tests/test_cloud_trust_bundle.py tests the bundle path)."""
     config, secret_keys = example_config(stack, set=set, delete=delete)
+    config.pop("confidential-ai:trustBundle", None)
     trusted_stack = stack.rsplit("-", 1)[0] + "-trusted"
     references = {} if trusted is None else {trusted_stack: trusted}
     return run_stack(stack, config, secret_keys, references, program=cluster_layer_program)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import datetime
+import hashlib
 import json
 import pickle
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,7 +19,7 @@ import yaml
 from scripts.offline import StackRun, run_stack
 from scripts.offline.fakes import StackOutputs
 from scripts.offline.stackfile import read_stack_file
-from scripts.plan import plan_environment
+from scripts.plan import plan_environment, reads_bundle, with_bundle
 from stacks.config import clock
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -83,11 +87,27 @@ class Runner:
         return pickle.loads(self.memo[key])
 
     def example(self, stack: str, set: dict[str, Any] | None = None, delete: tuple[str, ...] = (), stack_outputs: dict[str, StackOutputs] | None = None) -> StackRun:
+        """A cloud stack sees its trusted stack's example run (or `stack_outputs`): through the StackReference,
+        or, when its config reads a trust bundle, as the bundle that run signed for it (as scripts.plan hands it)."""
         config, secret_keys = example_config(stack, set, delete)
         if stack_outputs is None and stack.endswith("-cloud"):
             trusted = stack.rsplit("-", 1)[0] + "-trusted"
             stack_outputs = {trusted: self.example(trusted).stack_outputs}
+        if reads_bundle(config):
+            bundles = [outputs.values.get("trustBundles", {}).get(stack) for outputs in (stack_outputs or {}).values()]
+            config = handed_bundle(config, next((b for b in bundles if b), ""))
         return self(stack, config, secret_keys, stack_outputs)
+
+
+_HANDED = Path(tempfile.mkdtemp(prefix="trust-bundles-"))
+atexit.register(shutil.rmtree, _HANDED, True)
+
+
+def handed_bundle(config: dict[str, str], token: str) -> dict[str, str]:
+    """`config` reading `token` from a file named by its content (so equal runs share a memo entry)."""
+    path = _HANDED / f"{hashlib.sha256(token.encode()).hexdigest()[:16]}.jws"
+    path.write_text(token)
+    return with_bundle(config, path)
 
 
 @pytest.fixture(scope="session")

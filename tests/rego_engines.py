@@ -52,3 +52,46 @@ def evaluate(modules: Mapping[str, str], rule: str, input_: Any, data: Any = Non
     decisions = {name: run(modules, rule, input_, data or {}) for name, run in ENGINES.items()}
     assert decisions["regopy"] == decisions["regorus"], f"the Rego engines decide {rule} differently: {decisions}"
     return decisions["regorus"]
+
+
+class Engines:
+    """One policy loaded once into both engines, queried with one input after another (module-scoped
+    fixtures keep a suite of many requests fast; rego-cpp compiles each rule once, into a bundle): each
+    decision identical under both, else an AssertionError."""
+
+    def __init__(self, modules: Mapping[str, str], data: Any = None):
+        self._regorus = regorus.Engine()
+        self._regorus.set_gather_prints(True)  # as the agent's engine (kata-containers src/agent/policy/src/policy.rs)
+        self._regopy = Interpreter()
+        for name, text in modules.items():
+            self._regorus.add_policy(name, text)
+            self._regopy.add_module(name, text)
+        self._regorus.add_data_json(json.dumps(data or {}))
+        self._regopy.add_data_json(json.dumps(data or {}))
+        self._bundles: dict[str, Any] = {}
+
+    def prepare(self, rules: list[str]) -> None:
+        """Compile `rules` into one rego-cpp bundle up front (one compilation instead of one per rule)."""
+        entrypoints = [rule.removeprefix("data.").replace(".", "/") for rule in rules]
+        bundle = self._regopy.build(None, entrypoints)
+        self._bundles.update(dict.fromkeys(entrypoints, bundle))
+
+    def evaluate(self, rule: str, input_: Any) -> Any:
+        self._regorus.set_input_json(json.dumps(input_))
+        by_regorus = json.loads(self._regorus.eval_rule_as_json(rule))
+        self._regorus.take_prints()
+        by_regorus = UNDEFINED if by_regorus == "<undefined>" else by_regorus
+        entrypoint = rule.removeprefix("data.").replace(".", "/")
+        if entrypoint not in self._bundles:
+            self._bundles[entrypoint] = self._regopy.build(None, [entrypoint])
+        self._regopy.set_input(input_)
+        output = self._regopy.query_bundle_entrypoint(self._bundles[entrypoint], entrypoint)
+        assert output.ok(), f"regopy: {output}"
+        text = str(output)
+        # rego-cpp answers an undefined rule with the bare word `undefined` (or no expression).
+        value = UNDEFINED if text == "undefined" else json.loads(text).get("expressions", [UNDEFINED])[0]
+        by_regopy = value
+        if isinstance(by_regopy, list) and isinstance(by_regorus, list):
+            by_regopy, by_regorus = sorted(by_regopy, key=json.dumps), sorted(by_regorus, key=json.dumps)
+        assert by_regopy == by_regorus, f"the Rego engines decide {rule} differently: regopy {by_regopy}, regorus {by_regorus}"
+        return by_regorus

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +51,13 @@ def stacks_with(directory: Path, edits: dict[str, dict[str, Any] | str]) -> Path
             set_path(document, key, value)
         path.write_text(yaml.safe_dump(document))
     return directory
+
+
+@functools.cache
+def single_backend_lab() -> Path:
+    """A project root whose dev-cloud reads dev-trusted through a StackReference (its trustBundle removed),
+    as a single-backend lab may: for the tests of that path through the scripts."""
+    root = Path(tempfile.mkdtemp(prefix="single-backend-lab-"))
+    atexit.register(shutil.rmtree, root, True)
+    stacks_with(root / "stacks", {"dev-cloud": {"trustBundle": DELETE}})
+    return root

@@ -10,31 +10,46 @@ src/agent/policy/src/policy.rs `allow_request`), with regorus, the engine the ag
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-from components import encrypted_model, nim
-from components.initdata import AGENT_REQUESTS, DENIED_REQUESTS, AgentPolicyArgs, render_agent_policy
-from tests.rego_engines import evaluate
+from components import nim
+from components.initdata import AGENT_REQUESTS, DENIED_REQUESTS, REFUSED_REQUESTS, AgentPolicyArgs, render_agent_policy
+from tests.agent_requests import (
+    DIGEST,
+    IMAGE,
+    IMAGE_ANNOTATIONS,
+    NOT_NGC_KEYS,
+    NIM_ARGS,
+    NIM_IMAGE_ENV,
+    REPOSITORY,
+    SANDBOX_ID,
+    SHARED,
+    copy_file,
+    fixture,
+    nim_container,
+)
+from tests.rego_engines import Engines
 
-FIXTURES = Path(__file__).parent / "fixtures" / "kata-genpolicy"
-REPOSITORY = "nvcr.io/nim/meta/llama-3.1-8b-instruct"
-DIGEST = "sha256:" + "ab" * 32
-IMAGE = f"{REPOSITORY}@{DIGEST}"
-# Image annotation per CRI runtime (kata-containers src/runtime/virtcontainers/kata_agent.go).
-IMAGE_ANNOTATIONS = ("io.kubernetes.cri.image-name", "io.kubernetes.cri-o.ImageName")
+REFUSAL_RULES = ("create_container_refusals", "copy_file_refusals", "create_sandbox_refusals")
 
 
 class Policy:
-    """One workload's rendered agent policy, decided as the agent asks: by both engines, which must agree."""
+    """One workload's rendered agent policy, decided as the agent asks: by both engines, which must agree.
+    By default the NIM workload's, as stacks/trusted.py renders it (image, process, image environment,
+    working directory and the container components/nim.py renders)."""
 
     def __init__(self, **args: Any):
-        self.modules = {"policy.rego": render_agent_policy(AgentPolicyArgs(IMAGE, **args))}
+        values = {"image_env": NIM_IMAGE_ENV, "container": nim.policy_container(NOT_NGC_KEYS, False, False), **args}
+        self.text = render_agent_policy(AgentPolicyArgs(IMAGE, **values))
+        self.engines = Engines({"policy.rego": self.text})
+        self.engines.prepare([f"data.agent_policy.{r}" for r in (*AGENT_REQUESTS, *REFUSAL_RULES)])
 
     def decide(self, request: str, input_: dict[str, Any]) -> Any:
-        return evaluate(self.modules, f"data.agent_policy.{request}", input_)
+        return self.engines.evaluate(f"data.agent_policy.{request}", input_)
+
+    def refusals(self, input_: dict[str, Any], rule: str = "create_container_refusals") -> set[str]:
+        return set(self.engines.evaluate(f"data.agent_policy.{rule}", input_))
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +61,10 @@ def allows(policy: Policy, request: str, input_: dict[str, Any]) -> bool:
     return policy.decide(request, input_) is True
 
 
-def fixture(name: str) -> dict[str, Any]:
-    return json.loads((FIXTURES / f"createcontainer-{name}.json").read_text())
-
-
 def container(image: str, annotation: str = IMAGE_ANNOTATIONS[0]) -> dict[str, Any]:
-    """The genpolicy application container, its guest-pulled image replaced by `image`."""
-    request = fixture("container")
+    """The NIM container (tests/agent_requests.py) pulling `image`, reported through `annotation`. (Before the
+    allow-list this was genpolicy's bare application container; the policy now expects the pod's own.)"""
+    request = nim_container()
     annotations = request["OCI"]["Annotations"]
     for key in IMAGE_ANNOTATIONS:
         annotations.pop(key, None)
@@ -67,6 +79,7 @@ def container(image: str, annotation: str = IMAGE_ANNOTATIONS[0]) -> dict[str, A
 
 def test_fixtures_are_the_shapes_the_policy_reads():
     """Guards the fixtures: the genpolicy container is guest-pulled by digest, the sandbox is pause."""
+    assert fixture("container")["container_id"] == "gid" and SANDBOX_ID in fixture("container")["OCI"]["Annotations"].values()
     assert [s["source"] for s in fixture("container")["storages"] if s["driver"] == "image_guest_pull"][0].count("@sha256:") == 1
     sandbox = fixture("sandbox")
     assert [s["source"] for s in sandbox["storages"] if s["driver"] == "image_guest_pull"] == ["pause"]
@@ -74,6 +87,8 @@ def test_fixtures_are_the_shapes_the_policy_reads():
 
 
 def test_the_pause_container_runs(policy):
+    """(The fixture was genpolicy's `sysctls` case, whose pod sets net.ipv4.ip_forward; our pod sets no sysctl,
+    so it is now the `ignored_fields` case, containerd 2's own sysctls only.)"""
     assert allows(policy, "CreateContainerRequest", fixture("sandbox"))
 
 
@@ -130,21 +145,20 @@ def test_exec_set_policy_and_stdin_writes_are_refused(policy):
     assert not allows(policy, "WriteStreamRequest", {"container_id": "c" * 64, "exec_id": "", "data": "ZWNobw=="})
 
 
-def copy_file(path: str, file_type: str = "Regular", symlink_target: str | None = None) -> dict[str, Any]:
-    """A PolicyCopyFileRequest (kata-containers src/agent/policy/src/policy.rs)."""
-    return {"path": path, "file_type": file_type, "symlink_target": symlink_target, "file_size": 12, "file_mode": 0o644, "dir_mode": 0o750, "uid": 0, "gid": 0, "offset": 0}
-
-
-SHARED = "/run/kata-containers/shared/containers/"
+# Copies as the runtime names them (fs_share_linux.go shareFileName: <container id>-<16 hex>-<name>, Secret and
+# ConfigMap volumes under watchable/). The inputs were `c0ffee-hosts` and `c0ffee-9f1d/watchable/...` before,
+# shapes the runtime never sends; the policy now checks the name's shape.
+COPY = f"{SHARED}{'c0ffee' * 8}-0123456789abcdef-"
+WATCHED = f"{SHARED}watchable/{'c0ffee' * 8}-fedcba9876543210-ngc-api-key"
 
 
 @pytest.mark.parametrize(
     "request_",
     [
-        copy_file(SHARED + "c0ffee-hosts"),
-        copy_file(SHARED + "c0ffee-9f1d/watchable/ngc-api-key/NGC_API_KEY"),
-        copy_file(SHARED + "c0ffee-9f1d/watchable/ngc-api-key", "Directory"),
-        copy_file(SHARED + "c0ffee-9f1d/watchable/ngc-api-key/..data", "Symlink", "..2026_12_01_10_00_00.1"),
+        copy_file(COPY + "hosts"),
+        copy_file(WATCHED + "/NGC_API_KEY"),
+        copy_file(WATCHED, "Directory"),
+        copy_file(WATCHED + "/..data", "Symlink", "..2026_12_01_10_00_00.1"),
     ],
     ids=["hosts", "secret-volume-file", "secret-volume-dir", "volume-symlink"],
 )
@@ -158,8 +172,8 @@ def test_copies_into_the_shared_directory_are_allowed(policy, request_):
         copy_file("/etc/confidential-containers/cdh.toml"),
         copy_file("/run/kata-containers/shared/containersx/evil"),
         copy_file(SHARED + "../../../etc/shadow"),
-        copy_file(SHARED + "c0ffee/link", "Symlink", "/etc"),
-        copy_file(SHARED + "c0ffee/link", "Symlink", "../../../../etc"),
+        copy_file(WATCHED + "/link", "Symlink", "/etc"),
+        copy_file(WATCHED + "/link", "Symlink", "../../../../etc"),
     ],
     ids=["outside", "sibling-prefix", "traversal", "absolute-symlink", "traversing-symlink"],
 )
@@ -178,8 +192,10 @@ def test_every_agent_request_is_decided(policy):
     decisions = {request: policy.decide(request, {}) for request in AGENT_REQUESTS}
     assert all(isinstance(decision, bool) for decision in decisions.values()), decisions
     refused = {request for request, allowed in decisions.items() if not allowed}
-    # With an empty input, only the rules with conditions refuse besides the always-denied ones.
-    assert refused == {*DENIED_REQUESTS, "CreateContainerRequest", "CopyFileRequest"}
+    # With an empty input, only the rules with conditions refuse besides the always-refused ones (the
+    # allow-list refuses GetDiagnosticData, UpdateEphemeralMounts and swap too; CreateSandbox's empty input
+    # asks for nothing it refuses).
+    assert refused == {*DENIED_REQUESTS, *REFUSED_REQUESTS, "CreateContainerRequest", "CopyFileRequest"}
     assert len(AGENT_REQUESTS) == len(set(AGENT_REQUESTS)) == 41
 
 
@@ -190,8 +206,7 @@ def test_only_a_pinned_image_renders():
 
 def test_a_pinned_command_line_refuses_any_other(policy):
     """Pinned, the host cannot run the workload's own image with a command that prints its secrets."""
-    entrypoint = fixture("container")["OCI"]["Process"]["Args"]
-    pinned = Policy(args=tuple(entrypoint))
+    pinned = Policy(args=NIM_ARGS)
     assert allows(pinned, "CreateContainerRequest", container(IMAGE))
     exfiltrate = container(IMAGE)
     exfiltrate["OCI"]["Process"]["Args"] = ["/bin/sh", "-c", "echo $NGC_API_KEY"]
@@ -201,78 +216,21 @@ def test_a_pinned_command_line_refuses_any_other(policy):
 
 
 # --- The workload's own container: what decides its code besides the image ---------------------------
-# NIM's pod as Kubernetes and KServe start it: the pinned image's config Env (the runtime passes it on:
-# kata-containers src/tools/genpolicy/src/registry.rs get_process), the env components/nim.py renders with
-# its Secret resolved to the sealed pointer, KServe's INFERENCE_SERVICE_NAME (kserve/kserve
-# pkg/controller/v1beta1/inferenceservice/components/predictor.go, commit aaac4e29), service links of the
-# namespace (genpolicy-settings.json allow_env_regex shapes), and each volume as the kata runtime hands it
-# to the agent (kata-containers src/runtime/virtcontainers/kata_agent.go handleLocalStorage,
-# handleEphemeralStorage at 7c6ba40c): an emptyDir is a storage the agent creates in the pod VM; a Secret or
-# ConfigMap (the TLS key and certificate) is files the runtime copies into the shared directory, named
-# <container id>-<random>-<mount path's last element> (fs_share_linux.go shareFileName, no file sharing in peer pods).
-# NVIDIA publishes no Dockerfile for NIM; these entries follow the NIM image's Env as a third party copied
-# it (Clarifai/clarifai-python PR #444, clarifai/runners/dockerfile_template/Dockerfile.nim): PYTHONPATH and
-# LD_LIBRARY_PATH under /opt. A workload lists its image's real ones in `imageEnv`.
-NIM_IMAGE_ENV = (
-    "PATH=/opt/nim/llm/.venv/bin:/opt/hpcx/ompi/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    "PYTHONPATH=:/opt/nim/llm/.venv/lib/python3.10/site-packages:/opt/nim/llm",
-    "LD_LIBRARY_PATH=/opt/hpcx/ompi/lib:/opt/nim/llm/.venv/lib/python3.10/site-packages/tensorrt_llm/libs:/usr/local/nvidia/lib64",
-    "NVIDIA_VISIBLE_DEVICES=all",
-)
-SANDBOX_ID = "8667fea11fc4fc70d427cc3645950ac83cc7d33ca515a8774ab95043f0096bb8"  # the fixture's io.kubernetes.cri.sandbox-id
-SEALED = "sealed.eyJhbGciOiJFUzI1NiJ9.eyJwcm92aWRlciI6Imticy.c2lnbmF0dXJl"
+# NIM's pod as Kubernetes and KServe start it (tests/agent_requests.py: the pinned image's config Env, the
+# env components/nim.py renders with its Secret resolved to the sealed pointer, KServe's
+# INFERENCE_SERVICE_NAME, service links, and each volume as the kata runtime hands it to the agent).
 
 
 def nim_policy(**args: Any) -> Policy:
-    return Policy(image_env=NIM_IMAGE_ENV, writable_dirs=nim.WRITABLE_DIRS, **args)
+    return Policy(**args)
 
 
 @pytest.fixture(scope="module")
-def workload_policy() -> Policy:
-    return nim_policy()
+def workload_policy(policy) -> Policy:
+    return policy
 
 
-def _volume_mount(mount: dict[str, Any], volume: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
-    """One pod volumeMount as the agent receives it; an emptyDir adds the storage the agent creates."""
-    name = volume["name"]
-    if "emptyDir" not in volume:
-        assert {"secret", "configMap"} & volume.keys(), volume
-        copied = f"{SHARED}gid-0123456789abcdef-{mount['mountPath'].rsplit('/', 1)[-1]}"
-        return {"destination": mount["mountPath"], "options": ["rbind", "rprivate", "ro" if mount.get("readOnly") else "rw"], "source": copied, "type_": "bind"}
-    memory = volume["emptyDir"].get("medium") == "Memory"
-    source = f"/run/kata-containers/sandbox/ephemeral/{name}" if memory else f"{SHARED}{SANDBOX_ID}/rootfs/local/{name}"
-    request["storages"].append(
-        {"driver": "ephemeral" if memory else "local", "driver_options": [], "fs_group": None, "fstype": "tmpfs" if memory else "local",
-         "mount_point": source, "options": [] if memory else ["mode=0777"], "source": "tmpfs" if memory else "local"}
-    )
-    return {"destination": mount["mountPath"], "options": ["rbind", "rprivate", "ro" if mount.get("readOnly") else "rw"], "source": source, "type_": "bind"}
-
-
-def pod_container(spec: dict[str, Any], volumes: list[dict[str, Any]], image_env: tuple[str, ...] = NIM_IMAGE_ENV) -> dict[str, Any]:
-    """A pod's container (its Kubernetes spec, the pod's volumes) in the CreateContainerRequest the agent receives."""
-    request = container(IMAGE)
-    oci = request["OCI"]
-    oci["Annotations"]["io.kubernetes.cri.container-name"] = spec["name"]
-    rendered = [f"{e['name']}={e['value'] if 'value' in e else SEALED}" for e in spec.get("env", [])]
-    services = ["LLAMA_PREDICTOR_SERVICE_HOST=172.30.12.7", "LLAMA_PREDICTOR_SERVICE_PORT=80", "LLAMA_PREDICTOR_PORT=tcp://172.30.12.7:80",
-                "LLAMA_PREDICTOR_PORT_80_TCP=tcp://172.30.12.7:80", "LLAMA_PREDICTOR_PORT_80_TCP_PROTO=tcp"]
-    oci["Process"]["Env"] = [*image_env, *oci["Process"]["Env"][1:], *services, *rendered, "INFERENCE_SERVICE_NAME=llama"]
-    by_name = {v["name"]: v for v in volumes}
-    # A volume at /dev/shm replaces the sandbox's (containerd CRI adds that one only when none is mounted there).
-    oci["Mounts"] = [m for m in oci["Mounts"] if m["destination"] != "/dev/shm"]
-    oci["Mounts"] += [_volume_mount(m, by_name[m["name"]], request) for m in spec.get("volumeMounts", [])]
-    return request
-
-
-def nim_container(encrypted: bool = False, mutual: bool = False, env: list[str] = (), mounts: list[dict[str, Any]] = ()) -> dict[str, Any]:
-    """The predictor's kserve-container, as components/nim.py renders it, in the request the agent receives."""
-    spec = {"name": "kserve-container", "env": nim.container_env(None if encrypted else "llama-ngc-api-key", mutual), "volumeMounts": nim.volume_mounts()}
-    volumes = nim.volumes("llama", 40)
-    if encrypted:
-        spec["env"] += encrypted_model.nim_env()
-        spec["volumeMounts"].append(encrypted_model.nim_volume_mount())
-        volumes.append({"name": encrypted_model.VOLUME, "emptyDir": {"medium": "Memory"}})
-    request = pod_container(spec, volumes)
+def with_extra(request: dict[str, Any], env: list[str] = (), mounts: list[dict[str, Any]] = ()) -> dict[str, Any]:
     request["OCI"]["Process"]["Env"] += list(env)
     request["OCI"]["Mounts"] += list(mounts)
     return request
@@ -280,12 +238,13 @@ def nim_container(encrypted: bool = False, mutual: bool = False, env: list[str] 
 
 def host_volume(destination: str, name: str = "evil") -> dict[str, Any]:
     """A ConfigMap or Secret volume: files the host copies into the shared directory."""
-    return {"destination": destination, "options": ["rbind", "rprivate", "ro"], "source": f"{SHARED}watchable/kserve-container-0123456789abcdef-{name}", "type_": "bind"}
+    return {"destination": destination, "options": ["rbind", "rprivate", "ro"], "source": f"{SHARED}watchable/gid-0123456789abcdef-{destination.rsplit('/', 1)[-1]}", "type_": "bind"}
 
 
 @pytest.mark.parametrize("encrypted, mutual", [(False, False), (True, False), (False, True)], ids=["ngc-model", "encrypted-model", "mutual-tls"])
-def test_the_nim_container_runs_as_kserve_starts_it(workload_policy, encrypted, mutual):
+def test_the_nim_container_runs_as_kserve_starts_it(encrypted, mutual):
     """With its TLS settings, the sealed key's Secret and the certificate's ConfigMap: data outside the code directories."""
+    workload_policy = Policy(container=nim.policy_container(None if encrypted else NOT_NGC_KEYS, mutual, encrypted))
     request = nim_container(encrypted, mutual)
     destinations = {m["destination"] for m in request["OCI"]["Mounts"]}
     assert {"/opt/nim/.cache", "/opt/nim/workspace", "/dev/termination-log", "/var/run/secrets/kubernetes.io/serviceaccount", nim.TLS_KEY_DIR, nim.TLS_CERT_DIR} <= destinations
@@ -296,7 +255,7 @@ def test_the_nim_container_runs_as_kserve_starts_it(workload_policy, encrypted, 
 
 def test_a_workload_that_does_not_list_its_images_loader_settings_does_not_run():
     """Fails closed: the image's own PYTHONPATH and LD_LIBRARY_PATH need `imageEnv`."""
-    assert not allows(Policy(writable_dirs=nim.WRITABLE_DIRS), "CreateContainerRequest", nim_container())
+    assert not allows(Policy(image_env=()), "CreateContainerRequest", nim_container())
 
 
 @pytest.mark.parametrize(
@@ -317,7 +276,7 @@ def test_a_workload_that_does_not_list_its_images_loader_settings_does_not_run()
 )
 def test_environment_that_loads_code_is_refused_in_the_workload(workload_policy, entry):
     """Beside the image's own entries: the same name with another value is the host's, and refused."""
-    assert not allows(workload_policy, "CreateContainerRequest", nim_container(env=[entry]))
+    assert not allows(workload_policy, "CreateContainerRequest", with_extra(nim_container(), env=[entry]))
 
 
 @pytest.mark.parametrize(
@@ -335,7 +294,7 @@ def test_environment_that_loads_code_is_refused_in_the_workload(workload_policy,
     ],
 )
 def test_a_volume_over_the_images_code_is_refused(workload_policy, mount):
-    assert not allows(workload_policy, "CreateContainerRequest", nim_container(mounts=[mount]))
+    assert not allows(workload_policy, "CreateContainerRequest", with_extra(nim_container(), mounts=[mount]))
 
 
 @pytest.mark.parametrize("driver", ["local", "ephemeral"])
@@ -348,17 +307,23 @@ def test_host_files_passed_off_as_an_emptydir_are_refused(workload_policy, drive
     assert not allows(workload_policy, "CreateContainerRequest", request)
 
 
-def test_host_files_elsewhere_are_data_not_code(workload_policy):
-    """A ConfigMap outside the code directories is allowed (what remains: docs/security-model.md), but not as the working or home directory."""
-    request = nim_container(mounts=[host_volume("/config")])
-    assert allows(workload_policy, "CreateContainerRequest", request)
+def test_host_files_the_pod_does_not_declare_are_refused(workload_policy):
+    """Before the allow-list a ConfigMap outside the code directories was allowed as data; now only the pod's own volumes are."""
+    assert not allows(workload_policy, "CreateContainerRequest", with_extra(nim_container(), mounts=[host_volume("/config")]))
+
+
+def test_a_working_or_home_directory_in_host_files_is_refused(workload_policy):
+    """Python puts the working directory (`-m`) and HOME's user site-packages on sys.path. (The input used an
+    undeclared /config ConfigMap before; now the pod's own TLS certificate volume is the host-written directory.)"""
+    request = nim_container()
     home = copy.deepcopy(request)
-    request["OCI"]["Process"]["Cwd"] = "/config"
+    request["OCI"]["Process"]["Cwd"] = nim.TLS_CERT_DIR
     assert not allows(workload_policy, "CreateContainerRequest", request)
-    home["OCI"]["Process"]["Env"].append("HOME=/config/user")
-    assert not allows(workload_policy, "CreateContainerRequest", home)
+    with_home = Policy(image_env=(*NIM_IMAGE_ENV, f"HOME={nim.TLS_CERT_DIR}/user", "HOME=/opt/nim"))
+    home["OCI"]["Process"]["Env"].append(f"HOME={nim.TLS_CERT_DIR}/user")
+    assert not allows(with_home, "CreateContainerRequest", home)
     home["OCI"]["Process"]["Env"][-1] = "HOME=/opt/nim"
-    assert allows(workload_policy, "CreateContainerRequest", home)
+    assert allows(with_home, "CreateContainerRequest", home)
 
 
 def test_the_host_cannot_copy_into_a_volume_the_pod_vm_created(policy):

@@ -23,8 +23,9 @@ from scripts.offline import StackRun
 from scripts.offline.fakes import StackOutputs
 from scripts.offline.stackfile import stack_path
 from scripts.plan import main as plan_main
+from scripts.plan import reads_bundle
 from stacks.config import ConfigError
-from tests.conftest import Runner, example_config
+from tests.conftest import Runner, example_config, handed_bundle
 
 STACKS = ["dev-trusted", "dev-cloud", "prod-trusted", "prod-cloud"]
 # Derandomized draws repeat some configs exactly: each distinct run runs once (copies returned).
@@ -136,6 +137,8 @@ def assert_plans_or_fails_cleanly(stack: str, config: dict[str, str], secret_key
     if stack.endswith("-cloud"):
         trusted = stack.rsplit("-", 1)[0] + "-trusted"
         references = {trusted: trusted_outputs(trusted)}
+        if reads_bundle(config):  # handed its bundle as scripts.plan does, whatever the fuzzer left of trustBundle
+            config = handed_bundle(config, references[trusted].values["trustBundles"][stack])
     try:
         return RUNS(stack, config, secret_keys, references)
     except ConfigError as err:

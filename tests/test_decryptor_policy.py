@@ -4,20 +4,16 @@ tests/test_agent_policy.py (provenance in tests/fixtures/kata-genpolicy/SOURCES.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
 
-from components import encrypted_model
-from components.initdata import AgentPolicyArgs, DecryptorPolicy, render_agent_policy
-from tests.rego_engines import evaluate
-from tests.test_agent_policy import IMAGE, allows, container, fixture
+from components import encrypted_model, nim
+from components.initdata import DecryptorPolicy
+from tests.agent_requests import DECRYPTOR, KEY_URI, MANIFEST, SOURCE, decryptor_container, fixture, nim_container
+from tests.rego_engines import Engines
+from tests.test_agent_policy import IMAGE, REFUSAL_RULES, Policy, allows
 
-DECRYPTOR = "ghcr.io/example/model-decryptor@sha256:" + "12" * 32
-KEY_URI = "kbs:///default/model-decryption/key.bin"
-MANIFEST = "3c" * 32
-SOURCE = "https://caiprodmodels.blob.core.windows.net/models/llama-ft"
 PINNED = DecryptorPolicy(DECRYPTOR, KEY_URI, MANIFEST)
 
 
@@ -25,37 +21,48 @@ class RenderedPolicy:
     """An agent policy's text, decided as the agent asks, by both Rego engines (which must agree)."""
 
     def __init__(self, text: str):
-        self.modules = {"policy.rego": text}
+        self.text = text
+        self.engines = Engines({"policy.rego": text})
 
     def decide(self, request: str, input_: dict[str, Any]) -> Any:
-        return evaluate(self.modules, f"data.agent_policy.{request}", input_)
+        return self.engines.evaluate(f"data.agent_policy.{request}", input_)
+
+    def refusals(self, input_: dict[str, Any], rule: str = REFUSAL_RULES[0]) -> set[str]:
+        return set(self.engines.evaluate(f"data.agent_policy.{rule}", input_))
 
 
-def workload_policy(decryptor: DecryptorPolicy | None = PINNED) -> RenderedPolicy:
-    return RenderedPolicy(render_agent_policy(AgentPolicyArgs(IMAGE, decryptor=decryptor)))
+def workload_policy(decryptor: DecryptorPolicy | None = PINNED) -> Policy:
+    """The encrypted-model workload's policy: NIM without an NGC key, serving the decrypted model."""
+    return Policy(decryptor=decryptor, container=nim.policy_container(None, False, True))
 
 
 @pytest.fixture(scope="module")
-def policy() -> RenderedPolicy:
+def policy() -> Policy:
     return workload_policy()
 
 
+def container(image: str) -> dict[str, Any]:
+    """The encrypted-model NIM container pulling `image`."""
+    request = nim_container(encrypted=True)
+    (storage,) = [s for s in request["storages"] if s["driver"] == "image_guest_pull"]
+    storage["source"] = image
+    return request
+
+
 def decryptor_request(image: str = DECRYPTOR, args: list[str] | None = None, env: list[str] = (), mounts: list[dict[str, Any]] = ()) -> dict[str, Any]:
-    """The genpolicy container as the pod's decrypt-model init container."""
-    request = container(image)
-    request["OCI"]["Annotations"]["io.kubernetes.cri.container-name"] = encrypted_model.INIT_CONTAINER
-    process = request["OCI"]["Process"]
-    process["Args"] = args if args is not None else [*encrypted_model.COMMAND, *encrypted_model.decryptor_args(SOURCE, KEY_URI, MANIFEST)]
-    process["Env"] = [*process["Env"], *env]
-    model = copy.deepcopy(request["OCI"]["Mounts"][-1])
-    model.update(destination=encrypted_model.MODEL_DIR, source="/run/kata-containers/sandbox/ephemeral/decrypted-model")
-    request["OCI"]["Mounts"] = [*request["OCI"]["Mounts"], model, *mounts]
+    """The pod's decrypt-model init container (tests/agent_requests.py; it was genpolicy's bare application
+    container with the decryptor's process before the allow-list checked every mount)."""
+    request = decryptor_container(args)
+    (storage,) = [s for s in request["storages"] if s["driver"] == "image_guest_pull"]
+    storage["source"] = image
+    names = {entry.split("=")[0] for entry in env}
+    request["OCI"]["Process"]["Env"] = [e for e in request["OCI"]["Process"]["Env"] if e.split("=")[0] not in names] + list(env)
+    request["OCI"]["Mounts"] += list(mounts)
     return request
 
 
 def test_the_decryptor_runs_as_the_pod_spec_starts_it(policy):
-    args = encrypted_model.init_container(encrypted_model.EncryptedModelArgs(SOURCE, MANIFEST, 1, KEY_URI, DECRYPTOR, "sas"))
-    request = decryptor_request(args=[*args["command"], *args["args"]], env=["AZURE_STORAGE_SAS_TOKEN=sv=2022-11-02&sig=x", "PYTHONUNBUFFERED=1"])
+    request = decryptor_request()
     assert allows(policy, "CreateContainerRequest", request)
     # ... beside the workload's own image and the pause container, which still run.
     assert allows(policy, "CreateContainerRequest", container(IMAGE))
@@ -97,6 +104,7 @@ def test_environment_that_loads_code_is_refused(policy, env):
                                          "/etc/ld.so.preload", "/etc"])
 def test_a_volume_over_the_decryptors_code_is_refused(policy, destination):
     mount = {**fixture("container")["OCI"]["Mounts"][-1], "destination": destination}
+    mount["source"] = mount["source"].replace("serviceaccount", destination.rsplit("/", 1)[-1] or "root")
     assert not allows(policy, "CreateContainerRequest", decryptor_request(mounts=[mount]))
 
 
@@ -106,9 +114,15 @@ def test_a_volume_over_the_decryptors_code_is_refused(policy, destination):
     pytest.param(IMAGE, id="the-workload-image-with-the-decryptor-process"),
 ])
 def test_the_decryptor_process_needs_the_decryptor_image(policy, image):
-    """The pinned process is no pass for another image (the workload image keeps its own rule, issue 11)."""
-    allowed = allows(policy, "CreateContainerRequest", decryptor_request(image=image))
-    assert allowed is (image == IMAGE)
+    """The pinned process is no pass for another image. The workload image keeps its own rule (issue 11): it
+    was allowed here while that rule took any mounts; now the decryptor's volumes are not the workload's."""
+    request = decryptor_request(image=image)
+    assert not allows(policy, "CreateContainerRequest", request)
+    refusals = policy.refusals(request)
+    if image == IMAGE:
+        assert refusals and all(field.startswith(("OCI.Mounts[", "OCI.Process.Env[")) for field in refusals), refusals
+    else:
+        assert "storages[image_guest_pull].source" in refusals
 
 
 def test_a_workload_without_an_encrypted_model_never_runs_the_decryptor():

@@ -25,7 +25,8 @@ from tests.cluster_layer_fixtures import (
 )
 from tests.conftest import Runner
 from tests.test_config import problems
-from tests.test_agent_policy import allows, pod_container
+from tests.agent_requests import pod_container, policy_data
+from tests.test_agent_policy import allows
 from tests.test_decryptor_policy import RenderedPolicy, decryptor_request
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,9 +69,9 @@ def test_the_trusted_side_binds_key_and_decryptor_to_the_workload(plan):
     # The NGC model's workload no longer receives the model key.
     assert "model-key" not in trusted.outputs["workloads"]["llama-3-1-8b"]["resources"]
     # Its agent policy runs the decryptor, for this manifest only.
-    policy = _policy(trusted, MODEL)
-    assert MANIFEST_SHA256 in policy and "decryptor_process" in policy
-    assert "decryptor_process" not in _policy(trusted, "llama-3-1-8b")
+    roles = [c["role"] for c in policy_data(_policy(trusted, MODEL))["containers"]]
+    assert MANIFEST_SHA256 in _policy(trusted, MODEL) and roles == ["workload", "decryptor"]
+    assert [c["role"] for c in policy_data(_policy(trusted, "llama-3-1-8b"))["containers"]] == ["workload"]
 
 
 def test_the_cloud_creates_private_storage_and_a_read_sas(plan):
@@ -123,19 +124,23 @@ def test_the_trusted_policy_runs_the_nim_container_the_cloud_plans(plan, model):
     spec = {**runtime_container, "env": [*runtime_container["env"], *predictor["model"].get("env", [])],
             "volumeMounts": [*runtime_container["volumeMounts"], *predictor["model"].get("volumeMounts", [])]}
     volumes = [*_object(cloud, "ServingRuntime", f"{model}-nim").inputs["spec"]["volumes"], *predictor.get("volumes", [])]
-    # The runtime starts the image's own process in its working directory, with its own environment first:
-    # what the trusted stack pinned and publishes.
-    pinned = trusted.outputs["workloads"][model]
-    request = pod_container(spec, volumes, image_env=tuple(pinned["imageEnv"]))
-    request["OCI"]["Process"]["Args"], request["OCI"]["Process"]["Cwd"] = pinned["args"], pinned["workingDir"]
-    request["storages"][0]["source"] = pinned["image"]
+    # The image's own environment, process and working directory as the workload pins them (the policy's data).
+    engine = RenderedPolicy(_policy(trusted, model))
+    pinned = policy_data(engine.text)["containers"][0]
+    request = pod_container(spec, volumes, image=trusted.outputs["workloads"][model]["image"], image_env=tuple(pinned["image_env"]),
+                            args=tuple(pinned["args"] or ["/opt/nim/start_server.sh"]), cwd=pinned["cwd"] or "/", sealed=_ngc_key(cloud, model))
     # NIM serves TLS inside the pod VM: its settings, the sealed key's Secret and the certificate's ConfigMap.
     assert {nim.TLS_KEY_DIR, nim.TLS_CERT_DIR} <= {m["destination"] for m in request["OCI"]["Mounts"]}
     assert "NIM_SSL_MODE=TLS" in request["OCI"]["Process"]["Env"]
-    engine = RenderedPolicy(_policy(trusted, model))
-    assert allows(engine, "CreateContainerRequest", request)
+    assert allows(engine, "CreateContainerRequest", request), engine.refusals(request)
     request["OCI"]["Process"]["Env"].append("LD_PRELOAD=/var/run/secrets/kubernetes.io/serviceaccount/x.so")
     assert not allows(engine, "CreateContainerRequest", request)
+
+
+def _ngc_key(cloud: StackRun, model: str) -> str | None:
+    """The sealed pointer the cloud side puts in the model's NGC key Secret, if it has one."""
+    secrets = [r.inputs for r in cloud.resources if r.inputs.get("kind") == "Secret" and r.inputs["metadata"]["name"] == f"{model}-ngc-api-key"]
+    return secrets[0]["stringData"]["NGC_API_KEY"] if secrets else None
 
 
 def test_the_model_key_goes_only_to_the_encrypted_workloads_measurement(plan):

@@ -16,11 +16,10 @@ from typing import Any
 
 import pytest
 
-from components import nim
-from components.initdata import AgentPolicyArgs, InitdataArgs, render_agent_policy, render_initdata
+from components.initdata import InitdataArgs, render_agent_policy, render_initdata
 from components.trustee import render
 from stacks.config.trusted import ReferenceValues
-from stacks.trusted import reference_value_set
+from stacks.trusted import agent_policy_args, reference_value_set
 from tests.conftest import SHARED
 from tests.fixtures.attestation.derive import nras_policy_input
 from tests.rego_engines import evaluate as evaluate_modules
@@ -662,9 +661,7 @@ def test_dev_reference_values_affirm_a_guest_measuring_the_dev_initdata(cpu_inpu
     reference = run.named("kbs-rvps-reference-values", "kubernetes:core/v1:ConfigMap").inputs["data"]["reference_value"]
     rv = {name: json.loads(base64.urlsafe_b64decode(record))["value"] for name, record in json.loads(reference).items()}
     workload = config.workloads[0]
-    initdata = render_initdata(InitdataArgs(config.kbs.url, run.outputs["kbsCaCert"], AgentPolicyArgs(
-        workload.image, config.agent_policy.allow_read_stream, args=tuple(workload.args), image_env=tuple(workload.image_env), writable_dirs=nim.WRITABLE_DIRS
-    )))
+    initdata = render_initdata(InitdataArgs(config.kbs.url, run.outputs["kbsCaCert"], agent_policy_args(config, workload)))
     assert initdata.pcr8 == run.outputs["workloads"][workload.name]["initdataPcr8"]
     evidence = copy.deepcopy(cpu_input)
     tpm = evidence["az-snp-vtpm"]["tpm"]
@@ -699,7 +696,7 @@ def shipped_policies(example_trusted) -> dict[str, str]:
         name: next(iter(run.named(f"kbs-{name}", "kubernetes:core/v1:ConfigMap").inputs["data"].values()))
         for name in ("attestation-policy-cpu", "attestation-policy-gpu", "resource-policy")
     }
-    policies["agent-policy"] = render_agent_policy(AgentPolicyArgs(config.workloads[0].image))
+    policies["agent-policy"] = render_agent_policy(agent_policy_args(config, config.workloads[0]))
     return policies
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import gzip
 import json
 import re
 import runpy
@@ -33,6 +34,7 @@ from pulumi_policy import (
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
 from policies import rules
+from policies.agent_policy_mode import INITDATA_ANNOTATION as INITDATA
 from scripts.offline import PROJECT, Registered, StackRun
 from scripts.offline.policy import Violation, evaluate
 from stacks.config import base as config_base
@@ -199,6 +201,7 @@ MANDATORY = {
     "kbs-route-passthrough",
     "critical-resources-protected",
     "cluster-trust-boundary",
+    "agent-policy-enforced-in-production",
     "confidential-model-tls-in-tee",
 }
 ADVISORY = {"aro-api-server-private", "operator-upgrades-reviewed", "inference-in-confidential-vm", "snp-launch-measurement-pinned"}
@@ -722,6 +725,21 @@ def _edge_route_to_model(run: StackRun, namespace: Registered) -> None:
     run.resources.append(registered(run.stack, ROUTE, "model-edge-route", route, provider_urn=namespace.provider))
 
 
+def _audit_in_production(run: StackRun, workload: Registered) -> None:
+    """The workload's initdata with its agent policy in audit mode, on a stack made production (prod by name;
+    dev by the `environment: prod` tag its config puts on the cloud resources)."""
+    def audit(inputs: dict[str, Any]) -> None:
+        annotations = rules.dig(inputs, "spec", "predictor", "annotations")
+        document = gzip.decompress(base64.b64decode(annotations[INITDATA])).decode()
+        audited = document.replace("default AllowRequestsFailingPolicy := false", "AllowRequestsFailingPolicy := true")
+        assert audited != document
+        annotations[INITDATA] = base64.b64encode(gzip.compress(audited.encode(), mtime=0)).decode()
+    _edit(workload, audit)
+    if not run.stack.startswith("prod-"):
+        tagged = next(r for r in run.resources if isinstance(r.inputs.get("tags"), dict))
+        _edit(tagged, lambda i: i["tags"].update(environment="prod"))
+
+
 # name -> (side, target, mutation of the target, policy that must fire, on the target's URN?)
 MUTATIONS: dict[str, tuple[str, str, Callable[[StackRun, Registered], None], str, bool]] = {
     "disable-cvm": ("cloud", "peer-pods-cm", lambda run, r: _edit(r, _set_data(DISABLECVM="true")), "peer-pods-confidential-vms", True),
@@ -739,6 +757,7 @@ MUTATIONS: dict[str, tuple[str, str, Callable[[StackRun, Registered], None], str
     "trusted-object-on-cloud-provider": ("trusted", "kbs-config", _bind_to_other_side, "cluster-trust-boundary", True),
     "confidential-model-edge-route": ("cloud", "model-namespace", _edge_route_to_model, "confidential-model-tls-in-tee", False),
     "measurement-unpinned": ("trusted", "kbs-reference-values", lambda run, r: _edit(r, _drop_reference_value(rules.MEASUREMENT_REFERENCE)), "snp-launch-measurement-pinned", True),
+    "agent-policy-audit-in-production": ("cloud", "gpu-workload", _audit_in_production, "agent-policy-enforced-in-production", True),
     "aro-public-api": ("cloud", "aro-cluster", lambda run, r: _edit(r, lambda i: i.setdefault("apiserverProfile", {}).update(visibility="Public")), "aro-api-server-private", True),
 }
 

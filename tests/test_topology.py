@@ -109,15 +109,19 @@ def test_the_cross_cluster_arrow_carries_what_the_cloud_stack_reads(planned, mon
     trusted, cloud = runs
     _, edges, _ = parts(text)
     crossing = [(label, b) for a, label, b in edges if a == trusted.stack.replace("-", "_")]
-    assert crossing == [(", ".join(CLOUD_READS), "cloud_stackreference_trusted_stack")]
+    # Through the StackReference, or through the signed trust bundle the trusted stack's key signs.
+    reader = "cloud_stackreference_trusted_stack" if cloud.of_type("pulumi:pulumi:StackReference") else f"{cloud.stack.replace('-', '_')}_bundle"
+    assert crossing == [(", ".join(CLOUD_READS), reader)]
+    if reader.endswith("_bundle"):
+        assert [(a, label) for a, label, b in edges if b == reader and a != trusted.stack.replace("-", "_")] == [("trusted_privatekey_trust_bundle_key_a", "signs")]
     assert "initdataPcr8" not in text
-    into = {b: label for a, label, b in edges if a == "cloud_stackreference_trusted_stack"}
+    into = {b: label for a, label, b in edges if a == reader}
     # Each model reads its own workload (initdata, signed pointers); peer-pods-cm carries no default initdata.
     models = {r.name.removeprefix("model-") for r in cloud.resources if r.type == "confidential-ai:nim:NimModel"}
     assert into == {f"cloud_nimmodel_model_{m.replace('-', '_')}": "kbsResources, workloads" for m in models}
     # Derived from the contract, not written down twice.
     monkeypatch.setattr(topology, "CLOUD_READS", ("kbsUrl", "workloads"))
-    assert '-- "kbsUrl, workloads" --> cloud_stackreference_trusted_stack' in render_topology(runs)
+    assert f'-- "kbsUrl, workloads" --> {reader}' in render_topology(runs)
 
 
 def test_attestation_is_drawn_between_the_model_and_kbs(planned):

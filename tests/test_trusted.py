@@ -21,6 +21,7 @@ from components.trustee import names
 from scripts.offline import SECRET, Registered, StackRun
 from scripts.plan import kubernetes_manifests
 from stacks.contracts import TRUSTED_OUTPUTS, WORKLOAD_KEYS
+from stacks.trusted import agent_policy_args
 from tests.rego_engines import evaluate
 from tests.test_sealed_secret import decode
 from tests.tls_fixtures import private_lines
@@ -196,16 +197,15 @@ def test_each_workload_has_its_own_initdata_policy_and_pcr8(runner):
     assert out["a"]["initdataPcr8"] != out["b"]["initdataPcr8"]
     for name, workload in out.items():
         policy = tomllib.loads(initdata_document(run, name).decode())["data"]["policy.rego"]
-        assert evaluate({"policy.rego": policy}, "data.agent_policy.pinned_image", {}) == workload["image"]
+        pinned = evaluate({"policy.rego": policy}, "data.agent_policy.policy_data", {})["containers"][0]
+        assert f"{pinned['repository']}@{pinned['digest']}" == workload["image"]
     assert reference_value(run, "snp_pcr08") == [out["a"]["initdataPcr8"], out["b"]["initdataPcr8"]]
 
 
 def test_initdata_render_is_pure_and_tracks_its_inputs(dev):
     config, run = dev
     workload = config.workloads[0]
-    policy = AgentPolicyArgs(
-        workload.image, config.agent_policy.allow_read_stream, args=tuple(workload.args), image_env=tuple(workload.image_env), writable_dirs=nim.WRITABLE_DIRS
-    )
+    policy = agent_policy_args(config, workload)
     args = InitdataArgs(config.kbs.url, run.outputs["kbsCaCert"], policy)
     assert render_initdata(args).document == initdata_document(run)
     other_image = InitdataArgs(args.kbs_url, args.kbs_ca_pem, AgentPolicyArgs(workload.image.replace("bcf3", "0000"), True))
@@ -577,7 +577,7 @@ def test_a_workloads_pinned_command_line_is_in_its_agent_policy_only(runner):
     args = ["/opt/nvidia/nvidia_entrypoint.sh", "/opt/nim/start_server.sh", "--verbose"]
     run = runner.example("dev-trusted", set={"workloads.0.args": args})
     pinned = {
-        name: evaluate({"policy.rego": tomllib.loads(initdata_document(run, name).decode())["data"]["policy.rego"]}, "data.agent_policy.pinned_args", {})
+        name: evaluate({"policy.rego": tomllib.loads(initdata_document(run, name).decode())["data"]["policy.rego"]}, "data.agent_policy.policy_data", {})["containers"][0]["args"]
         for name in run.outputs["workloads"]
     }
     assert pinned == {"llama-3-1-8b": args, "mistral-7b": ["/opt/nvidia/nvidia_entrypoint.sh", "/opt/nim/start-server.sh"]}
@@ -587,6 +587,8 @@ def test_a_workloads_image_env_and_nims_writable_dirs_are_in_its_agent_policy(ru
     image_env = ["PYTHONPATH=/opt/nim/llm", "LD_LIBRARY_PATH=/opt/hpcx/ompi/lib"]
     run = runner.example("dev-trusted", set={"workloads.0.imageEnv": image_env})
     policies = {name: {"policy.rego": tomllib.loads(initdata_document(run, name).decode())["data"]["policy.rego"]} for name in run.outputs["workloads"]}
-    images = {name: evaluate(p, "data.agent_policy.image_env", {}) for name, p in policies.items()}
-    assert images["llama-3-1-8b"] == image_env and images["mistral-7b"] == run.outputs["workloads"]["mistral-7b"]["imageEnv"] != image_env
-    assert evaluate(policies["mistral-7b"], "data.agent_policy.writable_dirs", {}) == list(nim.WRITABLE_DIRS)
+    workloads = {name: evaluate(p, "data.agent_policy.policy_data", {})["containers"][0] for name, p in policies.items()}
+    assert workloads["llama-3-1-8b"]["image_env"] == image_env
+    assert workloads["mistral-7b"]["image_env"] == run.outputs["workloads"]["mistral-7b"]["imageEnv"] != image_env
+    guest_volumes = {v["destination"] for v in workloads["mistral-7b"]["volumes"] if v["kind"] in ("local", "memory")}
+    assert set(nim.WRITABLE_DIRS) <= guest_volumes

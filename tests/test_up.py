@@ -14,7 +14,7 @@ import pytest
 from scripts import up
 from scripts.pulumi_cli import AutomationPulumi, Preview, PulumiError
 from tests import fake_pulumi
-from tests.stack_edits import UNKNOWN_ENV, known_environments
+from tests.stack_edits import UNKNOWN_ENV, known_environments, single_backend_lab
 
 ROOT = Path(__file__).resolve().parent.parent
 TRUSTED_OUTPUTS = {
@@ -24,6 +24,12 @@ TRUSTED_OUTPUTS = {
     "workloads": {"llama": {"image": "nvcr.io/nim/meta/llama@sha256:" + "0" * 64, "initdata": "H4sIAAAAAAAA/6tWSs7PS8tMBwA="}},
     "sealedSecretKeyUri": "kbs:///default/sealed-secret-key/public-jwk",
 }
+
+
+@pytest.fixture(autouse=True)
+def on_premises_backend(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The trusted runner's backend (scripts/custody.py refuses any other for a trusted stack)."""
+    monkeypatch.setenv("PULUMI_BACKEND_URL", f"file://{tmp_path}/state")
 
 
 class FakePulumi:
@@ -56,7 +62,8 @@ class FakePulumi:
 
 
 def run(argv: list[str], fake: FakePulumi) -> int:
-    return up.main(argv, make_pulumi=lambda: fake)
+    """`scripts.up` in a single-backend lab, whose dev-cloud reads dev-trusted through a StackReference."""
+    return up.main(argv, make_pulumi=lambda: fake, root=single_backend_lab())
 
 
 def mutating(fake: FakePulumi) -> list[tuple[str, str]]:
@@ -66,7 +73,8 @@ def mutating(fake: FakePulumi) -> list[tuple[str, str]]:
 def test_up_deploys_trusted_then_cloud_after_checking_its_outputs() -> None:
     fake = FakePulumi()
     assert run(["dev"], fake) == 0
-    assert fake.calls == [("up", "dev-trusted"), ("outputs", "dev-trusted"), ("up", "dev-cloud")]
+    # The deployed bundles' version is read first (trustBundle.version never goes down).
+    assert fake.calls == [("outputs", "dev-trusted"), ("up", "dev-trusted"), ("outputs", "dev-trusted"), ("up", "dev-cloud")]
 
 
 def test_destroy_goes_cloud_first_then_trusted() -> None:
@@ -115,13 +123,13 @@ def test_cloud_only_runs_against_a_deployed_trusted_stack() -> None:
 def test_trusted_only_never_touches_cloud() -> None:
     fake = FakePulumi()
     assert run(["dev", "--only", "trusted"], fake) == 0
-    assert fake.calls == [("up", "dev-trusted")]
+    assert fake.calls == [("outputs", "dev-trusted"), ("up", "dev-trusted")]
 
 
 def test_a_failed_trusted_up_stops_before_cloud(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakePulumi(failing=("dev-trusted",))
     assert run(["dev"], fake) == 1
-    assert fake.calls == [("up", "dev-trusted")]
+    assert fake.calls == [("outputs", "dev-trusted"), ("up", "dev-trusted")]
     assert capsys.readouterr().err == "error: pulumi up failed on dev-trusted: error: 1 resource failed\n"
 
 
@@ -166,7 +174,7 @@ def commands(log: Path) -> list[tuple[str, str]]:
 
 def test_adapter_deploys_in_order_through_the_cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     log = fake_pulumi.install(monkeypatch, tmp_path, recorded(tmp_path, TRUSTED_OUTPUTS))
-    assert up.main(["dev"], make_pulumi=lambda: AutomationPulumi(ROOT)) == 0
+    assert up.main(["dev"], make_pulumi=lambda: AutomationPulumi(ROOT), root=single_backend_lab()) == 0
     ups = [c for c in commands(log) if c[0] == "up"]
     assert ups == [("up", "dev-trusted"), ("up", "dev-cloud")]
     # the trusted outputs were read after the trusted up and before the cloud up
@@ -177,7 +185,7 @@ def test_adapter_deploys_in_order_through_the_cli(monkeypatch: pytest.MonkeyPatc
 def test_adapter_refuses_cloud_on_missing_outputs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     log = fake_pulumi.install(monkeypatch, tmp_path, recorded(tmp_path, {"kbsUrl": "https://kbs"}))
-    assert up.main(["dev", "--only", "cloud"], make_pulumi=lambda: AutomationPulumi(ROOT)) == 2
+    assert up.main(["dev", "--only", "cloud"], make_pulumi=lambda: AutomationPulumi(ROOT), root=single_backend_lab()) == 2
     assert [c for c in commands(log) if c[0] == "up"] == []
     assert capsys.readouterr().err.endswith(
         "error: refusing dev-cloud: dev-trusted lacks the outputs kbsCaCert, kbsResources, workloads, sealedSecretKeyUri\n")
@@ -186,7 +194,7 @@ def test_adapter_refuses_cloud_on_missing_outputs(monkeypatch: pytest.MonkeyPatc
 def test_adapter_treats_a_missing_trusted_stack_as_not_deployed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     fake_pulumi.install(monkeypatch, tmp_path, recorded(tmp_path, None))
-    assert up.main(["dev", "--only", "cloud"], make_pulumi=lambda: AutomationPulumi(ROOT)) == 2
+    assert up.main(["dev", "--only", "cloud"], make_pulumi=lambda: AutomationPulumi(ROOT), root=single_backend_lab()) == 2
     assert "dev-trusted has not been deployed" in capsys.readouterr().err
 
 
@@ -194,7 +202,114 @@ def test_adapter_turns_a_failed_up_into_one_line(monkeypatch: pytest.MonkeyPatch
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     log = fake_pulumi.install(monkeypatch, tmp_path, recorded(tmp_path, TRUSTED_OUTPUTS))
     monkeypatch.setenv("FAKE_PULUMI_FAIL", "dev-trusted")
-    assert up.main(["dev"], make_pulumi=lambda: AutomationPulumi(ROOT)) == 1
-    assert commands(log) == [("up", "dev-trusted")]
+    assert up.main(["dev"], make_pulumi=lambda: AutomationPulumi(ROOT), root=single_backend_lab()) == 1
+    calls = commands(log)  # the deployed outputs are read first (the Automation API reads them twice)
+    assert set(calls[:-1]) == {("stack output", "dev-trusted")} and calls[-1] == ("up", "dev-trusted")
     assert capsys.readouterr().err.splitlines()[-1] == (
         "error: pulumi up failed on dev-trusted: error: 1 resource failed on dev-trusted")
+
+
+@pytest.mark.parametrize("backend", ["azblob://pulumi-state?storage_account=stpulumi", "s3://state", "https://api.pulumi.com"])
+def test_a_trusted_stack_in_a_cloud_backend_is_refused_before_any_pulumi_call(
+        backend: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PULUMI_BACKEND_URL", backend)
+    fake = FakePulumi()
+    assert run(["prod"], fake) == 2
+    assert fake.calls == []
+    err = capsys.readouterr().err
+    assert err.startswith("error: refusing prod-trusted: its state backend ") and err.count("\n") == 1
+
+
+def test_the_cloud_side_alone_may_use_a_cloud_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PULUMI_BACKEND_URL", "azblob://pulumi-state?storage_account=stpulumi")
+    fake = FakePulumi(deployed={"dev-trusted": TRUSTED_OUTPUTS})
+    assert run(["dev", "--only", "cloud"], fake) == 0
+
+
+# --- the trust bundle hand-over (a cloud stack that reads a bundle: prod) -------------------------
+
+
+def _root_with(tmp_path: Path, pinned: dict[str, Any] | None = None) -> Path:
+    """A project root whose stack files are the examples, prod-cloud pinning `pinned` when given."""
+    import shutil
+
+    import yaml
+
+    root = tmp_path / "project"
+    shutil.copytree(ROOT / "stacks", root / "stacks", ignore=shutil.ignore_patterns("*.py", "__pycache__", "config", "models"))
+    if pinned is not None:
+        path = root / "stacks" / "Pulumi.prod-cloud.yaml"
+        document = yaml.safe_load(path.read_text())
+        document["config"]["confidential-ai:trustBundle"]["keys"] = [pinned]
+        path.write_text(yaml.safe_dump(document))
+    return root
+
+
+def _real_key() -> tuple[str, dict[str, Any]]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from components.trust_bundle import public_jwk
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return pem, public_jwk(public)
+
+
+def _prod_trusted_outputs(private_pem: str | None = None) -> dict[str, Any]:
+    from stacks.trust_bundle import signed_bundles
+    from tests.conftest import plan_once
+
+    outputs = dict(plan_once("prod")[0].outputs)
+    if private_pem is not None:
+        outputs["trustBundles"] = signed_bundles("prod", 1, outputs, private_pem)
+    return outputs
+
+
+def test_the_trusted_up_writes_the_bundle_the_cloud_config_names(tmp_path: Path) -> None:
+    root = _root_with(tmp_path)
+    outputs = _prod_trusted_outputs()
+    fake = FakePulumi(produces={"prod-trusted": outputs})
+    up.deploy(fake, "prod", ("trusted",), root)
+    assert (root / "trust-bundles" / "prod-cloud.jws").read_text() == outputs["trustBundles"]["prod-cloud"]
+
+
+def test_the_cloud_up_runs_on_a_bundle_that_verifies_with_a_real_pinned_key(tmp_path: Path) -> None:
+    private, public = _real_key()
+    root = _root_with(tmp_path, pinned=public)
+    fake = FakePulumi(produces={"prod-trusted": _prod_trusted_outputs(private)})
+    up.deploy(fake, "prod", up.SIDES, root)
+    assert mutating(fake) == [("up", "prod-trusted"), ("up", "prod-cloud")]
+
+
+def test_the_cloud_up_is_refused_on_a_changed_bundle(tmp_path: Path) -> None:
+    private, public = _real_key()
+    root = _root_with(tmp_path, pinned=public)
+    fake = FakePulumi(produces={"prod-trusted": _prod_trusted_outputs(private)})
+    up.deploy(fake, "prod", ("trusted",), root)
+    bundle = root / "trust-bundles" / "prod-cloud.jws"
+    header, payload, signature = bundle.read_text().split(".")
+    bundle.write_text(f"{header}.{payload[:-2]}{'A' if payload[-2] != 'A' else 'B'}{payload[-1]}.{signature}")
+    with pytest.raises(up.Refused, match=r"^refusing prod-cloud: prod-cloud: trust bundle .*prod-cloud.jws: refused: "):
+        up.deploy(fake, "prod", ("cloud",), root)
+    assert ("up", "prod-cloud") not in fake.calls
+
+
+def test_the_cloud_up_is_refused_while_the_offline_placeholder_key_is_pinned(tmp_path: Path) -> None:
+    root = _root_with(tmp_path)
+    fake = FakePulumi(produces={"prod-trusted": _prod_trusted_outputs()})
+    up.deploy(fake, "prod", ("trusted",), root)
+    with pytest.raises(up.Refused, match=r"trustBundle.keys\[0\] is the offline plan's placeholder key f5Q6IhMpcxzfoWmYt1vehzM070L_mn6Bt3r43tszZ-g"):
+        up.deploy(fake, "prod", ("cloud",), root)
+
+
+def test_a_trusted_up_is_refused_below_the_deployed_bundle_version(tmp_path: Path) -> None:
+    outputs = _prod_trusted_outputs()  # bundles at version 1
+    root = _root_with(tmp_path)
+    trusted_file = root / "stacks" / "Pulumi.prod-trusted.yaml"
+    trusted_file.write_text(trusted_file.read_text().replace("    version: 1\n", "    version: 0\n", 1))
+    fake = FakePulumi(deployed={"prod-trusted": outputs})
+    with pytest.raises(up.Refused, match=r"^refusing prod-trusted: trustBundle.version 0 is below the deployed bundles' version 1; raise it above 1$"):
+        up.deploy(fake, "prod", ("trusted",), root)
+    assert mutating(fake) == []

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from scripts import verify_endpoint
+from tests.stack_edits import single_backend_lab
 from tests.tls_fixtures import TEN_YEARS, ca, server_certificate
 from tests.stack_edits import UNKNOWN_ENV, known_environments
 
@@ -326,14 +327,15 @@ def test_an_environment_that_is_no_stack_name_is_a_usage_error(capsys):
 def test_outputs_come_from_the_stacks_through_the_adapter(pki, servers, capsys):
     port = servers["serving"].port
     pulumi = Outputs({"dev-trusted": trusted_outputs(pki), "dev-cloud": {"models": {MODEL: {"externalUrl": f"https://{HOST}:{port}"}}}})
-    assert verify_endpoint.main(["dev", MODEL], make_pulumi=lambda: pulumi, address="127.0.0.1") == 0
+    lab = ["--stacks-dir", str(single_backend_lab() / "stacks")]  # dev-cloud reads dev-trusted's outputs there
+    assert verify_endpoint.main(["dev", MODEL, *lab], make_pulumi=lambda: pulumi, address="127.0.0.1") == 0
     assert pulumi.asked == ["dev-trusted", "dev-cloud"]
     assert "verified" in capsys.readouterr().out
 
 
 def test_an_undeployed_stack_exits_2(pki, capsys):
     pulumi = Outputs({"dev-trusted": trusted_outputs(pki)})
-    assert verify_endpoint.main(["dev", MODEL], make_pulumi=lambda: pulumi) == 2
+    assert verify_endpoint.main(["dev", MODEL, "--stacks-dir", str(single_backend_lab() / "stacks")], make_pulumi=lambda: pulumi) == 2
     assert failure(capsys) == "error: dev-cloud has not been deployed (no outputs): run `python -m scripts.up dev` first"
 
 
@@ -389,3 +391,12 @@ def test_the_plans_certificate_and_outputs_verify_end_to_end(runner, tmp_path, c
     assert f"workload {MODEL}: PCR 8 = {workload['initdataPcr8']}" in out
     assert f"KBS resource {MODEL}-tls-key (kbs:///default/inference-tls-keys/{MODEL})" in out
     assert out.endswith("You said: hello\n")
+
+
+def test_a_bundle_pinned_to_the_offline_placeholder_key_is_refused(pki, capsys):
+    pulumi = Outputs({"dev-trusted": trusted_outputs(pki)})
+    assert verify_endpoint.main(["dev", MODEL], make_pulumi=lambda: pulumi) == 2
+    assert failure(capsys) == (
+        "error: dev-cloud: trustBundle.keys[0] is the offline plan's placeholder key f5Q6IhMpcxzfoWmYt1vehzM070L_mn6Bt3r43tszZ-g "
+        "(its private half is public): pin the trustBundleKey output of the deployed trusted stack")
+    assert pulumi.asked == []  # refused before any stack output is read

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -98,22 +99,27 @@ def test_token_permissions_are_per_job_and_minimal(name: str) -> None:
 def test_preview_posts_the_summary_and_edits_its_previous_comment() -> None:
     workflow = load("preview.yml")
     assert workflow[True] == {"pull_request": {"branches": ["main"]}}
-    preview, comment = workflow["jobs"]["preview"], workflow["jobs"]["comment"]
-    assert preview["steps"][0]["with"]["fetch-depth"] == 0
-    assert 'python -m scripts.preview_pr --base "origin/${BASE_REF}" --output preview.md' in runs(preview)
-    assert comment["needs"] == "preview" and comment["permissions"] == {"pull-requests": "write"}
+    trusted, cloud, comment = workflow["jobs"]["trusted"], workflow["jobs"]["cloud"], workflow["jobs"]["comment"]
+    assert trusted["steps"][0]["with"]["fetch-depth"] == 0 and cloud["steps"][0]["with"]["fetch-depth"] == 0
+    assert 'python -m scripts.preview_pr --side trusted --base "origin/${BASE_REF}" --output preview-trusted.md' in runs(trusted)
+    assert 'python -m scripts.preview_pr --side cloud --base "origin/${BASE_REF}" --output preview-cloud.md' in runs(cloud)
+    assert comment["needs"] == ["trusted", "cloud"] and comment["permissions"] == {"pull-requests": "write"}
     script = runs(comment)
     assert "marker='<!-- confidential-ai-preview -->'" in script
     assert "--method PATCH" in script and "--method POST" in script
 
 
-def test_deploy_runs_dev_on_merge_and_prod_behind_its_environment() -> None:
+def test_deploy_runs_dev_on_merge_and_prod_behind_its_environments() -> None:
     workflow = load("deploy.yml")
     assert workflow[True] == {"push": {"branches": ["main"]}}
-    dev, prod = workflow["jobs"]["dev"], workflow["jobs"]["prod"]
-    assert (dev["environment"], prod["environment"], prod["needs"]) == ("dev", "prod", "dev")
-    assert runs(dev).strip().endswith("python -m scripts.up dev")
-    assert runs(prod).strip().endswith("python -m scripts.up prod")
+    jobs = workflow["jobs"]
+    deploys = [j for j in jobs if not j.startswith("mark-")]
+    assert deploys == ["dev-trusted", "dev-cloud", "prod-trusted", "prod-cloud"]
+    assert [(jobs[j]["environment"], jobs[j].get("needs")) for j in deploys] == [
+        ("dev-trusted", None), ("dev", "dev-trusted"), ("prod-trusted", "dev-cloud"), ("prod", "prod-trusted")]
+    for env in ("dev", "prod"):
+        assert runs(jobs[f"{env}-trusted"]).strip().endswith(f"python -m scripts.up {env} --only trusted")
+        assert runs(jobs[f"{env}-cloud"]).strip().endswith(f"python -m scripts.up {env} --only cloud")
     assert workflow["concurrency"]["cancel-in-progress"] is False
 
 
@@ -121,29 +127,101 @@ def test_each_deploy_moves_its_environments_tag_to_the_deployed_commit() -> None
     jobs = load("deploy.yml")["jobs"]
     for env in ("dev", "prod"):
         mark = jobs[f"mark-{env}"]
-        assert mark["needs"] == env and mark["permissions"] == {"contents": "write"}
+        # Once both stacks of the environment are up.
+        assert mark["needs"] == f"{env}-cloud" and mark["permissions"] == {"contents": "write"}
         assert mark["steps"][0]["env"]["SHA"] == "${{ github.sha }}"
         assert f'ref="tags/deployed/{env}"' in runs(mark) and "-F force=true" in runs(mark)
 
 
 def test_drift_checks_out_the_tags_its_policy_diff_compares_with() -> None:
-    check = load("drift.yml")["jobs"]["check"]
-    assert check["steps"][0]["with"]["fetch-depth"] == 0
+    for check in ("check-trusted", "check-cloud"):
+        assert load("drift.yml")["jobs"][check]["steps"][0]["with"]["fetch-depth"] == 0
 
 
 def test_drift_runs_nightly_and_reports_through_an_issue() -> None:
     workflow = load("drift.yml")
     assert "schedule" in workflow[True]
-    check, report = workflow["jobs"]["check"], workflow["jobs"]["report"]
-    assert "python -m scripts.preview_pr --drift --output drift.md" in runs(check)
-    assert 'exit "${status}"' in runs(check)  # drift fails the run
-    assert report["permissions"] == {"issues": "write"}
+    trusted, cloud, report = (workflow["jobs"][j] for j in ("check-trusted", "check-cloud", "report"))
+    assert "python -m scripts.preview_pr --drift --side trusted --output drift-trusted.md" in runs(trusted)
+    assert "python -m scripts.preview_pr --drift --side cloud --output drift-cloud.md" in runs(cloud)
+    assert all('exit "${status}"' in runs(job) for job in (trusted, cloud))  # drift fails the run
+    assert report["permissions"] == {"issues": "write"} and report["needs"] == ["check-trusted", "check-cloud"]
     assert all(cmd in runs(report) for cmd in ("gh issue create", "gh issue comment", "gh issue close"))
     # A check that fails before writing its report (Azure login) still opens the issue.
     assert report["if"] == "${{ !cancelled() }}"
     download = next(step for step in report["steps"] if "download-artifact" in step.get("uses", ""))
     assert download["continue-on-error"] is True
-    assert "if [ ! -f drift.md ]" in runs(report)
+    assert "if [ ! -s drift.md ]" in runs(report)
+
+
+# --- separated duties: the trusted side's jobs and the cloud side's never share a credential -----------
+
+TRUSTED_RUNNER = ["self-hosted", "${{ vars.TRUSTED_RUNNER_LABEL }}"]
+TRUSTED_BACKEND = "${{ vars.TRUSTED_PULUMI_BACKEND_URL }}"
+PULUMI_COMMANDS = re.compile(r"python -m scripts\.(up|preview_pr|trust_bundles)\b[^\n]*")
+
+
+def side_of(job: dict[str, Any]) -> str | None:
+    """Which side's stacks a job runs Pulumi on: "trusted", "cloud", or None (no Pulumi); both fails."""
+    sides = set()
+    for command in (m.group(0) for m in PULUMI_COMMANDS.finditer(runs(job))):
+        if "trust_bundles" in command or "--only trusted" in command or "--side trusted" in command:
+            sides.add("trusted")
+        elif "--only cloud" in command or "--side cloud" in command:
+            sides.add("cloud")
+        else:
+            sides |= {"trusted", "cloud"}  # a command over both sides
+    assert len(sides) <= 1, f"one job runs both sides: {runs(job)}"
+    return next(iter(sides), None)
+
+
+def jobs_by_side(side: str) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(name, job_name, job) for name in WORKFLOW_FILES for job_name, job in load(name)["jobs"].items() if side_of(job) == side]
+
+
+def test_every_pulumi_job_runs_one_side_and_each_workflow_has_both() -> None:
+    for name in WORKFLOW_FILES:
+        sides = [side_of(job) for job in load(name)["jobs"].values()]
+        assert {"trusted", "cloud"} <= set(sides), name
+        assert "PULUMI_BACKEND_URL" not in (load(name).get("env") or {}), f"{name}: no backend for every job"
+
+
+@pytest.mark.parametrize(("name", "job_name", "job"), jobs_by_side("trusted"), ids=lambda v: v if isinstance(v, str) else "")
+def test_trusted_jobs_run_on_premises_with_no_cloud_credential(name: str, job_name: str, job: dict[str, Any]) -> None:
+    workflow = load(name)
+    assert job["runs-on"] == TRUSTED_RUNNER
+    assert job["permissions"] == {"contents": "read"}  # no OIDC token
+    assert not any(step.get("uses", "").startswith(("azure/login@", "aws-actions/", "google-github-actions/")) for step in job["steps"])
+    env = {**(workflow.get("env") or {}), **(job.get("env") or {})}
+    assert env["PULUMI_BACKEND_URL"] == TRUSTED_BACKEND
+    assert not [key for key in env if key.startswith(("ARM_", "AZURE_"))]
+    assert "AZURE_" not in yaml.safe_dump(job) and "azblob" not in yaml.safe_dump(job)
+
+
+@pytest.mark.parametrize(("name", "job_name", "job"), jobs_by_side("cloud"), ids=lambda v: v if isinstance(v, str) else "")
+def test_cloud_jobs_get_bundles_as_artifacts_and_never_the_trusted_backend(name: str, job_name: str, job: dict[str, Any]) -> None:
+    text = yaml.safe_dump(job)
+    assert "TRUSTED_" not in text and "VAULT_" not in text and "self-hosted" not in text
+    assert job["env"]["PULUMI_BACKEND_URL"].startswith("azblob://")
+    steps = [step.get("uses", "").split("@")[0] for step in job["steps"]]
+    assert "actions/download-artifact" in steps and steps.index("actions/download-artifact") < len(steps) - 1
+    needs = job["needs"] if isinstance(job["needs"], list) else [job["needs"]]
+    assert [side_of(load(name)["jobs"][n]) for n in needs] == ["trusted"]
+
+
+def test_a_trusted_preview_waits_for_an_approved_environment() -> None:
+    (trusted,) = [job for _, _, job in jobs_by_side("trusted") if job in load("preview.yml")["jobs"].values()]
+    assert trusted["environment"] == "trusted-preview"
+
+
+def test_the_guard_would_catch_a_trusted_job_with_azure_login() -> None:
+    job = json.loads(json.dumps(load("deploy.yml")["jobs"]["prod-trusted"]))
+    job["steps"].insert(0, {"uses": "azure/login@a457da9ea143d694b1b9c7c869ebb04ebe844ef5"})
+    job["permissions"]["id-token"] = "write"
+    with pytest.raises(AssertionError):
+        test_trusted_jobs_run_on_premises_with_no_cloud_credential("deploy.yml", "prod-trusted", job)
+    with pytest.raises(AssertionError, match="one job runs both sides"):
+        side_of({"steps": [{"run": "python -m scripts.up prod"}]})
 
 
 @pytest.mark.parametrize("name", WORKFLOW_FILES)

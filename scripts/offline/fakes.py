@@ -150,6 +150,13 @@ def _fake_private_key(name: str, algorithm: str, curve: str) -> ed25519.Ed25519P
     raise NotImplementedError(f"offline fakes make ED25519 and ECDSA keys, not {algorithm} ({name})")
 
 
+def placeholder_public_key_pem(name: str, algorithm: str = "ECDSA", curve: str = "P256") -> str:
+    """The public half of the key the offline plan makes for the tls.PrivateKey `name`: anyone can
+    recompute its private half, so a real deployment must never trust it (scripts/trust_bundles.py)."""
+    public = _fake_private_key(name, algorithm, curve).public_key()
+    return _pem_text(public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
 def _pem_text(data: bytes) -> str:
     return data.decode()
 

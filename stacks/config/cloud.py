@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 
-from components import nim
+from components import nim, trust_bundle
 from components.azure import ids
 from stacks import versions
 from stacks.config.base import (
@@ -214,11 +214,51 @@ class ModelStorageSettings(Model):
     """When the pods' read-only SAS stops working: renew it (change this, pulumi up) before then."""
 
 
+class PinnedKey(Model):
+    """A trust bundle verification key: the trusted stack's `trustBundleKey` output, copied as it is (public)."""
+
+    kty: Literal["EC"]
+    crv: Literal["P-256"]
+    x: str
+    y: str
+    kid: str
+    """The key's RFC 7638 thumbprint; the bundle's header names it."""
+    alg: Literal["ES256"] = "ES256"
+    use: Literal["sig"] = "sig"
+
+    def rules(self) -> Iterator[Problem]:
+        try:
+            trust_bundle.verify_key(self.model_dump())
+        except trust_bundle.BundleError as err:
+            yield Problem("x", str(err))
+            return
+        if self.kid != (expected := trust_bundle.thumbprint(self.model_dump())):
+            yield Problem("kid", f"is not the key's RFC 7638 thumbprint ({expected}): copy the trustBundleKey output as it is")
+
+
+class TrustBundleSettings(Model):
+    """Read the trusted side's public values from a bundle it signed instead of its state (docs/security-model.md)."""
+
+    file: str = Field(min_length=1)
+    """The bundle file the pipeline hands over (the trusted stack's `trustBundles.<this stack>`), relative to the project directory."""
+    keys: list[PinnedKey] = Field(min_length=1, max_length=2)
+    """The trusted stack's `trustBundleKey`: one key, two only while a rollover overlaps old and new."""
+    minimum_version: int = Field(ge=1)
+    """The lowest bundle `version` accepted: raise it to the version deployed so an older bundle cannot be replayed."""
+
+    def rules(self) -> Iterator[Problem]:
+        if len({key.kid for key in self.keys}) != len(self.keys):
+            yield Problem("keys", "pins the same key twice")
+
+
 class CloudConfig(Model):
     stack: StackId
     role: Literal["cloud"]
     trusted_stack: Annotated[str, matching(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", "a stack name like <org>/confidential-ai/<env>-trusted")] | None = None
-    """StackReference name of this environment's trusted stack; default `organization/confidential-ai/<env>-trusted`."""
+    """StackReference name of this environment's trusted stack; default `organization/confidential-ai/<env>-trusted`.
+    Only for a single-backend lab: with `trustBundle` the cloud stack reads no trusted state."""
+    trust_bundle: TrustBundleSettings | None = None
+    """Read the trusted side from its signed bundle (required when the trusted state is on premises)."""
     azure: AzureSettings
     network: NetworkSettings
     cluster: ClusterSettings
@@ -263,6 +303,8 @@ class CloudConfig(Model):
         return self.trusted_stack or f"organization/confidential-ai/{self.stack.env}-trusted"
 
     def rules(self) -> Iterator[Problem]:
+        if self.trust_bundle is not None and self.trusted_stack is not None:
+            yield Problem("trustedStack", "is not used with trustBundle (the bundle replaces the StackReference); remove it")
         yield from workload_rules(self)
         needed = {"aro": ("aroPullSecret", "aroClientSecret"), "existing": ("existingKubeconfig",)}[self.cluster.mode]
         for key in needed:

@@ -183,6 +183,10 @@ class AgentPolicy(Model):
     allow_read_stream: bool = True
     """Serve the container's stdout/stderr to the host (kubectl logs). Refusing it blocks the container on
     kata agents older than 3.15.0, whose log pipe then fills (kata-containers PR #10818, commit 937fd907)."""
+    mode: Literal["enforce", "audit"] = "enforce"
+    """`audit`: the agent serves every request and logs `policy: ignoring error for <Request>` for each one the
+    enforcing policy would refuse (a trial on a new cluster; `python -m scripts.replay_agent_requests` names the
+    field). Never on production: the policy pack refuses it there."""
 
 
 class KbsResource(Model):
@@ -263,10 +267,10 @@ class Workload(Model):
     writes it): the only working directory the agent policy lets the container have. Unset: any outside
     host-written files."""
     image_env: list[ImageEnvEntry] = []
-    """The image's own `NAME=value` environment entries (its config's `Env`, as `scripts.pin_workload` writes them)
-    that the agent policy would otherwise refuse: the runtime passes the image's environment to the container,
-    and NIM's sets PYTHONPATH and LD_LIBRARY_PATH. Allowed verbatim; any other entry naming a variable through
-    which a process loads code (components/initdata.py UNSAFE_ENV) is refused."""
+    """The image's own `NAME=value` environment entries (its config's `Env`, as `scripts.pin_workload` writes them):
+    the runtime passes them to the container, and the agent policy allows exactly these, beside the pod spec's and
+    the runtime's own (service links, HOSTNAME); the same name with another value (PATH, LD_LIBRARY_PATH,
+    REQUESTS_CA_BUNDLE) is refused, so an image whose environment is not listed does not start."""
     registry_credentials: DnsLabel | None = None
     """A kbsResources name (listed in `resources`) holding the registry credentials the guest pulls
     `image` with: rendered as cdh.toml `[image] authenticated_registry_credentials_uri`."""
@@ -306,6 +310,27 @@ class InferenceTls(Model):
             yield Problem("clientCaCertificate", "is not a PEM certificate")
 
 
+KeySlot = Literal["a", "b"]
+
+
+class TrustBundleSettings(Model):
+    """The signed bundles the cloud stacks read (output `trustBundles`, docs/security-model.md)."""
+
+    version: int = Field(ge=1)
+    """Raise it with every change the cloud side must take: a cloud stack refuses a bundle below its
+    trustBundle.minimumVersion, so an older bundle cannot be replayed."""
+    keys: list[KeySlot] = Field(default=["a"], min_length=1, max_length=2)
+    """The signing keys kept in this stack (`trust-bundle-key-<slot>`, protected); two only during a rollover."""
+    signing_key: KeySlot = "a"
+    """The slot that signs; output `trustBundleKey` is its public JWK."""
+
+    def rules(self) -> Iterator[Problem]:
+        if len(set(self.keys)) != len(self.keys):
+            yield Problem("keys", "lists a slot twice")
+        if self.signing_key not in self.keys:
+            yield Problem("signingKey", f"{self.signing_key!r} is not in keys ({', '.join(self.keys)}); add it there first")
+
+
 class TrustedConfig(Model):
     stack: StackId
     role: Literal["trusted"]
@@ -318,6 +343,7 @@ class TrustedConfig(Model):
     workloads: list[Workload] = []
     """What may run in a pod VM with KBS's secrets; the cloud stack's models name one each."""
     inference_tls: InferenceTls = InferenceTls()
+    trust_bundle: TrustBundleSettings
     kbs_secrets: dict[str, SecretStr] = {}
     """Secret config: the value of each KBS resource, by its logical name."""
     kbs_tls_certificate: SecretStr | None = None
