@@ -559,6 +559,16 @@ def test_other_jwe_shapes_are_refused(header, problem):
         jwe.decrypt(io.BytesIO(forged), io.BytesIO(), key)
 
 
+@pytest.mark.parametrize("data, problem", [
+    (jwe.b64url_encode(b"not json") + b".AAAA.AAAA.AAAA.AAAA", "no JSON protected header"),
+    (b"A" * 5000, "is not a JWE compact serialization"),
+])
+def test_a_file_that_is_no_jwe_is_named(data, problem):
+    """No JSON header; a first part longer than any header (read in bounded pieces, never whole)."""
+    with pytest.raises(jwe.JweError, match=re.escape(problem)):
+        jwe.decrypt(io.BytesIO(data), io.BytesIO(), jwe.parse_key(jwe.new_key_text().encode()))
+
+
 def test_a_short_authentication_tag_is_named():
     key = jwe.parse_key(jwe.new_key_text().encode())
     out = io.BytesIO()
