@@ -11,7 +11,9 @@ It runs in the pod VM, after attestation, as one container of the model's pod:
 2. downloads `manifest.json.jwe` and accepts it only if it decrypts with that key and its sha256 is the
    pinned one;
 3. streams every file: download, decrypt, hash, into a hidden `.partial` file next to its final name;
-   renames it only when its tag, size and sha256 all match the manifest.
+   renames it only when its tag, size and sha256 all match the manifest. Each file's chunks overlap
+   (the next downloads, the previous is hashed and written, while one is decrypted), and several files
+   go at once when the pod VM has the cores (`files_at_once`).
 Plaintext is written only under `--target`, which must be a tmpfs (a memory-backed emptyDir). Anything
 wrong ends with one line on stderr, exit status 1, and nothing this run wrote left in the target.
 The Azure Blob read credential is a SAS in AZURE_STORAGE_SAS_TOKEN (it grants ciphertext only).
@@ -27,11 +29,13 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
@@ -121,7 +125,11 @@ def _unescape(field: str) -> str:
 
 def decrypt_model(source: BlobSource, key: jwk.JWK, key_resource: str, manifest_sha256: str, target: Path,
                   progress: Callable[[str], None] = lambda line: None) -> manifests.Manifest:
-    """Decrypt and verify every file of the model into `target`; on any failure remove what this run wrote."""
+    """Decrypt and verify every file of the model into `target`; on any failure remove what this run wrote.
+
+    Several files download and decrypt at once when the pod VM has the cores (`files_at_once`); the
+    first failure stops the others at their next chunk before anything is removed.
+    """
     if not _SHA256.match(manifest_sha256):
         raise DecryptError(f"--manifest-sha256: {manifest_sha256!r} is not 64 lowercase hex digits")
     if not target.is_dir():
@@ -129,36 +137,78 @@ def decrypt_model(source: BlobSource, key: jwk.JWK, key_resource: str, manifest_
     if (kind := filesystem_type(target)) != "tmpfs":
         raise DecryptError(f"--target: {target} is on {kind or 'an unknown filesystem'}, not tmpfs: mount a memory-backed emptyDir (medium: Memory)")
     manifest = _verified_manifest(source, key, key_resource, manifest_sha256)
-    written: list[Path] = []
     created: list[Path] = []
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=files_at_once(), thread_name_prefix="decrypt-file")
     try:
         for entry in manifest.files:
             destination = target / entry.path
-            partial = destination.with_name(f".{destination.name}.partial")
             for parent in reversed(destination.relative_to(target).parents):
                 if not (target / parent).is_dir():
                     (target / parent).mkdir()
                     created.append(target / parent)
-            for leftover in (destination, partial):  # from a run that was killed before it could clean up
+            for leftover in (destination, _partial(destination)):  # from a run that was killed before it could clean up
                 leftover.unlink(missing_ok=True)
-            written.append(partial)
-            with open(partial, "xb") as sink:
-                got = _decrypt_entry(source, entry, key, sink)
-            if got != jwe.Plaintext(entry.size, entry.sha256):
-                raise DecryptError(
-                    f"{entry.path}: decrypts to {got.size} bytes with sha256 {got.sha256[:16]}..., the manifest "
-                    f"records {entry.size} bytes with sha256 {entry.sha256[:16]}... (file swapped or replaced in storage)"
-                )
-            os.replace(partial, destination)
-            written[-1] = destination
-            progress(f"{entry.path}: {entry.size} bytes verified")
+        pending = {pool.submit(_restore, source, key, entry, target / entry.path, stop): index
+                   for index, entry in enumerate(manifest.files)}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in sorted(done, key=pending.__getitem__):  # the first failure in manifest order is reported
+                entry = manifest.files[pending.pop(future)]
+                future.result()
+                progress(f"{entry.path}: {entry.size} bytes verified")
     except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
+        # Only now do the other files stop (_Stopped), so the failure raised here is never theirs.
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        for entry in manifest.files:
+            for path in (target / entry.path, _partial(target / entry.path)):
+                path.unlink(missing_ok=True)
         for directory in reversed(created):
             directory.rmdir()
         raise
+    finally:
+        pool.shutdown(wait=True)
     return manifest
+
+
+def files_at_once() -> int:
+    """How many files decrypt at once: one per two cores the process may use (each file keeps about two
+    busy: its SHA-256 and the rest), at most four, so memory stays within 64 MiB (docs/benchmarks.md)."""
+    return max(1, min(4, len(os.sched_getaffinity(0)) // 2))
+
+
+def _partial(destination: Path) -> Path:
+    return destination.with_name(f".{destination.name}.partial")
+
+
+class _Stopped(Exception):
+    """Another file failed: this one stops at its next chunk."""
+
+
+class _StoppableSink:
+    def __init__(self, sink: BinaryIO, stop: threading.Event):
+        self._sink, self._stop = sink, stop
+
+    def write(self, data: bytes) -> int:
+        if self._stop.is_set():
+            raise _Stopped
+        return self._sink.write(data)
+
+
+def _restore(source: BlobSource, key: jwk.JWK, entry: manifests.ModelFile, destination: Path, stop: threading.Event) -> None:
+    """One file: decrypt into its hidden partial file, rename it only when size and sha256 are the manifest's."""
+    if stop.is_set():
+        raise _Stopped
+    partial = _partial(destination)
+    with open(partial, "xb") as sink:
+        got = _decrypt_entry(source, entry, key, _StoppableSink(sink, stop))
+    if got != jwe.Plaintext(entry.size, entry.sha256):
+        raise DecryptError(
+            f"{entry.path}: decrypts to {got.size} bytes with sha256 {got.sha256[:16]}..., the manifest "
+            f"records {entry.size} bytes with sha256 {entry.sha256[:16]}... (file swapped or replaced in storage)"
+        )
+    os.replace(partial, destination)
 
 
 def _verified_manifest(source: BlobSource, key: jwk.JWK, key_resource: str, expected_sha256: str) -> manifests.Manifest:

@@ -102,5 +102,6 @@ def test_the_image_installs_what_the_project_pins():
     """The init image's hashed requirements name the versions requirements.txt pins."""
     pinned = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (ROOT / "requirements.txt").read_text(), re.M))
     image = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (ROOT / "images/model-decryptor/requirements.txt").read_text(), re.M))
-    assert image["jwcrypto"] == pinned["jwcrypto"] and image["cryptography"] == pinned["cryptography"]
+    for name in ("jwcrypto", "cryptography", "pybase64"):
+        assert image[name] == pinned[name], name
     assert all("--hash=sha256:" in block for block in (ROOT / "images/model-decryptor/requirements.txt").read_text().split("==")[1:])

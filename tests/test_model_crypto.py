@@ -25,6 +25,7 @@ from jwcrypto import jwe as jwcrypto_jwe
 from jwcrypto import jwk
 
 from model_crypto import decrypt, jwe, manifest
+from model_crypto.stage import Stage
 from scripts import encrypt_model
 from tests.model_server import Served, serve
 
@@ -92,6 +93,13 @@ def small_model(_small_model, tmp_path: Path) -> tuple[Path, Path, str, str]:
     return tmp_path / "src", tmp_path / "enc", key_text, sha
 
 
+@pytest.fixture(autouse=True)
+def one_file_at_once(monkeypatch):
+    """Files decrypt one at a time unless a test asks for more: which of two bad files is reported, and
+    in what order progress lines come, then do not depend on the machine's core count."""
+    monkeypatch.setattr(decrypt, "files_at_once", lambda: 1)
+
+
 @pytest.fixture
 def target() -> Iterator[Path]:
     """A directory on tmpfs, as the pod's memory-backed emptyDir is."""
@@ -132,8 +140,10 @@ def _tree(root: Path) -> list[str]:
 # --- round trip ---
 
 
-def test_round_trip_through_the_data_hub_stand_in_is_byte_identical(big_model, target, monkeypatch, capsys):
+@pytest.mark.parametrize("at_once", [1, 3])
+def test_round_trip_through_the_data_hub_stand_in_is_byte_identical(big_model, target, monkeypatch, capsys, at_once):
     src, encrypted, key_text, sha = big_model
+    monkeypatch.setattr(decrypt, "files_at_once", lambda: at_once)
     code, served = _run_init(encrypted, key_text.encode(), sha, target, monkeypatch=monkeypatch)
     assert code == 0, capsys.readouterr().err
     assert _tree(target) == _tree(src)
@@ -207,6 +217,80 @@ def test_truncation_anywhere_is_caught(small_model, target, monkeypatch, capsys,
     assert code == 1
     assert "b-weights.safetensors.jwe: " in _one_line(capsys.readouterr().err)
     assert _tree(target) == []
+
+
+_SMALL_READ = 4096  # characters per read: b-weights' 400 kB of ciphertext text takes about 100 reads
+
+
+def _ciphertext_span(token: bytes) -> tuple[int, int]:
+    """Where the fourth part (the ciphertext) of a compact JWE starts and ends."""
+    start = token.index(b".", token.index(b".", token.index(b".") + 1) + 1) + 1
+    return start, token.rindex(b".")
+
+
+@pytest.mark.parametrize("damage, at_once", [("altered", 1), ("reordered", 1), ("dropped", 1), ("altered", 3)])
+def test_a_damaged_chunk_deep_in_a_multi_chunk_stream_is_refused(small_model, target, monkeypatch, capsys, damage, at_once):
+    """The file streams through about a hundred reads, each decrypted, hashed and written while the next
+    downloads: one late chunk altered, two chunks swapped, or a whole chunk dropped is still refused by
+    the tag, and every other file goes too, also those verified or decrypting beside it."""
+    _, encrypted, key_text, sha = small_model
+    monkeypatch.setattr(jwe, "_DECRYPT_CHUNK", _SMALL_READ)
+    monkeypatch.setattr(decrypt, "files_at_once", lambda: at_once)
+    victim = encrypted / "b-weights.safetensors.jwe"
+    token = bytearray(victim.read_bytes())
+    start, end = _ciphertext_span(bytes(token))
+    assert (end - start) // _SMALL_READ > 90
+    if damage == "altered":
+        late = start + (end - start) * 9 // 10
+        token[late] = ord("B") if token[late] == ord("A") else ord("A")
+    elif damage == "reordered":  # whole base64 groups, so both chunks still decode
+        a, b = start + 3 * _SMALL_READ, start + 70 * _SMALL_READ
+        token[a : a + _SMALL_READ], token[b : b + _SMALL_READ] = token[b : b + _SMALL_READ], token[a : a + _SMALL_READ]
+    else:
+        del token[start + 50 * _SMALL_READ : start + 51 * _SMALL_READ]
+    victim.write_bytes(bytes(token))
+    code, _ = _run_init(encrypted, key_text.encode(), sha, target, monkeypatch=monkeypatch)
+    assert code == 1
+    assert "b-weights.safetensors.jwe: does not authenticate (truncated or altered)" in _one_line(capsys.readouterr().err)
+    assert _tree(target) == []
+
+
+def test_a_write_failing_mid_stream_stops_the_file_there():
+    """The write runs in its own thread: its error reaches the caller, and nothing is written after it."""
+    key = jwe.parse_key(jwe.new_key_text().encode())
+    token = io.BytesIO()
+    jwe.encrypt(io.BytesIO(os.urandom(200_000)), token, key)
+
+    class FullVolume(io.BytesIO):
+        writes = 0
+
+        def write(self, data) -> int:
+            self.writes += 1
+            if self.writes == 3:
+                raise OSError(28, "No space left on device")
+            return super().write(data)
+
+    sink = FullVolume()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(jwe, "_DECRYPT_CHUNK", _SMALL_READ)
+        with pytest.raises(OSError, match="No space left on device"):
+            jwe.decrypt(io.BytesIO(token.getvalue()), sink, key)
+    assert sink.writes == 3
+
+
+def test_a_stage_finishes_its_call_before_the_caller_moves_on():
+    """A failing caller still waits for the stage's outstanding call (a write must not outlive the
+    decryption that removes its file); the stage's own error reaches the caller."""
+    finished = []
+    with pytest.raises(RuntimeError, match="caller"):
+        with Stage("test") as stage:
+            stage.start(lambda: finished.append(hashlib.sha256(_BLOCK * 8).hexdigest()))
+            raise RuntimeError("caller")
+    assert finished == [hashlib.sha256(_BLOCK * 8).hexdigest()]
+    with pytest.raises(ZeroDivisionError):
+        with Stage("test") as stage:
+            stage.start(lambda: 1 / 0)
+    assert stage.busy is False
 
 
 def test_a_swapped_file_fails_in_one_line_and_removes_what_was_decrypted(small_model, target, monkeypatch, capsys):
@@ -500,17 +584,36 @@ def test_we_decrypt_kserves_test_fixture_format(target):
     assert sink.getvalue() == plaintext and got == jwe.Plaintext(len(plaintext), hashlib.sha256(plaintext).hexdigest())
 
 
-@settings(max_examples=60, deadline=None)
-@given(data=st.binary(min_size=1, max_size=200), chunk=st.sampled_from([3, 6, 9, 30]), read=st.sampled_from([4, 8, 12, 40]))
-def test_chunk_boundaries_never_change_the_bytes(data, chunk, read):
-    """Tiny chunks put every boundary (base64 quanta, parts' dots) everywhere; jwcrypto is the oracle."""
+class _Dribble(io.RawIOBase):
+    """A stream that returns at most `most` bytes a read, as a socket may."""
+
+    def __init__(self, data: bytes, most: int):
+        self._data, self._most, self._at = data, most, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        piece = self._data[self._at : self._at + min(self._most, size if size >= 0 else self._most)]
+        self._at += len(piece)
+        return piece
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.binary(min_size=1, max_size=200), chunk=st.sampled_from([3, 6, 9, 30]), read=st.sampled_from([4, 7, 8, 12, 40]),
+       dribble=st.sampled_from([None, 1, 5]))
+def test_chunk_boundaries_never_change_the_bytes(data, chunk, read, dribble):
+    """Tiny chunks and short reads put every boundary (base64 quanta, parts' dots) everywhere; jwcrypto
+    is the oracle."""
     key = jwe.parse_key(jwe.new_key_text().encode())
     out, sink = io.BytesIO(), io.BytesIO()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(jwe, "_ENCRYPT_CHUNK", chunk)
         patch.setattr(jwe, "_DECRYPT_CHUNK", read)
-        jwe.encrypt(io.BytesIO(data), out, key)
-        jwe.decrypt(io.BytesIO(out.getvalue()), sink, key)
+        jwe.encrypt(io.BytesIO(data) if dribble is None else _Dribble(data, dribble), out, key)
+        token = out.getvalue()
+        assert len(token) == jwe.serialized_size(len(data))
+        jwe.decrypt(io.BytesIO(token) if dribble is None else _Dribble(token, dribble), sink, key)
     oracle = jwcrypto_jwe.JWE()
     oracle.deserialize(out.getvalue().decode(), key)
     assert oracle.payload == data
