@@ -1,12 +1,14 @@
 """`topology.md`: what each cluster gets, in the order Pulumi builds it, and what crosses between them.
 
 Drawn from the plan's data, never from a list kept here: one node per part of a stack (its top-level
-components and resources; the KBS component split into policies, KBS and Route), and an arrow from
-A to B when a resource of B depends on one of A (the registered `dependsOn`, through providers too),
-leaving out arrows a longer path implies. Providers get no node. The cross-cluster arrow carries
+components and resources; the KBS component split into policies, KBS and Route; a stack's models one
+part), and an arrow from A to B when a resource of B depends on one of A (the registered `dependsOn`,
+through providers too), leaving out arrows a longer path implies. Providers get no node. The cross-cluster arrow carries
 what the cloud stack reads (`stacks/contracts.py` CLOUD_READS); inside the cloud stack each of those
-values goes to the parts whose inputs hold it. Dotted arrows are traffic at run time: a model's
-confidential VM attests to KBS, which then releases its secrets.
+values goes to the parts whose inputs hold it. At fleet scale the drawing grows by one node per cloud
+stack and by none per model: cloud stacks built alike (same parts, arrows and reads) share one drawing,
+each stack a node in it naming its models, and labels list a few names and how many more. Dotted
+arrows are traffic at run time: a model's confidential VM attests to KBS, which then releases its secrets.
 """
 
 from __future__ import annotations
@@ -327,12 +329,10 @@ def _bundle_keys(p: Picture) -> list[Node]:
 
 @dataclass
 class Spoke:
-    """One cloud stack: what it reads from the trusted stack, and the drawing it shares with spokes built alike."""
+    """One cloud stack and what it reads from the trusted stack."""
 
     run: StackRun
     read: list[str]
-    consumers: dict[str, list[str]]
-    drawing: Picture
 
 
 def _kinds(trusted: Picture | None, clouds: list[StackRun]) -> list[tuple[str, Picture, dict[str, list[str]], list[Spoke]]]:
@@ -351,7 +351,7 @@ def _kinds(trusted: Picture | None, clouds: list[StackRun]) -> list[tuple[str, P
                 drawing = picture(run, prefix)
                 consumers = _consumers(drawing, view)
             groups[key] = (prefix, drawing, consumers, [])
-        groups[key][3].append(Spoke(run, read, consumers, groups[key][1]))
+        groups[key][3].append(Spoke(run, read))
     return list(groups.values())
 
 

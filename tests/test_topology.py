@@ -227,6 +227,15 @@ def test_the_fleet_grows_by_one_node_per_cloud_stack_and_none_per_model(fleet, t
     assert not [node for node in nodes if "nimmodel" in node or "llama" in node]
 
 
+def test_cloud_stacks_built_differently_get_a_drawing_each(topologies):
+    (prod_trusted, prod_cloud, prod_eastus), (_, dev_cloud) = topologies["prod"][0], topologies["dev"][0]
+    nodes, edges, subgraphs = parts(render_topology([prod_trusted, prod_cloud, dev_cloud, prod_eastus]))
+    assert subgraphs == {"prod_trusted", "cloud_stacks", "cloud2_stacks"}
+    # dev-cloud (a new ARO cluster) has its own parts; prod-cloud-eastus joins prod-cloud's drawing.
+    assert "cloud2_arocluster_aro" in nodes and "cloud_arocluster_aro" not in nodes
+    assert ("prod_cloud_eastus", "its bundle", "cloud_bundle") in edges and ("dev_cloud", "its bundle", "cloud2_bundle") in edges
+
+
 def test_rendering_is_byte_identical(fleet):
     runs, text = fleet
     assert render_topology(runs).encode() == text.encode()
