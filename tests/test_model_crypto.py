@@ -4,10 +4,12 @@ check the JWE files with independent implementations (joserfc; KServe's own decr
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import uuid
@@ -305,6 +307,140 @@ def test_a_swapped_file_fails_in_one_line_and_removes_what_was_decrypted(small_m
     assert _tree(target) == []
 
 
+def test_a_file_swapped_for_another_of_the_same_size_is_refused(tmp_path, target, monkeypatch, capsys):
+    """Two files of one size swapped in storage: no size or length check tells them apart, only each
+    file's sha256 in the manifest."""
+    src = _write_model(tmp_path / "src", {"a.bin": os.urandom(4096), "b.bin": os.urandom(4096)})
+    key_text = jwe.new_key_text()
+    sha = _encrypt(src, tmp_path / "enc", key_text)
+    first, second = tmp_path / "enc" / "a.bin.jwe", tmp_path / "enc" / "b.bin.jwe"
+    a, b = first.read_bytes(), second.read_bytes()
+    first.write_bytes(b)
+    second.write_bytes(a)
+    code, _ = _run_init(tmp_path / "enc", key_text.encode(), sha, target, monkeypatch=monkeypatch)
+    assert code == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "a.bin: " in line and "swapped or replaced" in line
+
+
+def test_a_file_whose_authentication_tag_was_altered_is_refused(small_model, target, monkeypatch, capsys):
+    """Ciphertext intact, so its plaintext still has the manifest's size and sha256: only the GCM tag,
+    one bit flipped, says the file was altered."""
+    _, encrypted, key_text, sha = small_model
+    victim = encrypted / "d-vocab.txt.jwe"
+    head, tag = victim.read_bytes().rsplit(b".", 1)
+    raw = base64.urlsafe_b64decode(tag + b"=" * (-len(tag) % 4))
+    victim.write_bytes(head + b"." + base64.urlsafe_b64encode(bytes([raw[0] ^ 1]) + raw[1:]).rstrip(b"="))
+    code, _ = _run_init(encrypted, key_text.encode(), sha, target, monkeypatch=monkeypatch)
+    assert code == 1
+    assert "d-vocab.txt.jwe: does not authenticate" in _one_line(capsys.readouterr().err)
+
+
+def test_a_model_encrypted_for_another_key_resource_is_refused(small_model, target, monkeypatch, capsys):
+    """The data hub releases the same key under another resource name: the manifest's keyResource,
+    which the pinned sha256 covers, must be the resource the pod asked for."""
+    _, encrypted, key_text, sha = small_model
+    other = "kbs:///default/other-model/key.bin"
+    monkeypatch.setenv(decrypt.SAS_ENV, SAS)
+    with serve(Served(resources={other: key_text.encode()}, blobs={"models": encrypted}, sas=SAS)) as url:
+        code = decrypt.main(["--source", f"{url}/models/", "--key-resource", other, "--manifest-sha256", sha,
+                             "--target", str(target), "--cdh-url", url])
+    assert code == 1
+    assert f"was encrypted for {KEY_RESOURCE}, not {other}" in _one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param("ftp://acct.blob.core.windows.net/models/m", id="not-http"),
+        pytest.param("https:///models/m", id="no-host"),
+        pytest.param("https://acct.blob.core.windows.net/models/m?sv=2022-11-02&sig=x", id="sas-in-the-url"),
+        pytest.param("https://acct.blob.core.windows.net/models/m#frag", id="fragment"),
+    ],
+)
+def test_a_source_that_is_not_a_plain_http_url_is_refused_first(source, tmp_path, capsys):
+    """Refused before the data hub is asked for the key: the SAS belongs in AZURE_STORAGE_SAS_TOKEN only."""
+    code = decrypt.main(["--source", source, "--key-resource", KEY_RESOURCE, "--manifest-sha256", "0" * 64, "--target", str(tmp_path)])
+    assert code == 1
+    assert "--source: " in _one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("resource", ["kbs:///default/model-key", "https://kbs.example.com/default/model-key/key.bin"])
+def test_a_key_resource_that_is_not_a_kbs_resource_uri_is_refused_first(resource, tmp_path, capsys):
+    code = decrypt.main(["--source", "https://acct.blob.core.windows.net/models/m", "--key-resource", resource,
+                         "--manifest-sha256", "0" * 64, "--target", str(tmp_path), "--cdh-url", "http://127.0.0.1:9"])
+    assert code == 1
+    assert "--key-resource: " in _one_line(capsys.readouterr().err)
+
+
+def test_an_unreachable_data_hub_is_one_line(tmp_path, capsys):
+    code = decrypt.main(["--source", "https://acct.blob.core.windows.net/models/m", "--key-resource", KEY_RESOURCE,
+                         "--manifest-sha256", "0" * 64, "--target", str(tmp_path), "--cdh-url", "http://127.0.0.1:9"])
+    assert code == 1
+    assert "cannot reach the confidential data hub at http://127.0.0.1:9" in _one_line(capsys.readouterr().err)
+
+
+def test_an_unreachable_blob_store_is_one_line(small_model, target, monkeypatch, capsys):
+    _, encrypted, key_text, sha = small_model
+    with serve(Served(resources={KEY_RESOURCE: key_text.encode()}, blobs={}, sas=SAS)) as url:
+        code = decrypt.main(["--source", "http://127.0.0.1:9/models/", "--key-resource", KEY_RESOURCE, "--manifest-sha256", sha,
+                             "--target", str(target), "--cdh-url", url])
+    assert code == 1
+    assert "manifest.json.jwe: cannot reach 127.0.0.1:9" in _one_line(capsys.readouterr().err)
+
+
+def test_a_key_resource_as_large_as_the_limit_is_read(small_model, target, monkeypatch, capsys):
+    """The data hub may serve up to 4096 bytes: a key padded with whitespace (which the parser strips) to the limit is read."""
+    _, encrypted, key_text, sha = small_model
+    padded = key_text.encode().ljust(4096)
+    assert _run_init(encrypted, padded, sha, target, monkeypatch=monkeypatch)[0] == 0
+
+
+@pytest.mark.parametrize(
+    "served, problem",
+    [
+        pytest.param(b"k" * 4097, "the resource is too large to be a model key", id="too-large"),
+        pytest.param(b"not a key!", "the key is neither base64url text nor JWK JSON", id="not-a-key"),
+    ],
+)
+def test_a_resource_that_is_no_model_key_is_one_line(small_model, target, monkeypatch, capsys, served, problem):
+    _, encrypted, _, sha = small_model
+    assert _run_init(encrypted, served, sha, target, monkeypatch=monkeypatch)[0] == 1
+    assert f"{KEY_RESOURCE}: {problem}" in _one_line(capsys.readouterr().err)
+
+
+def test_a_manifest_pin_that_is_not_a_sha256_is_refused(small_model, target, monkeypatch, capsys):
+    _, encrypted, key_text, sha = small_model
+    assert _run_init(encrypted, key_text.encode(), sha.upper(), target, monkeypatch=monkeypatch)[0] == 1
+    assert "--manifest-sha256: " in _one_line(capsys.readouterr().err)
+
+
+def test_a_target_that_is_not_a_directory_is_refused(small_model, monkeypatch, capsys):
+    _, encrypted, key_text, sha = small_model
+    assert _run_init(encrypted, key_text.encode(), sha, Path("/dev/shm") / f"missing-{uuid.uuid4().hex}", monkeypatch=monkeypatch)[0] == 1
+    assert "is not a directory" in _one_line(capsys.readouterr().err)
+
+
+def test_a_pinned_manifest_that_is_not_a_manifest_is_refused(small_model, target, monkeypatch, capsys):
+    """It decrypts with the model key and has the pinned sha256, yet is no manifest of this format."""
+    _, encrypted, key_text, _ = small_model
+    bad = b'{"format": "another-format"}\n'
+    with open(encrypted / manifest.ENCRYPTED_NAME, "wb") as sink:
+        jwe.encrypt(io.BytesIO(bad), sink, jwe.parse_key(key_text.encode()))
+    code, _ = _run_init(encrypted, key_text.encode(), hashlib.sha256(bad).hexdigest(), target, monkeypatch=monkeypatch)
+    assert code == 1
+    assert "manifest.json.jwe: format: must be" in _one_line(capsys.readouterr().err)
+
+
+def test_a_file_replaced_by_a_larger_one_stops_at_the_recorded_size(small_model, target, monkeypatch, capsys):
+    """Decryption stops once a file outgrows the manifest's size: storage cannot fill the memory volume."""
+    _, encrypted, key_text, sha = small_model
+    (encrypted / "d-vocab.txt.jwe").write_bytes((encrypted / "b-weights.safetensors.jwe").read_bytes())
+    code, _ = _run_init(encrypted, key_text.encode(), sha, target, monkeypatch=monkeypatch)
+    assert code == 1
+    assert "d-vocab.txt.jwe: decrypts to more than the 1200 bytes the manifest records" in _one_line(capsys.readouterr().err)
+
+
 def test_another_models_manifest_is_refused(small_model, tmp_path, target, monkeypatch, capsys):
     """Storage swaps in a whole other model encrypted with the same key: the pinned manifest sha256 refuses it."""
     src, encrypted, key_text, sha = small_model
@@ -511,13 +647,48 @@ def test_keys_that_cannot_be_model_keys(value, problem):
         jwe.parse_key(value)
 
 
-@pytest.mark.parametrize("header", [{"alg": "dir", "enc": "A256GCM"}, {"alg": "A256KW", "enc": "A128CBC-HS256"},
-                                    {"alg": "A256KW", "enc": "A256GCM", "zip": "DEF"}])
-def test_other_jwe_shapes_are_refused(header):
+@pytest.mark.parametrize("header, problem", [
+    ({"alg": "dir", "enc": "A256GCM"}, "is not an A256KW/A256GCM JWE"),
+    ({"alg": "A256KW", "enc": "A128CBC-HS256"}, "is not an A256KW/A256GCM JWE"),
+    ({"alg": "A256KW", "enc": "A256GCM", "zip": "DEF"}, "uses 'zip' or 'crit'"),
+    ({"alg": "A256KW", "enc": "A256GCM", "crit": ["exp"], "exp": 1}, "uses 'zip' or 'crit'"),
+    (["A256KW", "A256GCM"], "is not an A256KW/A256GCM JWE"),
+])
+def test_other_jwe_shapes_are_refused(header, problem):
     key = jwe.parse_key(jwe.new_key_text().encode())
     header_b64 = jwe.b64url_encode(json.dumps(header).encode())
     forged = b".".join([header_b64, b"AAAA", jwe.b64url_encode(os.urandom(12)), b"AAAA", jwe.b64url_encode(os.urandom(16))])
-    with pytest.raises(jwe.JweError):
+    with pytest.raises(jwe.JweError, match=re.escape(problem)):
+        jwe.decrypt(io.BytesIO(forged), io.BytesIO(), key)
+
+
+@pytest.mark.parametrize("data, problem", [
+    (jwe.b64url_encode(b"not json") + b".AAAA.AAAA.AAAA.AAAA", "no JSON protected header"),
+    (b"A" * 5000, "is not a JWE compact serialization"),
+])
+def test_a_file_that_is_no_jwe_is_named(data, problem):
+    """No JSON header; a first part longer than any header (read in bounded pieces, never whole)."""
+    with pytest.raises(jwe.JweError, match=re.escape(problem)):
+        jwe.decrypt(io.BytesIO(data), io.BytesIO(), jwe.parse_key(jwe.new_key_text().encode()))
+
+
+def test_a_short_authentication_tag_is_named():
+    key = jwe.parse_key(jwe.new_key_text().encode())
+    out = io.BytesIO()
+    jwe.encrypt(io.BytesIO(b"weights"), out, key)
+    head, tag = out.getvalue().rsplit(b".", 1)
+    short = head + b"." + jwe.b64url_encode(jwe.b64url_decode(tag)[:12])
+    with pytest.raises(jwe.JweError, match="authentication tag is incomplete"):
+        jwe.decrypt(io.BytesIO(short), io.BytesIO(), key)
+
+
+def test_an_iv_of_another_length_is_named():
+    key = jwe.parse_key(jwe.new_key_text().encode())
+    out = io.BytesIO()
+    jwe.encrypt(io.BytesIO(b"weights"), out, key)
+    header, encrypted_key, _, ciphertext, tag = out.getvalue().split(b".")
+    forged = b".".join([header, encrypted_key, jwe.b64url_encode(os.urandom(16)), ciphertext, tag])
+    with pytest.raises(jwe.JweError, match="has a 16-byte IV"):
         jwe.decrypt(io.BytesIO(forged), io.BytesIO(), key)
 
 
@@ -529,6 +700,17 @@ def test_extra_parts_and_stray_characters_are_refused():
     for broken in (token + b".AAAA", token.replace(b".", b".+", 1), b"", b"garbage"):
         with pytest.raises(jwe.JweError):
             jwe.decrypt(io.BytesIO(broken), io.BytesIO(), key)
+
+
+def test_standard_base64_characters_are_refused_though_they_would_decode_alike():
+    """'+' and '/' decode to what '-' and '_' do in base64url: accepted, one file would have two spellings."""
+    key = jwe.parse_key(jwe.new_key_text().encode())
+    out = io.BytesIO()
+    jwe.encrypt(io.BytesIO(os.urandom(3000)), out, key)
+    header, rest = out.getvalue().split(b".", 1)
+    spelled = header + b"." + (rest.replace(b"-", b"+", 1) if b"-" in rest else rest.replace(b"_", b"/", 1))
+    with pytest.raises(jwe.JweError, match="is not base64url"):
+        jwe.decrypt(io.BytesIO(spelled), io.BytesIO(), key)
 
 
 # --- the encrypt command line ---
@@ -564,8 +746,16 @@ def test_key_on_stdin_and_a_new_key_file(tmp_path, capsys, monkeypatch):
     (["--workload", "phi-3"], None, "--workload: prod-trusted declares no workload 'phi-3' (declared: llama-3-1-8b, llama-ft); declare it first"),
     ([], "nonempty-out", "exists and is not an empty directory"),
     ([], "out-in-src", "overlaps the model directory"),
+    ([], "out-is-src", "overlaps the model directory"),
+    ([], "out-is-a-file", "exists and is not an empty directory"),
+    ([], "out-under-a-file", "--out: cannot create"),
+    ([], "src-in-out", "overlaps the model directory"),
     ([], "short-key", "the key is 16 bytes; A256KW needs 32"),
     ([], "no-src", "not a directory"),
+    ([], "symlinked-dir", "a symlinked directory"),
+    ([], "dangling-link", "not a regular file"),
+    ([], "reserved-name", "the name is reserved for the manifest"),
+    ([], "empty-src", "no files to encrypt"),
 ])
 def test_encrypt_refuses_in_one_line(tmp_path, capsys, monkeypatch, extra, setup, problem):
     src = _write_model(tmp_path / "src", {"w.bin": b"w"})
@@ -579,11 +769,36 @@ def test_encrypt_refuses_in_one_line(tmp_path, capsys, monkeypatch, extra, setup
         key_text = jwk.base64url_encode(os.urandom(16))
     elif setup == "no-src":
         src = tmp_path / "missing"
+    elif setup == "out-under-a-file":
+        (tmp_path / "file").write_bytes(b"x")
+        out = tmp_path / "file" / "out"
+    elif setup == "out-is-a-file":
+        out.write_bytes(b"x")
+    elif setup == "out-is-src":
+        out = src
+    elif setup == "src-in-out":
+        out = tmp_path
+    elif setup == "dangling-link":
+        (src / "gone.bin").symlink_to(tmp_path / "nowhere")
+    elif setup == "reserved-name":
+        _write_model(src, {manifest.PLAIN_NAME: b"{}"})
+    elif setup == "empty-src":
+        (src / "w.bin").unlink()
+    elif setup == "symlinked-dir":
+        _write_model(tmp_path / "elsewhere", {"x.bin": b"x"})
+        (src / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     code, err = _cli([str(src), "--env", "prod", "--workload", "llama-ft", "--out", str(out), *extra], capsys, key_text.encode(), monkeypatch)
     assert code == 2
     assert err.count("\n") == 1 and problem in err, err
-    if setup not in ("nonempty-out",):
+    if setup not in ("nonempty-out", "out-is-src", "src-in-out", "out-is-a-file", "out-under-a-file"):
         assert not out.exists() or not any(out.iterdir())
+
+
+def test_encrypt_writes_into_an_existing_empty_directory(tmp_path, capsys, monkeypatch):
+    src = _write_model(tmp_path / "src", {"w.bin": b"w"})
+    (tmp_path / "out").mkdir()
+    code, err = _cli([str(src), "--env", "prod", "--workload", "llama-ft", "--out", str(tmp_path / "out")], capsys, jwe.new_key_text().encode(), monkeypatch)
+    assert code == 0, err
 
 
 def test_a_failed_encryption_is_one_line(tmp_path, capsys, monkeypatch):

@@ -203,6 +203,23 @@ def test_cpu_malformed_tcb_report_is_unrecognised_hardware(cpu_claims, value):
     assert cpu_claims(snp("reported_tcb_snp", value))["hardware"] == 97
 
 
+def test_cpu_tee_tcb_below_its_minimum_is_unrecognised_hardware(cpu_claims):
+    # The example reports TEE SVN 0, the configured minimum; a minimum of 1 must refuse it.
+    assert cpu_claims(rv_edit=lambda rv: rv.update(snp_min_tcb_tee=1))["hardware"] == 97
+
+
+def test_cpu_tcb_equal_to_its_minimum_is_genuine_hardware(cpu_claims, cpu_input):
+    reported = int(cpu_input["az-snp-vtpm"]["reported_tcb_microcode"])
+    assert cpu_claims(rv_edit=lambda rv: rv.update(snp_min_tcb_microcode=reported))["hardware"] == 2
+
+
+def test_cpu_measurement_reference_value_not_a_list_fails_closed(cpu_claims, cpu_input):
+    """A malformed RVPS record holding the accepted measurement in an object: Rego's `in` would look
+    through the object's values, so only the list check keeps it from approving."""
+    measurement = cpu_input["az-snp-vtpm"]["measurement"]
+    assert cpu_claims(rv_edit=lambda rv: rv.update(measurement={"accepted": measurement}))["executables"] == 33
+
+
 def test_cpu_missing_tcb_minimum_fails_closed(cpu_claims):
     assert cpu_claims(rv_edit=lambda rv: rv.pop("snp_min_tcb_snp"))["hardware"] == 97
 
@@ -268,6 +285,13 @@ def test_gpu_missing_allowed_versions_fails_closed(gpu_claims, name):
     assert gpu_claims(rv_edit=lambda rv: rv.pop(name))["configuration"] == 36
 
 
+def test_gpu_allowed_versions_reference_value_not_a_list_fails_closed(gpu_claims, gpu_input):
+    """A malformed RVPS record holding the driver version in an object: a comprehension over it would
+    read its values, so only the list check keeps it from approving."""
+    driver = gpu_input["nvidia"]["x-nvidia-gpu-driver-version"]
+    assert gpu_claims(rv_edit=lambda rv: rv.update(allowed_driver_versions={"approved": driver}))["configuration"] == 36
+
+
 @pytest.mark.parametrize(
     "edit",
     [
@@ -291,6 +315,41 @@ def test_gpu_failed_rim_check_is_unrecognised_executables(gpu_claims, edit):
 )
 def test_gpu_unverified_report_is_unrecognised_hardware(gpu_claims, edit):
     assert gpu_claims(edit)["hardware"] == 97
+
+
+# Each claim NRAS must affirm, alone set to what a failing GPU reports, fails its tier (the claims
+# the tests above already break alone are not repeated).
+HARDWARE_CLAIMS = [
+    "x-nvidia-gpu-arch-check",
+    "x-nvidia-overall-att-result",
+    "x-nvidia-gpu-attestation-report-parsed",
+    "x-nvidia-gpu-attestation-report-cert-chain-fwid-match",
+]
+EXECUTABLES_CLAIMS = [
+    "x-nvidia-gpu-driver-rim-fetched",
+    "x-nvidia-gpu-driver-rim-schema-validated",
+    "x-nvidia-gpu-driver-rim-version-match",
+    "x-nvidia-gpu-driver-rim-measurements-available",
+    "x-nvidia-gpu-vbios-rim-schema-validated",
+    "x-nvidia-gpu-vbios-rim-signature-verified",
+    "x-nvidia-gpu-vbios-rim-version-match",
+    "x-nvidia-gpu-vbios-rim-measurements-available",
+    "x-nvidia-gpu-vbios-index-no-conflict",
+]
+
+
+@pytest.mark.parametrize("name", HARDWARE_CLAIMS)
+def test_gpu_each_false_report_claim_is_unrecognised_hardware(gpu_claims, name):
+    assert gpu_claims(claim(name, False)) == {**AFFIRMING_GPU, "hardware": 97}
+
+
+@pytest.mark.parametrize("name", EXECUTABLES_CLAIMS)
+def test_gpu_each_false_rim_claim_is_unrecognised_executables(gpu_claims, name):
+    assert gpu_claims(claim(name, False)) == {**AFFIRMING_GPU, "executables": 33}
+
+
+def test_gpu_invalid_vbios_rim_certificate_chain_is_unrecognised_executables(gpu_claims):
+    assert gpu_claims(claim("x-nvidia-cert-status", "invalid", "x-nvidia-gpu-vbios-rim-cert-chain")) == {**AFFIRMING_GPU, "executables": 33}
 
 
 # --- Upstream-shaped evidence (tests/fixtures/attestation) -----------------------------------
@@ -465,6 +524,46 @@ def test_gpu_with_failing_claim_under_affirming_status_is_denied(ear):
         submods["gpu0"]["ear.trustworthiness-vector"]["hardware"] = 97
 
     assert not allowed(edited(ear, hardware_unrecognised), GPU_PATH)
+
+
+def test_gpu_whose_status_is_not_affirming_is_denied_though_its_claims_affirm(ear):
+    """The EAR status alone: every claim of gpu0 in the affirming tiers, its status `warning`."""
+
+    def warning(submods):
+        submods["gpu0"]["ear.status"] = "warning"
+
+    assert ear["submods"]["gpu0"]["ear.trustworthiness-vector"]["hardware"] == 2
+    assert not allowed(edited(ear, warning), GPU_PATH)
+
+
+def test_a_claim_at_the_top_of_the_affirming_tier_still_affirms(ear):
+    """AR4SI affirming tiers run 2..31 (draft-ietf-rats-ar4si, trustworthiness claims): 31 affirms."""
+
+    def top_tier(submods):
+        submods["gpu0"]["ear.trustworthiness-vector"]["executables"] = 31
+
+    assert allowed(edited(ear, top_tier), GPU_PATH)
+
+
+def test_a_claim_the_verifier_did_not_make_is_not_affirming(ear):
+    """Tier 0 is "no claim" (AR4SI): a GPU whose hardware claim is absent does not affirm."""
+
+    def no_claim(submods):
+        submods["gpu0"]["ear.trustworthiness-vector"]["hardware"] = 0
+
+    assert not allowed(edited(ear, no_claim), GPU_PATH)
+
+
+def test_only_gpu_submodules_count_as_gpus(ear):
+    """Another, affirming submodule carrying NVIDIA claims of a second device is not a second GPU
+    unless the verifier named it gpu<N>."""
+
+    def other_submodule(submods):
+        second = copy.deepcopy(submods["gpu0"])
+        second["ear.veraison.annotated-evidence"]["nvidia"]["ueid"] = "987654321"
+        submods["cpu1"] = second
+
+    assert not allowed(edited(ear, other_submodule), TWO_GPU_PATH)
 
 
 def test_cpu_warning_denies_everything(ear):

@@ -56,14 +56,17 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def sealed(uri: str = "kbs:///default/ngc/api-key", provider: str = "kbs", signed: bool = True) -> str:
+SEALED_HEADER = {"alg": "ES256", "kid": "kbs:///default/sealed-secret-key/public-jwk"}
+
+
+def sealed(uri: str = "kbs:///default/ngc/api-key", provider: str = "kbs", signed: bool = True,
+           header: dict[str, Any] = SEALED_HEADER, signature: bytes = bytes(range(64))) -> str:
     """A sealed secret shaped as CDH parses it; the policy checks its form, not the signature itself."""
     document = {"version": "0.1.0", "type": "vault", "name": uri, "provider": provider, "provider_settings": {}, "annotations": {}}
     payload = _b64url(json.dumps(document).encode())
     if not signed:
         return f"sealed.fakejwsheader.{payload}.fakesignature"
-    header = _b64url(json.dumps({"alg": "ES256", "kid": "kbs:///default/sealed-secret-key/public-jwk"}).encode())
-    return f"sealed.{header}.{payload}.{_b64url(bytes(range(64)))}"
+    return f"sealed.{_b64url(json.dumps(header).encode())}.{payload}.{_b64url(signature)}"
 
 
 def peer_pods_cm(**data: str) -> dict[str, Any]:
@@ -266,6 +269,13 @@ def test_peer_pods_keep_confidential_vms(data, expected):
     assert_messages(found, expected)
 
 
+def test_peer_pods_cm_without_disablecvm_keeps_confidential_vms():
+    """CAA creates confidential VMs unless DISABLECVM turns them off: a ConfigMap without the key passes."""
+    props = peer_pods_cm()
+    del props["data"]["DISABLECVM"]
+    assert check("peer-pods-confidential-vms", CONFIGMAP, props) == []
+
+
 def test_peer_pods_policy_looks_only_at_peer_pods_cm():
     other = peer_pods_cm(DISABLECVM="true")
     other["metadata"]["name"] = "something-else"
@@ -341,6 +351,34 @@ def test_kbs_managed_values_reach_the_cloud_only_sealed(props, stack, expected):
     assert_messages(found, expected)
 
 
+def test_a_kbs_sealed_secret_naming_no_kbs_resource_does_not_point_into_kbs():
+    value = sealed(uri="https://kbs.example.com/default/ngc/api-key")
+    assert_messages(check("kbs-secrets-sealed", SECRET, kbs_secret(value)), ["does not point into KBS"])
+
+
+def test_a_sealed_secret_whose_payload_is_not_an_object_does_not_point_into_kbs():
+    payload = _b64url(json.dumps(["kbs:///default/ngc/api-key"]).encode())
+    value = f"sealed.{_b64url(json.dumps(SEALED_HEADER).encode())}.{payload}.{_b64url(bytes(range(64)))}"
+    assert_messages(check("kbs-secrets-sealed", SECRET, kbs_secret(value)), ["does not point into KBS"])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(sealed(header={"alg": "ES256"}), id="no-kid"),
+        pytest.param(sealed(header={"alg": "ES256", "kid": ""}), id="empty-kid"),
+        pytest.param(sealed(header={**SEALED_HEADER, "alg": "none"}), id="alg-none"),
+        pytest.param(sealed(signature=bytes(range(63))), id="short-signature"),
+        pytest.param(sealed(signature=b""), id="no-signature"),
+    ],
+)
+def test_a_sealed_secret_missing_one_signing_part_is_unsigned(value):
+    """CDH (guest-components v0.18.0+) verifies ES256 under the `kid` key with a raw 64-byte signature:
+    a pointer lacking any one of them is refused in the pod VM, so the policy refuses it first."""
+    found = check("kbs-secrets-sealed", SECRET, kbs_secret(value))
+    assert_messages(found, ["is an unsigned sealed secret"])
+
+
 def test_sealed_policy_decodes_base64_data_and_reads_container_env():
     encoded = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"NGC_API_KEY": base64.b64encode(sealed().encode()).decode()}}
     assert check("kbs-secrets-sealed", SECRET, encoded) == []
@@ -361,6 +399,7 @@ def test_sealed_policy_decodes_base64_data_and_reads_container_env():
         (KBS_CONFIG.replace("insecure_http = false\n", ""), ["insecure_http must be false"]),
         (KBS_CONFIG.replace('"DenyAll"', '"InsecureAllowAll"'), ["authorization_mode is 'InsecureAllowAll'"]),
         (KBS_CONFIG.replace('[admin]\nauthorization_mode = "DenyAll"\n', ""), ["authorization_mode is None"]),
+        (KBS_CONFIG.replace('authorization_mode = "DenyAll"', 'authorization_mode = "DenyAll"\ninsecure_api = true'), ["authorization_mode is 'DenyAll'"]),
         (KBS_CONFIG.replace("insecure_header_jwk = false", "insecure_header_jwk = true"), ["insecure_header_jwk must be false"]),
         (KBS_CONFIG + "[broken\n", ["is not valid TOML"]),
         (PERMISSIVE_KBS_CONFIG, ["insecure_http must be false", "insecure_header_jwk must be false"]),
@@ -501,6 +540,11 @@ def test_critical_resources_are_protected(type_, stack, protect, config, fires):
         (rules.KUBERNETES_PROVIDER, {"clusterIdentifier": "dev-cloud"}, "dev-trusted", None, "declares provider r for the cloud side"),
         (rules.STACK_REFERENCE, {"name": "organization/confidential-ai/dev-cloud"}, "dev-trusted", None, "takes nothing from the cloud side"),
         (rules.STACK_REFERENCE, {"name": "organization/confidential-ai/dev-trusted"}, "dev-cloud", provider("default", package="pulumi"), None),
+        # Only a trusted stack's reading of a cloud stack is refused: it may read a trusted stack, a
+        # cloud stack may read another cloud stack, and only a StackReference reads a stack.
+        (rules.STACK_REFERENCE, {"name": "organization/confidential-ai/shared-trusted"}, "dev-trusted", provider("default", package="pulumi"), None),
+        (CONFIGMAP, {"name": "settings-of-dev-cloud"}, "dev-trusted", TRUSTED_PROVIDER, None),
+        (rules.STACK_REFERENCE, {"name": "organization/confidential-ai/prod-cloud"}, "dev-cloud", provider("default", package="pulumi"), None),
         (rules.ARO_CLUSTER, {}, "dev-cloud", provider("default_3_29_0", package="azure-native"), "uses the default provider"),
     ],
 )
@@ -531,6 +575,18 @@ def test_kubernetes_object_without_explicit_provider_is_refused():
 def test_advisory_policies(policy, type_, good, bad):
     assert check(policy, type_, good) == []
     assert check(policy, type_, bad)
+
+
+@pytest.mark.parametrize(
+    "props, expected",
+    [(subscription("Automatic"), "approves install plans automatically"), (subscription(csv=None), "pins no startingCSV")],
+)
+def test_each_unreviewed_operator_upgrade_is_its_own_advisory(props, expected):
+    assert_messages(check("operator-upgrades-reviewed", SUBSCRIPTION, props), [expected])
+
+
+def test_the_aro_api_server_advisory_looks_only_at_aro_clusters():
+    assert check("aro-api-server-private", CONFIGMAP, peer_pods_cm()) == []
 
 
 def test_unknown_values_surface_as_the_analyzer_reports_them():

@@ -13,7 +13,7 @@ import json
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
@@ -113,6 +113,31 @@ def test_rejects_a_key_that_is_not_p256():
     p384 = ec.generate_private_key(ec.SECP384R1()).private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
     with pytest.raises(ValueError, match="P-256"):
         sealed_secret("kbs:///default/a/b", p384, KID)
+
+
+def _pem(private_key) -> tuple[str, str]:
+    """(private PEM, public PEM) of `private_key`."""
+    private = private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    public = private_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return private, public
+
+
+def test_rejects_a_signing_key_that_is_not_ecdsa():
+    ed25519_private, _ = _pem(ed25519.Ed25519PrivateKey.generate())
+    with pytest.raises(ValueError, match="must be an ECDSA P-256 key"):
+        sealed_secret("kbs:///default/a/b", ed25519_private, KID)
+
+
+def test_publishes_no_jwk_for_a_p384_key():
+    _, p384_public = _pem(ec.derive_private_key(0xC0FFEE, ec.SECP384R1()))
+    with pytest.raises(ValueError, match="must be an ECDSA P-256 key"):
+        public_jwk(p384_public, KID)
+
+
+def test_publishes_no_jwk_for_a_key_that_is_not_ecdsa():
+    _, ed25519_public = _pem(ed25519.Ed25519PrivateKey.generate())
+    with pytest.raises(ValueError, match="must be an ECDSA P-256 key"):
+        public_jwk(ed25519_public, KID)
 
 
 def test_pointer_target_names_the_resource_of_a_pointer_and_nothing_else():

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from stacks.config import ConfigError, load
+from stacks.config.trusted import KbsResource
 from tests.conftest import example_config
 from tests.test_config import problems
 
@@ -134,6 +135,12 @@ def test_empty_secret_value_is_named_not_shown():
 def test_resource_rules(fields, expected):
     lines = problems("dev-trusted", set={"kbsResources": with_resource(**fields), "kbsSecrets.extra": "x"})
     assert f"dev-trusted: kbsResources[2].{expected}" in lines
+
+
+def test_a_gpu_gated_resource_without_min_gpus_needs_one_gpu():
+    """minGpus left out: the resource policy must ask for one attested GPU; 0 would release a GPU
+    workload's secret to a pod VM on its CPU evidence alone."""
+    assert KbsResource.model_validate({**GOOD_RESOURCE, "gpuGated": True}).required_gpus == 1
 
 
 def test_resource_names_must_be_dns_labels():

@@ -356,6 +356,11 @@ def test_incomplete_trusted_outputs_exit_2(pki, tmp_path, capsys, edit, message)
     assert failure(capsys) == message
 
 
+def test_a_model_running_a_workload_the_trusted_side_does_not_publish_exits_2(pki, tmp_path, capsys):
+    assert run(tmp_path, trusted_outputs(pki), f"https://{HOST}:1", workload="phi-3") == 2
+    assert failure(capsys) == f"error: dev-cloud says {MODEL} runs workload 'phi-3', for which dev-trusted publishes no serving certificate"
+
+
 def test_a_model_missing_from_the_cloud_outputs_exits_2(pki, tmp_path, capsys):
     (tmp_path / "trusted.json").write_text(json.dumps(trusted_outputs(pki)))
     (tmp_path / "cloud.json").write_text(json.dumps({"models": {}}))

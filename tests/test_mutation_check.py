@@ -1,0 +1,101 @@
+"""The mutation check's own contract: what it mutates, and that its list of equivalents stays true.
+
+Running mutants is the check's job (`python -m scripts.mutation_check`, docs/benchmarks.md), too slow
+for the suite; these tests cover the generators and the configuration in milliseconds.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from scripts import mutation_check
+from scripts.mutation import python, rego
+
+REPO = Path(__file__).resolve().parents[1]
+
+REGO = """package policy
+
+import rego.v1
+
+default allow := false
+
+allow if {
+\tinput.kind == "pod"
+\tcount(input.gpus) >= 1
+\tinput.name in {"a", "b"}
+\tevery c in input.containers {
+\t\tc.privileged == false
+\t}
+\tx := input.tier
+}
+"""
+
+
+def descriptions(mutants) -> list[str]:
+    return [m.description for m in mutants]
+
+
+def test_every_shipped_rego_template_is_a_target():
+    templates = {p.relative_to(REPO).as_posix() for p in (REPO / "templates").rglob("*.rego.j2")}
+    assert templates and templates <= set(mutation_check.targets([]))
+
+
+def test_every_target_has_tests_that_exist():
+    for file, tests in mutation_check.targets([]).items():
+        assert tests and all((REPO / t).is_file() for t in tests), file
+
+
+def test_equivalents_name_existing_mutants_and_say_why():
+    for entry in mutation_check.equivalents():
+        assert entry.reason.strip(), entry
+        assert entry.mutant in descriptions(mutation_check.mutants_of(entry.file)), f"stale equivalent: {entry}"
+
+
+def test_rego_conditions_become_true_and_bindings_stay():
+    mutated = {m.description: m.text for m in rego.mutants("p.rego.j2", REGO)}
+    assert '\ttrue\n' in mutated['delete: input.kind == "pod"']
+    assert "c.privileged" not in mutated["delete: every c in input.containers { ... }"]
+    assert not [d for d in mutated if "x := input.tier" in d and d.startswith("delete")]
+
+
+def test_rego_operators_literals_and_defaults():
+    found = descriptions(rego.mutants("p.rego.j2", REGO))
+    assert 'flip == to !=: input.kind == "pod"' in found
+    assert "flip >= to >: count(input.gpus) >= 1" in found
+    assert 'empty {"a", "b"}' in found and 'widen {"a", "b"}' in found
+    assert "default allow := false becomes true" in found
+    widened = next(m.text for m in rego.mutants("p.rego.j2", REGO) if m.description.startswith("widen"))
+    assert '{"a", "b", "mutant-widened"}' in widened
+
+
+PYTHON = '''
+from pydantic import BaseModel, Field
+
+class Resource(BaseModel):
+    gpus: int = Field(default=1, ge=0)
+
+    def required(self) -> int:
+        return 1 if self.gated else 0
+
+    def rules(self):
+        if self.gated and self.gpus == 0:
+            yield Problem("gpus", "needs a GPU")
+
+def check(size):
+    if size < 0 or size > 8:
+        raise ValueError("bad size")
+    return True
+'''
+
+
+def test_python_guards_are_removed_and_conditions_weakened():
+    mutants = {m.description: m for m in python.mutants("m.py", PYTHON)}
+    for text in (m.text for m in mutants.values()):
+        ast.parse(text)
+    removed_yield = mutants['remove `yield Problem("gpus", "needs a GPU")` in Resource.rules']
+    assert "yield from ()" in removed_yield.text and removed_yield.scope == "Resource.rules"
+    assert mutants['remove `raise ValueError("bad size")` in check'].scope == "check"
+    assert "drop `size > 8` from `size < 0 or size > 8` in check" in mutants
+    assert "flip < to <= in `size < 0 or size > 8` in check" in mutants
+    assert "return constant 1 becomes 0 in `return 1 if self.gated else 0` in Resource.required" in mutants
