@@ -312,7 +312,7 @@ def _write_json(path: Path, value: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m scripts.plan", description=__doc__.splitlines()[0])
-    parser.add_argument("env", type=environment, help="environment name: plans stacks ENV-trusted and ENV-cloud")
+    parser.add_argument("env", type=environment, help="environment name: plans ENV-trusted and every cloud stack of ENV (ENV-cloud, ENV-cloud-<name>)")
     parser.add_argument("--out", type=Path, default=Path("out"), help="output directory (default: out/)")
     parser.add_argument("--trust-bundle", type=Path, help="plan only the cloud stack this bundle file names, reading the trusted side from it")
     parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR, help="where the Pulumi.<stack>.yaml files are (default: stacks/)")

@@ -1,12 +1,14 @@
 """`topology.md`: what each cluster gets, in the order Pulumi builds it, and what crosses between them.
 
 Drawn from the plan's data, never from a list kept here: one node per part of a stack (its top-level
-components and resources; the KBS component split into policies, KBS and Route), and an arrow from
-A to B when a resource of B depends on one of A (the registered `dependsOn`, through providers too),
-leaving out arrows a longer path implies. Providers get no node. The cross-cluster arrow carries
+components and resources; the KBS component split into policies, KBS and Route; a stack's models one
+part), and an arrow from A to B when a resource of B depends on one of A (the registered `dependsOn`,
+through providers too), leaving out arrows a longer path implies. Providers get no node. The cross-cluster arrow carries
 what the cloud stack reads (`stacks/contracts.py` CLOUD_READS); inside the cloud stack each of those
-values goes to the parts whose inputs hold it. Dotted arrows are traffic at run time: a model's
-confidential VM attests to KBS, which then releases its secrets.
+values goes to the parts whose inputs hold it. At fleet scale the drawing grows by one node per cloud
+stack and by none per model: cloud stacks built alike (same parts, arrows and reads) share one drawing,
+each stack a node in it naming its models, and labels list a few names and how many more. Dotted
+arrows are traffic at run time: a model's confidential VM attests to KBS, which then releases its secrets.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ _TITLES = {"trusted": "trusted cluster, on premises", "cloud": "cloud cluster, A
 _INFERENCE_SERVICE = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 _KBS_CONFIG = "kubernetes:confidentialcontainers.org/v1alpha1:KbsConfig"
 _STACK_REFERENCE = "pulumi:pulumi:StackReference"
+_NIM_MODEL = "confidential-ai:nim:NimModel"
+# How many names a label lists before it says "+N more": labels stay short at any fleet size.
+_NAMES_SHOWN = 3
 # The trusted stack's trust bundle signing keys (stacks/trusted.py): the source of the signed hand-off.
 _BUNDLE_KEY = re.compile(r"^trust-bundle-key-[a-z]$")
 # What a reader calls each kind of part, and what it holds; other kinds go by their resource name.
@@ -57,6 +62,8 @@ class Node:
     title: str = ""
     detail: str = ""
     resources: list[Registered] = field(default_factory=list)
+    groups: dict[str, list[Registered]] = field(default_factory=dict)
+    """The resources per top-level resource: a node holding several (the models) reads per model."""
 
     def mermaid(self) -> str:
         label = _text(self.title) + (f"<br/><small>{_text(self.detail)}</small>" if self.detail else "")
@@ -123,7 +130,7 @@ def _describe(node: Node) -> None:
     members, top, part = node.resources, node.top, node.part
     kind = _kind(top.type)
     if part == "policies":
-        node.title, node.detail = "policies", ", ".join(sorted(_metadata_name(r) for r in members if r.custom))
+        node.title, node.detail = "policies", _few(sorted({_metadata_name(r) for r in members if r.custom}))
     elif part == "kbs":
         node.title, node.detail = "KBS", "KbsConfig, kbs-config, keys"
     elif part == "route":
@@ -134,16 +141,29 @@ def _describe(node: Node) -> None:
         spec = subscription.inputs.get("spec", {}) if subscription else {}
         node.title, node.detail = f"operator {spec.get('name', top.name)}", spec.get("startingCSV", "")
     elif kind == "NimModel":
-        node.title, node.detail = f"model {top.name.removeprefix('model-')}", _model_detail(members)
+        shapes = sorted({_model_detail([r]) for r in members if r.type == _INFERENCE_SERVICE} - {""})
+        node.title = "models"
+        node.detail = shapes[0] if len(shapes) == 1 else f"{len(shapes)} machine shapes" if shapes else ""
     elif kind == "StackReference":
         node.title, node.detail = "trusted stack outputs", top.inputs.get("name", top.name)
     elif kind == "KbsSecretResources":
-        node.title, node.detail = "workload secrets", ", ".join(sorted(_metadata_name(r) for r in members if r.custom))
+        node.title, node.detail = "workload secrets", _few(sorted({_metadata_name(r) for r in members if r.custom}))
     elif kind in _KINDS:
         node.title, held = _KINDS[kind]
         node.detail = held or top.name
     else:
         node.title, node.detail = top.name, kind
+
+
+def _few(names: list[str]) -> str:
+    """The first names and how many more: a label's length does not grow with the fleet."""
+    rest = len(names) - _NAMES_SHOWN
+    return ", ".join(names[:_NAMES_SHOWN]) + (f" +{rest} more" if rest > 0 else "")
+
+
+def model_names(run: StackRun) -> list[str]:
+    """The models a cloud stack serves, in the order it declares them."""
+    return [r.name.removeprefix("model-") for r in run.resources if r.type == _NIM_MODEL]
 
 
 def _model_detail(members: list[Registered]) -> str:
@@ -165,9 +185,9 @@ def _prefix(stack: str) -> str:
     return _slug(_role(stack), name) if name else _role(stack)
 
 
-def picture(run: StackRun) -> Picture:
+def picture(run: StackRun, prefix: str | None = None) -> Picture:
     by_urn = {r.urn: r for r in run.resources}
-    role = _prefix(run.stack)
+    role = prefix or _prefix(run.stack)
     nodes: dict[str, Node] = {}
     node_of: dict[str, str] = {}
 
@@ -184,9 +204,11 @@ def picture(run: StackRun) -> Picture:
         if split and r is top:
             return None  # drawn as its parts
         part = split(chain[-2]) if split else None
-        node_id = _slug(role, _kind(top.type), top.name, part or "")
+        # A stack's models share one node: one per model would grow the drawing with the fleet.
+        node_id = _slug(role, "models") if top.type == _NIM_MODEL else _slug(role, _kind(top.type), top.name, part or "")
         node = nodes.setdefault(node_id, Node(node_id, top, part))
         node.resources.append(r)
+        node.groups.setdefault(top.urn, []).append(r)
         node_of[r.urn] = node_id
         return node_id
 
@@ -273,13 +295,19 @@ def _consumers(cloud: Picture, outputs: dict[str, Any]) -> dict[str, list[str]]:
     for node in cloud.ordered():
         if any(r.type == _STACK_REFERENCE for r in node.resources):
             continue
-        texts = [t for r in node.resources for t in _readable(r.inputs)]
-        # One search per value in all the part's strings, NUL-separated (a value holding NUL searches each).
-        joined = "\x00".join(texts)
-        for name, values in reads.items():
-            if any(v in joined if "\x00" not in v else any(v in t for t in texts) for v in values):
-                found.setdefault(node.id, []).append(name)
+        # A node of several models names what every one of them reads.
+        held = [_holds(members, reads) for members in node.groups.values()]
+        names = [name for name in reads if all(name in h for h in held)]
+        if names:
+            found[node.id] = names
     return found
+
+
+def _holds(members: list[Registered], reads: dict[str, list[str]]) -> set[str]:
+    texts = [t for r in members for t in _readable(r.inputs)]
+    # One search per value in all the part's strings, NUL-separated (a value holding NUL searches each).
+    joined = "\x00".join(texts)
+    return {name for name, values in reads.items() if any(v in joined if "\x00" not in v else any(v in t for t in texts) for v in values)}
 
 
 # --- the file ------------------------------------------------------------------------------------
@@ -294,96 +322,129 @@ def _and(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def _attestation(trusted: Picture, cloud: Picture, edges: list[str], summary: list[str]) -> None:
-    """The run-time arrows: each confidential model attests to KBS, which then releases its secrets."""
-    kbs = trusted.holding(_KBS_CONFIG)
-    for model in cloud.holding(_INFERENCE_SERVICE):
-        confidential = any(r.inputs.get("spec", {}).get("predictor", {}).get("runtimeClassName") == RUNTIME_CLASS
-                           for r in model.resources if r.type == _INFERENCE_SERVICE)
-        if kbs and confidential:
-            edges += [f'  {model.id} -. "CPU + GPU evidence" .-> {kbs[0].id}',
-                      f'  {kbs[0].id} -. "secrets, after attestation" .-> {model.id}']
-    if kbs:
-        summary.append(f"- **At run time** each model pod runs in its own confidential VM ({RUNTIME_CLASS}); KBS releases "
-                       "its secrets only after that VM's CPU and GPU evidence passes attestation.")
-
 
 def _bundle_keys(p: Picture) -> list[Node]:
     return [node for node in p.ordered() if any(_BUNDLE_KEY.match(r.name) and r.custom for r in node.resources)]
 
 
+@dataclass
+class Spoke:
+    """One cloud stack and what it reads from the trusted stack."""
+
+    run: StackRun
+    read: list[str]
+
+
+def _kinds(trusted: Picture | None, clouds: list[StackRun]) -> list[tuple[str, Picture, dict[str, list[str]], list[Spoke]]]:
+    """Group the cloud stacks by how they are drawn; the first of each group's drawing stands for all."""
+    groups: dict[Any, tuple[str, Picture, dict[str, list[str]], list[Spoke]]] = {}
+    for run in clouds:
+        prefix = "cloud" if not groups else f"cloud{len(groups) + 1}"
+        drawing = picture(run, "cloud")
+        view = cloud_view(trusted.run.outputs, run.stack) if trusted else {}
+        read = [name for name in CLOUD_READS if name in view]
+        consumers = _consumers(drawing, view)
+        key = (tuple((n.id, n.title, n.detail) for n in drawing.ordered()), tuple(sorted(drawing.edges)),
+               tuple(sorted((k, tuple(v)) for k, v in consumers.items())), tuple(read), bool(drawing.holding(_STACK_REFERENCE)))
+        if key not in groups:
+            if prefix != "cloud":
+                drawing = picture(run, prefix)
+                consumers = _consumers(drawing, view)
+            groups[key] = (prefix, drawing, consumers, [])
+        groups[key][3].append(Spoke(run, read))
+    return list(groups.values())
+
+
+def _sorted_edges(p: Picture) -> list[str]:
+    ids = [n.id for n in p.ordered()]
+    return [f"  {a} --> {b}" for a, b in sorted(p.edges, key=lambda e: (ids.index(e[0]), e[1]))]
+
+
+def _spoke_label(spoke: Spoke) -> str:
+    models = model_names(spoke.run)
+    held = f"{len(models)} model{'' if len(models) == 1 else 's'}: {_few(models)}" if models else "no models"
+    return f"{spoke.run.stack}<br/><small>{_text(held)}</small>"
+
+
 def render_topology(runs: list[StackRun]) -> str:
-    pictures = [picture(run) for run in runs]
-    by_stack = {p.run.stack: p for p in pictures}
-    # A cloud stack without a StackReference reads the signed bundle its trusted stack made; where every
-    # cloud stack reads through a StackReference, the signing keys feed nothing drawn and are left out.
-    bundle_readers = [p for p in pictures if p.role == "cloud" and not p.holding(_STACK_REFERENCE)]
-    bundle_edges: list[str] = []
-    bundle_summary: list[str] = []
-    for p in (p for p in pictures if p.role == "trusted"):
-        keys = _bundle_keys(p)
-        readers = [c for c in bundle_readers if c.run.stack.startswith(p.run.stack.rsplit("-", 1)[0] + "-")]
-        if not readers:
-            for node in keys:
-                del p.nodes[node.id]
-            continue
-        for cloud in readers:
-            # What this cloud stack's bundle holds: the shared outputs and its own spoke's (stacks/trust_bundle.py cloud_view).
-            view = cloud_view(p.run.outputs, cloud.run.stack)
-            read = [name for name in CLOUD_READS if name in view]
-            consumers = _consumers(cloud, view)
-            bundle = f"{_slug(cloud.run.stack)}_bundle"
-            bundle_edges.append(f'  {_slug(p.run.stack)} -- "{", ".join(read)}" --> {bundle}')
-            bundle_edges += [f'  {key.id} -- "signs" --> {bundle}' for key in keys]
-            bundle_edges += [f'  {_slug(cloud.run.stack)}_bundle -- "{", ".join(names)}" --> {node_id}' for node_id, names in consumers.items()]
-            _attestation(p, cloud, bundle_edges, bundle_summary)
-            bundle_summary.insert(len(bundle_summary) - (1 if p.holding(_KBS_CONFIG) else 0), 
-                f"- **Between the clusters**: {cloud.run.stack} reads {_and([f'`{n}`' for n in read])} from {p.run.stack}, as the "
-                "trust bundle it signed (output `trustBundles`), all public, verified against the pinned `trustBundleKey` before use"
-                + "".join(f"; {_and(names)} go{'es' if len(names) == 1 else ''} to {cloud.nodes[node_id].title}" for node_id, names in consumers.items())
-                + "."
-            )
+    """The fleet: the trusted stack once, the cloud stacks built alike drawn once with a node per stack,
+    a stack's models as one part; its size grows by one node per cloud stack and never per model."""
+    trusted_runs = [run for run in runs if _role(run.stack) == "trusted"]
+    trusted = picture(trusted_runs[0]) if trusted_runs else None
+    kinds = _kinds(trusted, [run for run in runs if _role(run.stack) == "cloud"])
+    bundle_kinds = [k for k in kinds if not k[1].holding(_STACK_REFERENCE)]
+    keys = _bundle_keys(trusted) if trusted else []
+    if trusted and not bundle_kinds:
+        # Where every cloud stack reads through a StackReference, the signing keys feed nothing drawn.
+        for node in keys:
+            del trusted.nodes[node.id]
+        keys = []
     lines = ["flowchart LR"]
     edges: list[str] = []
     summary: list[str] = []
-    for p in pictures:
-        ordered = p.ordered()
-        lines.append(f'  subgraph {_slug(p.run.stack)}["{p.run.stack}: {_TITLES.get(p.role, p.role)}"]')
-        if p in bundle_readers:
-            lines.append(f'    {_slug(p.run.stack)}_bundle["trust bundle<br/><small>verified against the pinned key</small>"]')
+    kbs = trusted.holding(_KBS_CONFIG) if trusted else []
+    if trusted:
+        ordered = trusted.ordered()
+        lines.append(f'  subgraph {_slug(trusted.run.stack)}["{trusted.run.stack}: {_TITLES["trusted"]}"]')
         lines += [f"    {node.mermaid()}" for node in ordered]
         lines.append("  end")
-        edges += [f"  {a} --> {b}" for a, b in sorted(p.edges, key=lambda e: ([n.id for n in ordered].index(e[0]), e[1]))]
+        edges += _sorted_edges(trusted)
         if ordered:
-            summary.append(f"- **{p.run.stack}** ({_TITLES.get(p.role, p.role)}), {len(p.run.resources)} resources, built in this order: "
+            summary.append(f"- **{trusted.run.stack}** ({_TITLES['trusted']}), {len(trusted.run.resources)} resources, built in this order: "
                            + ", ".join(node.title for node in ordered) + ".")
-    edges += bundle_edges
-    summary += bundle_summary
-    for p in pictures:
-        for ref in p.holding(_STACK_REFERENCE):
-            stack_name = next(r for r in ref.resources if r.type == _STACK_REFERENCE).inputs.get("name", "")
-            source = by_stack.get(stack_name.rsplit("/", 1)[-1])
-            if source is None:
-                continue
-            # What this cloud stack reads: the shared outputs and its own spoke's (stacks/trust_bundle.py cloud_view).
-            view = cloud_view(source.run.outputs, p.run.stack)
-            read = [name for name in CLOUD_READS if name in view]
-            if not read:
-                summary.append(f"- **Between the clusters**: {source.run.stack} publishes nothing {p.run.stack} reads.")
-                continue
-            edges.append(f'  {_slug(source.run.stack)} -- "{", ".join(read)}" --> {ref.id}')
-            consumers = _consumers(p, view)
-            edges += [f'  {ref.id} -- "{", ".join(names)}" --> {node_id}' for node_id, names in consumers.items()]
-            summary.append(f"- **Between the clusters**: {p.run.stack} reads {_and([f'`{n}`' for n in read])} from {source.run.stack}, "
-                           "all public" + "".join(f"; {_and(names)} go{'es' if len(names) == 1 else ''} to {p.nodes[node_id].title}"
-                                                  for node_id, names in consumers.items()) + ".")
-            _attestation(source, p, edges, summary)
-    stacks = ", ".join(p.run.stack for p in pictures)
+    for prefix, drawing, consumers, spokes in kinds:
+        ordered = drawing.ordered()
+        stacks = [s.run.stack for s in spokes]
+        reads_bundle = not drawing.holding(_STACK_REFERENCE)
+        entry = f"{prefix}_bundle" if reads_bundle else drawing.holding(_STACK_REFERENCE)[0].id
+        lines.append(f'  subgraph {prefix}_stacks["{_text(_few(stacks))}: {_TITLES["cloud"]}"]')
+        lines += [f'    {_slug(s.run.stack)}["{_spoke_label(s)}"]' for s in spokes]
+        if reads_bundle:
+            lines.append(f'    {entry}["trust bundle<br/><small>verified against the pinned key</small>"]')
+        lines += [f"    {node.mermaid()}" for node in ordered]
+        lines.append("  end")
+        edges += _sorted_edges(drawing)
+        for spoke in spokes:
+            summary.append(f"- **{spoke.run.stack}** ({_TITLES['cloud']}), {len(spoke.run.resources)} resources, "
+                           f"{_spoke_label(spoke).split('<small>')[1].removesuffix('</small>')}.")
+        summary.append(f"- **{_few(stacks)}** {'is' if len(stacks) == 1 else 'are each'} built in this order: "
+                       + ", ".join(node.title for node in ordered) + ".")
+        if trusted:
+            for spoke in spokes:
+                if spoke.read:
+                    edges.append(f'  {_slug(trusted.run.stack)} -- "{", ".join(spoke.read)}" --> {_slug(spoke.run.stack)}')
+                    edges.append(f'  {_slug(spoke.run.stack)} -- "{"its bundle" if reads_bundle else "read"}" --> {entry}')
+            if reads_bundle:
+                edges += [f'  {key.id} -- "signs" --> {entry}' for key in keys]
+            edges += [f'  {entry} -- "{", ".join(names)}" --> {node_id}' for node_id, names in consumers.items()]
+            read = spokes[0].read
+            how = (", as the trust bundle it signed for that stack (output `trustBundles`), all public, verified against the pinned "
+                   "`trustBundleKey` before use" if reads_bundle else " through a StackReference, all public")
+            if read:
+                summary.append(f"- **Between the clusters**: {_and(stacks) if len(stacks) <= _NAMES_SHOWN else _few(stacks)} "
+                               f"{'reads' if len(stacks) == 1 else 'each read'} {_and([f'`{n}`' for n in read])} from {trusted.run.stack}{how}"
+                               + "".join(f"; {_and(names)} go{'es' if len(names) == 1 else ''} to {drawing.nodes[node_id].title}"
+                                         for node_id, names in consumers.items()) + ".")
+            else:
+                summary.append(f"- **Between the clusters**: {trusted.run.stack} publishes nothing {_few(stacks)} reads.")
+            # The run-time arrows: each confidential model attests to KBS, which then releases its secrets.
+            confidential = [node for node in drawing.holding(_INFERENCE_SERVICE)
+                            if any(r.inputs.get("spec", {}).get("predictor", {}).get("runtimeClassName") == RUNTIME_CLASS
+                                   for r in node.resources if r.type == _INFERENCE_SERVICE)]
+            if kbs and confidential:
+                for model in confidential:
+                    edges += [f'  {model.id} -. "CPU + GPU evidence" .-> {kbs[0].id}',
+                              f'  {kbs[0].id} -. "secrets, after attestation" .-> {model.id}']
+                summary.append(f"- **At run time** each model pod runs in its own confidential VM ({RUNTIME_CLASS}); KBS releases "
+                               "its secrets only after that VM's CPU and GPU evidence passes attestation.")
+    stacks = ", ".join(run.stack for run in runs) if len(runs) <= 2 + _NAMES_SHOWN else \
+        f"{trusted_runs[0].stack if trusted_runs else ''} and {len(runs) - len(trusted_runs)} cloud stacks"
     return (
         f"# Topology: {stacks}\n\n"
-        "Generated by `python -m scripts.plan` from the plan itself.\n\n"
+        "Generated by `python -m scripts.plan` from the plan itself. Cloud stacks built alike share one drawing, each\n"
+        "stack a node in it; a stack's models are one part (its node names them).\n\n"
         + "\n".join(summary) + "\n\n"
         "A solid arrow from A to B: B needs A, so Pulumi creates A first (arrows a longer path implies are left out).\n"
-        "A dotted arrow: traffic at run time.\n\n"
+        "A labelled arrow: what crosses. A dotted arrow: traffic at run time.\n\n"
         "```mermaid\n" + "\n".join(lines + edges) + "\n```\n"
     )

@@ -493,14 +493,21 @@ def test_unknown_resource_is_denied(ear):
         ["default", "ngc-api-key/api-key", ""],
         ["default", "registry-auth", "auth.json:0"],
         [1, 2, 3],
+        ["default", 7, "api-key"],
+        ["default", "ngc-api-key", 7],
         "default/ngc-api-key/api-key",
         None,
     ],
-    ids=["two-segments-joined", "four-segments", "slash-in-segment", "gpus-suffix", "numbers", "string", "null"],
+    ids=["two-segments-joined", "four-segments", "slash-in-segment", "gpus-suffix", "numbers", "number-secret", "number-key", "string", "null"],
 )
 def test_a_malformed_resource_path_is_denied(ear, path):
     """The grants are looked up by `<secret>/<key>`: no spelling of a path but the exact three segments matches."""
     assert not allowed(ear, path)
+
+
+@pytest.mark.parametrize("pcr8", [7, None, [WORKLOAD_A], {"sha256": WORKLOAD_A}], ids=["number", "null", "list", "object"])
+def test_a_pcr8_that_is_no_string_receives_nothing(ear, pcr8):
+    assert not allowed(edited(ear, measuring(pcr8)), CPU_PATH)
 
 
 def test_a_declared_path_under_another_plugin_is_denied(ear):

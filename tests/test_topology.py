@@ -1,10 +1,12 @@
-"""topology.md: readable (a summary, under 40 nodes, no provider nodes), true to the plan (its arrows are
+"""topology.md: readable (a summary, under 40 nodes, no provider nodes, one node more per cloud stack and
+none per model), true to the plan (its arrows are
 the registered dependencies; the cross-cluster arrow carries what the cloud stack reads), and valid
 Mermaid by mermaid's own parser."""
 
 from __future__ import annotations
 
 import json
+import pickle
 import re
 import shutil
 import subprocess
@@ -12,10 +14,14 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
+import yaml
 
 from scripts import topology
 from scripts.topology import picture, render_topology
 from stacks.contracts import CLOUD_READS
+from scripts.bench import write_stacks
+from scripts.offline.stackfile import stack_path
+from scripts.plan import plan_environment
 from tests.conftest import plan_once
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,9 +30,42 @@ NODE = re.compile(r'^\s+(\w+)\["(.*)"\]$')
 EDGE = re.compile(r'^\s+(\w+) (?:-- "([^"]*)" -->|-\. "([^"]*)" \.->|-->) (\w+)$')
 
 
+FLEET_SPOKES, FLEET_MODELS = 10, 10
+
+
+def write_fleet(into: Path, spokes: int, models: int) -> Path:
+    """prod's stack files with `spokes` cloud stacks of `models` models each: prod-cloud grown by
+    scripts.bench write_stacks, the others copies of prod-cloud-eastus serving the same models, each a
+    spoke of prod-trusted with hostnames of its own."""
+    write_stacks("prod", models, into)
+    trusted_path = stack_path("prod-trusted", into)
+    trusted = yaml.safe_load(trusted_path.read_text())
+    served = yaml.safe_load(stack_path("prod-cloud", into).read_text())["config"]["confidential-ai:models"]
+    fleet = trusted["config"]["confidential-ai:spokes"]
+    template = stack_path("prod-cloud-eastus", into).read_text()
+    for i in range(2, spokes + 1):
+        region = "eastus" if i == 2 else f"r{i:02d}"
+        name = f"prod-cloud-{region}"
+        # The cluster's own names (API, console: its ingress domain) follow the region.
+        cloud = yaml.safe_load(template.replace("prod-cloud-eastus", name).replace("ocp-prod-eastus", f"ocp-prod-{region}"))
+        cloud["config"]["confidential-ai:models"] = served
+        stack_path(name, into).write_text(yaml.safe_dump(cloud, sort_keys=False))
+        domain = f"apps.ocp-prod-{region}.example.com"
+        fleet[name] = {w: {"servingHostnames": [f"{w}-{w}.{domain}"]} for w in fleet["prod-cloud"]}
+    trusted_path.write_text(yaml.safe_dump(trusted, sort_keys=False))
+    return into
+
+
 @pytest.fixture(scope="module")
-def topologies() -> dict[str, tuple[list, str]]:
-    return {env: (runs, render_topology(runs)) for env in ("dev", "prod") for runs in [plan_once(env)]}
+def fleet(tmp_path_factory) -> tuple[list, str]:
+    """A fleet of 10 cloud stacks x 10 models, planned once for the module."""
+    runs = plan_environment("prod", write_fleet(tmp_path_factory.mktemp("fleet") / "stacks", FLEET_SPOKES, FLEET_MODELS))
+    return runs, render_topology(runs)
+
+
+@pytest.fixture(scope="module")
+def topologies(fleet) -> dict[str, tuple[list, str]]:
+    return {**{env: (runs, render_topology(runs)) for env in ("dev", "prod") for runs in [plan_once(env)]}, "fleet": fleet}
 
 
 @pytest.fixture(params=["dev", "prod"])
@@ -65,8 +104,10 @@ def test_dev_reads_in_the_order_of_the_work(planned):
     _, edges, _ = parts(text)
     if runs[0].stack == "dev-trusted":
         path(edges, "cloud_clusternetwork_cluster_network", "cloud_podvmnetwork_pod_vm_network", "cloud_arocluster_aro",
-             "cloud_operatorinstall_sandboxed_containers", "cloud_peerpods_peer_pods", "cloud_nimmodel_model_llama_3_1_8b")
-        path(edges, "cloud_arocluster_aro", "cloud_operatorinstall_openshift_ai", "cloud_openshiftai_openshift_ai", "cloud_nimmodel_model_llama_3_1_8b")
+             "cloud_operatorinstall_sandboxed_containers", "cloud_peerpods_peer_pods", "cloud_models")
+        path(edges, "cloud_arocluster_aro", "cloud_operatorinstall_openshift_ai", "cloud_openshiftai_openshift_ai", "cloud_models")
+    else:
+        path(edges, "cloud_resourcegroup_resource_group", "cloud_podvmnetwork_pod_vm_network", "cloud_peerpods_peer_pods", "cloud_models")
     path(edges, "trusted_operatorinstall_trustee", "trusted_kbs_kbs_policies", "trusted_kbs_kbs_kbs", "trusted_kbs_kbs_route")
 
 
@@ -104,48 +145,101 @@ def test_small_enough_to_read_with_no_provider_and_no_lone_node(planned):
     assert linked <= set(nodes) | subgraphs, "an arrow to nothing"
 
 
-def test_the_cross_cluster_arrow_carries_what_the_cloud_stack_reads(planned, monkeypatch):
+def test_the_cross_cluster_arrows_carry_what_each_cloud_stack_reads(planned, monkeypatch):
     runs, text = planned
-    trusted, cloud, *others = runs
+    trusted, *clouds = runs
     _, edges, _ = parts(text)
-    crossing = [(label, b) for a, label, b in edges if a == trusted.stack.replace("-", "_")]
+    source = trusted.stack.replace("-", "_")
+    crossing = [(label, b) for a, label, b in edges if a == source]
 
-    def reader_of(run) -> str:
+    def entry_of(run) -> str:
         """Through the StackReference, or through the signed trust bundle the trusted stack's key signs."""
-        if run.of_type("pulumi:pulumi:StackReference"):
-            name = run.stack.split("-cloud-", 1)[1] if "-cloud-" in run.stack else ""
-            return f"cloud_{name}_stackreference_trusted_stack" if name else "cloud_stackreference_trusted_stack"
-        return f"{run.stack.replace('-', '_')}_bundle"
+        return "cloud_stackreference_trusted_stack" if run.of_type("pulumi:pulumi:StackReference") else "cloud_bundle"
 
-    # One arrow into each cloud stack (prod: prod-cloud and prod-cloud-eastus).
-    reader = reader_of(cloud)
-    assert crossing == [(", ".join(CLOUD_READS), reader_of(run)) for run in (cloud, *others)]
-    if reader.endswith("_bundle"):
-        assert [(a, label) for a, label, b in edges if b == reader and a != trusted.stack.replace("-", "_")] == [("trusted_privatekey_trust_bundle_key_a", "signs")]
+    # One arrow into each cloud stack's node (prod: prod-cloud and prod-cloud-eastus), which reads through the shared entry.
+    entry = entry_of(clouds[0])
+    assert crossing == [(", ".join(CLOUD_READS), run.stack.replace("-", "_")) for run in clouds]
+    assert [(a, b) for a, label, b in edges if label in ("its bundle", "read")] == [(run.stack.replace("-", "_"), entry) for run in clouds]
+    if entry == "cloud_bundle":
+        assert [(a, label) for a, label, b in edges if b == entry and label == "signs"] == [("trusted_privatekey_trust_bundle_key_a", "signs")]
     assert "initdataPcr8" not in text
-    into = {b: label for a, label, b in edges if a == reader}
-    # Each model reads its own workload (initdata, signed pointers); peer-pods-cm carries no default initdata.
-    models = {r.name.removeprefix("model-") for r in cloud.resources if r.type == "confidential-ai:nim:NimModel"}
-    assert into == {f"cloud_nimmodel_model_{m.replace('-', '_')}": "kbsResources, workloads" for m in models}
+    # Every model reads its own workload (initdata, signed pointers); peer-pods-cm carries no default initdata.
+    assert {b: label for a, label, b in edges if a == entry} == {"cloud_models": "kbsResources, workloads"}
     # Derived from the contract, not written down twice.
     monkeypatch.setattr(topology, "CLOUD_READS", ("kbsUrl", "workloads"))
-    assert f'-- "kbsUrl, workloads" --> {reader}' in render_topology(runs)
+    assert f'{source} -- "kbsUrl, workloads" --> {clouds[-1].stack.replace("-", "_")}' in render_topology(runs)
 
 
-def test_attestation_is_drawn_between_the_model_and_kbs(planned):
+def test_a_model_node_names_only_what_every_model_reads(planned):
+    runs, _ = planned
+    cloud = runs[1]
+    drawn = picture(cloud)
+    models = drawn.nodes["cloud_models"]
+    assert len(models.groups) == len(topology.model_names(cloud)) == 2
+    view = topology.cloud_view(runs[0].outputs, cloud.stack)
+    assert topology._consumers(drawn, view)["cloud_models"] == ["kbsResources", "workloads"]
+    # A model that read nothing from the trusted side would take the arrow off, though the other model reads both.
+    models.groups[next(iter(models.groups))] = []
+    assert "cloud_models" not in topology._consumers(drawn, view)
+
+
+def test_attestation_is_drawn_between_the_models_and_kbs(planned):
     _, text = planned
     _, edges, _ = parts(text)
-    assert ("cloud_nimmodel_model_llama_3_1_8b", "CPU + GPU evidence", "trusted_kbs_kbs_kbs") in edges
-    assert ("trusted_kbs_kbs_kbs", "secrets, after attestation", "cloud_nimmodel_model_llama_3_1_8b") in edges
+    assert ("cloud_models", "CPU + GPU evidence", "trusted_kbs_kbs_kbs") in edges
+    assert ("trusted_kbs_kbs_kbs", "secrets, after attestation", "cloud_models") in edges
 
 
 def test_a_plain_text_summary_comes_first(planned):
     runs, text = planned
     summary = text[:text.index("```mermaid")]
     for run in runs:
-        assert f"**{run.stack}**" in summary and f"{len(run.resources)} resources, built in this order: " in summary
-    assert f"reads {', '.join(f'`{n}`' for n in CLOUD_READS[:-1])} and `{CLOUD_READS[-1]}` from {runs[0].stack}" in summary
-    assert "model llama-3-1-8b" in summary and "<br/>" not in summary
+        assert f"**{run.stack}**" in summary and f"{len(run.resources)} resources" in summary
+    assert "built in this order: " in summary
+    assert f"{', '.join(f'`{n}`' for n in CLOUD_READS[:-1])} and `{CLOUD_READS[-1]}` from {runs[0].stack}" in summary
+    assert "2 models: llama-3-1-8b, " in summary and "<br/>" not in summary
+
+
+# --- at fleet scale --------------------------------------------------------------------------------
+
+LONGEST_LABEL = 110  # characters of a node's label text, markup left out
+
+
+def label_text(label: str) -> str:
+    return re.sub(r"<[^>]+>", " ", label)
+
+
+def test_the_fleet_grows_by_one_node_per_cloud_stack_and_none_per_model(fleet, topologies):
+    runs, text = fleet
+    assert len(runs) == 1 + FLEET_SPOKES and all(len(topology.model_names(run)) == FLEET_MODELS for run in runs[1:])
+    nodes, edges, subgraphs = parts(text)
+    small_nodes, small_edges, small_subgraphs = parts(topologies["prod"][1])
+    extra = FLEET_SPOKES - 2  # prod has two cloud stacks
+    assert len(nodes) == len(small_nodes) + extra
+    assert len(edges) == len(small_edges) + 2 * extra  # per cloud stack: what crosses, and into its bundle
+    assert subgraphs == small_subgraphs == {"prod_trusted", "cloud_stacks"}
+    longest = max(len(label_text(label)) for label in [*nodes.values(), *(label for _, label, _ in edges)])
+    assert longest <= LONGEST_LABEL
+    assert max(len(line) for line in diagram(text).splitlines()) <= 2 * LONGEST_LABEL
+    # Each cloud stack is there by name, with its model count; the models are not drawn one by one.
+    for run in runs[1:]:
+        assert nodes[run.stack.replace("-", "_")].startswith(f"{run.stack}<br/><small>{FLEET_MODELS} models: ")
+    assert not [node for node in nodes if "nimmodel" in node or "llama" in node]
+
+
+def test_cloud_stacks_built_differently_get_a_drawing_each(topologies):
+    (prod_trusted, prod_cloud, prod_eastus), (_, dev_cloud) = topologies["prod"][0], topologies["dev"][0]
+    nodes, edges, subgraphs = parts(render_topology([prod_trusted, prod_cloud, dev_cloud, prod_eastus]))
+    assert subgraphs == {"prod_trusted", "cloud_stacks", "cloud2_stacks"}
+    # dev-cloud (a new ARO cluster) has its own parts; prod-cloud-eastus joins prod-cloud's drawing.
+    assert "cloud2_arocluster_aro" in nodes and "cloud_arocluster_aro" not in nodes
+    assert ("prod_cloud_eastus", "its bundle", "cloud_bundle") in edges and ("dev_cloud", "its bundle", "cloud2_bundle") in edges
+
+
+def test_rendering_is_byte_identical(fleet):
+    runs, text = fleet
+    assert render_topology(runs).encode() == text.encode()
+    assert render_topology(pickle.loads(pickle.dumps(runs))).encode() == text.encode()
 
 
 def test_every_mermaid_diagram_parses_with_mermaids_own_parser(topologies):

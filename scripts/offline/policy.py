@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     from stacks.config import ConfigError, clock
 
     parser = ArgumentParser(prog="python -m scripts.offline.policy", description=__doc__.splitlines()[0])
-    parser.add_argument("env", type=environment, help="environment name: checks stacks ENV-trusted and ENV-cloud")
+    parser.add_argument("env", type=environment, help="environment name: checks ENV-trusted and every cloud stack of ENV")
     parser.add_argument("--as-of", type=clock.as_of_argument, metavar="YYYY-MM-DD", help="judge expiry dates as of this day (default: today, UTC)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(POLICY_PACK))
