@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import fcntl
+import functools
 import hashlib
 import json
+import os
 import pickle
 import shutil
 import tempfile
@@ -18,7 +21,7 @@ import yaml
 
 from scripts.offline import StackRun, run_stack
 from scripts.offline.fakes import StackOutputs
-from scripts.offline.stackfile import read_stack_file
+from scripts.offline.stackfile import StackFile, read_stack_file, stack_path
 from scripts.plan import plan_environment, reads_bundle, with_bundle
 from stacks.config import clock
 
@@ -39,7 +42,7 @@ def example_config(stack: str, set: dict[str, Any] | None = None, delete: tuple[
 
     Paths are dotted key paths without the project prefix: `peerPods.instanceSizes`, `kbs.url`.
     """
-    stack_file = read_stack_file(stack)
+    stack_file = _example_stack_file(stack, stack_path(stack).read_text())
     tree: dict[str, Any] = {}
     for key, value in stack_file.config.items():
         tree[key] = json.loads(value) if value[:1] in "{[" else value
@@ -52,6 +55,12 @@ def example_config(stack: str, set: dict[str, Any] | None = None, delete: tuple[
         del parent[leaf]
     config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in tree.items()}
     return config, tuple(stack_file.secret_keys)
+
+
+@functools.lru_cache(maxsize=16)
+def _example_stack_file(stack: str, text: str) -> StackFile:
+    """A stack file parsed once per content (fuzz tests ask for the same one hundreds of times); read-only."""
+    return read_stack_file(stack)
 
 
 def _walk(tree: dict[str, Any], path: str, create: bool) -> tuple[Any, str | int]:
@@ -122,14 +131,37 @@ def runner(request: pytest.FixtureRequest, _runs_memo: dict[str, bytes]) -> Runn
 
 
 _PLANS: dict[str, bytes] = {}
+_SHARED_PLANS: list[Path] = []
+"""Under pytest-xdist: a directory of the run where its workers share plans (the first to ask plans)."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _plans_shared_between_workers(tmp_path_factory: pytest.TempPathFactory) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # basetemp is per worker; its parent is the run's (pytest-xdist's documented pattern for this).
+        directory = tmp_path_factory.getbasetemp().parent / "example-plans"
+        directory.mkdir(exist_ok=True)
+        _SHARED_PLANS[:] = [directory]
+
+
+def _planned_in_this_run(key: str, plan: Callable[[], bytes]) -> bytes:
+    if not _SHARED_PLANS:
+        return plan()
+    path = _SHARED_PLANS[0] / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.pickle"
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            path.with_suffix(".partial").write_bytes(plan())
+            path.with_suffix(".partial").replace(path)
+        return path.read_bytes()
 
 
 def plan_once(env: str, secret_values: dict[str, dict[str, str]] | None = None) -> list[StackRun]:
-    """`plan_environment` of the example stack files, planned once per worker session and shared.
-    Each call returns its own copy (a read-only baseline)."""
+    """`plan_environment` of the example stack files, planned once per test run (shared by its xdist
+    workers). Each call returns its own copy (a read-only baseline)."""
     key = json.dumps([env, secret_values], sort_keys=True)
     if key not in _PLANS:
-        _PLANS[key] = pickle.dumps(plan_environment(env, secret_values=secret_values))
+        _PLANS[key] = _planned_in_this_run(key, lambda: pickle.dumps(plan_environment(env, secret_values=secret_values)))
     return pickle.loads(_PLANS[key])
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +16,6 @@ from scripts.offline.stackfile import PLACEHOLDER_PREFIX, STACKS_DIR
 from scripts import plan
 from scripts.plan import dump_manifest, kubernetes_manifests, main, plan_environment, write_plan
 from tests.stack_edits import UNKNOWN_ENV, known_environments
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
@@ -156,7 +152,8 @@ def test_plan_prints_a_tree_per_stack_and_the_programs_warnings(capsys, tmp_path
     assert [line for line in printed.err.splitlines() if line.startswith("warning: ")] == []
 
 
-def test_broken_config_exits_2_with_one_line_per_problem(tmp_path):
+# In process: the real entry point's exit status and stderr are tests/test_bad_input.py's (a real interpreter).
+def test_broken_config_exits_2_with_one_line_per_problem(tmp_path, capsys):
     stacks = tmp_path / "stacks"
     shutil.copytree(STACKS_DIR, stacks, ignore=shutil.ignore_patterns("*.py", "__pycache__", "config"))
     cloud = stacks / "Pulumi.dev-cloud.yaml"
@@ -164,25 +161,20 @@ def test_broken_config_exits_2_with_one_line_per_problem(tmp_path):
     document["config"]["confidential-ai:peerPods"]["instanceSizes"].append("Standard_D4s_v5")
     document["config"]["confidential-ai:azure"]["location"] = "East US 2"
     cloud.write_text(yaml.safe_dump(document))
-    result = subprocess.run(
-        [sys.executable, "-m", "scripts.plan", "dev", "--stacks-dir", str(stacks), "--out", str(tmp_path / "out")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert result.stderr.splitlines() == [
+    code = main(["dev", "--stacks-dir", str(stacks), "--out", str(tmp_path / "out")])
+    stderr = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in stderr
+    assert stderr.splitlines() == [
         "dev-cloud: azure.location: 'East US 2' is not an Azure region name (use the programmatic form, e.g. eastus2)",
         "dev-cloud: peerPods.instanceSizes[2]: Standard_D4s_v5 is not a confidential VM size",
     ]
 
 
-def test_unknown_environment_is_one_line(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "scripts.plan", UNKNOWN_ENV, "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 2
-    assert result.stderr.strip() == f"{UNKNOWN_ENV}-trusted: no stack file stacks/Pulumi.{UNKNOWN_ENV}-trusted.yaml (environments there: {known_environments()})"
+def test_unknown_environment_is_one_line(tmp_path, capsys):
+    code = main([UNKNOWN_ENV, "--out", str(tmp_path)])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"{UNKNOWN_ENV}-trusted: no stack file stacks/Pulumi.{UNKNOWN_ENV}-trusted.yaml (environments there: {known_environments()})"
 
 
 # Text that trips YAML emitters: indicators, quotes, blank lines, tabs, non-ASCII, control characters.
