@@ -118,6 +118,9 @@ OUT
 
 case "${1:-}" in
   trusted) [ "$#" -eq 3 ] || usage; trusted "$2" "$3" ;;
-  cloud) [ "$#" -ge 5 ] && [ "$#" -le 6 ] || usage; cloud "${@:2}" ;;
+  cloud)
+    if [ "$#" -lt 5 ] || [ "$#" -gt 6 ]; then usage; fi
+    cloud "${@:2}"
+    ;;
   *) usage ;;
 esac
