@@ -157,6 +157,13 @@ def test_a_reused_image_mount_point_is_refused(ngc_policy):
     assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"OCI.Root.Path", "storages[image_guest_pull].mount_point"}
 
 
+def test_another_repository_with_the_pinned_digest_is_refused(ngc_policy):
+    """The repository is pinned with the digest: `<name>@<pinned digest>` (a name a tag-shaped pattern accepts) is not the image."""
+    request = nim_container()
+    next(s for s in request["storages"] if s["driver"] == "image_guest_pull")["source"] = f"llama@{IMAGE.split('@', 1)[1]}"
+    assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"storages[image_guest_pull].source"}
+
+
 def test_the_workload_image_marked_as_the_sandbox_is_refused(ngc_policy):
     """`container-type: sandbox` in the pull metadata makes the agent unpack its own pause image instead."""
     request = nim_container()
