@@ -503,9 +503,9 @@ def sign_in_service(tmp_path_factory):
     """A stand-in for Azure's sign-in service (Microsoft Entra ID) over real TLS: it publishes its OpenID
     configuration and refuses every client secret as Entra ID does (HTTP 401, `invalid_client`, AADSTS7000215;
     the shape MSAL reads, learn.microsoft.com entra identity-platform reference-error-codes)."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import ThreadingHTTPServer
 
-    from tests.tls_fixtures import ca, server_certificate
+    from tests.tls_fixtures import JsonHandler, ca, server_certificate
 
     authority = ca("sign-in-ca", "Sign-in test CA")
     cert, key = server_certificate("sign-in", authority, ["localhost"])
@@ -513,26 +513,16 @@ def sign_in_service(tmp_path_factory):
     (directory / "ca.pem").write_text(authority[0])
     (directory / "cert.pem").write_text(cert + key)
 
-    class SignIn(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def _json(self, status: int, body: dict) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    class SignIn(JsonHandler):
 
         def do_GET(self):  # noqa: N802
             base = f"https://localhost:{self.server.server_port}/{TENANT}"
-            self._json(200, {"issuer": f"{base}/v2.0", "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+            self.send_json(200, {"issuer": f"{base}/v2.0", "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
                              "token_endpoint": f"{base}/oauth2/v2.0/token"})
 
         def do_POST(self):  # noqa: N802
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            self._json(401, {"error": "invalid_client", "error_codes": [7000215],
+            self.send_json(401, {"error": "invalid_client", "error_codes": [7000215],
                              "error_description": "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value."})
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -13,7 +13,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import pytest
 
 from scripts import verify_endpoint
 from tests.stack_edits import single_backend_lab
-from tests.tls_fixtures import TEN_YEARS, ca, server_certificate
+from tests.tls_fixtures import TEN_YEARS, JsonHandler, ca, server_certificate
 from tests.stack_edits import UNKNOWN_ENV, known_environments
 
 MODEL = "llama-3-1-8b"  # a model of stacks/Pulumi.dev-cloud.yaml
@@ -37,38 +37,26 @@ class Server:
     """(client port, method, path, JSON body) of every request the model handler saw."""
 
 
-class OpenAiHandler(BaseHTTPRequestHandler):
+class OpenAiHandler(JsonHandler):
     """GET /v1/models and POST /v1/chat/completions, as NIM serves them; the answer echoes the prompt."""
 
     protocol_version = "HTTP/1.1"  # keep-alive: both requests travel on the verified connection
     server: Any
 
-    def _send(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def do_GET(self) -> None:
         self.server.record.append((self.client_address[1], "GET", self.path, None))
         if self.path != "/v1/models":
-            return self._send(404, {"error": "not found"})
-        self._send(200, {"object": "list", "data": [{"id": SERVED_MODEL, "object": "model"}]})
+            return self.send_json(404, {"error": "not found"})
+        self.send_json(200, {"object": "list", "data": [{"id": SERVED_MODEL, "object": "model"}]})
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.record.append((self.client_address[1], "POST", self.path, body))
         if self.path != "/v1/chat/completions" or body.get("model") != SERVED_MODEL:
-            return self._send(400, {"error": "unknown model"})
+            return self.send_json(400, {"error": "unknown model"})
         prompt = body["messages"][-1]["content"]
-        self._send(200, {"object": "chat.completion", "model": SERVED_MODEL,
+        self.send_json(200, {"object": "chat.completion", "model": SERVED_MODEL,
                          "choices": [{"index": 0, "message": {"role": "assistant", "content": f"You said: {prompt}"}, "finish_reason": "stop"}]})
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> dict[str, Any]:

@@ -5,6 +5,8 @@ which lines of a private key PEM are actually private."""
 from __future__ import annotations
 
 import base64
+import json
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -65,3 +67,18 @@ def private_lines(pem: str) -> list[str]:
     start = base64.b64decode("".join(lines)).find(secret)
     assert start >= 0, "the private bytes are in the key's DER"
     return lines[start // 48 : (start + len(secret) - 1) // 48 + 1]  # 48 bytes per 64-character line
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A test server's request handler that answers JSON and keeps its log off the test output."""
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def send_json(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
