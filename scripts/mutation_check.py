@@ -50,6 +50,12 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "model_crypto/*.py": ("tests/test_model_crypto.py",),
     "scripts/verify_endpoint.py": ("tests/test_verify_endpoint.py",),
     "policies/rules.py": ("tests/test_policy_pack.py",),
+    "policies/agent_policy_mode.py": ("tests/test_agent_policy_mode.py",),
+    "components/trust_bundle.py": ("tests/test_trust_bundle.py", "tests/test_cloud_trust_bundle.py"),
+    "stacks/trust_bundle.py": ("tests/test_trust_bundle.py", "tests/test_cloud_trust_bundle.py"),
+    "scripts/custody.py": ("tests/test_custody.py",),
+    "scripts/pin_workload.py": ("tests/test_pin_workload.py",),
+    "scripts/registry/*.py": ("tests/test_pin_workload.py",),
 }
 
 
