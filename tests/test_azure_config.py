@@ -7,9 +7,11 @@ import pytest
 from stacks.config import ConfigError
 from tests.conftest import Runner, example_config
 from tests.test_config import problems
+from tests.test_trusted_config import loads
 
 DEV_SUB = "3f2c8a1e-6b4d-4e2a-9c7f-1d5e8b0a4c21"
 OTHER_SUB = "11111111-2222-4333-8444-555555555555"
+PROD_SUB = "7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
 
 
 @pytest.mark.parametrize(
@@ -120,6 +122,13 @@ def test_brought_subnet_needs_its_nsg_and_must_be_in_the_vnet():
         "prod-cloud: cluster.existing.nsgId: required with podVmSubnetId: bring both the pod VM subnet and its NSG, or neither",
         "prod-cloud: cluster.existing.podVmSubnetId: is not a subnet of vnetId (/subscriptions/7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f/resourceGroups/ocp-prod-network/providers/Microsoft.Network/virtualNetworks/ocp-prod-vnet)",
     ]
+
+
+def test_a_brought_subnet_of_the_vnet_with_its_nsg_is_accepted():
+    vnet = f"/subscriptions/{PROD_SUB}/resourceGroups/ocp-prod-network/providers/Microsoft.Network/virtualNetworks/ocp-prod-vnet"
+    subnet, nsg = f"{vnet}/subnets/pod-vms", f"/subscriptions/{PROD_SUB}/resourceGroups/ocp-prod-network/providers/Microsoft.Network/networkSecurityGroups/pod-vms"
+    existing = loads("prod-cloud", set={"cluster.existing.podVmSubnetId": subnet, "cluster.existing.nsgId": nsg}).cluster.existing
+    assert (existing.vnet_id, existing.pod_vm_subnet_id, existing.nsg_id) == (vnet, subnet, nsg)
 
 
 def test_existing_vnet_must_be_in_the_subscription():
