@@ -31,9 +31,7 @@ _CONFIG_TESTS = (
     "tests/test_azure_config.py",
     "tests/test_cluster_layer_config.py",
     "tests/test_bad_input.py",
-    "tests/test_version_matrix.py",  # the operator pins against the matrix
     "tests/test_reference_value_expiry.py",  # expiration and --as-of
-    "tests/test_cloud_trust_bundle.py",  # the cloud side's trustBundle settings
 )  # not tests/test_config_fuzz.py: a random example that kills a mutant once may miss it the next run
 # Source (file or glob) -> the behaviour tests that cover it. Every template under templates/ that
 # ends in .rego.j2 must be listed (a test checks it).

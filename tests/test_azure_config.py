@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from stacks.config import ConfigError
@@ -142,6 +144,34 @@ def test_malformed_vnet_id():
     assert problems("prod-cloud", set={"cluster.existing.vnetId": "ocp-prod-vnet"})[0].startswith(
         "prod-cloud: cluster.existing.vnetId: 'ocp-prod-vnet' is not a VNet ID (/subscriptions/<guid>/"
     )
+
+
+# The prod example's pinned trust bundle key (the offline plan's placeholder, public).
+[PINNED_KEY] = json.loads(example_config("prod-cloud")[0]["confidential-ai:trustBundle"])["keys"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "line"),
+    [
+        ({"trustBundle.keys.0.x": "AAAA"}, f"trustBundle.keys[0].x: pinned key {PINNED_KEY['kid']} is not a point on P-256"),
+        (
+            {"trustBundle.keys.0.kid": "not-the-thumbprint"},
+            f"trustBundle.keys[0].kid: is not the key's RFC 7638 thumbprint ({PINNED_KEY['kid']}): copy the trustBundleKey output as it is",
+        ),
+        ({"trustBundle.keys": [PINNED_KEY, PINNED_KEY]}, "trustBundle.keys: pins the same key twice"),
+        (
+            {"trustedStack": "organization/confidential-ai/prod-trusted"},
+            "trustedStack: is not used with trustBundle (the bundle replaces the StackReference); remove it",
+        ),
+    ],
+)
+def test_the_trust_bundle_pins_each_key_once_and_replaces_the_stack_reference(edit, line):
+    assert problems("prod-cloud", set=edit) == [f"prod-cloud: {line}"]
+
+
+def test_a_single_backend_lab_may_name_its_trusted_stack():
+    name = "acme/confidential-ai/dev-trusted"
+    assert loads("dev-cloud", set={"trustedStack": name}, delete=("trustBundle",)).trusted_stack_name == name
 
 
 def test_secret_never_echoed_in_errors():

@@ -160,3 +160,24 @@ def test_aro_ingress_domain_follows_the_cluster_domain(runner):
     run = runner.example("dev-cloud", set={"cluster.aro.domain": "llm-lab"}, stack_outputs={"dev-trusted": trusted.stack_outputs})
     assert run.outputs["models"]["llama-3-1-8b"]["externalUrl"] == f"https://{host}"
     assert run.outputs["clusterConsoleUrl"] == "https://console-openshift-console.apps.llm-lab.eastus2.aroapp.io/"
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "says"),
+    [
+        ({"osc.operator.installPlanApproval": "Automatic"}, "osc.operator.installPlanApproval", "Automatic is not supported: OLM would upgrade past startingCSV"),
+        ({"cluster.aro.version": "4.16.30"}, "cluster.aro.version", "4.16.30 is not an ARO install version"),
+        (
+            {"openshiftAi.operator": {"channel": "stable-2.16", "startingCSV": "rhods-operator.2.16.0"}},
+            "openshiftAi.operator.startingCSV",
+            "rhods-operator.2.16.0 is not in the version matrix",
+        ),
+        ({"openshiftAi.operator.channel": "stable-3.3"}, "openshiftAi.operator.channel", "stable-3.3 does not serve rhods-operator.3.4.3; use stable-3.4"),
+        # An ARO install version the pinned OSC 1.12 does not support (it needs 4.19.28 or later).
+        ({"cluster.aro.version": "4.19.24"}, "osc.operator.startingCSV", "sandboxed-containers-operator.v1.12.1 (OSC 1.12) needs OpenShift 4.19.28 or later"),
+    ],
+)
+def test_an_operator_pin_outside_the_version_matrix_is_one_line(edit, key, says):
+    """Parse-level twins of tests/test_version_matrix.py's full-message cases, cheap enough for the mutation check."""
+    [line] = problems("dev-cloud", set=edit)
+    assert line.startswith(f"dev-cloud: {key}: {says}"), line
