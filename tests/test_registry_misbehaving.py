@@ -145,7 +145,7 @@ def test_a_manifest_that_is_not_the_digest_asked_for_is_refused(registries, imag
     plain, _ = registries
     layout, _, image = images
     wanted, served = image["manifest"]["digest"], layout.blobs[image["other"]["digest"]]
-    plain.script = _on(f"/manifests/{wanted}", (200, {"Content-Type": OCI_MANIFEST}, served))
+    plain.script = _on(f"/manifests/{wanted}", (200, {"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": wanted}, served))  # its word is not checked
     assert refused(capsys, f"{plain.host}/tools/app@{wanted}") == (
         f"{plain.host}: the manifest served for {wanted} has digest {_sha256(served)}; refusing it")
 
@@ -155,7 +155,7 @@ def test_a_config_blob_that_is_not_its_digest_is_refused(registries, images, cap
     _, _, image = images
     config = image["config"]["digest"]
     swapped = json.dumps({"architecture": "amd64", "os": "linux", "config": OTHER}).encode()
-    plain.script = _on(f"/blobs/{config}", (200, {}, swapped))
+    plain.script = _on(f"/blobs/{config}", (200, {"Docker-Content-Digest": config}, swapped))
     assert refused(capsys, f"{plain.host}/tools/app:1.0") == f"{plain.host}: the blob served for {config} has digest {_sha256(swapped)}; refusing it"
 
 
