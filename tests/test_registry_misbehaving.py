@@ -70,7 +70,7 @@ class ScriptedRegistry:
             self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.host = f"localhost:{port}" if tls else f"127.0.0.1:{port}"
         self.url = f"{'https' if tls else 'http'}://{self.host}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()  # a quick shutdown
 
     def serve(self, path: str) -> Answer:
         """The image's own answer: manifests by tag or digest, blobs by digest (also under /relocated/, a blob store)."""
