@@ -336,8 +336,10 @@ def test_an_encrypted_model_needs_its_key_released_and_a_decryptor_of_its_own(fi
 def test_a_model_key_with_a_trailing_newline_is_refused_and_other_secrets_are_taken_as_given():
     [line] = problems("prod-trusted", set={"kbsSecrets.model-key": "k3y\n"})
     assert line.startswith("prod-trusted: kbsSecrets.model-key: is a model key with a newline or spaces around it:")
-    # A registry credential file ends in a newline; only the raw model key is read without stripping.
-    assert loads("prod-trusted", set={"kbsSecrets.registry-credentials": '{"auths": {}}\n'}).kbs_secrets
+    # A PEM file ends in a newline; only the raw model key is read without stripping.
+    assert CA_PEM.endswith("\n")
+    config = loads("dev-trusted", set={"kbsResources": with_resource(), "kbsSecrets.extra": CA_PEM})
+    assert config.kbs_secrets["extra"].get_secret_value() == CA_PEM
 
 
 def test_a_client_ca_certificate_is_accepted_and_inference_tls_needs_none():
