@@ -89,7 +89,7 @@ def pki(tmp_path_factory) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def serving(cert_pem: str, key_pem: str, directory: Path, client_ca: str | None = None) -> Iterator[Server]:
+def serving(cert_pem: str, key_pem: str, directory: Path, client_ca: str | None = None, handler: type[OpenAiHandler] | None = None) -> Iterator[Server]:
     """The OpenAI-compatible handler behind TLS on 127.0.0.1 with this certificate and key; with
     `client_ca`, it requires client certificates that CA issued (as NIM_SSL_MODE=MTLS does)."""
     chain = directory / f"{abs(hash(cert_pem))}.pem"
@@ -99,7 +99,7 @@ def serving(cert_pem: str, key_pem: str, directory: Path, client_ca: str | None 
     if client_ca is not None:
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(cadata=client_ca)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), OpenAiHandler)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler or OpenAiHandler)
     httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
     httpd.record = []  # type: ignore[attr-defined]
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -315,6 +315,21 @@ def test_an_answer_cut_short_is_one_line(pki, servers, tmp_path, capsys, monkeyp
 def test_an_answer_without_content_is_one_line(pki, servers, tmp_path, capsys):
     assert run(tmp_path, trusted_outputs(pki), f"https://{HOST}:{servers['serving'].port}", "--prompt", NO_CHOICES) == 1
     assert capsys.readouterr().err.splitlines() == ["FAILED: POST /v1/chat/completions: the answer has no choices[0].message.content"]
+
+
+class NoModelHandler(OpenAiHandler):
+    """A model server that lists no model (NIM before its model has loaded)."""
+
+    def do_GET(self) -> None:
+        self.server.record.append((self.client_address[1], "GET", self.path, None))
+        self.send_json(200, {"object": "list", "data": []})
+
+
+def test_an_endpoint_serving_no_model_gets_no_prompt(pki, tmp_path, capsys):
+    with serving(*pki["serving"], pki["dir"], handler=NoModelHandler) as server:
+        assert run(tmp_path, trusted_outputs(pki), f"https://{HOST}:{server.port}", "--prompt", "my diagnosis") == 1
+    assert capsys.readouterr().err.splitlines() == ["FAILED: GET /v1/models: the endpoint serves no model"]
+    assert [request[1:3] for request in server.requests] == [("GET", "/v1/models")]
 
 
 # --- Mutual TLS ----------------------------------------------------------------------------------
