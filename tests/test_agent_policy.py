@@ -48,8 +48,10 @@ class Policy:
     def decide(self, request: str, input_: dict[str, Any]) -> Any:
         return self.engines.evaluate(f"data.agent_policy.{request}", input_)
 
-    def refusals(self, input_: dict[str, Any], rule: str = "create_container_refusals") -> set[str]:
-        return set(self.engines.evaluate(f"data.agent_policy.{rule}", input_))
+    def refusals(self, input_: dict[str, Any], rule: str = "create_container_refusals", then_decide: str = "") -> set[str]:
+        """The fields `rule` refuses `input_` for; `then_decide`: the request whose decision the caller asks next."""
+        also = (f"data.agent_policy.{then_decide}",) if then_decide else ()
+        return set(self.engines.evaluate(f"data.agent_policy.{rule}", input_, also))
 
 
 @pytest.fixture(scope="module")

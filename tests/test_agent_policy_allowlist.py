@@ -61,7 +61,7 @@ def encrypted_policy() -> Policy:
 def refused_for(policy: Policy, request: str, input_: dict[str, Any], rule: str = "create_container_refusals") -> set[str]:
     """The fields the policy refuses `input_` for; for a request it allows, checked to be the agent's decision
     too (the rule is `count(<refusals>) == 0`: refusing fields refuse the request)."""
-    fields = policy.refusals(input_, rule)
+    fields = policy.refusals(input_, rule, then_decide=request)
     if not fields:
         assert policy.decide(request, input_) is True
     return fields
