@@ -46,7 +46,7 @@ def stacks_with(directory: Path, edits: dict[str, dict[str, Any] | str]) -> Path
         if isinstance(edit, str):
             path.write_bytes(edit.encode("utf-8", "surrogateescape"))
             continue
-        document = yaml.safe_load(path.read_text())
+        document = yaml.load(path.read_text(), Loader=yaml.CSafeLoader)
         for key, value in edit.items():
             set_path(document, key, value)
         path.write_text(yaml.safe_dump(document))

@@ -130,7 +130,7 @@ def plan_with(env: str, change: Change, stacks_dir: Path, example_plan: Callable
         secrets[stack][change.key] = change.value
         return base, plan_environment(env, secret_values=secrets)
     shutil.copytree(STACKS_DIR, stacks_dir, ignore=shutil.ignore_patterns("*.py", "config", "__pycache__"))
-    document = yaml.safe_load(stack_path(stack, stacks_dir).read_text())
+    document = yaml.load(stack_path(stack, stacks_dir).read_text(), Loader=yaml.CSafeLoader)
     top, *rest = change.key.split(".")
     config = document["config"]
     if rest:

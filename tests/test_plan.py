@@ -45,7 +45,7 @@ def test_plan_writes_every_file_for_both_stacks(planned):
 def test_manifests_are_kubernetes_objects(planned):
     _, out = planned
     for path in out.rglob("manifests/*.yaml"):
-        manifest = yaml.safe_load(path.read_text())
+        manifest = yaml.load(path.read_text(), Loader=yaml.CSafeLoader)
         assert list(manifest)[:3] == ["apiVersion", "kind", "metadata"], path.name
         assert manifest["metadata"]["name"], path.name
         if manifest["kind"] == "Secret":
@@ -76,10 +76,10 @@ def test_secret_manifests_keep_their_key_names_with_redacted_values(planned):
     env, out = planned
     for role, files in SECRET_KEYS.items():
         for name, keys in files.items():
-            manifest = yaml.safe_load((out / f"{env}-{role}" / "manifests" / name).read_text())
+            manifest = yaml.load((out / f"{env}-{role}" / "manifests" / name).read_text(), Loader=yaml.CSafeLoader)
             assert manifest["stringData"] == {key: "[secret]" for key in keys}, name
     for path in out.rglob("manifests/*--secret--*.yaml"):
-        manifest = yaml.safe_load(path.read_text())
+        manifest = yaml.load(path.read_text(), Loader=yaml.CSafeLoader)
         keys = [*manifest.get("data", {}), *manifest.get("stringData", {})]
         assert keys and all(SECRET_KEY_NAME.match(key) for key in keys), f"{path.name}: {keys}"
 
@@ -98,7 +98,7 @@ def test_manifests_parse_back_to_what_the_stack_sends(planned, example_plan):
     env, out = planned
     for run in example_plan(env):
         for filename, manifest in kubernetes_manifests(run):
-            assert yaml.safe_load((out / run.stack / "manifests" / filename).read_text()) == manifest, filename
+            assert yaml.load((out / run.stack / "manifests" / filename).read_text(), Loader=yaml.CSafeLoader) == manifest, filename
 
 
 def test_multi_line_values_are_literal_blocks(planned):
@@ -157,7 +157,7 @@ def test_broken_config_exits_2_with_one_line_per_problem(tmp_path, capsys):
     stacks = tmp_path / "stacks"
     shutil.copytree(STACKS_DIR, stacks, ignore=shutil.ignore_patterns("*.py", "__pycache__", "config"))
     cloud = stacks / "Pulumi.dev-cloud.yaml"
-    document = yaml.safe_load(cloud.read_text())
+    document = yaml.load(cloud.read_text(), Loader=yaml.CSafeLoader)
     document["config"]["confidential-ai:peerPods"]["instanceSizes"].append("Standard_D4s_v5")
     document["config"]["confidential-ai:azure"]["location"] = "East US 2"
     cloud.write_text(yaml.safe_dump(document))

@@ -40,15 +40,15 @@ def write_fleet(into: Path, spokes: int, models: int, others: int = 2) -> Path:
     grows by no node per model, which prod-cloud proves, and would cost a plan of every model everywhere.)"""
     write_stacks("prod", models, into)
     trusted_path = stack_path("prod-trusted", into)
-    trusted = yaml.safe_load(trusted_path.read_text())
-    served = yaml.safe_load(stack_path("prod-cloud", into).read_text())["config"]["confidential-ai:models"]
+    trusted = yaml.load(trusted_path.read_text(), Loader=yaml.CSafeLoader)
+    served = yaml.load(stack_path("prod-cloud", into).read_text(), Loader=yaml.CSafeLoader)["config"]["confidential-ai:models"]
     fleet = trusted["config"]["confidential-ai:spokes"]
     template = stack_path("prod-cloud-eastus", into).read_text()
     for i in range(2, spokes + 1):
         region = "eastus" if i == 2 else f"r{i:02d}"
         name = f"prod-cloud-{region}"
         # The cluster's own names (API, console: its ingress domain) follow the region.
-        cloud = yaml.safe_load(template.replace("prod-cloud-eastus", name).replace("ocp-prod-eastus", f"ocp-prod-{region}"))
+        cloud = yaml.load(template.replace("prod-cloud-eastus", name).replace("ocp-prod-eastus", f"ocp-prod-{region}"), Loader=yaml.CSafeLoader)
         cloud["config"]["confidential-ai:models"] = served[:others]
         stack_path(name, into).write_text(yaml.safe_dump(cloud, sort_keys=False))
         domain = f"apps.ocp-prod-{region}.example.com"

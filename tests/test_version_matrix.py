@@ -153,7 +153,7 @@ def on_4_18(trusted):
 
 
 def _crd_schemas(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    doc = yaml.safe_load(path.read_text())
+    doc = yaml.load(path.read_text(), Loader=yaml.CSafeLoader)
     spec = doc["spec"]
     return {(f"{spec['group']}/{v['name']}", spec["names"]["kind"]): v["schema"]["openAPIV3Schema"] for v in spec["versions"]}
 
