@@ -6,6 +6,7 @@ import atexit
 import datetime
 import fcntl
 import functools
+import gc
 import hashlib
 import json
 import os
@@ -35,6 +36,13 @@ AS_OF = datetime.date(2026, 12, 6)
 def _config_judged_as_of_a_fixed_day() -> Iterator[None]:
     with clock.as_of(AS_OF):
         yield
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What collection imported lives as long as the process: kept out of the collector's full passes, which
+    otherwise rescan it each time (about a sixth of the suite's collector time)."""
+    gc.collect()
+    gc.freeze()
 
 
 def example_config(stack: str, set: dict[str, Any] | None = None, delete: tuple[str, ...] = ()) -> tuple[dict[str, str], tuple[str, ...]]:
