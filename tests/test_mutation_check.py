@@ -11,6 +11,7 @@ from pathlib import Path
 
 from scripts import mutation_check
 from scripts.mutation import python, rego
+from tests.rego_engines import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,6 +25,7 @@ allow if {
 \tinput.kind == "pod"
 \tcount(input.gpus) >= 1
 \tinput.name in {"a", "b"}
+\tobject.keys(input.labels) == {"app"}
 \tevery c in input.containers {
 \t\tc.privileged == false
 \t}
@@ -63,10 +65,23 @@ def test_rego_operators_literals_and_defaults():
     found = descriptions(rego.mutants("p.rego.j2", REGO))
     assert 'flip == to !=: input.kind == "pod"' in found
     assert "flip >= to >: count(input.gpus) >= 1" in found
-    assert 'empty {"a", "b"}' in found and 'widen {"a", "b"}' in found
+    assert 'empty {"a", "b"}' in found and 'empty {"app"}' in found
     assert "default allow := false becomes true" in found
-    widened = next(m.text for m in rego.mutants("p.rego.j2", REGO) if m.description.startswith("widen"))
-    assert '{"a", "b", "mutant-widened"}' in widened
+
+
+def test_a_membership_list_widens_to_admit_what_it_tests_and_other_lists_gain_a_member():
+    mutated = {m.description: m.text for m in rego.mutants("p.rego.j2", REGO)}
+    assert 'object.keys(input.labels) == {"app", "mutant-widened"}' in mutated['widen {"app"}']
+    admit_any = mutated['widen {"a", "b"} to admit any input.name']
+    # Any name, not one more of our choosing: a test that sends some name outside the list kills it.
+    request = {"kind": "pod", "gpus": [0], "name": "neither", "labels": {"app": "x"}, "containers": [], "tier": 1}
+    assert evaluate({"p.rego": REGO}, "data.policy.allow", request) is False
+    assert evaluate({"p.rego": admit_any}, "data.policy.allow", request) is True
+
+
+def test_a_list_that_some_or_every_iterates_is_not_a_membership_test():
+    text = REGO.replace("\tx := input.tier\n", '\tsome n in {"p", "q"}\n\tn != input.kind\n\tx := input.tier\n')
+    assert 'widen {"p", "q"}' in descriptions(rego.mutants("p.rego.j2", text))
 
 
 PYTHON = '''

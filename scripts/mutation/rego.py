@@ -8,8 +8,10 @@ and says so when it would not. Kinds:
   Bindings (`x := ...`, `some x in ...`) are not conditions: deleting one leaves its variable unsafe,
   a policy no engine loads, which no test needs to catch.
 - `flip`: a comparison operator: `==`/`!=` negated, `<`/`<=` and `>`/`>=` moved across the boundary.
-- `empty` / `widen`: a literal collection of constants (an allow-list) emptied or given one more member;
-  a regex pattern widened to match anything.
+- `empty` / `widen`: a literal collection of constants (an allow-list) emptied or widened; a regex
+  pattern widened to match anything. A membership test's list (`x in {...}`) is widened to admit the
+  very value tested, whatever it is: one more member of our choosing would be killed only by a test
+  sending that member. A list used otherwise (compared, iterated) gains one member.
 - `default`: a rule's failing `default` value replaced by the value its rule affirms with.
 """
 
@@ -25,6 +27,8 @@ _OPERATOR = re.compile(r"==|!=|>=|<=|(?<![:<>=!])[<>](?!=)")
 _FLIPS = {"==": "!=", "!=": "==", ">=": ">", ">": ">=", "<=": "<", "<": "<="}
 _CONSTANT = r'(?:"\x00*"|`\x00*`|-?\d+(?:\.\d+)?|true|false)'
 _LITERAL = re.compile(r"(?<![\w\]\).])(?P<open>[\[{])(?P<body>\s*" + _CONSTANT + r"(?:\s*,\s*" + _CONSTANT + r")*\s*,?\s*)(?P<close>[\]}])")
+# The operand of `x in <literal>` (a reference, no call), unless `some`/`every` binds it there.
+_MEMBER = re.compile(r"(?<![\w.\]])(?<!some )(?<!every )(?P<operand>[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*|\[\x00*\])*)\s+in\s+$")
 _REGEX_CALL = re.compile(r"regex\.match\(\s*(?P<quote>[`\"])")
 _DEFAULT = re.compile(r"^default (?P<name>[a-z_][a-z0-9_]*) := (?P<value>.+?)\s*$")
 
@@ -129,11 +133,17 @@ def mutants(file: str, text: str) -> list[Mutant]:
         shown = " ".join(original.split())
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
         empty = "[]" if lit["open"] == "[" else "set()"
-        numbers = not re.search(r"[\"`]", lit["body"])
-        extra = "999999" if numbers else '"mutant-widened"'
-        widened = original[:-1].rstrip().rstrip(",") + f", {extra}" + original[-1]
-        for kind, replacement in (("empty", empty), ("widen", widened)):
-            found.append(Mutant(file, line_of(lit.start()), f"{kind} {shown}", text[: lit.start()] + replacement + text[lit.end() :]))
+        member = _MEMBER.search(masked_text, max(0, lit.start() - 200), lit.start())
+        if member:
+            operand = text[member.start("operand") : member.end("operand")]
+            widened = f"array.concat({original}, [{operand}])" if lit["open"] == "[" else f"({original} | {{{operand}}})"
+            widen = f"widen {shown} to admit any {operand}"
+        else:
+            extra = '"mutant-widened"' if re.search(r"[\"`]", lit["body"]) else "999999"
+            widened = original[:-1].rstrip().rstrip(",") + f", {extra}" + original[-1]
+            widen = f"widen {shown}"
+        for description, replacement in ((f"empty {shown}", empty), (widen, widened)):
+            found.append(Mutant(file, line_of(lit.start()), description, text[: lit.start()] + replacement + text[lit.end() :]))
     for call in _REGEX_CALL.finditer(masked_text):
         start = call.end()
         end = masked_text.index(call["quote"], start)
