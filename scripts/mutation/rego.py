@@ -22,6 +22,8 @@ import re
 from scripts.mutation import Mutant, number_duplicates
 
 _HEAD = re.compile(r"^\S.*\bif\s*\{\s*$")
+_ELSE_HEAD = re.compile(r"^\}\s*else\b.*\{\s*$")  # `} else := value if {`: ends one body, opens the next
+_INLINE = re.compile(r"^(?P<head>[a-z_][^#]*?)\s+if\s+(?P<body>[^{\s].*?)\s*$")  # `head if condition` on one line
 _JINJA = re.compile(r"^\s*\{[%#]")
 _OPERATOR = re.compile(r"==|!=|>=|<=|(?<![:<>=!])[<>](?!=)")
 _FLIPS = {"==": "!=", "!=": "==", ">=": ">", ">": ">=", "<=": "<", "<": "<="}
@@ -62,17 +64,25 @@ def _depth_change(masked_line: str) -> int:
     return sum(masked_line.count(o) for o in "([{") - sum(masked_line.count(c) for c in ")]}")
 
 
+def _is_binding(statement: str) -> bool:
+    return statement.startswith("some ") or re.search(r":=|(?<![=!<>]) = (?!=)", statement) is not None
+
+
 def _statements(lines: list[str], masked: list[str]) -> list[tuple[str, int, int]]:
-    """(kind, first, last) of each statement in each rule body: kind `condition`, `binding` or `every`."""
+    """(kind, first, last) of each statement in each rule body: kind `condition`, `binding` or `every`;
+    a one-line rule's (`head if condition`) body is one statement of kind `inline`."""
     found = []
     i = 0
     while i < len(lines):
-        if not (_HEAD.match(masked[i]) and not _JINJA.match(lines[i])):
+        if _JINJA.match(lines[i]) or not (_HEAD.match(masked[i]) or _ELSE_HEAD.match(masked[i])):
+            inline = _INLINE.match(masked[i]) if not _JINJA.match(lines[i]) else None
+            if inline and not _is_binding(inline["body"]) and _depth_change(masked[i]) == 0:
+                found.append(("inline", i, i))
             i += 1
             continue
         i += 1
         blocks: list[int] = []  # first line of each open `every` block
-        while i < len(lines) and not (masked[i].strip() == "}" and not blocks and not lines[i][:1].isspace()):
+        while i < len(lines) and not (masked[i].startswith("}") and not blocks):
             stripped = masked[i].strip()
             if not stripped or _JINJA.match(lines[i]):
                 i += 1
@@ -89,10 +99,10 @@ def _statements(lines: list[str], masked: list[str]) -> list[tuple[str, int, int
             while depth > 0 and i + 1 < len(lines):
                 i += 1
                 depth += _depth_change(masked[i])
-            binding = stripped.startswith("some ") or re.search(r":=|(?<![=!<>]) = (?!=)", stripped) is not None
-            found.append(("binding" if binding else "condition", first, i))
+            found.append(("binding" if _is_binding(stripped) else "condition", first, i))
             i += 1
-        i += 1
+        if i < len(lines) and not _ELSE_HEAD.match(masked[i]):
+            i += 1
     return found
 
 
@@ -115,6 +125,10 @@ def mutants(file: str, text: str) -> list[Mutant]:
         if kind in ("condition", "every"):
             what = _summary(lines, first, first) + (" ... }" if kind == "every" else "")
             found.append(Mutant(file, first + 1, f"delete: {what}", _replace_lines(lines, first, last, "true")))
+        elif kind == "inline":
+            body = _INLINE.match(masked[first]).span("body")
+            deleted = lines[first][: body[0]] + "true" + lines[first][body[1] :]
+            found.append(Mutant(file, first + 1, f"delete: {_summary(lines, first, first)}", "".join(lines[:first] + [deleted] + lines[first + 1 :])))
         for k in range(first, last + 1 if kind != "every" else first + 1):
             for op in _OPERATOR.finditer(masked[k]):
                 flipped = lines[k][: op.start()] + _FLIPS[op.group()] + lines[k][op.end() :]
