@@ -114,3 +114,32 @@ def test_python_guards_are_removed_and_conditions_weakened():
     assert "drop `size > 8` from `size < 0 or size > 8` in check" in mutants
     assert "flip < to <= in `size < 0 or size > 8` in check" in mutants
     assert "return constant 1 becomes 0 in `return 1 if self.gated else 0` in Resource.required" in mutants
+
+
+ELSE_AND_INLINE = """package policy
+
+import rego.v1
+
+names := found if {
+\tfound := object.get(input, "names", [])
+\tis_array(found)
+} else := []
+
+allowed_name(name) if name == "a"
+
+allow if {
+\tevery name in names {
+\t\tallowed_name(name)
+\t}
+\tinput.kind == "pod"
+}
+"""
+
+
+def test_rules_after_an_else_are_rules_and_one_line_rules_have_a_condition():
+    mutated = {m.description: m.text for m in rego.mutants("p.rego.j2", ELSE_AND_INLINE)}
+    assert "delete: is_array(found)" in mutated
+    assert 'delete: input.kind == "pod"' in mutated  # a condition of the rule after the else, not a rule of its body
+    assert not [d for d in mutated if d.startswith("delete: allow if") or d.startswith("delete: } else")]
+    assert "allowed_name(name) if true\n" in mutated['delete: allowed_name(name) if name == "a"']
+    assert 'allowed_name(name) if name != "a"\n' in mutated['flip == to !=: allowed_name(name) if name == "a"']

@@ -1,0 +1,206 @@
+"""The agent policy's patterns for what the runtime generates (ids, copied files' names, emptyDir storages,
+options), its exemptions, and the refusal the agent reports: each checked by one field changed at a time.
+
+Requests are the pod's own (tests/agent_requests.py); each refused one differs from an allowed one in the
+field under test only, and the same edit with a value the runtime does generate is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+import regorus
+
+from components import nim
+from tests.agent_requests import (
+    NIM_ARGS,
+    NIM_WORKING_DIR,
+    SANDBOX_ID,
+    SEALED_NGC_KEY,
+    copy_file,
+    create_sandbox,
+    nim_container,
+    pod_copies,
+    with_container_id,
+    with_sandbox_id,
+)
+from tests.test_agent_policy import Policy
+from tests.test_agent_policy_allowlist import refused_for
+
+WORKSPACE = next(m["mountPath"] for m in nim.volume_mounts() if m["name"] == "nim-workspace")  # an emptyDir on the pod VM's disk
+
+
+@pytest.fixture(scope="module")
+def ngc_policy() -> Policy:
+    return Policy(args=NIM_ARGS, working_dir=NIM_WORKING_DIR)
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    """A workload whose working directory is not pinned."""
+    return Policy()
+
+
+@pytest.fixture(scope="module")
+def unpinned_env_policy() -> Policy:
+    """A workload whose image environment is not pinned (pin_workload not run)."""
+    return Policy(image_env=None)
+
+
+def _env(request: dict[str, Any], name: str, value: str | None) -> dict[str, Any]:
+    """`request` with variable `name` set to `value` (appended if absent), or removed (None)."""
+    request = copy.deepcopy(request)
+    env = [e for e in request["OCI"]["Process"]["Env"] if e.split("=", 1)[0] != name]
+    request["OCI"]["Process"]["Env"] = env + ([f"{name}={value}"] if value is not None else [])
+    return request
+
+
+# --- Ids: the runtime's, or refused ------------------------------------------------------------------
+
+
+def test_a_container_id_of_another_runtime_form_is_allowed(ngc_policy):
+    assert refused_for(ngc_policy, "CreateContainerRequest", with_container_id(nim_container(), "f00d" * 16)) == set()
+
+
+def test_a_container_id_shaped_as_a_path_is_refused(ngc_policy):
+    """The id names the container's root, /run/kata-containers/<id>/rootfs, and the files copied for it (the agent
+    refuses such an id too: kata-containers src/libs/kata-sys-util/src/validate.rs verify_id; the policy does not rely on it)."""
+    assert "container_id" in refused_for(ngc_policy, "CreateContainerRequest", with_container_id(nim_container(), "../gid"))
+
+
+def test_a_sandbox_of_another_id_is_allowed(ngc_policy):
+    assert refused_for(ngc_policy, "CreateContainerRequest", with_sandbox_id(nim_container(), "ab" * 32)) == set()
+
+
+@pytest.mark.parametrize("sandbox_id", ["../../../../run/kata-containers/" + SANDBOX_ID, SANDBOX_ID.upper(), SANDBOX_ID[:63]])
+def test_a_sandbox_id_the_runtime_does_not_generate_is_refused(ngc_policy, sandbox_id):
+    """The sandbox id names the directory of the pod's emptyDirs: a host-chosen one would place them, and bind
+    them into the container, wherever it points."""
+    refused = refused_for(ngc_policy, "CreateContainerRequest", with_sandbox_id(nim_container(), sandbox_id))
+    assert "OCI.Annotations[sandbox-id]" in refused
+    assert all(field.startswith(("OCI.Mounts[", "storages[")) for field in refused - {"OCI.Annotations[sandbox-id]"}), refused
+
+
+# --- The image storage --------------------------------------------------------------------------------
+
+
+def _image_storage(request: dict[str, Any]) -> dict[str, Any]:
+    (storage,) = [s for s in request["storages"] if s["driver"] == "image_guest_pull"]
+    return storage
+
+
+def test_image_metadata_under_another_option_is_refused(ngc_policy):
+    """The agent reads the image's metadata from the `image_guest_pull=` option only (kata-containers
+    src/agent/src/storage/image_pull_handler.rs get_image_info); the policy reads what the agent reads."""
+    request = nim_container()
+    storage = _image_storage(request)
+    (option,) = storage["driver_options"]
+    storage["driver_options"] = ["image_guest_pulL" + option[len("image_guest_pull"):]]
+    assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"storages[image_guest_pull].driver_options"}
+
+
+def test_a_container_without_its_image_storage_is_refused_for_that_storage(ngc_policy):
+    request = nim_container()
+    request["storages"] = [s for s in request["storages"] if s["driver"] != "image_guest_pull"]
+    assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"storages[image_guest_pull]", "storages[image_guest_pull].mount_point"}
+
+
+# --- Files the runtime copies in, and emptyDirs ----------------------------------------------------------
+
+
+def test_a_copied_file_not_named_as_the_runtime_names_it_is_refused(ngc_policy):
+    """<container id>-<16 hex>-<name> (fs_share_linux.go shareFileName): a name whose middle part walks up
+    would bind a file from outside the shared directory."""
+    request = nim_container()
+    (mount,) = [m for m in request["OCI"]["Mounts"] if m["destination"] == "/run/nim-tls/key"]
+    mount["source"] = mount["source"].replace("0123456789abcdef", "../../../../../x")
+    assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"OCI.Mounts[/run/nim-tls/key]"}
+
+
+def test_an_emptydir_storage_placed_elsewhere_is_refused(ngc_policy):
+    """The agent creates an emptyDir where the storage's mount point says: over the image's /etc, for one."""
+    request = nim_container()
+    (storage,) = [s for s in request["storages"] if s["mount_point"].endswith("/local/nim-workspace")]
+    storage["mount_point"] = "/run/kata-containers/gid/rootfs/etc"
+    assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"storages[/run/kata-containers/gid/rootfs/etc]"}
+
+
+def test_a_working_directory_in_an_emptydir_is_allowed():
+    """An emptyDir is made by the agent in the pod VM, not copied in by the host: an image whose working
+    directory is one (WORKDIR on a scratch volume) runs."""
+    policy = Policy(args=NIM_ARGS, working_dir=WORKSPACE)
+    request = nim_container()
+    request["OCI"]["Process"]["Cwd"] = WORKSPACE
+    assert refused_for(policy, "CreateContainerRequest", request) == set()
+
+
+@pytest.mark.parametrize("file_type", ["Unknown"])
+def test_a_copy_that_is_neither_file_directory_nor_symlink_is_refused(ngc_policy, file_type):
+    """A FIFO, socket or device node: the agent reports its mode's type as `Unknown`
+    (kata-containers src/agent/policy/src/policy.rs FileType)."""
+    path = pod_copies(nim_container())[0]["path"]
+    assert refused_for(ngc_policy, "CopyFileRequest", copy_file(path, file_type), "copy_file_refusals") == {"file_type"}
+
+
+@pytest.mark.parametrize("option", ["exec", "suid", "dev", "size=64m,exec"])
+def test_the_sandbox_shm_takes_the_runtimes_options_only(ngc_policy, option):
+    sandbox = create_sandbox()
+    sandbox["storages"][0]["options"].append(option)
+    assert refused_for(ngc_policy, "CreateSandboxRequest", sandbox, "create_sandbox_refusals") == {"storages"}
+
+
+# --- Working directory and environment ----------------------------------------------------------------
+
+
+def test_an_unpinned_working_directory_may_be_the_root(policy):
+    """OCI's default when an image names none."""
+    request = nim_container()
+    request["OCI"]["Process"]["Cwd"] = "/"
+    assert refused_for(policy, "CreateContainerRequest", request) == set()
+
+
+def test_an_unpinned_working_directory_must_be_absolute(policy):
+    request = nim_container()
+    request["OCI"]["Process"]["Cwd"] = "opt/nim"
+    assert refused_for(policy, "CreateContainerRequest", request) == {"OCI.Process.Cwd"}
+
+
+def test_a_sealed_value_under_an_empty_name_is_refused(unpinned_env_policy):
+    """The agent unseals every `sealed.` value, whatever its name: one the host adds to a container of
+    unpinned environment would put the workload's secret in a process the host picked."""
+    request = _env(_env(nim_container(), "PYTHONPATH", None), "LD_LIBRARY_PATH", None)  # refused where unpinned
+    assert refused_for(unpinned_env_policy, "CreateContainerRequest", request) == set()
+    assert refused_for(unpinned_env_policy, "CreateContainerRequest", _env(request, "", SEALED_NGC_KEY)) == {"OCI.Process.Env[]"}
+
+
+def test_the_ngc_key_variable_takes_a_sealed_pointer_only(ngc_policy):
+    """Not a key of the host's own: NIM would pull with the host's NGC account."""
+    request = _env(nim_container(), "NGC_API_KEY", "nvapi-" + "h" * 64)
+    assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"OCI.Process.Env[NGC_API_KEY]"}
+
+
+# --- What the agent reports ---------------------------------------------------------------------------
+
+REFUSED = {
+    "CreateContainerRequest": (lambda: _env(nim_container(), "NGC_API_KEY", "nvapi-host"), "OCI.Process.Env[NGC_API_KEY]"),
+    "CopyFileRequest": (lambda: copy_file(pod_copies(nim_container())[0]["path"], "Unknown"), "file_type"),
+    "CreateSandboxRequest": (lambda: dict(create_sandbox(), guest_hook_path="/usr/share/oci/hooks"), "guest_hook_path"),
+    "UpdateContainerRequest": (lambda: {"container_id": "gid", "resources": {"Devices": [{"Allow": True, "Access": "rwm"}]}}, "resources.Devices"),
+}
+
+
+@pytest.mark.parametrize("request_", REFUSED)
+def test_a_refusal_names_its_fields_in_what_the_agent_returns(ngc_policy, request_):
+    """The agent returns what the policy printed: "<Request> is blocked by policy: <prints>"
+    (kata-containers src/agent/policy/src/policy.rs allow_request; regorus gathers prints as the agent does)."""
+    make, field = REFUSED[request_]
+    engine = regorus.Engine()
+    engine.set_gather_prints(True)
+    engine.add_policy("policy.rego", ngc_policy.text)
+    engine.set_input_json(json.dumps(make()))
+    assert json.loads(engine.eval_rule_as_json(f"data.agent_policy.{request_}")) is False
+    (printed,) = engine.take_prints()
+    assert printed.endswith(f'{request_} refused fields: {{"{field}"}}')
