@@ -13,6 +13,8 @@ and says so when it would not. Kinds:
   very value tested, whatever it is: one more member of our choosing would be killed only by a test
   sending that member. A list used otherwise (compared, iterated) gains one member.
 - `default`: a rule's failing `default` value replaced by the value its rule affirms with.
+- `drop`: one definition of a rule never applies (`false` before its body): a refusal no test triggers,
+  or an allowance no request needs, is a line no test holds in place.
 """
 
 from __future__ import annotations
@@ -69,17 +71,19 @@ def _is_binding(statement: str) -> bool:
 
 
 def _statements(lines: list[str], masked: list[str]) -> list[tuple[str, int, int]]:
-    """(kind, first, last) of each statement in each rule body: kind `condition`, `binding` or `every`;
-    a one-line rule's (`head if condition`) body is one statement of kind `inline`."""
+    """(kind, first, last) of each rule and of each statement in its body. A rule spanning lines is kind
+    `rule` (its head and closing lines), and each statement of its body `condition`, `binding` or `every`;
+    a one-line rule (`head if body`) is kind `inline`, or `inline binding` when its body binds."""
     found = []
     i = 0
     while i < len(lines):
         if _JINJA.match(lines[i]) or not (_HEAD.match(masked[i]) or _ELSE_HEAD.match(masked[i])):
             inline = _INLINE.match(masked[i]) if not _JINJA.match(lines[i]) else None
-            if inline and not _is_binding(inline["body"]) and _depth_change(masked[i]) == 0:
-                found.append(("inline", i, i))
+            if inline and _depth_change(masked[i]) == 0:
+                found.append(("inline binding" if _is_binding(inline["body"]) else "inline", i, i))
             i += 1
             continue
+        head = i
         i += 1
         blocks: list[int] = []  # first line of each open `every` block
         while i < len(lines) and not (masked[i].startswith("}") and not blocks):
@@ -101,6 +105,7 @@ def _statements(lines: list[str], masked: list[str]) -> list[tuple[str, int, int
                 depth += _depth_change(masked[i])
             found.append(("binding" if _is_binding(stripped) else "condition", first, i))
             i += 1
+        found.append(("rule", head, i))
         if i < len(lines) and not _ELSE_HEAD.match(masked[i]):
             i += 1
     return found
@@ -122,13 +127,19 @@ def mutants(file: str, text: str) -> list[Mutant]:
     masked = masked_text.splitlines(keepends=True)
     found: list[Mutant] = []
     for kind, first, last in _statements(lines, masked):
+        before, after = "".join(lines[:first]), "".join(lines[first + 1 :])
+        if kind == "rule":
+            found.append(Mutant(file, first + 1, f"drop: {_summary(lines, first, first)}", before + lines[first] + "\tfalse\n" + after))
+            continue
         if kind in ("condition", "every"):
             what = _summary(lines, first, first) + (" ... }" if kind == "every" else "")
             found.append(Mutant(file, first + 1, f"delete: {what}", _replace_lines(lines, first, last, "true")))
-        elif kind == "inline":
-            body = _INLINE.match(masked[first]).span("body")
-            deleted = lines[first][: body[0]] + "true" + lines[first][body[1] :]
-            found.append(Mutant(file, first + 1, f"delete: {_summary(lines, first, first)}", "".join(lines[:first] + [deleted] + lines[first + 1 :])))
+        elif kind.startswith("inline"):
+            start, end = _INLINE.match(masked[first]).span("body")
+            line = lines[first]
+            found.append(Mutant(file, first + 1, f"drop: {_summary(lines, first, first)}", before + f"{line[:start]}{{\n\tfalse\n\t{line[start:end]}\n}}{line[end:]}" + after))
+            if kind == "inline":
+                found.append(Mutant(file, first + 1, f"delete: {_summary(lines, first, first)}", before + line[:start] + "true" + line[end:] + after))
         for k in range(first, last + 1 if kind != "every" else first + 1):
             for op in _OPERATOR.finditer(masked[k]):
                 flipped = lines[k][: op.start()] + _FLIPS[op.group()] + lines[k][op.end() :]
