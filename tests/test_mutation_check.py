@@ -143,3 +143,15 @@ def test_rules_after_an_else_are_rules_and_one_line_rules_have_a_condition():
     assert not [d for d in mutated if d.startswith("delete: allow if") or d.startswith("delete: } else")]
     assert "allowed_name(name) if true\n" in mutated['delete: allowed_name(name) if name == "a"']
     assert 'allowed_name(name) if name != "a"\n' in mutated['flip == to !=: allowed_name(name) if name == "a"']
+
+
+def test_each_rule_definition_can_be_dropped():
+    mutated = {m.description: m.text for m in rego.mutants("p.rego.j2", ELSE_AND_INLINE)}
+    assert "allow if {\n\tfalse\n\tevery name in names {" in mutated["drop: allow if {"]
+    assert 'allowed_name(name) if {\n\tfalse\n\tname == "a"\n}\n' in mutated['drop: allowed_name(name) if name == "a"']
+    request = {"names": ["a"], "kind": "pod"}
+    assert evaluate({"p.rego": ELSE_AND_INLINE}, "data.policy.allow", request) is True
+    for dropped in ("drop: allow if {", 'drop: allowed_name(name) if name == "a"'):
+        assert evaluate({"p.rego": mutated[dropped]}, "data.policy.allow", request) is not True, dropped
+    # Dropped, the first definition gives way to its `else`: no names, so none is checked.
+    assert evaluate({"p.rego": mutated["drop: names := found if {"]}, "data.policy.allow", {"names": ["b"], "kind": "pod"}) is True
