@@ -108,6 +108,15 @@ def test_a_container_without_its_image_storage_is_refused_for_that_storage(ngc_p
     assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"storages[image_guest_pull]", "storages[image_guest_pull].mount_point"}
 
 
+def test_a_container_with_a_second_image_storage_is_refused(ngc_policy):
+    """The agent would pull both: which one is the container's root is the host's choice."""
+    request = nim_container()
+    second = copy.deepcopy(_image_storage(request))
+    second["mount_point"] = "/run/kata-containers/gid/rootfs/opt/nim"
+    request["storages"].append(second)
+    assert "storages[image_guest_pull]" in refused_for(ngc_policy, "CreateContainerRequest", request)
+
+
 # --- Files the runtime copies in, and emptyDirs ----------------------------------------------------------
 
 
