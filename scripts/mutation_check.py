@@ -42,6 +42,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
         "tests/test_agent_policy.py",
         "tests/test_agent_policy_allowlist.py",
         "tests/test_agent_policy_runtime_fields.py",
+        "tests/test_agent_policy_redteam.py",
         "tests/test_agent_policy_mode.py",
         "tests/test_decryptor_policy.py",
         "tests/test_replay_agent_requests.py",
