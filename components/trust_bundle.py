@@ -71,10 +71,8 @@ def public_jwk(public_key_pem: str) -> dict[str, str]:
 def sign(payload: Mapping[str, Any], private_key_pem: str) -> str:
     """The compact JWS of `payload`, signed ES256 with `private_key_pem` under its thumbprint."""
     key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise ValueError("a trust bundle key must be an ECDSA P-256 key")
     public_pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    header = {"alg": ALGORITHM, "kid": public_jwk(public_pem)["kid"]}
+    header = {"alg": ALGORITHM, "kid": public_jwk(public_pem)["kid"]}  # public_jwk refuses any key but ECDSA P-256
     signing_input = f"{_b64url(_canonical(header))}.{_b64url(_canonical(payload))}"
     r, s = decode_dss_signature(key.sign(signing_input.encode(), _ECDSA))
     return f"{signing_input}.{_b64url(r.to_bytes(_COORDINATE_BYTES, 'big') + s.to_bytes(_COORDINATE_BYTES, 'big'))}"

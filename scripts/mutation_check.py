@@ -56,8 +56,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "components/trust_bundle.py": ("tests/test_trust_bundle.py", "tests/test_cloud_trust_bundle.py"),
     "stacks/trust_bundle.py": ("tests/test_trust_bundle.py", "tests/test_cloud_trust_bundle.py"),
     "scripts/custody.py": ("tests/test_custody.py",),
-    "scripts/pin_workload.py": ("tests/test_pin_workload.py",),
-    "scripts/registry/*.py": ("tests/test_pin_workload.py",),
+    "scripts/pin_workload.py": ("tests/test_pin_workload.py", "tests/test_registry_misbehaving.py"),
+    "scripts/registry/*.py": ("tests/test_pin_workload.py", "tests/test_registry_misbehaving.py"),
 }
 
 

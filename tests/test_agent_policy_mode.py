@@ -41,6 +41,16 @@ def test_audit_is_allowed_elsewhere():
     assert violations([(INFERENCE_SERVICE, inference_service("audit"))], stack="dev-cloud") == []
 
 
+def test_a_resource_tagged_with_another_environment_is_not_production():
+    staging = ("azure-native:redhatopenshift:OpenShiftCluster", {"tags": {"environment": "staging"}})
+    assert violations([(INFERENCE_SERVICE, inference_service("audit")), staging]) == []
+
+
+def test_an_annotation_that_holds_no_readable_initdata_is_no_audit_policy():
+    unreadable = {"spec": {"predictor": {"annotations": {INITDATA_ANNOTATION: "not gzip+base64 initdata"}}}}
+    assert violations([(INFERENCE_SERVICE, unreadable)], stack="prod-cloud") == []
+
+
 def test_a_stack_tagged_or_configured_as_production_is_production():
     audit = (INFERENCE_SERVICE, inference_service("audit"))
     assert len(violations([audit], tags={"environment": "production"})) == 1

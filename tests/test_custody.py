@@ -78,6 +78,17 @@ def test_a_trusted_stack_file_is_judged_by_its_secretsprovider_lines(tmp_path: P
     assert (refusal is None) if refused is None else (refusal is not None and refused in refusal)
 
 
+def test_a_missing_trusted_stack_file_is_refused_by_name(tmp_path: Path) -> None:
+    assert custody.trusted_stack_refusal("prod-trusted", tmp_path / "Pulumi.prod-trusted.yaml", "file:///srv/pulumi") == (
+        "refusing prod-trusted: no stack file Pulumi.prod-trusted.yaml")
+
+
+def test_the_backend_is_not_judged_when_the_trusted_stack_is_read_from_its_bundle() -> None:
+    # A cloud stack that reads a trust bundle never opens the trusted stack's state, wherever its own lives.
+    path = STACKS / "Pulumi.prod-trusted.yaml"
+    assert custody.trusted_stack_refusal("prod-trusted", path, "azblob://pulumi-state?storage_account=st", check_backend=False) is None
+
+
 # Every `pulumi stack init` of a trusted stack, and every `pulumi login` printed for it, in the scripts and docs.
 INSTRUCTIONS = [ROOT / "scripts" / "bootstrap_state.sh", *sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 

@@ -4,8 +4,10 @@ resolves to, per platform, with the credentials a user has, and one clear line w
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -14,9 +16,11 @@ import pytest
 import yaml
 
 from scripts.offline.stackfile import STACKS_DIR, read_stack_file
-from scripts.pin_workload import main
-from scripts.registry import credentials
+from scripts.pin_workload import main, pinned_values
+from scripts.registry import RegistryError, credentials
+from scripts.registry.image import ResolvedImage
 from scripts.registry.reference import parse
+from scripts.stack_file_edit import StackFileEdit
 from stacks.config import load
 from tests.oci_registry import MISSING, SERVICE, ISSUER, Layout, Registry, TokenService, User, htpasswd
 from tests.tls_fixtures import ca, server_certificate
@@ -187,6 +191,8 @@ def test_cannot_pin_is_one_line_and_exit_2(open_registry, no_credentials, capsys
         f"{host}/nim/nothing:1.0": f"error: {host}: nim/nothing has no tag 1.0",  # distribution 2.8 says MANIFEST_UNKNOWN for both
         f"{host}/tools/bare:1.0": f"error: {host}/tools/bare:1.0 sets neither Entrypoint nor Cmd: there is no process of the image to pin",
         f"{host}/nim/llm": f"error: '{host}/nim/llm' names no tag or digest: give the release to pin, like {host}/nim/llm:1.3.3",
+        # A tag and a digest: the manifest is asked for (and missing) by its digest.
+        f"{host}/nim/llm:1.0@sha256:{'0' * 64}": f"error: {host}: nim/llm has no manifest sha256:{'0' * 64}",
     }
     for argv, expected in cases.items():
         image, *extra = argv.split()
@@ -297,6 +303,19 @@ def test_write_pins_the_workload_in_the_stack_file_and_nothing_else(open_registr
     assert status == 0 and "is already pinned to these values" in out and path.read_text() == after
 
 
+def test_a_stack_file_that_cannot_be_written_is_one_line_and_exit_2(open_registry, no_credentials, tmp_path, monkeypatch, capsys):
+    registry, _ = open_registry
+    stacks = tmp_path / "stacks"
+    shutil.copytree(STACKS_DIR, stacks, ignore=shutil.ignore_patterns("*.py", "__pycache__", "config", "models"))
+
+    def full_disk(self) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(StackFileEdit, "write", full_disk)
+    status, _, out, err = pin(capsys, f"{registry.host}/nim/llm:1.0", "--write", stacks=stacks)
+    assert (status, err) == (2, f"error: cannot write {stacks / 'Pulumi.dev-trusted.yaml'}: No space left on device\n") and "wrote " not in out
+
+
 def test_an_unknown_workload_or_stack_file_is_one_line(no_credentials, tmp_path, capsys):
     assert main(["nvcr.io/nim/meta/llama-3.1-8b-instruct:1.3.3", "--env", "dev", "--workload", "gpt-9"]) == 2
     assert capsys.readouterr().err == f"error: {STACKS_DIR / 'Pulumi.dev-trusted.yaml'}: no workload named 'gpt-9' (workloads: llama-3-1-8b, mistral-7b)\n"
@@ -328,3 +347,46 @@ def test_docker_hub_credentials_are_found_under_dockers_own_key(tmp_path):
     docker_login(tmp_path, "docker.io", "me", PASSWORD, key="https://index.docker.io/v1/")
     found = credentials.find(parse("library/busybox:1.36"), {"HOME": str(tmp_path / "home"), "DOCKER_CONFIG": str(tmp_path)})
     assert (found.username, found.password) == ("me", PASSWORD)
+
+
+@pytest.mark.parametrize("platform", ["linux", "linux/", "linux/arm64/v8/extra"])
+def test_a_platform_that_is_not_os_slash_architecture_is_a_usage_error(no_credentials, capsys, platform):
+    # 127.0.0.1:9: were the platform taken, the tool would fail at once to reach a registry, not as a usage error.
+    with pytest.raises(SystemExit) as exit_:
+        main(["127.0.0.1:9/nim/llm:1.0", "--env", "dev", "--workload", WORKLOAD, "--platform", platform])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (f"python -m scripts.pin_workload: error: argument --platform: {platform!r} is not a platform like "
+                                       "linux/amd64 or linux/arm64/v8 (see --help)\n")
+
+
+@pytest.mark.parametrize("working_dir", ["opt/nim", ["/opt/nim"]], ids=["relative", "not-a-string"])
+def test_a_working_dir_that_is_no_absolute_path_is_refused(working_dir):
+    image = parse("127.0.0.1:5000/nim/llm:1.0")
+    resolved = ResolvedImage("sha256:" + "a" * 64, "sha256:" + "a" * 64, {"Cmd": ["/opt/nim/start-server.sh"], "WorkingDir": working_dir})
+    with pytest.raises(RegistryError, match=re.escape(f"127.0.0.1:5000/nim/llm:1.0: its WorkingDir {working_dir!r} is not an absolute path")):
+        pinned_values(image, resolved)
+
+
+@pytest.mark.parametrize(("reference", "reason"), [
+    ("127.0.0.1:5000/nim/llm@sha256:ABC", "the digest must be sha256:<64 lowercase hex>"),
+    ("127.0.0.1:5000/nim/llm:-rc1", "'-rc1' is not a tag"),
+    ("registry_1.example.com/nim/llm:1.0", "'registry_1.example.com' is not a registry host"),
+    ("127.0.0.1:5000/NIM/llm:1.0", "'NIM/llm' is not a repository name"),
+])
+def test_a_reference_docker_would_refuse_is_refused(reference, reason):
+    with pytest.raises(RegistryError, match=re.escape(f"{reference!r}: {reason}")):
+        parse(reference)
+
+
+@pytest.mark.parametrize(("auths", "reason"), [
+    ("{not json", "cannot read registry credentials from {path}: JSONDecodeError"),
+    ({"auth": "not base64!"}, "{path} (auths quay.io): 'auth' is not base64 of user:password"),
+    ({"auth": base64.b64encode(b"reader").decode()}, "{path} (auths quay.io): 'auth' is not base64 of user:password"),  # no ':'
+    ({"auth": base64.b64encode(b":" + PASSWORD.encode()).decode()}, "{path} (auths quay.io): 'auth' is not base64 of user:password"),  # no user
+], ids=["not-json", "not-base64", "no-separator", "no-user"])
+def test_credentials_that_cannot_be_read_are_one_line_without_the_secret(tmp_path, auths, reason):
+    path = tmp_path / "config.json"
+    path.write_text(auths if isinstance(auths, str) else json.dumps({"auths": {"quay.io": auths}}))
+    with pytest.raises(RegistryError) as err:
+        credentials.find(parse("quay.io/team/app:1"), {"HOME": str(tmp_path / "home"), "DOCKER_CONFIG": str(tmp_path)})
+    assert str(err.value) == reason.format(path=path) and PASSWORD not in str(err.value)

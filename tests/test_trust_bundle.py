@@ -157,3 +157,115 @@ def test_bad_trust_bundle_settings_are_one_line(value: dict[str, Any], expected:
 
 def test_the_version_is_required() -> None:
     assert problems("prod-trusted", delete=("trustBundle",)) == ["prod-trusted: trustBundle: required key is missing"]
+
+
+# --- One malformed part, one refusal: what a forged or damaged bundle gets ---------------------------
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _prod_bundle() -> tuple[str, list[dict[str, Any]]]:
+    outputs = trusted_run("prod").outputs
+    return outputs["trustBundles"]["prod-cloud"], [outputs["trustBundleKey"]]
+
+
+def _signed(claims: dict[str, Any]) -> str:
+    """`claims` signed by the prod trusted stack's own bundle key (what a buggy or replayed trusted side could hand over)."""
+    return jws.sign(claims, trusted_run("prod").named("trust-bundle-key-a").outputs["privateKeyPem"])
+
+
+def test_a_character_outside_base64url_is_refused_though_lenient_decoders_skip_it() -> None:
+    token, pinned = _prod_bundle()
+    header, payload, signature = token.split(".")
+    # Python's b64decode drops '!' and reads '+' and '/' as '-' and '_': each would verify the same signature bytes.
+    assert "-" in signature and "_" in signature  # the deterministic signature of the prod example
+    for changed in (signature[:20] + "!" + signature[20:], signature.replace("-", "+").replace("_", "/")):
+        with pytest.raises(jws.BundleError, match="^its signature is not base64url$"):
+            jws.verify(f"{header}.{payload}.{changed}", pinned)
+
+
+def test_an_empty_header_is_not_base64url() -> None:
+    token, pinned = _prod_bundle()
+    with pytest.raises(jws.BundleError, match="^its header is not base64url$"):
+        jws.verify("." + token.split(".", 1)[1], pinned)
+
+
+def test_a_part_of_an_impossible_base64_length_is_refused() -> None:
+    token, pinned = _prod_bundle()
+    _, payload, signature = token.split(".")
+    with pytest.raises(jws.BundleError, match="^its header is not base64url$"):  # 5 characters: no base64 has that length
+        jws.verify(f"eyJhb.{payload}.{signature}", pinned)
+
+
+@pytest.mark.parametrize(("header", "reason"), [(b'{"alg": "ES256"', "^its header is not JSON$"), (b'["ES256"]', "^its header is not a JSON object$")])
+def test_a_header_that_is_no_json_object_is_refused(header: bytes, reason: str) -> None:
+    token, pinned = _prod_bundle()
+    with pytest.raises(jws.BundleError, match=reason):
+        jws.verify(_b64url(header) + "." + token.split(".", 1)[1], pinned)
+
+
+def test_a_der_encoded_signature_is_refused_as_not_es256() -> None:
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    token, pinned = _prod_bundle()
+    header, payload, signature = token.split(".")
+    raw = _b64(signature)
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))  # the same r, s as X.509 writes them
+    with pytest.raises(jws.BundleError, match=r"^its signature is not an ES256 signature \(64 bytes r\|\|s\)$"):
+        jws.verify(f"{header}.{payload}.{_b64url(der)}", pinned)
+
+
+def _other_keys() -> dict[str, Any]:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    return {"Ed25519": ed25519.Ed25519PrivateKey.generate(), "P-384": ec.generate_private_key(ec.SECP384R1())}
+
+
+@pytest.mark.parametrize("kind", ["Ed25519", "P-384"])
+def test_only_a_p256_key_signs_or_is_published(kind: str) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    key = _other_keys()[kind]
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    with pytest.raises(ValueError, match="^a trust bundle key must be an ECDSA P-256 key$"):
+        jws.sign({"environment": "prod"}, private)
+    with pytest.raises(ValueError, match="^a trust bundle key must be an ECDSA P-256 key$"):
+        jws.public_jwk(public)
+
+
+@pytest.mark.parametrize("change", [{"kty": "RSA"}, {"crv": "P-384"}])
+def test_a_pinned_key_labelled_other_than_ec_p256_is_refused_though_its_point_is_on_p256(change: dict[str, str]) -> None:
+    key = {**trusted_run("prod").outputs["trustBundleKey"], **change}
+    with pytest.raises(jws.BundleError, match=f"^pinned key {key['kid']} is not an EC P-256 key$"):
+        jws.verify_key(key)
+
+
+def test_a_bundle_for_the_same_stack_name_of_another_environment_is_refused() -> None:
+    token, pinned = _prod_bundle()
+    claims = jws.verify(token, pinned)
+    with pytest.raises(jws.BundleError, match="^it is for 'prod-cloud' of environment 'staging', not prod-cloud of prod$"):
+        trust_bundle.open_bundle(_signed({**claims, "environment": "staging"}), pinned, "prod", "prod-cloud", 1)
+
+
+def test_the_other_spokes_bundle_is_refused() -> None:
+    outputs = trusted_run("prod").outputs
+    with pytest.raises(jws.BundleError, match="^it is for 'prod-cloud-eastus' of environment 'prod', not prod-cloud of prod$"):
+        trust_bundle.open_bundle(outputs["trustBundles"]["prod-cloud-eastus"], [outputs["trustBundleKey"]], "prod", "prod-cloud", 1)
+
+
+@pytest.mark.parametrize("version", ["9", True])
+def test_a_version_that_is_no_integer_is_refused(version: object) -> None:
+    token, pinned = _prod_bundle()
+    claims = jws.verify(token, pinned)
+    with pytest.raises(jws.BundleError, match=f"^its version {version!r} is below the minimum 1 "):
+        trust_bundle.open_bundle(_signed({**claims, "version": version}), pinned, "prod", "prod-cloud", 1)
+
+
+def test_a_bundle_without_a_value_its_cloud_stack_reads_is_refused() -> None:
+    token, pinned = _prod_bundle()
+    claims = {k: v for k, v in jws.verify(token, pinned).items() if k != "kbsUrl"}
+    with pytest.raises(jws.BundleError, match="^it lacks kbsUrl$"):
+        trust_bundle.open_bundle(_signed(claims), pinned, "prod", "prod-cloud", 1)

@@ -112,9 +112,11 @@ def _enter(repo: Path, log: Path) -> None:
     os.chdir(repo)
     os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
     sys.dont_write_bytecode = True
+    # Not the virtualenv's packages, though it may sit in (or be linked into) the repository: a C
+    # extension imported again keeps its first module's classes (yaml._yaml emits no new yaml.ScalarNode).
     for name, module in list(sys.modules.items()):
         origin = getattr(module, "__file__", None) or ""
-        if name != "__main__" and origin.startswith(str(REPO) + os.sep):
+        if name != "__main__" and origin.startswith(str(REPO) + os.sep) and not origin.startswith(sys.prefix + os.sep):
             del sys.modules[name]
     sys.path[:] = [str(repo)] + [p for p in sys.path if p not in ("", str(REPO))]
     importlib.invalidate_caches()

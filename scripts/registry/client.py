@@ -166,7 +166,7 @@ class Repository:
         codes = _error_codes(body)
         if "NAME_UNKNOWN" in codes:
             return f"{self._host}: no repository {self.image.repository}"
-        if what.startswith("manifest") and self.image.tag and not self.image.digest:
+        if what.startswith("manifest") and not self.image.digest:  # asked by its tag (a reference names a tag or a digest)
             return f"{self._host}: {self.image.repository} has no tag {self.image.tag}"
         return f"{self._host}: {self.image.repository} has no {what}"
 

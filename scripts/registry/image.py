@@ -18,7 +18,6 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 INDEXES = (OCI_INDEX, DOCKER_LIST)
 MANIFESTS = (OCI_MANIFEST, DOCKER_MANIFEST)
 ACCEPT = (*INDEXES, *MANIFESTS)
-_SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json", "application/vnd.docker.distribution.manifest.v1+prettyjws")
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ def _manifest(fetched: Fetched, reference: str) -> tuple[dict[str, Any], str]:
         raise RegistryError(f"the manifest {reference} is not a JSON object")
     # The body's own mediaType is what its digest covers; the Content-Type header is only a hint.
     media_type = document.get("mediaType") or fetched.media_type
-    if media_type in _SCHEMA1 or document.get("schemaVersion") == 1:
+    if document.get("schemaVersion") == 1:  # every docker schema 1 manifest says so (its media types are only hints)
         raise RegistryError(f"the manifest {reference} is docker schema 1, which names no config digest; push the image as schema 2 or OCI")
     if media_type not in ACCEPT and "manifests" in document:
         media_type = OCI_INDEX  # an OCI index may omit mediaType (image-spec image-index.md)
