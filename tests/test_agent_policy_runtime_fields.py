@@ -137,6 +137,20 @@ def test_an_emptydir_storage_placed_elsewhere_is_refused(ngc_policy):
     assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"storages[/run/kata-containers/gid/rootfs/etc]"}
 
 
+def test_an_emptydir_storage_given_twice_is_refused(ngc_policy):
+    request = nim_container()
+    request["storages"].append(copy.deepcopy(request["storages"][-1]))
+    assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"storages[].mount_point (reused)"}
+
+
+def test_a_destination_mounted_twice_is_refused(ngc_policy):
+    """The later mount hides the earlier: which of two allowed sources the container sees is the host's choice."""
+    request = nim_container()
+    (key,) = [m for m in request["OCI"]["Mounts"] if m["destination"] == "/run/nim-tls/key"]
+    request["OCI"]["Mounts"].append(copy.deepcopy(key))
+    assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"OCI.Mounts[/run/nim-tls/key] (mounted twice)"}
+
+
 def test_a_working_directory_in_an_emptydir_is_allowed():
     """An emptyDir is made by the agent in the pod VM, not copied in by the host: an image whose working
     directory is one (WORKDIR on a scratch volume) runs."""
