@@ -102,6 +102,18 @@ def test_image_metadata_under_another_option_is_refused(ngc_policy):
     assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"storages[image_guest_pull].driver_options"}
 
 
+@pytest.mark.parametrize("field, value", [
+    ("fstype", "ext4"),
+    ("options", ["rw", "exec"]),
+    ("fs_group", {"group_id": 0, "group_change_policy": 0}),  # the agent would chown the image's files to it
+    ("shared", True),
+])
+def test_an_image_storage_other_than_the_runtimes_plain_one_is_refused(ngc_policy, field, value):
+    request = nim_container()
+    _image_storage(request)[field] = value
+    assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"storages[image_guest_pull]"}
+
+
 def test_a_container_without_its_image_storage_is_refused_for_that_storage(ngc_policy):
     request = nim_container()
     request["storages"] = [s for s in request["storages"] if s["driver"] != "image_guest_pull"]
