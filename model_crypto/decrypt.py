@@ -22,6 +22,7 @@ The Azure Blob read credential is a SAS in AZURE_STORAGE_SAS_TOKEN (it grants ci
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import http.client
 import io
@@ -163,7 +164,8 @@ def decrypt_model(source: BlobSource, key: jwk.JWK, key_resource: str, manifest_
         pool.shutdown(wait=True, cancel_futures=True)
         for entry in manifest.files:
             for path in (target / entry.path, _partial(target / entry.path)):
-                path.unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # a file where its directory should be
+                    path.unlink()
         for directory in reversed(created):
             directory.rmdir()
         raise

@@ -312,6 +312,8 @@ class _Parts:
         """The final part: everything left, which must be short and hold no further dot."""
         while not self._eof and len(self._buffer) <= limit:
             self._buffer += self._read()
-        if len(self._buffer) > limit or b"." in self._buffer:
+        if b"." in self._buffer:
             raise JweError("is not a JWE compact serialization (more than five parts)")
+        if len(self._buffer) > limit:
+            raise JweError("is not a JWE compact serialization (text follows the authentication tag)")
         return self._buffer

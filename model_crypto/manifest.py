@@ -77,7 +77,9 @@ class Manifest:
 def check_path(path: str) -> str | None:
     """Why `path` cannot name a model file, or None when it can."""
     pure = PurePosixPath(path)
-    if not path or pure.is_absolute() or str(pure) != path or any(part in ("", ".", "..") for part in pure.parts):
+    # PurePosixPath normalizes "", "a//b", "a/./b", "a/" to another spelling; "." (the target directory
+    # itself) and ".." it keeps.
+    if str(pure) != path or pure.is_absolute() or not pure.parts or ".." in pure.parts:
         return "must be a normalized relative path"
     if path in _RESERVED:
         return f"is reserved for the manifest ({PLAIN_NAME}, {ENCRYPTED_NAME})"

@@ -49,7 +49,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     ),
     "stacks/config/*.py": _CONFIG_TESTS,
     "components/sealed_secret.py": ("tests/test_sealed_secret.py",),
-    "model_crypto/*.py": ("tests/test_model_crypto.py",),
+    "model_crypto/*.py": ("tests/test_model_crypto.py", "tests/test_model_jwe.py", "tests/test_model_manifest.py"),
     "scripts/verify_endpoint.py": ("tests/test_verify_endpoint.py",),
     "policies/rules.py": ("tests/test_policy_pack.py",),
     "policies/agent_policy_mode.py": ("tests/test_agent_policy_mode.py",),

@@ -136,8 +136,14 @@ def endpoint_from_outputs(model: str, trusted_stack: str, trusted: Mapping[str, 
         raise CannotRun(f"{cloud_stack} outputs have no models.{model}.externalUrl: deploy the cloud stack with this model")
     url = str(entry["externalUrl"])
     parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.hostname:
+    if parts.scheme != "https":
         raise Failed(f"{model}: {url} is not an https:// URL: prompts would leave the client unencrypted")
+    try:
+        port = parts.port or 443
+    except ValueError as err:  # not a number, or out of range
+        raise CannotRun(f"{cloud_stack} outputs: models.{model}.externalUrl {url}: {err}") from None
+    if not parts.hostname:
+        raise CannotRun(f"{cloud_stack} outputs: models.{model}.externalUrl {url} names no host")
     trusted = cloud_view(trusted, cloud_stack)
     ca_pem = trusted.get("inferenceCaCert")
     if not ca_pem:
@@ -170,7 +176,7 @@ def endpoint_from_outputs(model: str, trusted_stack: str, trusted: Mapping[str, 
         model=model,
         url=url,
         host=parts.hostname,
-        port=parts.port or 443,
+        port=port,
         trusted_stack=trusted_stack,
         ca_pem=str(ca_pem),
         ca=_certificate(ca_pem, f"{trusted_stack} output inferenceCaCert"),

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import socket
+import struct
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -26,6 +28,8 @@ class Served:
     blobs: dict[str, Path] = field(default_factory=dict)
     """Container name -> local directory."""
     sas: str | None = None
+    reset: dict[str, int] = field(default_factory=dict)
+    """Object name -> bytes sent before the store resets the connection (a download cut by the network)."""
     requests: list[str] = field(default_factory=list)
 
 
@@ -49,12 +53,19 @@ class _Handler(BaseHTTPRequestHandler):
             return self._status(404, b"ContainerNotFound")
         if self.served.sas is not None and url.query != self.served.sas:
             return self._status(403, b"AuthenticationFailed")
-        path = container / urllib.parse.unquote("/".join(parts[2:]))
+        name = urllib.parse.unquote("/".join(parts[2:]))
+        path = container / name
         if not path.is_file():
             return self._status(404, b"BlobNotFound")
         self.send_response(200)
         self.send_header("Content-Length", str(path.stat().st_size))
         self.end_headers()
+        if name in self.served.reset:
+            self.wfile.write(path.read_bytes()[: self.served.reset[name]])
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+            self.rfile.close()  # the socket's only file (wfile writes to it directly): the socket closes with it
+            self.connection.close()
+            return
         with open(path, "rb") as handle:  # from the page cache to the socket in the kernel: a remote store's CPU is not the reader's
             try:
                 self.connection.sendfile(handle)

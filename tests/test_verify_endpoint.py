@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 from scripts import verify_endpoint
-from tests.stack_edits import single_backend_lab
+from tests.stack_edits import single_backend_lab, stacks_with
 from tests.tls_fixtures import TEN_YEARS, JsonHandler, ca, server_certificate
 from tests.stack_edits import UNKNOWN_ENV, known_environments
 
@@ -30,6 +31,7 @@ SERVED_MODEL = "meta/llama-3.1-8b-instruct"
 PCR8 = "5f1c6b3e" * 8
 KEY_RESOURCE = "llama-serving-key"
 KEY_URI = "kbs:///default/inference-llama/tls.key"
+NO_CHOICES = "(answer without choices)"  # a prompt the handler answers with an empty choices list
 @dataclass
 class Server:
     port: int
@@ -45,6 +47,13 @@ class OpenAiHandler(JsonHandler):
 
     def do_GET(self) -> None:
         self.server.record.append((self.client_address[1], "GET", self.path, None))
+        if self.path == "/v1/cut":  # the model dies mid-answer
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b'{"object": ')
+            self.close_connection = True
+            return None
         if self.path != "/v1/models":
             return self.send_json(404, {"error": "not found"})
         self.send_json(200, {"object": "list", "data": [{"id": SERVED_MODEL, "object": "model"}]})
@@ -55,6 +64,8 @@ class OpenAiHandler(JsonHandler):
         if self.path != "/v1/chat/completions" or body.get("model") != SERVED_MODEL:
             return self.send_json(400, {"error": "unknown model"})
         prompt = body["messages"][-1]["content"]
+        if prompt == NO_CHOICES:
+            return self.send_json(200, {"object": "chat.completion", "model": SERVED_MODEL, "choices": []})
         self.send_json(200, {"object": "chat.completion", "model": SERVED_MODEL,
                          "choices": [{"index": 0, "message": {"role": "assistant", "content": f"You said: {prompt}"}, "finish_reason": "stop"}]})
 
@@ -69,12 +80,16 @@ def pki(tmp_path_factory) -> dict[str, Any]:
         "reissued": server_certificate("inference-llama-reissued", inference_ca, [HOST]),
         "other": server_certificate("other", other_ca, [HOST]),
         "router": server_certificate("router", router_ca, ["*.apps.confai-dev.eastus2.aroapp.test"]),
+        # A sharded ingress controller's default certificate (the same operator CA, another domain), and
+        # a default ingress certificate replaced by one from the organisation's CA (OpenShift's advice).
+        "router-shard": server_certificate("router-shard", router_ca, ["*.internal.confai-dev.eastus2.aroapp.test"]),
+        "custom-wildcard": server_certificate("custom-wildcard", ca("contoso-ca", "Contoso Issuing CA 01"), ["*.apps.confai-dev.eastus2.aroapp.test"]),
         "dir": tmp_path_factory.mktemp("pki"),
     }
 
 
 @contextlib.contextmanager
-def serving(cert_pem: str, key_pem: str, directory: Path, client_ca: str | None = None) -> Iterator[Server]:
+def serving(cert_pem: str, key_pem: str, directory: Path, client_ca: str | None = None, handler: type[OpenAiHandler] | None = None) -> Iterator[Server]:
     """The OpenAI-compatible handler behind TLS on 127.0.0.1 with this certificate and key; with
     `client_ca`, it requires client certificates that CA issued (as NIM_SSL_MODE=MTLS does)."""
     chain = directory / f"{abs(hash(cert_pem))}.pem"
@@ -84,7 +99,7 @@ def serving(cert_pem: str, key_pem: str, directory: Path, client_ca: str | None 
     if client_ca is not None:
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(cadata=client_ca)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), OpenAiHandler)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler or OpenAiHandler)
     httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
     httpd.record = []  # type: ignore[attr-defined]
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -100,7 +115,7 @@ def serving(cert_pem: str, key_pem: str, directory: Path, client_ca: str | None 
 @pytest.fixture(scope="module")
 def servers(pki) -> Iterator[dict[str, Server]]:
     with contextlib.ExitStack() as stack:
-        yield {name: stack.enter_context(serving(*pki[name], pki["dir"])) for name in ("serving", "reissued", "other", "router")}
+        yield {name: stack.enter_context(serving(*pki[name], pki["dir"])) for name in ("serving", "reissued", "other", "router", "router-shard", "custom-wildcard")}
 
 
 def trusted_outputs(pki: dict[str, Any]) -> dict[str, Any]:
@@ -196,6 +211,42 @@ def test_an_edge_route_shows_the_router_certificate_and_is_refused(pki, servers,
     assert servers["router"].requests == []
 
 
+@pytest.mark.parametrize("server, names, issuer", [
+    ("router-shard", "*.internal.confai-dev.eastus2.aroapp.test", "cluster-ingress-operator@1764547200"),
+    ("custom-wildcard", "*.apps.confai-dev.eastus2.aroapp.test", "Contoso Issuing CA 01"),
+], ids=["operator-ca-other-domain", "wildcard-from-another-ca"])
+def test_a_router_is_recognised_by_its_ca_or_by_a_wildcard_alone(pki, servers, tmp_path, capsys, server, names, issuer):
+    port = servers[server].port
+    assert run(tmp_path, trusted_outputs(pki), f"https://{HOST}:{port}") == 1
+    assert failure(capsys) == (
+        f"FAILED: {HOST}:{port}: TLS ends at the cluster's router, not in the TEE (certificate for {names} issued by {issuer}): "
+        "the model is exposed through an edge or re-encrypt Route; do not send it prompts"
+    )
+
+
+def test_a_server_gone_before_its_certificate_is_read_again_is_one_line(pki, tmp_path, capsys):
+    """The handshake fails verification; the second connection, which only reads the certificate to
+    explain why, finds no server: the verification error alone is reported."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    chain = pki["dir"] / "other-once.pem"
+    chain.write_text("".join(pki["other"]))
+    context.load_cert_chain(chain)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve_once() -> None:
+        connection, _ = listener.accept()
+        listener.close()  # before the handshake: the client's second connection is refused
+        with contextlib.suppress(OSError), context.wrap_socket(connection, server_side=True):
+            pass
+
+    thread = threading.Thread(target=serve_once, daemon=True)
+    thread.start()
+    assert run(tmp_path, trusted_outputs(pki), f"https://{HOST}:{port}") == 1
+    thread.join(timeout=5)
+    assert failure(capsys) == f"FAILED: {HOST}:{port}: the certificate does not verify (unable to get local issuer certificate)"
+
+
 def test_a_certificate_the_trusted_stack_did_not_publish_is_refused(pki, servers, tmp_path, capsys):
     """Issued by the inference CA for the right host, but not the workload's serving certificate (e.g. an old key)."""
     port = servers["reissued"].port
@@ -213,6 +264,15 @@ def test_another_workloads_certificate_is_refused(pki, servers, tmp_path, capsys
 def test_plain_http_is_refused_without_connecting(pki, tmp_path, capsys):
     assert run(tmp_path, trusted_outputs(pki), f"http://{HOST}:1") == 1
     assert failure(capsys) == f"FAILED: {MODEL}: http://{HOST}:1 is not an https:// URL: prompts would leave the client unencrypted"
+
+
+@pytest.mark.parametrize("url, problem", [
+    ("https://:443/", "names no host"),
+    (f"https://{HOST}:https/", ": Port could not be cast to integer value as 'https'"),
+], ids=["no-host", "port-not-a-number"])
+def test_an_external_url_that_names_no_server_exits_2(pki, tmp_path, capsys, url, problem):
+    assert run(tmp_path, trusted_outputs(pki), url) == 2
+    assert failure(capsys) == f"error: dev-cloud outputs: models.{MODEL}.externalUrl {url}{problem if problem.startswith(':') else ' ' + problem}"
 
 
 def test_nothing_listening_is_one_line(pki, tmp_path, capsys):
@@ -244,6 +304,32 @@ def test_a_model_error_is_one_line(pki, servers, tmp_path, capsys, monkeypatch):
     assert run(tmp_path, trusted_outputs(pki), f"https://{HOST}:{servers['serving'].port}", "--prompt", "hi") == 1
     err = capsys.readouterr().err.splitlines()
     assert err == ['FAILED: GET /v1/nothing: the model answered 404 Not Found: {"error": "not found"}']
+
+
+def test_an_answer_cut_short_is_one_line(pki, servers, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(verify_endpoint, "ask", lambda connection, prompt: verify_endpoint._json(connection, "GET", "/v1/cut"))
+    assert run(tmp_path, trusted_outputs(pki), f"https://{HOST}:{servers['serving'].port}", "--prompt", "hi") == 1
+    assert capsys.readouterr().err.splitlines() == ["FAILED: GET /v1/cut: no answer: IncompleteRead(11 bytes read, 89 more expected)"]
+
+
+def test_an_answer_without_content_is_one_line(pki, servers, tmp_path, capsys):
+    assert run(tmp_path, trusted_outputs(pki), f"https://{HOST}:{servers['serving'].port}", "--prompt", NO_CHOICES) == 1
+    assert capsys.readouterr().err.splitlines() == ["FAILED: POST /v1/chat/completions: the answer has no choices[0].message.content"]
+
+
+class NoModelHandler(OpenAiHandler):
+    """A model server that lists no model (NIM before its model has loaded)."""
+
+    def do_GET(self) -> None:
+        self.server.record.append((self.client_address[1], "GET", self.path, None))
+        self.send_json(200, {"object": "list", "data": []})
+
+
+def test_an_endpoint_serving_no_model_gets_no_prompt(pki, tmp_path, capsys):
+    with serving(*pki["serving"], pki["dir"], handler=NoModelHandler) as server:
+        assert run(tmp_path, trusted_outputs(pki), f"https://{HOST}:{server.port}", "--prompt", "my diagnosis") == 1
+    assert capsys.readouterr().err.splitlines() == ["FAILED: GET /v1/models: the endpoint serves no model"]
+    assert [request[1:3] for request in server.requests] == [("GET", "/v1/models")]
 
 
 # --- Mutual TLS ----------------------------------------------------------------------------------
@@ -305,6 +391,23 @@ def test_an_unknown_model_exits_2(capsys):
     assert failure(capsys) == f"error: unknown model 'gpt-9' in dev-cloud: expected one of {MODEL}, mistral-7b"
 
 
+def test_an_environment_with_two_cloud_stacks_needs_cloud_stack(capsys):
+    assert verify_endpoint.main(["prod", MODEL], make_pulumi=no_pulumi) == 2
+    assert failure(capsys) == "error: prod has 2 cloud stacks (prod-cloud, prod-cloud-eastus): choose one with --cloud-stack NAME"
+
+
+def test_a_cloud_stack_whose_models_are_no_list_exits_2(tmp_path, capsys):
+    stacks = stacks_with(tmp_path / "stacks", {"dev-cloud": {"models": {"name": MODEL}}})
+    assert verify_endpoint.main(["dev", MODEL, "--stacks-dir", str(stacks)], make_pulumi=no_pulumi) == 2
+    assert failure(capsys) == "error: dev-cloud: confidential-ai:models is not a list of models"
+
+
+def test_an_invalid_cloud_stack_config_exits_2_naming_the_key(tmp_path, capsys):
+    stacks = stacks_with(tmp_path / "stacks", {"dev-cloud": {"models.0.gpus": 0}})
+    assert verify_endpoint.main(["dev", MODEL, "--stacks-dir", str(stacks)], make_pulumi=no_pulumi) == 2
+    assert failure(capsys).startswith("dev-cloud: models[0].gpus: ")
+
+
 def test_an_environment_that_is_no_stack_name_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exited:
         verify_endpoint.main(["../dev", MODEL])
@@ -349,9 +452,10 @@ def test_a_model_running_a_workload_the_trusted_side_does_not_publish_exits_2(pk
     assert failure(capsys) == f"error: dev-cloud says {MODEL} runs workload 'phi-3', for which dev-trusted publishes no serving certificate"
 
 
-def test_a_model_missing_from_the_cloud_outputs_exits_2(pki, tmp_path, capsys):
+@pytest.mark.parametrize("models", [{}, {MODEL: {"workload": "llama"}}], ids=["no-model", "no-external-url"])
+def test_a_model_missing_from_the_cloud_outputs_exits_2(pki, tmp_path, capsys, models):
     (tmp_path / "trusted.json").write_text(json.dumps(trusted_outputs(pki)))
-    (tmp_path / "cloud.json").write_text(json.dumps({"models": {}}))
+    (tmp_path / "cloud.json").write_text(json.dumps({"models": models}))
     argv = ["dev", MODEL, "--trusted-outputs", str(tmp_path / "trusted.json"), "--cloud-outputs", str(tmp_path / "cloud.json")]
     assert verify_endpoint.main(argv, make_pulumi=no_pulumi) == 2
     assert failure(capsys) == f"error: dev-cloud outputs have no models.{MODEL}.externalUrl: deploy the cloud stack with this model"
@@ -384,6 +488,13 @@ def test_the_plans_certificate_and_outputs_verify_end_to_end(runner, tmp_path, c
     assert f"workload {MODEL}: PCR 8 = {workload['initdataPcr8']}" in out
     assert f"KBS resource {MODEL}-tls-key (kbs:///default/inference-tls-keys/{MODEL})" in out
     assert out.endswith("You said: hello\n")
+
+
+def test_a_trust_bundle_for_a_cloud_stack_that_pins_no_key_exits_2(tmp_path, capsys):
+    lab = str(single_backend_lab() / "stacks")
+    argv = ["dev", MODEL, "--stacks-dir", lab, "--trust-bundle", str(tmp_path / "bundle.json")]
+    assert verify_endpoint.main(argv, make_pulumi=no_pulumi) == 2
+    assert failure(capsys) == f"error: --trust-bundle {tmp_path / 'bundle.json'}: dev-cloud pins no trust bundle key (set trustBundle in its stack file)"
 
 
 def test_a_bundle_pinned_to_the_offline_placeholder_key_is_refused(pki, capsys):
