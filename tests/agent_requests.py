@@ -51,7 +51,7 @@ def fixture(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / f"createcontainer-{name}.json").read_text())
 
 
-def _set_image_metadata(storage: dict[str, Any], update: dict[str, str], drop: tuple[str, ...] = ()) -> None:
+def set_image_metadata(storage: dict[str, Any], update: dict[str, str], drop: tuple[str, ...] = ()) -> None:
     (option,) = storage["driver_options"]
     key, _, value = option.partition("=")
     volume = json.loads(value)
@@ -70,7 +70,7 @@ def container(image: str, annotation: str = IMAGE_ANNOTATIONS[0]) -> dict[str, A
     annotations[annotation] = image
     (storage,) = [s for s in request["storages"] if s["driver"] == "image_guest_pull"]
     storage["source"] = image
-    _set_image_metadata(storage, {annotation: image}, drop=IMAGE_ANNOTATIONS)
+    set_image_metadata(storage, {annotation: image}, drop=IMAGE_ANNOTATIONS)
     return request
 
 

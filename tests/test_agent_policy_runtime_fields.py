@@ -23,7 +23,9 @@ from tests.agent_requests import (
     copy_file,
     create_sandbox,
     nim_container,
+    pause,
     pod_copies,
+    set_image_metadata,
     with_container_id,
     with_sandbox_id,
 )
@@ -127,6 +129,44 @@ def test_a_container_with_a_second_image_storage_is_refused(ngc_policy):
     second["mount_point"] = "/run/kata-containers/gid/rootfs/opt/nim"
     request["storages"].append(second)
     assert "storages[image_guest_pull]" in refused_for(ngc_policy, "CreateContainerRequest", request)
+
+
+# --- What marks the pause container, and what it may have -------------------------------------------
+
+
+def _set_annotation(request: dict[str, Any], key: str, value: str) -> dict[str, Any]:
+    request["OCI"]["Annotations"][key] = value
+    return request
+
+
+def test_the_pause_image_annotated_as_a_container_is_refused(ngc_policy):
+    request = _set_annotation(pause(), "io.kubernetes.cri.container-type", "container")
+    assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"OCI.Annotations[container-type]"}
+
+
+def test_the_workload_annotated_as_the_sandbox_is_refused(ngc_policy):
+    request = _set_annotation(nim_container(), "io.kubernetes.cri.container-type", "sandbox")
+    assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"OCI.Annotations[container-type]"}
+
+
+def test_the_pause_image_with_container_metadata_is_refused(ngc_policy):
+    """The agent unpacks its own pause image only for sandbox metadata (image.rs is_sandbox); else it pulls `pause`."""
+    request = pause()
+    set_image_metadata(_image_storage(request), {"io.kubernetes.cri.container-type": "container"})
+    assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"storages[image_guest_pull].driver_options"}
+
+
+def test_the_pause_container_takes_no_other_storage(ngc_policy):
+    request = pause()
+    request["storages"].append(copy.deepcopy(nim_container()["storages"][1]))
+    assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"storages"}
+
+
+def test_a_pause_file_from_outside_the_copies_is_refused(ngc_policy):
+    request = pause()
+    (resolv,) = [m for m in request["OCI"]["Mounts"] if m["destination"] == "/etc/resolv.conf"]
+    resolv["source"] = "/run/kata-containers/sandbox/resolv.conf"
+    assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"OCI.Mounts[/etc/resolv.conf]"}
 
 
 # --- Files the runtime copies in, and emptyDirs ----------------------------------------------------------
