@@ -8,6 +8,7 @@ field under test only, and the same edit with a value the runtime does generate 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from typing import Any
 
@@ -15,13 +16,20 @@ import pytest
 import regorus
 
 from components import nim
+from components.initdata import DecryptorPolicy, PodVolume
 from tests.agent_requests import (
+    DECRYPTOR,
+    KEY_URI,
+    MANIFEST,
+    NOT_NGC_KEYS,
+    SHARED,
     NIM_ARGS,
     NIM_WORKING_DIR,
     SANDBOX_ID,
     SEALED_NGC_KEY,
     copy_file,
     create_sandbox,
+    decryptor_container,
     nim_container,
     pause,
     pod_copies,
@@ -38,6 +46,13 @@ WORKSPACE = next(m["mountPath"] for m in nim.volume_mounts() if m["name"] == "ni
 @pytest.fixture(scope="module")
 def ngc_policy() -> Policy:
     return Policy(args=NIM_ARGS, working_dir=NIM_WORKING_DIR)
+
+
+@pytest.fixture(scope="module")
+def encrypted_policy() -> Policy:
+    """A workload with an encrypted model: the pod also runs the decryptor."""
+    return Policy(args=NIM_ARGS, working_dir=NIM_WORKING_DIR, decryptor=DecryptorPolicy(DECRYPTOR, KEY_URI, MANIFEST),
+                  container=nim.policy_container(None, False, True))
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +216,26 @@ def test_a_destination_mounted_twice_is_refused(ngc_policy):
     (key,) = [m for m in request["OCI"]["Mounts"] if m["destination"] == "/run/nim-tls/key"]
     request["OCI"]["Mounts"].append(copy.deepcopy(key))
     assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"OCI.Mounts[/run/nim-tls/key] (mounted twice)"}
+
+
+def test_a_container_without_its_own_shm_gets_the_sandboxs(encrypted_policy):
+    """The decryptor has no /dev/shm volume: its /dev/shm is the sandbox's (kata_agent.go handleShm), not a copy."""
+    request = decryptor_container()
+    (shm,) = [m for m in request["OCI"]["Mounts"] if m["destination"] == "/dev/shm"]
+    assert refused_for(encrypted_policy, "CreateContainerRequest", request) == set()
+    shm["source"] = f"{SHARED}{request['container_id']}-0123456789abcdef-shm"
+    assert refused_for(encrypted_policy, "CreateContainerRequest", request) == {"OCI.Mounts[/dev/shm]"}
+
+
+def test_an_emptydir_where_the_runtime_copies_a_file_is_the_emptydir():
+    """A pod mounting an emptyDir at /run/secrets: the host's copy (the runtime copies secrets there for other
+    pods) does not stand in for the volume the pod VM makes."""
+    nim_volumes = nim.policy_container(NOT_NGC_KEYS, False, False)
+    container = dataclasses.replace(nim_volumes, volumes=(*nim_volumes.volumes, PodVolume("/run/secrets", "local", "run-secrets")))
+    policy = Policy(args=NIM_ARGS, working_dir=NIM_WORKING_DIR, container=container)
+    request = nim_container()
+    request["OCI"]["Mounts"].append({"destination": "/run/secrets", "options": ["rbind", "rprivate", "rw"], "source": f"{SHARED}gid-0123456789abcdef-secrets", "type_": "bind"})
+    assert refused_for(policy, "CreateContainerRequest", request) == {"OCI.Mounts[/run/secrets]"}
 
 
 def test_a_working_directory_in_an_emptydir_is_allowed():
