@@ -184,6 +184,17 @@ def test_a_pause_file_from_outside_the_copies_is_refused(ngc_policy):
     assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"OCI.Mounts[/etc/resolv.conf]"}
 
 
+@pytest.mark.parametrize("edit, field", [
+    (lambda m: m.update(destination="/opt/nim/llm"), "OCI.Mounts[/opt/nim/llm]"),  # a kernel filesystem over the code
+    (lambda m: m.update(type_="sysfs", source="sysfs"), "OCI.Mounts[/proc]"),
+    (lambda m: m.update(source="/run/kata-containers/shared/containers/proc"), "OCI.Mounts[/proc]"),
+], ids=["elsewhere", "another-type", "another-source"])
+def test_a_kernel_filesystem_is_where_and_as_the_runtime_mounts_it(ngc_policy, edit, field):
+    request = nim_container()
+    edit(next(m for m in request["OCI"]["Mounts"] if m["destination"] == "/proc"))
+    assert field in refused_for(ngc_policy, "CreateContainerRequest", request)
+
+
 # --- Files the runtime copies in, and emptyDirs ----------------------------------------------------------
 
 
@@ -284,6 +295,12 @@ def test_a_sealed_value_under_an_empty_name_is_refused(unpinned_env_policy):
     request = _env(_env(nim_container(), "PYTHONPATH", None), "LD_LIBRARY_PATH", None)  # refused where unpinned
     assert refused_for(unpinned_env_policy, "CreateContainerRequest", request) == set()
     assert refused_for(unpinned_env_policy, "CreateContainerRequest", _env(request, "", SEALED_NGC_KEY)) == {"OCI.Process.Env[]"}
+
+
+def test_an_entry_without_a_value_is_refused_where_the_environment_is_unpinned(unpinned_env_policy):
+    request = _env(_env(nim_container(), "PYTHONPATH", None), "LD_LIBRARY_PATH", None)
+    request["OCI"]["Process"]["Env"].append("NIM_LOG_LEVEL")
+    assert refused_for(unpinned_env_policy, "CreateContainerRequest", request) == {"OCI.Process.Env[NIM_LOG_LEVEL]"}
 
 
 def test_the_ngc_key_variable_takes_a_sealed_pointer_only(ngc_policy):
