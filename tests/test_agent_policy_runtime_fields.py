@@ -207,6 +207,24 @@ def test_a_copied_file_not_named_as_the_runtime_names_it_is_refused(ngc_policy):
     assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"OCI.Mounts[/run/nim-tls/key]"}
 
 
+@pytest.mark.parametrize("edit", [
+    lambda m: m.update(source="/run/kata-containers/sandbox/hosts"),  # not a copy: a file of the pod VM's
+    lambda m: m.update(type_="overlay"),
+    lambda m: m.update(options=["rbind", "rprivate", "rw", "suid"]),  # a setuid binary among the copied files
+    lambda m: m.update(options=["rbind", "rprivate", "rw", "dev"]),
+], ids=["not-a-copy", "not-a-bind", "suid", "dev"])
+def test_a_runtime_file_is_a_copy_bound_with_the_runtimes_options(ngc_policy, edit):
+    request = nim_container()
+    edit(next(m for m in request["OCI"]["Mounts"] if m["destination"] == "/etc/hosts"))
+    assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"OCI.Mounts[/etc/hosts]"}
+
+
+def test_the_sandboxs_shm_bound_elsewhere_is_refused(encrypted_policy):
+    request = decryptor_container()
+    next(m for m in request["OCI"]["Mounts"] if m["destination"] == "/dev/shm")["destination"] = "/opt/app-root/src"
+    assert "OCI.Mounts[/opt/app-root/src]" in refused_for(encrypted_policy, "CreateContainerRequest", request)
+
+
 def test_an_emptydir_storage_placed_elsewhere_is_refused(ngc_policy):
     """The agent creates an emptyDir where the storage's mount point says: over the image's /etc, for one."""
     request = nim_container()
