@@ -225,6 +225,85 @@ def test_the_sandboxs_shm_bound_elsewhere_is_refused(encrypted_policy):
     assert "OCI.Mounts[/opt/app-root/src]" in refused_for(encrypted_policy, "CreateContainerRequest", request)
 
 
+def _mount(request: dict[str, Any], destination: str) -> dict[str, Any]:
+    return next(m for m in request["OCI"]["Mounts"] if m["destination"] == destination)
+
+
+def _source_of(destination: str) -> str:
+    return _mount(nim_container(), destination)["source"]
+
+
+# Each: one mount of the NIM container changed (`edit(request)`), and the mount refused for it.
+MOUNT_EDITS = {
+    # A copy the runtime made for another container (same length of id), or for another of this one's files.
+    "another-containers-copy": (lambda r: _mount(r, "/etc/hosts").update(source=_source_of("/etc/hosts").replace("/gid-", "/abc-")), "/etc/hosts"),
+    "another-files-copy": (lambda r: _mount(r, "/etc/hosts").update(source=_source_of("/etc/resolv.conf")), "/etc/hosts"),
+    "a-relative-source": (lambda r: _mount(r, "/etc/hosts").update(source=_source_of("/etc/hosts").rsplit("/", 1)[1]), "/etc/hosts"),
+    # The model cache filled by the host: a copy where the pod VM makes an emptyDir.
+    "a-copy-for-an-emptydir": (lambda r: _mount(r, "/opt/nim/.cache").update(source=f"{SHARED}gid-0123456789abcdef-.cache"), "/opt/nim/.cache"),
+    "another-emptydirs-source": (lambda r: _mount(r, "/opt/nim/.cache").update(source=_source_of("/opt/nim/workspace")), "/opt/nim/.cache"),
+    "an-emptydir-not-bound": (lambda r: _mount(r, "/opt/nim/.cache").update(type_="overlay"), "/opt/nim/.cache"),
+    "an-emptydir-with-suid": (lambda r: _mount(r, "/opt/nim/.cache")["options"].append("suid"), "/opt/nim/.cache"),
+    "a-read-only-secret-writable": (lambda r: _mount(r, "/run/nim-tls/key").update(options=["rbind", "rprivate", "rw"]), "/run/nim-tls/key"),
+    # The pod's own /dev/shm volume swapped for the sandbox's, shared with every container of the pod.
+    "the-sandboxs-shm-for-the-pods": (lambda r: _mount(r, "/dev/shm").update(source="/run/kata-containers/sandbox/shm"), "/dev/shm"),
+}
+
+
+@pytest.mark.parametrize("edit", MOUNT_EDITS)
+def test_each_mount_is_the_one_the_runtime_makes_for_its_volume(ngc_policy, edit):
+    change, destination = MOUNT_EDITS[edit]
+    request = nim_container()
+    change(request)
+    assert refused_for(ngc_policy, "CreateContainerRequest", request) == {f"OCI.Mounts[{destination}]"}
+
+
+def test_the_decrypted_model_is_mounted_read_only(encrypted_policy):
+    request = nim_container(encrypted=True)
+    assert refused_for(encrypted_policy, "CreateContainerRequest", request) == set()
+    _mount(request, "/mnt/models").update(options=["rbind", "rprivate", "rw"])
+    assert refused_for(encrypted_policy, "CreateContainerRequest", request) == {"OCI.Mounts[/mnt/models]"}
+
+
+@pytest.mark.parametrize("edit, destination", [
+    (lambda m: m.update(destination="/pause"), "/pause"),
+    (lambda m: m.update(type_="tmpfs"), "/dev/shm"),
+    (lambda m: m.update(source="/run/kata-containers/sandbox/ephemeral/shm"), "/dev/shm"),
+], ids=["elsewhere", "not-a-bind", "another-source"])
+def test_the_pause_container_binds_the_sandboxs_shm_at_dev_shm(ngc_policy, edit, destination):
+    request = pause()
+    edit(_mount(request, "/dev/shm"))
+    assert refused_for(ngc_policy, "CreateContainerRequest", request) == {f"OCI.Mounts[{destination}]"}
+
+
+# Each: one emptyDir storage of the NIM container changed; the storage refused for it.
+STORAGE_EDITS = {
+    "a-host-disk-as-the-cache": ("/local/nim-cache", lambda s: s.update(source="/dev/sdb")),
+    "another-driver": ("/local/nim-cache", lambda s: s.update(driver="ephemeral")),
+    "another-fstype": ("/local/nim-cache", lambda s: s.update(fstype="ext4")),
+    "memory-as-disk": ("/ephemeral/shm", lambda s: s.update(driver="local", fstype="local", source="local")),
+    "disk-as-memory": ("/local/nim-cache", lambda s: s.update(driver="ephemeral", fstype="tmpfs", source="tmpfs")),
+    "memory-elsewhere": ("/ephemeral/shm", lambda s: s.update(mount_point="/run/kata-containers/sandbox/ephemeral/other")),
+}
+
+
+@pytest.mark.parametrize("edit", STORAGE_EDITS)
+def test_each_emptydir_storage_is_the_one_the_runtime_makes(ngc_policy, edit):
+    suffix, change = STORAGE_EDITS[edit]
+    request = nim_container()
+    storage = next(s for s in request["storages"] if s["mount_point"].endswith(suffix))
+    change(storage)
+    assert refused_for(ngc_policy, "CreateContainerRequest", request) == {f"storages[{storage['mount_point']}]"}
+
+
+def test_a_working_directory_in_a_memory_emptydir_is_allowed():
+    policy = Policy(args=NIM_ARGS, working_dir="/mnt/models", decryptor=DecryptorPolicy(DECRYPTOR, KEY_URI, MANIFEST),
+                    container=nim.policy_container(None, False, True))
+    request = nim_container(encrypted=True)
+    request["OCI"]["Process"]["Cwd"] = "/mnt/models"
+    assert refused_for(policy, "CreateContainerRequest", request) == set()
+
+
 def test_an_emptydir_storage_placed_elsewhere_is_refused(ngc_policy):
     """The agent creates an emptyDir where the storage's mount point says: over the image's /etc, for one."""
     request = nim_container()
