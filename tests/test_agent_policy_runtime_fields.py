@@ -284,6 +284,9 @@ STORAGE_EDITS = {
     "memory-as-disk": ("/ephemeral/shm", lambda s: s.update(driver="local", fstype="local", source="local")),
     "disk-as-memory": ("/local/nim-cache", lambda s: s.update(driver="ephemeral", fstype="tmpfs", source="tmpfs")),
     "memory-elsewhere": ("/ephemeral/shm", lambda s: s.update(mount_point="/run/kata-containers/sandbox/ephemeral/other")),
+    "memory-from-a-host-disk": ("/ephemeral/shm", lambda s: s.update(source="/dev/sdb")),
+    "memory-by-another-driver": ("/ephemeral/shm", lambda s: s.update(driver="local")),
+    "memory-of-another-fstype": ("/ephemeral/shm", lambda s: s.update(fstype="ext4")),
 }
 
 
