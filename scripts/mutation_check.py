@@ -31,6 +31,7 @@ _CONFIG_TESTS = (
     "tests/test_azure_config.py",
     "tests/test_cluster_layer_config.py",
     "tests/test_bad_input.py",
+    "tests/test_reference_value_expiry.py",  # expiration and --as-of
 )  # not tests/test_config_fuzz.py: a random example that kills a mutant once may miss it the next run
 # Source (file or glob) -> the behaviour tests that cover it. Every template under templates/ that
 # ends in .rego.j2 must be listed (a test checks it).

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from stacks.config import ConfigError
 from tests.conftest import Runner, example_config
 from tests.test_config import problems
+from tests.test_trusted_config import loads
 
 DEV_SUB = "3f2c8a1e-6b4d-4e2a-9c7f-1d5e8b0a4c21"
 OTHER_SUB = "11111111-2222-4333-8444-555555555555"
+PROD_SUB = "7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
 
 
 @pytest.mark.parametrize(
@@ -122,6 +126,13 @@ def test_brought_subnet_needs_its_nsg_and_must_be_in_the_vnet():
     ]
 
 
+def test_a_brought_subnet_of_the_vnet_with_its_nsg_is_accepted():
+    vnet = f"/subscriptions/{PROD_SUB}/resourceGroups/ocp-prod-network/providers/Microsoft.Network/virtualNetworks/ocp-prod-vnet"
+    subnet, nsg = f"{vnet}/subnets/pod-vms", f"/subscriptions/{PROD_SUB}/resourceGroups/ocp-prod-network/providers/Microsoft.Network/networkSecurityGroups/pod-vms"
+    existing = loads("prod-cloud", set={"cluster.existing.podVmSubnetId": subnet, "cluster.existing.nsgId": nsg}).cluster.existing
+    assert (existing.vnet_id, existing.pod_vm_subnet_id, existing.nsg_id) == (vnet, subnet, nsg)
+
+
 def test_existing_vnet_must_be_in_the_subscription():
     vnet = f"/subscriptions/{OTHER_SUB}/resourceGroups/n/providers/Microsoft.Network/virtualNetworks/v"
     assert problems("prod-cloud", set={"cluster.existing.vnetId": vnet}) == [
@@ -133,6 +144,34 @@ def test_malformed_vnet_id():
     assert problems("prod-cloud", set={"cluster.existing.vnetId": "ocp-prod-vnet"})[0].startswith(
         "prod-cloud: cluster.existing.vnetId: 'ocp-prod-vnet' is not a VNet ID (/subscriptions/<guid>/"
     )
+
+
+# The prod example's pinned trust bundle key (the offline plan's placeholder, public).
+[PINNED_KEY] = json.loads(example_config("prod-cloud")[0]["confidential-ai:trustBundle"])["keys"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "line"),
+    [
+        ({"trustBundle.keys.0.x": "AAAA"}, f"trustBundle.keys[0].x: pinned key {PINNED_KEY['kid']} is not a point on P-256"),
+        (
+            {"trustBundle.keys.0.kid": "not-the-thumbprint"},
+            f"trustBundle.keys[0].kid: is not the key's RFC 7638 thumbprint ({PINNED_KEY['kid']}): copy the trustBundleKey output as it is",
+        ),
+        ({"trustBundle.keys": [PINNED_KEY, PINNED_KEY]}, "trustBundle.keys: pins the same key twice"),
+        (
+            {"trustedStack": "organization/confidential-ai/prod-trusted"},
+            "trustedStack: is not used with trustBundle (the bundle replaces the StackReference); remove it",
+        ),
+    ],
+)
+def test_the_trust_bundle_pins_each_key_once_and_replaces_the_stack_reference(edit, line):
+    assert problems("prod-cloud", set=edit) == [f"prod-cloud: {line}"]
+
+
+def test_a_single_backend_lab_may_name_its_trusted_stack():
+    name = "acme/confidential-ai/dev-trusted"
+    assert loads("dev-cloud", set={"trustedStack": name}, delete=("trustBundle",)).trusted_stack_name == name
 
 
 def test_secret_never_echoed_in_errors():

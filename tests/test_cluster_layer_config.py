@@ -8,6 +8,7 @@ import pytest
 
 from tests.conftest import example_config
 from tests.test_config import problems
+from tests.test_trusted_config import loads
 
 MODEL = json.loads(example_config("dev-cloud")[0]["confidential-ai:models"])[0]
 
@@ -49,6 +50,25 @@ def test_model_names_are_unique_and_short():
     assert problems("dev-cloud", set=with_model(name=long)) == [
         f"dev-cloud: models[0].name: {long} is longer than 31 characters; its Route host <name>-<namespace> must fit one DNS label"
     ]
+    assert loads("dev-cloud", set=with_model(name="a" * 31)).models[0].name == "a" * 31
+
+
+@pytest.mark.parametrize(
+    ("edit", "line"),
+    [
+        ({"delete": ("models.1.encrypted",)}, "models[1].encrypted: is required with source encrypted (manifest, and url unless modelStorage holds the model)"),
+        ({"set": {"models.1.source": "ngc"}}, "models[1].encrypted: is only used with source encrypted"),
+        ({"delete": ("modelStorage",)}, "models[1].encrypted.url: is required unless modelStorage is set (the stack then serves the model from its container)"),
+    ],
+)
+def test_an_encrypted_model_says_where_its_ciphertext_is(edit, line):
+    assert problems("prod-cloud", **edit) == [f"prod-cloud: {line}"]
+
+
+def test_an_encrypted_model_with_its_own_url_needs_no_model_storage():
+    url = "https://caiprodmodels.blob.core.windows.net/models/llama-ft"
+    config = loads("prod-cloud", set={"models.1.encrypted.url": url}, delete=("modelStorage",))
+    assert (config.models[1].encrypted.url, config.model_storage) == (url, None)
 
 
 @pytest.mark.parametrize(
@@ -76,6 +96,10 @@ def test_pull_secret_mode_needs_the_cloud_side_pull_key():
     ]
 
 
+def test_kbs_mode_needs_no_cloud_side_pull_key():
+    assert loads("dev-cloud", set={"imagePull.mode": "kbs"}, delete=("nvcrPullKey",)).nvcr_pull_key is None
+
+
 def test_kbs_mode_refuses_a_cloud_side_pull_key():
     assert problems("dev-cloud", set={"imagePull.mode": "kbs"}) == [
         "dev-cloud: nvcrPullKey: is not used with imagePull.mode kbs (KBS holds the registry credential); remove it so the cloud side holds none"
@@ -99,6 +123,13 @@ def test_pull_key_must_be_stored_as_a_secret():
         ("osc.proxyTimeout", "5 minutes", "'5 minutes' is not a duration like 30m or 1h30m"),
         ("osc.tags", {"team": "a,b"}, "tag keys and values may not contain ',', '=' or spaces (CAA reads TAGS as k=v,k2=v2)"),
         ("osc.tags", {"app.kubernetes.io/part-of": "nim"}, "Azure tag names may not contain '/' (tag values may)"),
+        ("osc.tags", {"cost center": "ai"}, "tag keys and values may not contain ',', '=' or spaces (CAA reads TAGS as k=v,k2=v2)"),
+        (
+            "osc.proxyTimeout",
+            "11m",
+            "11m exceeds remoteHypervisorTimeout (600 s): the kata shim gives up on the pod VM first; use at most that, "
+            "or raise remote_hypervisor_timeout on the workers and set remoteHypervisorTimeout to match",
+        ),
         ("openshiftAi.ingressDomain", "Apps.Example", "'Apps.Example' is not a DNS name"),
         ("imagePull.mode", "registry", "Input should be 'pullSecret' or 'kbs'"),
     ],
@@ -129,3 +160,24 @@ def test_aro_ingress_domain_follows_the_cluster_domain(runner):
     run = runner.example("dev-cloud", set={"cluster.aro.domain": "llm-lab"}, stack_outputs={"dev-trusted": trusted.stack_outputs})
     assert run.outputs["models"]["llama-3-1-8b"]["externalUrl"] == f"https://{host}"
     assert run.outputs["clusterConsoleUrl"] == "https://console-openshift-console.apps.llm-lab.eastus2.aroapp.io/"
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "says"),
+    [
+        ({"osc.operator.installPlanApproval": "Automatic"}, "osc.operator.installPlanApproval", "Automatic is not supported: OLM would upgrade past startingCSV"),
+        ({"cluster.aro.version": "4.16.30"}, "cluster.aro.version", "4.16.30 is not an ARO install version"),
+        (
+            {"openshiftAi.operator": {"channel": "stable-2.16", "startingCSV": "rhods-operator.2.16.0"}},
+            "openshiftAi.operator.startingCSV",
+            "rhods-operator.2.16.0 is not in the version matrix",
+        ),
+        ({"openshiftAi.operator.channel": "stable-3.3"}, "openshiftAi.operator.channel", "stable-3.3 does not serve rhods-operator.3.4.3; use stable-3.4"),
+        # An ARO install version the pinned OSC 1.12 does not support (it needs 4.19.28 or later).
+        ({"cluster.aro.version": "4.19.24"}, "osc.operator.startingCSV", "sandboxed-containers-operator.v1.12.1 (OSC 1.12) needs OpenShift 4.19.28 or later"),
+    ],
+)
+def test_an_operator_pin_outside_the_version_matrix_is_one_line(edit, key, says):
+    """Parse-level twins of tests/test_version_matrix.py's full-message cases, cheap enough for the mutation check."""
+    [line] = problems("dev-cloud", set=edit)
+    assert line.startswith(f"dev-cloud: {key}: {says}"), line

@@ -139,6 +139,18 @@ def test_secret_setting_stored_in_plain_text_rejected():
     assert err.value.lines() == ["dev-trusted: kubeconfig: must be stored as a secret: pulumi config set --secret kubeconfig ... -s dev-trusted"]
 
 
+def test_a_secret_stored_in_plain_text_does_not_hide_the_other_problems():
+    config, secret_keys = example_config("dev-trusted", set={"kbs.url": "http://kbs.trusted-dev.example.com"})
+    raw = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("confidential-ai:")}
+    others = [k.split(":", 1)[1] for k in secret_keys if k != "confidential-ai:kubeconfig"]
+    with pytest.raises(ConfigError) as err:
+        load("dev-trusted", raw, secret_keys=others)
+    assert err.value.lines() == [
+        "dev-trusted: kubeconfig: must be stored as a secret: pulumi config set --secret kubeconfig ... -s dev-trusted",
+        "dev-trusted: kbs.url: http://kbs.trusted-dev.example.com is not https: KBS must only be reached over TLS",
+    ]
+
+
 def test_plain_setting_stored_as_secret_rejected():
     config, secret_keys = example_config("dev-trusted")
     raw = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("confidential-ai:")}

@@ -12,6 +12,8 @@ from tests.conftest import example_config
 from tests.test_config import problems
 
 GOOD_RESOURCE = {"name": "extra", "secret": "extra", "key": "value", "gpuGated": False}
+# A real CA certificate (public): the one the prod example's KBS TLS names.
+CA_PEM = json.loads(example_config("prod-trusted")[0]["confidential-ai:kbs"])["tls"]["caCertificate"]
 
 
 def with_resource(**fields) -> list[dict]:
@@ -69,6 +71,28 @@ def with_resource(**fields) -> list[dict]:
             {"set": {"kbs.tls.mode": "provided"}},
             "dev-trusted: kbs.tls.caCertificate: provided mode needs the PEM CA certificate that issued kbsTlsCertificate",
         ),
+        (
+            {"set": {"kbs.tls.caCertificate": CA_PEM}},
+            "dev-trusted: kbs.tls.caCertificate: is only used when mode is provided",
+        ),
+        (
+            {"set": {"kbs.url": "kbs.trusted-dev.example.com"}},
+            "dev-trusted: kbs.url: 'kbs.trusted-dev.example.com' is not a URL of the form https://host[:port]",
+        ),
+        (
+            {"set": {"kbs.url": "https://kbs_1.example.com"}},
+            "dev-trusted: kbs.url: 'kbs_1.example.com' is not a DNS hostname",
+        ),
+        # Both ends of the TCP port range (0 and 65536 parse as numbers but are no ports).
+        ({"set": {"kbs.url": "https://kbs.example.com:0"}}, "dev-trusted: kbs.url: 0 is not a TCP port (1-65535)"),
+        ({"set": {"kbs.url": "https://kbs.example.com:65536"}}, "dev-trusted: kbs.url: 65536 is not a TCP port (1-65535)"),
+        (
+            {"set": {"kbs.nvidiaVerifier.url": "http://nras.attestation.nvidia.com/v4/attest"}},
+            "dev-trusted: kbs.nvidiaVerifier.url: 'http://nras.attestation.nvidia.com/v4/attest' is not an https URL",
+        ),
+        ({"set": {"kbs.nvidiaVerifier.url": "https:///v4/attest"}}, "dev-trusted: kbs.nvidiaVerifier.url: 'https:///v4/attest' is not an https URL"),
+        ({"set": {"trustBundle.keys": ["a", "a"]}}, "dev-trusted: trustBundle.keys: lists a slot twice"),
+        ({"set": {"trustBundle.signingKey": "b"}}, "dev-trusted: trustBundle.signingKey: 'b' is not in keys (a); add it there first"),
     ],
 )
 def test_section_rules_name_their_key(edit, expected):
@@ -130,6 +154,10 @@ def test_empty_secret_value_is_named_not_shown():
         ({"minGpus": 2}, "minGpus: is only meaningful with gpuGated: true"),
         ({"secret": "kbs-https-key"}, "secret: 'kbs-https-key' is a name the stack uses for Trustee's own configuration; pick another"),
         ({"name": "ngc-api-key"}, "name: 'ngc-api-key' is declared more than once"),
+        # Another name for the same KBS path: both would be one secret in Trustee.
+        ({"secret": "ngc-api-key", "key": "api-key"}, "key: kbs:///default/ngc-api-key/api-key is declared more than once"),
+        ({"key": "certs/tls.key"}, "key: 'certs/tls.key' is not a Secret key (letters, digits, '-', '_', '.')"),
+        ({"key": ".."}, "key: '..' is not a Secret key (letters, digits, '-', '_', '.')"),
     ],
 )
 def test_resource_rules(fields, expected):
@@ -277,3 +305,51 @@ def test_an_unpinned_process_stops_the_stack_before_any_resource(runner):
         runner("dev-trusted", config, secret_keys)
     assert err.value.registered == []
     assert [line.split(": ")[1] for line in err.value.lines()] == ["workloads[0].args"]
+
+
+def test_a_load_balancer_kbs_on_8080_is_accepted():
+    kbs = loads("dev-trusted", set={"kbs.exposure": "loadBalancer", "kbs.url": "https://kbs.trusted-dev.example.com:8080"}).kbs
+    assert (kbs.exposure, kbs.url) == ("loadBalancer", "https://kbs.trusted-dev.example.com:8080")
+
+
+def test_a_resource_released_on_cpu_evidence_may_say_min_gpus_0():
+    config = loads("dev-trusted", set={"kbsResources": with_resource(minGpus=0), "kbsSecrets.extra": "x"})
+    assert config.kbs_resources[2].required_gpus == 0
+
+
+@pytest.mark.parametrize(
+    "field, problem",
+    [
+        ("keyResource", "'ngc-api-key' is not in this workload's resources; list it there so KBS releases it to the workload"),
+        ("decryptorImage", "is the workload's own image; the decryptor is a separate image (images/model-decryptor)"),
+    ],
+)
+def test_an_encrypted_model_needs_its_key_released_and_a_decryptor_of_its_own(field, problem):
+    config, _ = example_config("prod-trusted")
+    llama_ft = json.loads(config["confidential-ai:workloads"])[1]
+    value = {"keyResource": "ngc-api-key", "decryptorImage": llama_ft["image"]}[field]
+    assert problems("prod-trusted", set={f"workloads.1.encryptedModel.{field}": value}) == [
+        f"prod-trusted: workloads[1].encryptedModel.{field}: {problem}"
+    ]
+
+
+def test_a_model_key_with_a_trailing_newline_is_refused_and_other_secrets_are_taken_as_given():
+    [line] = problems("prod-trusted", set={"kbsSecrets.model-key": "k3y\n"})
+    assert line.startswith("prod-trusted: kbsSecrets.model-key: is a model key with a newline or spaces around it:")
+    # A PEM file ends in a newline; only the raw model key is read without stripping.
+    assert CA_PEM.endswith("\n")
+    config = loads("dev-trusted", set={"kbsResources": with_resource(), "kbsSecrets.extra": CA_PEM})
+    assert config.kbs_secrets["extra"].get_secret_value() == CA_PEM
+
+
+def test_a_client_ca_certificate_is_accepted_and_inference_tls_needs_none():
+    assert loads("dev-trusted", set={"inferenceTls.clientCaCertificate": CA_PEM}).inference_tls.client_ca_certificate == CA_PEM
+    assert loads("dev-trusted", set={"inferenceTls.validityHours": 48}).inference_tls.client_ca_certificate is None
+
+
+def test_a_provided_certificate_is_refused_while_the_stack_makes_its_own():
+    config, secret_keys = example_config("dev-trusted", set={"kbsTlsCertificate": "-----BEGIN CERTIFICATE-----"})
+    raw = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("confidential-ai:")}
+    with pytest.raises(ConfigError) as err:
+        load("dev-trusted", raw, [*(k.split(":", 1)[1] for k in secret_keys), "kbsTlsCertificate"])
+    assert err.value.lines() == ["dev-trusted: kbsTlsCertificate: is only used when kbs.tls.mode is provided"]

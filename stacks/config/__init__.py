@@ -75,10 +75,9 @@ def load(stack: str, raw: Mapping[str, str], secret_keys: Iterable[str] = ()) ->
     values["stack"] = {"name": stack, "env": name["env"], "role": role}
     if "stack" in raw:
         problems.append(Problem("stack", "unknown key (the stack identity comes from the stack name)"))
-    if problems:
-        raise ConfigError(stack, problems)
 
-    # Each section is validated on its own, so one broken section does not hide another's problems.
+    # Each section is validated on its own, so neither a wrongly stored value nor one broken section
+    # hides another's problems.
     for name, field in model.model_fields.items():
         key = field.alias or name
         if key not in values:

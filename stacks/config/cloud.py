@@ -364,7 +364,8 @@ def workload_rules(config: CloudConfig) -> Iterator[Problem]:
                 "osc.rootVolumeSizeGb",
                 f"{config.osc.root_volume_size_gb} GB cannot hold model {model.name}: image {model.image_size_gi} GiB + cache {model.model_cache_gi} GiB + NIM scratch {nim.SCRATCH_GI} GiB",
             )
-        if model.source == "encrypted" and model.encrypted and model.encrypted.url is None and config.model_storage is None:
+        # ModelSettings.rules already refused `encrypted` on a model whose source is not encrypted.
+        if model.encrypted and model.encrypted.url is None and config.model_storage is None:
             yield Problem(f"models[{i}].encrypted.url", "is required unless modelStorage is set (the stack then serves the model from its container)")
     needs_pull_key = config.image_pull.mode == "pullSecret" and config.models
     if needs_pull_key and config.nvcr_pull_key is None:
