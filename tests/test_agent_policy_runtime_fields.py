@@ -366,6 +366,30 @@ def test_a_copy_that_is_neither_file_directory_nor_symlink_is_refused(ngc_policy
     assert refused_for(ngc_policy, "CopyFileRequest", copy_file(path, file_type), "copy_file_refusals") == {"file_type"}
 
 
+def test_a_symlink_at_a_copys_top_level_is_refused(ngc_policy):
+    """The container binds the copy's top level: a link there binds whatever it names (another container's copy)."""
+    copied = copy_file(_source_of("/etc/hosts"), "Symlink", "abc-0123456789abcdef-hosts")
+    assert refused_for(ngc_policy, "CopyFileRequest", copied, "copy_file_refusals") == {"path (a symlink at a copy's top level)"}
+
+
+def test_a_symlink_without_a_target_is_refused(ngc_policy):
+    copied = copy_file(f"{_source_of('/run/nim-tls/key')}/data", "Symlink", None)
+    assert refused_for(ngc_policy, "CopyFileRequest", copied, "copy_file_refusals") == {"symlink_target"}
+
+
+def test_a_sandbox_sharing_its_pid_namespace_is_refused(ngc_policy):
+    sandbox = dict(create_sandbox(), sandbox_pidns=True)
+    assert refused_for(ngc_policy, "CreateSandboxRequest", sandbox, "create_sandbox_refusals") == {"sandbox_pidns"}
+
+
+@pytest.mark.parametrize("field, value", [("driver", "local"), ("source", "/dev/sdb"), ("fstype", "ext4"),
+                                          ("mount_point", "/run/kata-containers/sandbox/ephemeral/shm")])
+def test_the_sandbox_shm_is_the_storage_the_runtime_makes(ngc_policy, field, value):
+    sandbox = create_sandbox()
+    sandbox["storages"][0][field] = value
+    assert refused_for(ngc_policy, "CreateSandboxRequest", sandbox, "create_sandbox_refusals") == {"storages"}
+
+
 @pytest.mark.parametrize("option", ["exec", "suid", "dev", "size=64m,exec"])
 def test_the_sandbox_shm_takes_the_runtimes_options_only(ngc_policy, option):
     sandbox = create_sandbox()
