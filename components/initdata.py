@@ -120,8 +120,6 @@ class PodContainer:
     `excluded` prefix (`sealed.<header>.<payload>.`: components/sealed_secret.py sealed_prefix): the workload's
     own secrets meant for something else. Which resource a pointer may name otherwise is KBS's decision (it
     releases only the workload's own), so adding a resource to a workload leaves its policy as it is."""
-    free_env: tuple[str, ...] = ()
-    """Variables whose value the pod spec takes from a plain Secret (any value, never a sealed pointer)."""
     volumes: tuple[PodVolume, ...] = ()
 
 
@@ -226,7 +224,7 @@ _RULED = ("CreateContainerRequest", "CopyFileRequest", "CreateSandboxRequest", "
 # termination log's source), mounts what the host names (UpdateEphemeralMounts), swaps to a host disk
 # (AddSwap, AddSwapPath); FACTS section 4, kata-containers src/agent/src/rpc.rs.
 REFUSED_REQUESTS = ("GetDiagnosticDataRequest", "UpdateEphemeralMountsRequest", "AddSwapRequest", "AddSwapPathRequest")
-_SOURCE_PLACEHOLDER = "https://source.invalid/"
+_SOURCE_PLACEHOLDER = "https://source.invalid/"  # matches _HTTPS_URL: the agent policy relies on it
 _HTTPS_URL = r"^https://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~%/-]*)?$"
 
 
@@ -297,7 +295,6 @@ def _workload_spec(args: AgentPolicyArgs) -> dict[str, Any]:
         "cwd": args.working_dir,
         "env": list(args.container.env),
         "image_env": list(args.image_env) if args.image_env is not None else None,
-        "free_env": list(args.container.free_env),
         "sealed_env": {name: list(excluded) for name, excluded in args.container.sealed_env},
         "volumes": [_volume(v) for v in args.container.volumes],
     }
@@ -317,9 +314,9 @@ def _decryptor_spec(decryptor: DecryptorPolicy) -> dict[str, Any]:
         "cwd": None,
         "env": [],
         # Its image's environment is not pinned: `python3 -I` ignores PYTHON*, the rest of the loaders'
-        # variables are refused (UNSAFE_ENV), and no sealed pointer is taken.
+        # variables are refused (UNSAFE_ENV), and no sealed pointer is taken. Its SAS token (from a plain
+        # Secret) is one such variable.
         "image_env": None,
-        "free_env": [encrypted_model.SAS_ENV],
         "sealed_env": {},
         "volumes": [_volume(PodVolume(encrypted_model.MODEL_DIR, "memory", encrypted_model.VOLUME))],
     }

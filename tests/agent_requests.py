@@ -51,7 +51,7 @@ def fixture(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / f"createcontainer-{name}.json").read_text())
 
 
-def _set_image_metadata(storage: dict[str, Any], update: dict[str, str], drop: tuple[str, ...] = ()) -> None:
+def set_image_metadata(storage: dict[str, Any], update: dict[str, str], drop: tuple[str, ...] = ()) -> None:
     (option,) = storage["driver_options"]
     key, _, value = option.partition("=")
     volume = json.loads(value)
@@ -70,7 +70,7 @@ def container(image: str, annotation: str = IMAGE_ANNOTATIONS[0]) -> dict[str, A
     annotations[annotation] = image
     (storage,) = [s for s in request["storages"] if s["driver"] == "image_guest_pull"]
     storage["source"] = image
-    _set_image_metadata(storage, {annotation: image}, drop=IMAGE_ANNOTATIONS)
+    set_image_metadata(storage, {annotation: image}, drop=IMAGE_ANNOTATIONS)
     return request
 
 
@@ -163,7 +163,6 @@ def crio(request: dict[str, Any]) -> dict[str, Any]:
     """
     request = copy.deepcopy(request)
     oci = request["OCI"]
-    old_id = request["container_id"]
     annotations = oci["Annotations"]
     sandbox = annotations.get("io.kubernetes.cri.container-type") == "sandbox"
     new_id = CRIO_SANDBOX_ID if sandbox else CRIO_CONTAINER_ID
@@ -176,11 +175,10 @@ def crio(request: dict[str, Any]) -> dict[str, Any]:
         **({"io.kubernetes.cri-o.ImageName": image} if image else {}),
     }
     oci["Annotations"] = crio_annotations
-    request["container_id"] = request["exec_id"] = new_id
-    oci["Root"]["Path"] = f"/run/kata-containers/{new_id}/rootfs"
+    request = with_container_id(request, new_id)
+    oci = request["OCI"]
     for storage in request["storages"]:
         if storage["driver"] == "image_guest_pull":
-            storage["mount_point"] = oci["Root"]["Path"]
             (option,) = storage["driver_options"]
             key, _, value = option.partition("=")
             volume = json.loads(value)
@@ -190,7 +188,7 @@ def crio(request: dict[str, Any]) -> dict[str, Any]:
             storage["mount_point"] = storage["mount_point"].replace(SANDBOX_ID, CRIO_SANDBOX_ID)
     mounts = []
     for mount in oci["Mounts"]:
-        mount = dict(mount, source=mount["source"].replace(f"{old_id}-", f"{new_id}-").replace(SANDBOX_ID, CRIO_SANDBOX_ID))
+        mount = dict(mount, source=mount["source"].replace(SANDBOX_ID, CRIO_SANDBOX_ID))
         if mount["destination"] in ("/etc/hostname", "/etc/resolv.conf"):
             mount["options"] = ["ro" if sandbox else "rw", "bind", "nodev", "nosuid", "noexec"]
         if mount["destination"] == "/sys/fs/cgroup":
@@ -207,6 +205,26 @@ def crio(request: dict[str, Any]) -> dict[str, Any]:
     oci["Linux"]["Sysctl"] = {"net.ipv4.ping_group_range": "0 2147483647"} if sandbox else {}
     oci["Mounts"] = mounts
     return request
+
+
+def with_container_id(request: dict[str, Any], container_id: str) -> dict[str, Any]:
+    """`request` for another container id, as the runtime derives from it: the image's mount point and
+    root, and the names of the files it copies in (fs_share_linux.go shareFileName)."""
+    request = copy.deepcopy(request)
+    old = request["container_id"]
+    request["container_id"] = request["exec_id"] = container_id
+    request["OCI"]["Root"]["Path"] = f"/run/kata-containers/{container_id}/rootfs"
+    for storage in request["storages"]:
+        if storage["driver"] == "image_guest_pull":
+            storage["mount_point"] = request["OCI"]["Root"]["Path"]
+    for mount in request["OCI"]["Mounts"]:
+        mount["source"] = mount["source"].replace(f"{SHARED}{old}-", f"{SHARED}{container_id}-").replace(f"watchable/{old}-", f"watchable/{container_id}-")
+    return request
+
+
+def with_sandbox_id(request: dict[str, Any], sandbox_id: str) -> dict[str, Any]:
+    """`request` in a sandbox of another id: its annotation and the emptyDirs under the sandbox's directory."""
+    return json.loads(json.dumps(request).replace(SANDBOX_ID, json.dumps(sandbox_id)[1:-1]))
 
 
 def copy_file(path: str, file_type: str = "Regular", symlink_target: str | None = None) -> dict[str, Any]:

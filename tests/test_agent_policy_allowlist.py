@@ -223,6 +223,20 @@ def test_an_extra_capability_is_refused(ngc_policy):
     assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"OCI.Process.Capabilities"}
 
 
+def test_a_process_without_capabilities_is_refused(ngc_policy):
+    """Absent is not none: rustjail then drops nothing and the process keeps every capability of the agent
+    (kata-containers src/agent/rustjail/src/container.rs do_init_child)."""
+    request = nim_container()
+    request["OCI"]["Process"]["Capabilities"] = None
+    assert refused_for(ngc_policy, "CreateContainerRequest", request) == {"OCI.Process.Capabilities"}
+
+
+def test_no_capabilities_at_all_are_allowed(ngc_policy):
+    request = nim_container()
+    request["OCI"]["Process"]["Capabilities"] = {key: [] for key in request["OCI"]["Process"]["Capabilities"]}
+    assert refused_for(ngc_policy, "CreateContainerRequest", request) == set()
+
+
 def test_a_device_is_refused(ngc_policy):
     request = nim_container()
     request["devices"] = [{"id": "/dev/sda", "type_": "blk", "vm_path": "/dev/vda", "container_path": "/dev/xvda", "options": []}]
@@ -233,8 +247,12 @@ def test_a_device_is_refused(ngc_policy):
     (lambda r: r["OCI"]["Linux"]["Resources"].update(Devices=[{"Allow": True, "Type": "b", "Major": 8, "Minor": 0, "Access": "rwm"}]), "OCI.Linux.Resources.Devices"),
     (lambda r: r["OCI"]["Linux"]["Namespaces"][0].update(Path="/proc/1/ns/ipc"), "OCI.Linux.Namespaces[ipc]"),
     (lambda r: r["OCI"]["Linux"]["UIDMappings"].append({"ContainerID": 0, "HostID": 0, "Size": 65536}), "OCI.Linux.UIDMappings"),
+    (lambda r: r["OCI"]["Linux"]["GIDMappings"].append({"ContainerID": 0, "HostID": 0, "Size": 65536}), "OCI.Linux.GIDMappings"),
+    (lambda r: r["OCI"]["Linux"]["Devices"].append({"Path": "/dev/sda", "Type": "b", "Major": 8, "Minor": 0, "FileMode": 0o660, "UID": 0, "GID": 0}), "OCI.Linux.Devices"),
     (lambda r: r.update(sandbox_pidns=True), "sandbox_pidns"),
-], ids=["device-cgroup-rule", "guest-namespace", "uid-mapping", "shared-pid-namespace"])
+    # The runtime never sets one (kata_agent.go at kata-containers 7c6ba40c): a field it does not send is refused.
+    (lambda r: r.update(string_user={"uid": "0", "gid": "0", "additionalGids": [], "username": "root"}), "string_user"),
+], ids=["device-cgroup-rule", "guest-namespace", "uid-mapping", "gid-mapping", "device-node", "shared-pid-namespace", "string-user"])
 def test_reaching_beyond_the_container_is_refused(ngc_policy, edit, field):
     """Genpolicy's own refusals (rules.rego allow_create_container_input, allow_linux): a device rule with
     CAP_MKNOD, the agent's namespaces, ID mappings, a PID namespace shared with the other containers."""

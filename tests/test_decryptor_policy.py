@@ -86,6 +86,8 @@ def _with(replacements: dict[str, str] | None = None, extra: list[str] = ()) -> 
     pytest.param(_with({SOURCE: "https://x.example/models?evil=1"}), id="source-with-query"),
     pytest.param(_with({encrypted_model.MODEL_DIR: "/tmp/models"}), id="another-target"),
     pytest.param(_with(extra=["--cdh-url", "http://evil.example"]), id="an-extra-option"),
+    pytest.param(_with()[:-1], id="the-last-argument-dropped"),
+    pytest.param(_with({KEY_URI: "https://key.example/key.bin"}), id="a-pinned-argument-as-a-url"),
     pytest.param(_with({"/opt/app-root/bin/python3": "python3"}), id="interpreter-from-PATH"),
     pytest.param(["/opt/app-root/bin/python3", "-c", "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8006/cdh/resource/default/model-decryption/key.bin').read())"], id="python-c"),
     pytest.param(["/bin/sh", "-c", "curl http://127.0.0.1:8006/cdh/resource/default/model-decryption/key.bin"], id="shell"),

@@ -86,42 +86,30 @@ def test_a_file_that_is_no_jwe_is_named(data, problem):
         jwe.decrypt(io.BytesIO(data), io.BytesIO(), jwe.parse_key(jwe.new_key_text().encode()))
 
 
-def test_a_short_authentication_tag_is_named():
-    key = jwe.parse_key(jwe.new_key_text().encode())
-    out = io.BytesIO()
-    jwe.encrypt(io.BytesIO(b"weights"), out, key)
-    head, tag = out.getvalue().rsplit(b".", 1)
+def test_a_short_authentication_tag_is_named(key):
+    head, tag = _encrypted(key).rsplit(b".", 1)
     short = head + b"." + jwe.b64url_encode(jwe.b64url_decode(tag)[:12])
     with pytest.raises(jwe.JweError, match="authentication tag is incomplete"):
         jwe.decrypt(io.BytesIO(short), io.BytesIO(), key)
 
 
-def test_an_iv_of_another_length_is_named():
-    key = jwe.parse_key(jwe.new_key_text().encode())
-    out = io.BytesIO()
-    jwe.encrypt(io.BytesIO(b"weights"), out, key)
-    header, encrypted_key, _, ciphertext, tag = out.getvalue().split(b".")
+def test_an_iv_of_another_length_is_named(key):
+    header, encrypted_key, _, ciphertext, tag = _encrypted(key).split(b".")
     forged = b".".join([header, encrypted_key, jwe.b64url_encode(os.urandom(16)), ciphertext, tag])
     with pytest.raises(jwe.JweError, match="has a 16-byte IV"):
         jwe.decrypt(io.BytesIO(forged), io.BytesIO(), key)
 
 
-def test_extra_parts_and_stray_characters_are_refused():
-    key = jwe.parse_key(jwe.new_key_text().encode())
-    out = io.BytesIO()
-    jwe.encrypt(io.BytesIO(b"weights"), out, key)
-    token = out.getvalue()
+def test_extra_parts_and_stray_characters_are_refused(key):
+    token = _encrypted(key)
     for broken in (token + b".AAAA", token.replace(b".", b".+", 1), b"", b"garbage"):
         with pytest.raises(jwe.JweError):
             jwe.decrypt(io.BytesIO(broken), io.BytesIO(), key)
 
 
-def test_standard_base64_characters_are_refused_though_they_would_decode_alike():
+def test_standard_base64_characters_are_refused_though_they_would_decode_alike(key):
     """'+' and '/' decode to what '-' and '_' do in base64url: accepted, one file would have two spellings."""
-    key = jwe.parse_key(jwe.new_key_text().encode())
-    out = io.BytesIO()
-    jwe.encrypt(io.BytesIO(os.urandom(3000)), out, key)
-    header, rest = out.getvalue().split(b".", 1)
+    header, rest = _encrypted(key, os.urandom(3000)).split(b".", 1)
     spelled = header + b"." + (rest.replace(b"-", b"+", 1) if b"-" in rest else rest.replace(b"_", b"/", 1))
     with pytest.raises(jwe.JweError, match="is not base64url"):
         jwe.decrypt(io.BytesIO(spelled), io.BytesIO(), key)
