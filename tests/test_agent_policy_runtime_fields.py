@@ -299,6 +299,13 @@ def test_each_emptydir_storage_is_the_one_the_runtime_makes(ngc_policy, edit):
     assert refused_for(ngc_policy, "CreateContainerRequest", request) == {f"storages[{storage['mount_point']}]"}
 
 
+def test_an_unpinned_working_directory_in_the_sandboxs_shm_is_allowed(encrypted_policy):
+    """Guest memory, not a host-written file: only copies count as host files."""
+    request = decryptor_container()
+    request["OCI"]["Process"]["Cwd"] = "/dev/shm"
+    assert refused_for(encrypted_policy, "CreateContainerRequest", request) == set()
+
+
 def test_a_working_directory_in_a_memory_emptydir_is_allowed():
     policy = Policy(args=NIM_ARGS, working_dir="/mnt/models", decryptor=DecryptorPolicy(DECRYPTOR, KEY_URI, MANIFEST),
                     container=nim.policy_container(None, False, True))
