@@ -252,3 +252,27 @@ def crd_validator(crd_schemas):
         return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(manifest)]
 
     return validate
+
+
+# --- Agent policies (tests/test_agent_policy*.py): one per module that asks for it ---------------------
+
+
+@pytest.fixture(scope="module")
+def ngc_policy():
+    """An NGC model's workload, process and working directory pinned as pin_workload writes them."""
+    from tests.agent_requests import NIM_ARGS, NIM_WORKING_DIR
+    from tests.test_agent_policy import Policy
+
+    return Policy(args=NIM_ARGS, working_dir=NIM_WORKING_DIR)
+
+
+@pytest.fixture(scope="module")
+def encrypted_policy():
+    """A workload with an encrypted model: the pod also runs the decryptor."""
+    from components import nim
+    from components.initdata import DecryptorPolicy
+    from tests.agent_requests import DECRYPTOR, KEY_URI, MANIFEST, NIM_ARGS, NIM_WORKING_DIR
+    from tests.test_agent_policy import Policy
+
+    return Policy(args=NIM_ARGS, working_dir=NIM_WORKING_DIR, decryptor=DecryptorPolicy(DECRYPTOR, KEY_URI, MANIFEST),
+                  container=nim.policy_container(None, False, True))

@@ -14,17 +14,12 @@ from typing import Any
 import pytest
 
 from components import nim
-from components.initdata import AgentPolicyArgs, DecryptorPolicy, render_agent_policy
+from components.initdata import AgentPolicyArgs, render_agent_policy
 from tests.agent_requests import (
-    DECRYPTOR,
     IMAGE,
-    KEY_URI,
-    MANIFEST,
     NOT_NGC_KEYS,
     SERVING_KEY,
-    NIM_ARGS,
     NIM_IMAGE_ENV,
-    NIM_WORKING_DIR,
     SHARED,
     copy_file,
     create_sandbox,
@@ -44,18 +39,6 @@ LIFECYCLE = ("StartContainerRequest", "WaitProcessRequest", "ReadStreamRequest",
              "UpdateInterfaceRequest", "UpdateRoutesRequest", "ListInterfacesRequest", "ListRoutesRequest", "AddARPNeighborsRequest",
              "GuestDetailsRequest", "GetOOMEventRequest", "OnlineCPUMemRequest", "UpdateContainerRequest", "RemoveContainerRequest",
              "DestroySandboxRequest", "GetMetricsRequest", "SetGuestDateTimeRequest", "TtyWinResizeRequest", "CloseStdinRequest")
-
-
-@pytest.fixture(scope="module")
-def ngc_policy() -> Policy:
-    """An NGC model's workload, process and working directory pinned as pin_workload writes them."""
-    return Policy(args=NIM_ARGS, working_dir=NIM_WORKING_DIR)
-
-
-@pytest.fixture(scope="module")
-def encrypted_policy() -> Policy:
-    return Policy(args=NIM_ARGS, working_dir=NIM_WORKING_DIR, decryptor=DecryptorPolicy(DECRYPTOR, KEY_URI, MANIFEST),
-                  container=nim.policy_container(None, False, True))
 
 
 def refused_for(policy: Policy, request: str, input_: dict[str, Any], rule: str = "create_container_refusals") -> set[str]:

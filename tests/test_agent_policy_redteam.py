@@ -10,14 +10,8 @@ from __future__ import annotations
 import pytest
 
 from components import nim
-from tests.agent_requests import NIM_ARGS, NIM_WORKING_DIR, SHARED, crio, nim_container
-from tests.test_agent_policy import Policy
+from tests.agent_requests import SHARED, crio, nim_container
 from tests.test_agent_policy_allowlist import RUNTIMES, refused_for
-
-
-@pytest.fixture(scope="module")
-def ngc_policy() -> Policy:
-    return Policy(args=NIM_ARGS, working_dir=NIM_WORKING_DIR)
 
 
 def _without_env(request: dict, name: str) -> dict:

@@ -44,18 +44,6 @@ WORKSPACE = next(m["mountPath"] for m in nim.volume_mounts() if m["name"] == "ni
 
 
 @pytest.fixture(scope="module")
-def ngc_policy() -> Policy:
-    return Policy(args=NIM_ARGS, working_dir=NIM_WORKING_DIR)
-
-
-@pytest.fixture(scope="module")
-def encrypted_policy() -> Policy:
-    """A workload with an encrypted model: the pod also runs the decryptor."""
-    return Policy(args=NIM_ARGS, working_dir=NIM_WORKING_DIR, decryptor=DecryptorPolicy(DECRYPTOR, KEY_URI, MANIFEST),
-                  container=nim.policy_container(None, False, True))
-
-
-@pytest.fixture(scope="module")
 def policy() -> Policy:
     """A workload whose working directory is not pinned."""
     return Policy()
